@@ -1,0 +1,1223 @@
+"""The one condition language: composable, serialisable, explainable predicates over a lead.
+
+Segments, scoring rules, stage guards, scenario triggers, targets, goals and branches, and the MQL
+definition are all :class:`Condition` objects. A condition is a frozen value; combine them with
+``&``, ``|`` and ``~``; evaluate one against a :class:`View` (the lead, its activity history, its
+score and stage, at a time ``now``); ask it *why* with :meth:`Condition.explain`; store it as a
+plain dict with :meth:`Condition.to_dict` and read it back with :func:`condition_from_dict`.
+
+>>> from datetime import datetime, timezone
+>>> from nurturekit import Lead
+>>> from nurturekit.conditions import attr, did, View
+>>> rule = attr("employees").at_least(100) & did("page_view", page="pricing", within="30d")
+>>> lead = Lead(id="l1", email="ann@example.com", attributes={"employees": 250})
+>>> view = View(lead=lead, now=datetime(2026, 4, 1, tzinfo=timezone.utc))
+>>> rule.evaluate(view)
+False
+>>> print(rule.explain(view))
+✗ all of:
+  ✓ employees is at least 100 (it is 250)
+  ✗ did page_view with page=pricing at least once within 30 days (found 0)
+
+Evaluating a condition does no I/O and never reads the clock: everything it looks at is in the
+view.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from datetime import datetime, timedelta
+from typing import Any, ClassVar, Protocol
+
+import attrs
+
+from nurturekit._time import aware_utc, describe_duration, format_duration, parse_duration
+from nurturekit.activity import Activity
+from nurturekit.errors import InvalidCondition
+from nurturekit.lead import ContactStatus, Lead
+
+__all__ = [
+    "ActivityIs",
+    "AllOf",
+    "Always",
+    "AnyOf",
+    "AttributeContains",
+    "AttributeEquals",
+    "AttributeExists",
+    "AttributeIn",
+    "AttributeRange",
+    "Condition",
+    "Consented",
+    "ContactStatusIs",
+    "Did",
+    "Explanation",
+    "InStage",
+    "LevelReached",
+    "Never",
+    "Not",
+    "ScoreLike",
+    "ScoreRange",
+    "TemperatureIs",
+    "View",
+    "activity",
+    "always",
+    "attr",
+    "condition_from_dict",
+    "consented",
+    "contact_status",
+    "contactable",
+    "did",
+    "in_stage",
+    "level",
+    "never",
+    "score",
+    "temperature",
+]
+
+Scalar = str | int | float | bool
+
+
+class ScoreLike(Protocol):
+    """What a score test reads from a view's score (see :class:`nurturekit.scoring.Score`)."""
+
+    @property
+    def total(self) -> int: ...
+    @property
+    def fit(self) -> int: ...
+    @property
+    def engagement(self) -> int: ...
+    @property
+    def levels(self) -> tuple[str, ...]: ...
+    @property
+    def temperature(self) -> str | None: ...
+
+
+@attrs.frozen(kw_only=True)
+class View:
+    """Everything a condition may look at, at one moment ``now``.
+
+    ``activities`` is the lead's history (any order; only those at or before ``now`` count).
+    ``activity`` is the activity being processed right now, if any: the one a scenario trigger or
+    a behaviour scoring rule is asked about. ``score`` and ``stage`` are the lead's current ones.
+    """
+
+    lead: Lead
+    now: datetime = attrs.field(converter=lambda v: aware_utc(v, "View.now"))
+    activities: Sequence[Activity] = ()
+    activity: Activity | None = None
+    score: ScoreLike | None = None
+    stage: str | None = None
+
+
+@attrs.frozen(kw_only=True)
+class Explanation:
+    """Why a condition held or not: a line of text, and the explanations of its parts.
+
+    ``str(explanation)`` renders the tree with ✓ for parts that held and ✗ for parts that did not.
+    """
+
+    held: bool
+    text: str
+    parts: tuple[Explanation, ...] = ()
+
+    def lines(self, indent: int = 0) -> Iterator[str]:
+        yield f"{'  ' * indent}{'✓' if self.held else '✗'} {self.text}"
+        for part in self.parts:
+            yield from part.lines(indent + 1)
+
+    def __str__(self) -> str:
+        return "\n".join(self.lines())
+
+
+class Condition:
+    """A predicate over a :class:`View`. Subclasses are frozen attrs classes.
+
+    Combine with ``a & b`` (all), ``a | b`` (any) and ``~a`` (not).
+    """
+
+    __slots__ = ()
+    #: The dict key that names this kind of condition in :meth:`to_dict`.
+    tag: ClassVar[str] = ""
+
+    def evaluate(self, view: View) -> bool:
+        """Return whether the condition holds for ``view``."""
+        return self.explain(view).held
+
+    def explain(self, view: View) -> Explanation:
+        """Say which parts held and which did not, in words a marketer can read."""
+        raise NotImplementedError
+
+    def describe(self) -> str:
+        """Say what the condition asks, without a view: ``"employees is at least 100"``."""
+        raise NotImplementedError
+
+    def to_dict(self) -> dict[str, Any]:
+        """Return a plain dict (str keys; str, int, float, bool, list, dict values)."""
+        raise NotImplementedError
+
+    def children(self) -> tuple[Condition, ...]:
+        """The direct sub-conditions of a combinator; empty for a test."""
+        return ()
+
+    def walk(self) -> Iterator[Condition]:
+        """This condition and every condition inside it, depth first."""
+        yield self
+        for child in self.children():
+            yield from child.walk()
+
+    def activity_kinds(self) -> frozenset[str | None]:
+        """Activity kinds the condition looks at (``None`` stands for "any kind").
+
+        Used to index triggers and rules by kind, so no condition is tested against activities it
+        cannot match.
+        """
+        kinds: set[str | None] = set()
+        for node in self.walk():
+            if isinstance(node, Did | ActivityIs):
+                kinds.update(node.kinds if node.kinds else (None,))
+        return frozenset(kinds)
+
+    def __and__(self, other: Condition) -> Condition:
+        if not isinstance(other, Condition):
+            return NotImplemented
+        left = self.parts if isinstance(self, AllOf) else (self,)
+        right = other.parts if isinstance(other, AllOf) else (other,)
+        return AllOf(parts=left + right)
+
+    def __or__(self, other: Condition) -> Condition:
+        if not isinstance(other, Condition):
+            return NotImplemented
+        left = self.parts if isinstance(self, AnyOf) else (self,)
+        right = other.parts if isinstance(other, AnyOf) else (other,)
+        return AnyOf(parts=left + right)
+
+    def __invert__(self) -> Condition:
+        if isinstance(self, Not):
+            return self.part
+        return Not(part=self)
+
+    def __str__(self) -> str:
+        return self.describe()
+
+
+# --------------------------------------------------------------------------- combinators
+
+
+def _parts(value: Iterable[Condition]) -> tuple[Condition, ...]:
+    parts = tuple(value)
+    for index, part in enumerate(parts):
+        if not isinstance(part, Condition):
+            raise InvalidCondition(
+                f"parts[{index}]", f"expected a Condition, got {type(part).__name__} {part!r}"
+            )
+    if not parts:
+        raise InvalidCondition("parts", "needs at least one condition")
+    return parts
+
+
+@attrs.frozen(kw_only=True)
+class AllOf(Condition):
+    """Holds when every part holds."""
+
+    tag: ClassVar[str] = "all"
+    parts: tuple[Condition, ...] = attrs.field(converter=_parts)
+
+    def evaluate(self, view: View) -> bool:
+        return all(part.evaluate(view) for part in self.parts)
+
+    def explain(self, view: View) -> Explanation:
+        parts = tuple(part.explain(view) for part in self.parts)
+        return Explanation(held=all(p.held for p in parts), text="all of:", parts=parts)
+
+    def describe(self) -> str:
+        return "(" + " and ".join(part.describe() for part in self.parts) + ")"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"all": [part.to_dict() for part in self.parts]}
+
+    def children(self) -> tuple[Condition, ...]:
+        return self.parts
+
+
+@attrs.frozen(kw_only=True)
+class AnyOf(Condition):
+    """Holds when at least one part holds."""
+
+    tag: ClassVar[str] = "any"
+    parts: tuple[Condition, ...] = attrs.field(converter=_parts)
+
+    def evaluate(self, view: View) -> bool:
+        return any(part.evaluate(view) for part in self.parts)
+
+    def explain(self, view: View) -> Explanation:
+        parts = tuple(part.explain(view) for part in self.parts)
+        return Explanation(held=any(p.held for p in parts), text="any of:", parts=parts)
+
+    def describe(self) -> str:
+        return "(" + " or ".join(part.describe() for part in self.parts) + ")"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"any": [part.to_dict() for part in self.parts]}
+
+    def children(self) -> tuple[Condition, ...]:
+        return self.parts
+
+
+def _one_part(value: Condition) -> Condition:
+    return _parts((value,))[0]
+
+
+@attrs.frozen(kw_only=True)
+class Not(Condition):
+    """Holds when its part does not."""
+
+    tag: ClassVar[str] = "not"
+    part: Condition = attrs.field(converter=_one_part)
+
+    def evaluate(self, view: View) -> bool:
+        return not self.part.evaluate(view)
+
+    def explain(self, view: View) -> Explanation:
+        inner = self.part.explain(view)
+        return Explanation(held=not inner.held, text="not:", parts=(inner,))
+
+    def describe(self) -> str:
+        return f"not {self.part.describe()}"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"not": self.part.to_dict()}
+
+    def children(self) -> tuple[Condition, ...]:
+        return (self.part,)
+
+
+@attrs.frozen(kw_only=True)
+class Always(Condition):
+    """Always holds: the target of a scenario open to everyone."""
+
+    tag: ClassVar[str] = "always"
+
+    def evaluate(self, view: View) -> bool:
+        return True
+
+    def explain(self, view: View) -> Explanation:
+        return Explanation(held=True, text="always")
+
+    def describe(self) -> str:
+        return "always"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"always": True}
+
+
+@attrs.frozen(kw_only=True)
+class Never(Condition):
+    """Never holds: a transition only a person can make, a scenario switched off."""
+
+    tag: ClassVar[str] = "never"
+
+    def evaluate(self, view: View) -> bool:
+        return False
+
+    def explain(self, view: View) -> Explanation:
+        return Explanation(held=False, text="never")
+
+    def describe(self) -> str:
+        return "never"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"never": True}
+
+
+# --------------------------------------------------------------------------- attribute tests
+
+
+def _key(value: str) -> str:
+    if not isinstance(value, str) or not value:
+        raise InvalidCondition("attribute", f"expected a non-empty attribute name, got {value!r}")
+    return value
+
+
+def _scalar(value: Any, where: str) -> Scalar:
+    if isinstance(value, bool | str | int):
+        return value
+    if isinstance(value, float) and math.isfinite(value):
+        return value
+    raise InvalidCondition(
+        where, f"expected a string, number or boolean, got {type(value).__name__} {value!r}"
+    )
+
+
+def _scalars(values: Iterable[Any]) -> tuple[Scalar, ...]:
+    if isinstance(values, str) or not isinstance(values, Iterable):
+        raise InvalidCondition("one_of", f"expected a list of values, got {values!r}")
+    out = tuple(_scalar(v, f"one_of[{i}]") for i, v in enumerate(values))
+    if not out:
+        raise InvalidCondition("one_of", "needs at least one value")
+    return out
+
+
+def _number(value: Any, where: str) -> float | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        raise InvalidCondition(where, f"expected a finite number, got {value!r}")
+    return value
+
+
+def _same(actual: Any, expected: Scalar) -> bool:
+    # True == 1 in Python; a marketer's "employees is 1" must not match a flag that is True.
+    if isinstance(actual, bool) != isinstance(expected, bool):
+        return False
+    return bool(actual == expected)
+
+
+def _shown(value: Any) -> str:
+    if value is None:
+        return "it is not set"
+    if isinstance(value, tuple):
+        return "it is " + ", ".join(repr(v) for v in value)
+    return f"it is {value!r}"
+
+
+@attrs.frozen(kw_only=True)
+class AttributeEquals(Condition):
+    """The lead's attribute (or field: company, source, owner …) equals a value."""
+
+    tag: ClassVar[str] = "attribute"
+    key: str = attrs.field(converter=_key)
+    value: Scalar = attrs.field(converter=lambda v: _scalar(v, "equals"))
+
+    def evaluate(self, view: View) -> bool:
+        return _same(view.lead.get(self.key), self.value)
+
+    def explain(self, view: View) -> Explanation:
+        actual = view.lead.get(self.key)
+        return Explanation(held=_same(actual, self.value), text=f"{self.describe()} ({_shown(actual)})")
+
+    def describe(self) -> str:
+        return f"{self.key} is {self.value!r}"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"attribute": self.key, "equals": self.value}
+
+
+@attrs.frozen(kw_only=True)
+class AttributeIn(Condition):
+    """The lead's attribute is one of several values."""
+
+    tag: ClassVar[str] = "attribute"
+    key: str = attrs.field(converter=_key)
+    values: tuple[Scalar, ...] = attrs.field(converter=_scalars)
+
+    def evaluate(self, view: View) -> bool:
+        actual = view.lead.get(self.key)
+        return any(_same(actual, v) for v in self.values)
+
+    def explain(self, view: View) -> Explanation:
+        return Explanation(
+            held=self.evaluate(view), text=f"{self.describe()} ({_shown(view.lead.get(self.key))})"
+        )
+
+    def describe(self) -> str:
+        return f"{self.key} is one of " + ", ".join(repr(v) for v in self.values)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"attribute": self.key, "one_of": list(self.values)}
+
+
+@attrs.frozen(kw_only=True)
+class AttributeRange(Condition):
+    """The lead's numeric attribute lies in ``[at_least, below)``; either bound may be open."""
+
+    tag: ClassVar[str] = "attribute"
+    key: str = attrs.field(converter=_key)
+    at_least: float | None = attrs.field(default=None, converter=lambda v: _number(v, "at_least"))
+    below: float | None = attrs.field(default=None, converter=lambda v: _number(v, "below"))
+
+    def __attrs_post_init__(self) -> None:
+        if self.at_least is None and self.below is None:
+            raise InvalidCondition(self.key, "a range needs 'at_least', 'below' or both")
+        if self.at_least is not None and self.below is not None and self.at_least >= self.below:
+            raise InvalidCondition(
+                self.key,
+                f"empty range: at_least {self.at_least} must be smaller than below {self.below}",
+            )
+
+    def evaluate(self, view: View) -> bool:
+        actual = view.lead.get(self.key)
+        if isinstance(actual, bool) or not isinstance(actual, int | float):
+            return False
+        if self.at_least is not None and actual < self.at_least:
+            return False
+        return not (self.below is not None and actual >= self.below)
+
+    def explain(self, view: View) -> Explanation:
+        return Explanation(
+            held=self.evaluate(view), text=f"{self.describe()} ({_shown(view.lead.get(self.key))})"
+        )
+
+    def describe(self) -> str:
+        bounds = []
+        if self.at_least is not None:
+            bounds.append(f"at least {_num(self.at_least)}")
+        if self.below is not None:
+            bounds.append(f"below {_num(self.below)}")
+        return f"{self.key} is " + " and ".join(bounds)
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"attribute": self.key}
+        if self.at_least is not None:
+            out["at_least"] = self.at_least
+        if self.below is not None:
+            out["below"] = self.below
+        return out
+
+
+def _num(value: float) -> str:
+    return str(int(value)) if float(value).is_integer() else str(value)
+
+
+@attrs.frozen(kw_only=True)
+class AttributeExists(Condition):
+    """The lead has a value (not ``None``, not empty) for the attribute."""
+
+    tag: ClassVar[str] = "attribute"
+    key: str = attrs.field(converter=_key)
+
+    def evaluate(self, view: View) -> bool:
+        actual = view.lead.get(self.key)
+        return actual is not None and actual != "" and actual != ()
+
+    def explain(self, view: View) -> Explanation:
+        return Explanation(
+            held=self.evaluate(view), text=f"{self.describe()} ({_shown(view.lead.get(self.key))})"
+        )
+
+    def describe(self) -> str:
+        return f"{self.key} is set"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"attribute": self.key, "exists": True}
+
+
+@attrs.frozen(kw_only=True)
+class AttributeContains(Condition):
+    """The attribute, a text or a list, contains the value (case-insensitive for text)."""
+
+    tag: ClassVar[str] = "attribute"
+    key: str = attrs.field(converter=_key)
+    value: str = attrs.field()
+
+    @value.validator
+    def _check(self, _: attrs.Attribute[str], value: str) -> None:
+        if not isinstance(value, str) or not value:
+            raise InvalidCondition("contains", f"expected a non-empty text, got {value!r}")
+
+    def evaluate(self, view: View) -> bool:
+        actual = view.lead.get(self.key)
+        if isinstance(actual, str):
+            return self.value.casefold() in actual.casefold()
+        if isinstance(actual, tuple):
+            return any(_same(item, self.value) for item in actual)
+        return False
+
+    def explain(self, view: View) -> Explanation:
+        return Explanation(
+            held=self.evaluate(view), text=f"{self.describe()} ({_shown(view.lead.get(self.key))})"
+        )
+
+    def describe(self) -> str:
+        return f"{self.key} contains {self.value!r}"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"attribute": self.key, "contains": self.value}
+
+
+class _AttributeRef:
+    """Builder returned by :func:`attr`."""
+
+    __slots__ = ("_key",)
+
+    def __init__(self, key: str) -> None:
+        self._key = key
+
+    def eq(self, value: Scalar) -> Condition:
+        """The attribute equals ``value``."""
+        return AttributeEquals(key=self._key, value=value)
+
+    def one_of(self, *values: Scalar) -> Condition:
+        """The attribute is one of ``values``."""
+        return AttributeIn(key=self._key, values=values)
+
+    def at_least(self, value: float) -> Condition:
+        """The attribute is a number ``>= value``."""
+        return AttributeRange(key=self._key, at_least=value)
+
+    def below(self, value: float) -> Condition:
+        """The attribute is a number ``< value``."""
+        return AttributeRange(key=self._key, below=value)
+
+    def between(self, at_least: float, below: float) -> Condition:
+        """The attribute is a number in ``[at_least, below)``."""
+        return AttributeRange(key=self._key, at_least=at_least, below=below)
+
+    def exists(self) -> Condition:
+        """The attribute has a value."""
+        return AttributeExists(key=self._key)
+
+    def contains(self, value: str) -> Condition:
+        """The attribute's text or list contains ``value``."""
+        return AttributeContains(key=self._key, value=value)
+
+
+def attr(key: str) -> _AttributeRef:
+    """Start an attribute test: ``attr("industry").one_of("manufacturing", "it")``.
+
+    ``key`` is a key of :attr:`Lead.attributes` or one of the lead's fields (``company``,
+    ``source``, ``owner``, ``email``, ``name``).
+    """
+    return _AttributeRef(_key(key))
+
+
+# --------------------------------------------------------------------------- activity tests
+
+
+def _kinds(value: str | Iterable[str] | None) -> tuple[str, ...]:
+    if value is None:
+        return ()
+    items = (value,) if isinstance(value, str) else tuple(value)
+    for item in items:
+        if not isinstance(item, str) or not item:
+            raise InvalidCondition("kind", f"expected an activity kind such as 'page_view', got {item!r}")
+    return tuple(items)
+
+
+def _where(value: Mapping[str, Any] | None) -> tuple[tuple[str, Scalar], ...]:
+    if value is None:
+        return ()
+    if not isinstance(value, Mapping):
+        raise InvalidCondition("where", f"expected a mapping of property → value, got {value!r}")
+    return tuple(sorted((str(k), _scalar(v, f"where[{k!r}]")) for k, v in value.items()))
+
+
+def _within(value: timedelta | str | None) -> timedelta | None:
+    if value is None:
+        return None
+    if isinstance(value, str):
+        value = parse_duration(value, "within", InvalidCondition)
+    if not isinstance(value, timedelta) or value <= timedelta(0):
+        raise InvalidCondition("within", f"expected a positive duration such as '30d', got {value!r}")
+    return value
+
+
+def _count(value: Any, where: str) -> int | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise InvalidCondition(where, f"expected a whole number ≥ 0, got {value!r}")
+    return value
+
+
+def _matches(activity: Activity, kinds: tuple[str, ...], where: tuple[tuple[str, Scalar], ...]) -> bool:
+    if kinds and activity.kind not in kinds:
+        return False
+    props = activity.properties
+    for name, expected in where:
+        if not _same(props.get(name), expected):
+            return False
+    return True
+
+
+def _what(kinds: tuple[str, ...], where: tuple[tuple[str, Scalar], ...]) -> str:
+    what = " or ".join(kinds) if kinds else "anything"
+    if where:
+        what += " with " + ", ".join(f"{k}={v}" for k, v in where)
+    return what
+
+
+def _times(n: int) -> str:
+    return {1: "once", 2: "twice"}.get(n, f"{n} times")
+
+
+@attrs.frozen(kw_only=True)
+class Did(Condition):
+    """The lead's history has between ``at_least`` and ``at_most`` matching activities.
+
+    Only activities at or before ``view.now`` and, with ``within``, after ``now - within`` count.
+    ``kinds`` empty means any kind; ``where`` filters on properties (all must be equal).
+    """
+
+    tag: ClassVar[str] = "did"
+    kinds: tuple[str, ...] = attrs.field(default=(), converter=_kinds)
+    where: tuple[tuple[str, Scalar], ...] = attrs.field(default=(), converter=_where)
+    at_least: int = attrs.field(default=1, converter=lambda v: _count(v, "at_least"))
+    at_most: int | None = attrs.field(default=None, converter=lambda v: _count(v, "at_most"))
+    within: timedelta | None = attrs.field(default=None, converter=_within)
+
+    def __attrs_post_init__(self) -> None:
+        if self.at_most is not None and self.at_most < self.at_least:
+            raise InvalidCondition(
+                "at_most", f"at_most {self.at_most} is smaller than at_least {self.at_least}"
+            )
+
+    def count(self, view: View) -> int:
+        """How many activities in the view match, within the window."""
+        now = view.now
+        since = now - self.within if self.within is not None else None
+        kinds, where = self.kinds, self.where
+        found = 0
+        for item in view.activities:
+            at = item.at
+            if at > now or (since is not None and at <= since):
+                continue
+            if _matches(item, kinds, where):
+                found += 1
+        return found
+
+    def evaluate(self, view: View) -> bool:
+        found = self.count(view)
+        return found >= self.at_least and (self.at_most is None or found <= self.at_most)
+
+    def explain(self, view: View) -> Explanation:
+        found = self.count(view)
+        held = found >= self.at_least and (self.at_most is None or found <= self.at_most)
+        return Explanation(held=held, text=f"{self.describe()} (found {found})")
+
+    def describe(self) -> str:
+        what = _what(self.kinds, self.where)
+        if self.at_most == 0:
+            text = f"did no {what}"
+        elif self.at_most is None:
+            text = f"did {what} at least {_times(self.at_least)}"
+        elif self.at_most == self.at_least:
+            text = f"did {what} exactly {_times(self.at_least)}"
+        else:
+            text = f"did {what} {self.at_least} to {self.at_most} times"
+        if self.within is not None:
+            text += f" within {describe_duration(self.within)}"
+        return text
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"did": list(self.kinds) if len(self.kinds) != 1 else self.kinds[0]}
+        if not self.kinds:
+            out["did"] = "any"
+        if self.where:
+            out["where"] = dict(self.where)
+        if self.at_least != 1:
+            out["at_least"] = self.at_least
+        if self.at_most is not None:
+            out["at_most"] = self.at_most
+        if self.within is not None:
+            out["within"] = format_duration(self.within)
+        return out
+
+
+def did(
+    kind: str | Iterable[str] | None,
+    *,
+    where: Mapping[str, Scalar] | None = None,
+    at_least: int = 1,
+    at_most: int | None = None,
+    within: timedelta | str | None = None,
+    **properties: Scalar,
+) -> Condition:
+    """The lead did something: ``did("page_view", page="pricing", at_least=2, within="30d")``.
+
+    ``kind`` is one kind, several, or ``None`` for any. Property filters go in ``where`` or as
+    keyword arguments. For "did not open any mail for 90 days" write
+    ``~did("email_open", within="90d")``.
+    """
+    merged = dict(where or {})
+    merged.update(properties)
+    return Did(kinds=kind, where=merged, at_least=at_least, at_most=at_most, within=within)
+
+
+@attrs.frozen(kw_only=True)
+class ActivityIs(Condition):
+    """The activity being processed (``view.activity``) is of a kind and has properties.
+
+    This is how a behaviour scoring rule or a scenario trigger names *the* activity that just
+    happened, as opposed to :class:`Did`, which counts the history.
+    """
+
+    tag: ClassVar[str] = "activity"
+    kinds: tuple[str, ...] = attrs.field(default=(), converter=_kinds)
+    where: tuple[tuple[str, Scalar], ...] = attrs.field(default=(), converter=_where)
+
+    def evaluate(self, view: View) -> bool:
+        current = view.activity
+        return current is not None and _matches(current, self.kinds, self.where)
+
+    def explain(self, view: View) -> Explanation:
+        current = view.activity
+        if current is None:
+            return Explanation(held=False, text=f"{self.describe()} (no activity is being processed)")
+        shown = _what((current.kind,), tuple(sorted(current.properties.items())))
+        return Explanation(held=self.evaluate(view), text=f"{self.describe()} (it is {shown})")
+
+    def describe(self) -> str:
+        return f"this activity is {_what(self.kinds, self.where)}"
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "activity": (list(self.kinds) if len(self.kinds) != 1 else self.kinds[0]) or "any"
+        }
+        if self.where:
+            out["where"] = dict(self.where)
+        return out
+
+
+def activity(kind: str | Iterable[str] | None, **properties: Scalar) -> Condition:
+    """The activity being processed is ``kind`` with these properties.
+
+    >>> pricing_view = activity("page_view", page="pricing")
+    """
+    return ActivityIs(kinds=kind, where=properties)
+
+
+# --------------------------------------------------------------------------- score tests
+
+_AXES = ("total", "fit", "engagement")
+
+
+def _axis(value: str) -> str:
+    if value not in _AXES:
+        raise InvalidCondition("score", f"unknown score axis {value!r}; use one of {', '.join(_AXES)}")
+    return value
+
+
+@attrs.frozen(kw_only=True)
+class ScoreRange(Condition):
+    """The lead's score on one axis (total, fit or engagement) lies in ``[at_least, below)``."""
+
+    tag: ClassVar[str] = "score"
+    axis: str = attrs.field(default="total", converter=_axis)
+    at_least: float | None = attrs.field(default=None, converter=lambda v: _number(v, "at_least"))
+    below: float | None = attrs.field(default=None, converter=lambda v: _number(v, "below"))
+
+    def __attrs_post_init__(self) -> None:
+        if self.at_least is None and self.below is None:
+            raise InvalidCondition("score", "a score test needs 'at_least', 'below' or both")
+        if self.at_least is not None and self.below is not None and self.at_least >= self.below:
+            raise InvalidCondition(
+                "score", f"empty range: at_least {self.at_least} must be smaller than below {self.below}"
+            )
+
+    def _value(self, view: View) -> int | None:
+        current = view.score
+        return None if current is None else int(getattr(current, self.axis))
+
+    def evaluate(self, view: View) -> bool:
+        value = self._value(view)
+        if value is None:
+            return False
+        if self.at_least is not None and value < self.at_least:
+            return False
+        return not (self.below is not None and value >= self.below)
+
+    def explain(self, view: View) -> Explanation:
+        value = self._value(view)
+        shown = "no score yet" if value is None else f"it is {value}"
+        return Explanation(held=self.evaluate(view), text=f"{self.describe()} ({shown})")
+
+    def describe(self) -> str:
+        bounds = []
+        if self.at_least is not None:
+            bounds.append(f"at least {_num(self.at_least)}")
+        if self.below is not None:
+            bounds.append(f"below {_num(self.below)}")
+        name = "score" if self.axis == "total" else f"{self.axis} score"
+        return f"{name} is " + " and ".join(bounds)
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"score": self.axis}
+        if self.at_least is not None:
+            out["at_least"] = self.at_least
+        if self.below is not None:
+            out["below"] = self.below
+        return out
+
+
+class _ScoreRef:
+    """Builder returned by :func:`score`."""
+
+    __slots__ = ("_axis",)
+
+    def __init__(self, axis: str) -> None:
+        self._axis = _axis(axis)
+
+    def at_least(self, value: float) -> Condition:
+        return ScoreRange(axis=self._axis, at_least=value)
+
+    def below(self, value: float) -> Condition:
+        return ScoreRange(axis=self._axis, below=value)
+
+    def between(self, at_least: float, below: float) -> Condition:
+        return ScoreRange(axis=self._axis, at_least=at_least, below=below)
+
+
+def score(axis: str = "total") -> _ScoreRef:
+    """Start a score test: ``score().at_least(100)``, ``score("fit").at_least(30)``."""
+    return _ScoreRef(axis)
+
+
+def _name(value: str) -> str:
+    if not isinstance(value, str) or not value:
+        raise InvalidCondition("name", f"expected a non-empty name, got {value!r}")
+    return value
+
+
+@attrs.frozen(kw_only=True)
+class LevelReached(Condition):
+    """The lead's score has reached a named level of the scoring model (e.g. ``"MQL"``)."""
+
+    tag: ClassVar[str] = "level"
+    name: str = attrs.field(converter=_name)
+
+    def evaluate(self, view: View) -> bool:
+        return view.score is not None and self.name in view.score.levels
+
+    def explain(self, view: View) -> Explanation:
+        current = view.score
+        if current is None:
+            shown = "no score yet"
+        else:
+            shown = f"score {current.total}, levels reached: " + (", ".join(current.levels) or "none")
+        return Explanation(held=self.evaluate(view), text=f"{self.describe()} ({shown})")
+
+    def describe(self) -> str:
+        return f"score has reached level {self.name!r}"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"level": self.name}
+
+
+def level(name: str) -> Condition:
+    """The score has reached the scoring model's level ``name``: ``level("MQL")``."""
+    return LevelReached(name=name)
+
+
+@attrs.frozen(kw_only=True)
+class TemperatureIs(Condition):
+    """The lead's temperature band (hot / warm / cold, or the model's own names) is one of these."""
+
+    tag: ClassVar[str] = "temperature"
+    names: tuple[str, ...] = attrs.field(
+        converter=lambda v: tuple(_name(n) for n in ((v,) if isinstance(v, str) else v))
+    )
+
+    def evaluate(self, view: View) -> bool:
+        return view.score is not None and view.score.temperature in self.names
+
+    def explain(self, view: View) -> Explanation:
+        current = None if view.score is None else view.score.temperature
+        return Explanation(held=self.evaluate(view), text=f"{self.describe()} ({_shown(current)})")
+
+    def describe(self) -> str:
+        return "temperature is " + " or ".join(self.names)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"temperature": self.names[0] if len(self.names) == 1 else list(self.names)}
+
+
+def temperature(*names: str) -> Condition:
+    """The lead's temperature is one of ``names``: ``temperature("hot")``."""
+    return TemperatureIs(names=names)
+
+
+# --------------------------------------------------------------------------- stage, consent
+
+
+@attrs.frozen(kw_only=True)
+class InStage(Condition):
+    """The lead's current stage is one of these."""
+
+    tag: ClassVar[str] = "stage"
+    names: tuple[str, ...] = attrs.field(
+        converter=lambda v: tuple(_name(n) for n in ((v,) if isinstance(v, str) else v))
+    )
+
+    def evaluate(self, view: View) -> bool:
+        return view.stage in self.names
+
+    def explain(self, view: View) -> Explanation:
+        return Explanation(held=self.evaluate(view), text=f"{self.describe()} ({_shown(view.stage)})")
+
+    def describe(self) -> str:
+        return "stage is " + " or ".join(self.names)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"stage": self.names[0] if len(self.names) == 1 else list(self.names)}
+
+
+def in_stage(*names: str) -> Condition:
+    """The lead is in one of the stages ``names``: ``in_stage("interest", "consideration")``."""
+    return InStage(names=names)
+
+
+@attrs.frozen(kw_only=True)
+class Consented(Condition):
+    """The lead has an opt-in record (:class:`nurturekit.lead.Consent`) at or before ``now``."""
+
+    tag: ClassVar[str] = "consent"
+
+    def evaluate(self, view: View) -> bool:
+        consent = view.lead.consent
+        return consent is not None and consent.at <= view.now
+
+    def explain(self, view: View) -> Explanation:
+        consent = view.lead.consent
+        if consent is None:
+            shown = "no opt-in is recorded"
+        else:
+            shown = f"opted in {consent.at.isoformat()} by {consent.method}"
+        return Explanation(held=self.evaluate(view), text=f"{self.describe()} ({shown})")
+
+    def describe(self) -> str:
+        return "has opted in"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"consent": True}
+
+
+def consented() -> Condition:
+    """The lead has a recorded opt-in."""
+    return Consented()
+
+
+def _statuses(value: Any) -> tuple[ContactStatus, ...]:
+    items = (value,) if isinstance(value, str | ContactStatus) else tuple(value)
+    out = []
+    for item in items:
+        try:
+            out.append(ContactStatus(item))
+        except ValueError:
+            allowed = ", ".join(s.value for s in ContactStatus)
+            raise InvalidCondition(
+                "contactability", f"unknown status {item!r}; use one of {allowed}"
+            ) from None
+    if not out:
+        raise InvalidCondition("contactability", "needs at least one status")
+    return tuple(out)
+
+
+@attrs.frozen(kw_only=True)
+class ContactStatusIs(Condition):
+    """The lead's contactability status is one of these."""
+
+    tag: ClassVar[str] = "contactability"
+    statuses: tuple[ContactStatus, ...] = attrs.field(converter=_statuses)
+
+    def evaluate(self, view: View) -> bool:
+        return view.lead.contactability.status in self.statuses
+
+    def explain(self, view: View) -> Explanation:
+        current = view.lead.contactability
+        shown = f"it is {current.status.value}"
+        if current.reason:
+            shown += f": {current.reason}"
+        return Explanation(held=self.evaluate(view), text=f"{self.describe()} ({shown})")
+
+    def describe(self) -> str:
+        return "contactability is " + " or ".join(s.value for s in self.statuses)
+
+    def to_dict(self) -> dict[str, Any]:
+        values = [s.value for s in self.statuses]
+        return {"contactability": values[0] if len(values) == 1 else values}
+
+
+def contact_status(*statuses: str | ContactStatus) -> Condition:
+    """The lead's contactability is one of ``statuses``: ``contact_status("bounced")``."""
+    return ContactStatusIs(statuses=statuses)
+
+
+def contactable() -> Condition:
+    """The lead may receive marketing mail: subscribed (not unsubscribed, bounced or blocked)."""
+    return ContactStatusIs(statuses=(ContactStatus.SUBSCRIBED,))
+
+
+def always() -> Condition:
+    """A condition that always holds."""
+    return Always()
+
+
+def never() -> Condition:
+    """A condition that never holds."""
+    return Never()
+
+
+# --------------------------------------------------------------------------- from dicts
+
+_ATTRIBUTE_OPS = ("equals", "one_of", "at_least", "below", "exists", "contains")
+
+
+def condition_from_dict(data: Mapping[str, Any], path: str = "condition") -> Condition:
+    """Read a condition written by :meth:`Condition.to_dict` (or by hand, e.g. from TOML).
+
+    Errors are :class:`InvalidCondition` naming the path inside the dict::
+
+        {"all": [{"attribute": "employees", "at_least": 100},
+                 {"did": "page_view", "where": {"page": "pricing"}, "within": "30d"}]}
+    """
+    if isinstance(data, Condition):
+        return data
+    if not isinstance(data, Mapping):
+        raise InvalidCondition(path, f"expected a table (dict), got {type(data).__name__} {data!r}")
+    try:
+        return _read(data, path)
+    except InvalidCondition as error:
+        if error.where.startswith(path):
+            raise
+        raise InvalidCondition(f"{path}.{error.where}", error.message) from None
+
+
+def _allowed(data: Mapping[str, Any], path: str, keys: Sequence[str]) -> None:
+    for key in data:
+        if key not in keys:
+            raise InvalidCondition(
+                path, f"unknown key {key!r}; here the keys are {', '.join(repr(k) for k in keys)}"
+            )
+
+
+def _read(data: Mapping[str, Any], path: str) -> Condition:
+    tags = [key for key in _READERS if key in data]
+    if len(tags) != 1:
+        known = ", ".join(repr(k) for k in _READERS)
+        if not tags:
+            raise InvalidCondition(
+                path, f"cannot tell what condition {dict(data)!r} is; it needs one of the keys {known}"
+            )
+        raise InvalidCondition(path, f"has several condition keys {tags}; use one per table")
+    return _READERS[tags[0]](data, path)
+
+
+def _read_list(data: Mapping[str, Any], path: str, tag: str) -> list[Condition]:
+    _allowed(data, path, (tag,))
+    items = data[tag]
+    if not isinstance(items, list | tuple) or not items:
+        raise InvalidCondition(f"{path}.{tag}", f"expected a non-empty list of conditions, got {items!r}")
+    return [condition_from_dict(item, f"{path}.{tag}[{i}]") for i, item in enumerate(items)]
+
+
+def _read_all(data: Mapping[str, Any], path: str) -> Condition:
+    return AllOf(parts=_read_list(data, path, "all"))
+
+
+def _read_any(data: Mapping[str, Any], path: str) -> Condition:
+    return AnyOf(parts=_read_list(data, path, "any"))
+
+
+def _read_not(data: Mapping[str, Any], path: str) -> Condition:
+    _allowed(data, path, ("not",))
+    return Not(part=condition_from_dict(data["not"], f"{path}.not"))
+
+
+def _flag(data: Mapping[str, Any], path: str, tag: str) -> None:
+    _allowed(data, path, (tag,))
+    if data[tag] is not True:
+        raise InvalidCondition(f"{path}.{tag}", f"write {tag} = true, got {data[tag]!r}")
+
+
+def _read_always(data: Mapping[str, Any], path: str) -> Condition:
+    _flag(data, path, "always")
+    return Always()
+
+
+def _read_never(data: Mapping[str, Any], path: str) -> Condition:
+    _flag(data, path, "never")
+    return Never()
+
+
+def _read_attribute(data: Mapping[str, Any], path: str) -> Condition:
+    _allowed(data, path, ("attribute", *_ATTRIBUTE_OPS))
+    key = data["attribute"]
+    ops = [op for op in _ATTRIBUTE_OPS if op in data]
+    if not ops:
+        raise InvalidCondition(
+            path, f"attribute test on {key!r} needs one of {', '.join(repr(o) for o in _ATTRIBUTE_OPS)}"
+        )
+    if set(ops) == {"at_least", "below"} or ops in (["at_least"], ["below"]):
+        return AttributeRange(key=key, at_least=data.get("at_least"), below=data.get("below"))
+    if len(ops) != 1:
+        raise InvalidCondition(path, f"attribute test on {key!r} has several tests {ops}; use one")
+    op = ops[0]
+    value = data[op]
+    if op == "equals":
+        return AttributeEquals(key=key, value=value)
+    if op == "one_of":
+        return AttributeIn(key=key, values=value)
+    if op == "contains":
+        return AttributeContains(key=key, value=value)
+    if value is not True:
+        raise InvalidCondition(f"{path}.exists", f"write exists = true, got {value!r}")
+    return AttributeExists(key=key)
+
+
+def _kind_value(value: Any) -> Any:
+    return None if value == "any" else value
+
+
+def _read_did(data: Mapping[str, Any], path: str) -> Condition:
+    _allowed(data, path, ("did", "where", "at_least", "at_most", "within"))
+    return Did(
+        kinds=_kind_value(data["did"]),
+        where=data.get("where"),
+        at_least=data.get("at_least", 1),
+        at_most=data.get("at_most"),
+        within=data.get("within"),
+    )
+
+
+def _read_activity(data: Mapping[str, Any], path: str) -> Condition:
+    _allowed(data, path, ("activity", "where"))
+    return ActivityIs(kinds=_kind_value(data["activity"]), where=data.get("where"))
+
+
+def _read_score(data: Mapping[str, Any], path: str) -> Condition:
+    _allowed(data, path, ("score", "at_least", "below"))
+    return ScoreRange(axis=data["score"], at_least=data.get("at_least"), below=data.get("below"))
+
+
+def _read_level(data: Mapping[str, Any], path: str) -> Condition:
+    _allowed(data, path, ("level",))
+    return LevelReached(name=data["level"])
+
+
+def _read_temperature(data: Mapping[str, Any], path: str) -> Condition:
+    _allowed(data, path, ("temperature",))
+    return TemperatureIs(names=data["temperature"])
+
+
+def _read_stage(data: Mapping[str, Any], path: str) -> Condition:
+    _allowed(data, path, ("stage",))
+    return InStage(names=data["stage"])
+
+
+def _read_consent(data: Mapping[str, Any], path: str) -> Condition:
+    _flag(data, path, "consent")
+    return Consented()
+
+
+def _read_contactability(data: Mapping[str, Any], path: str) -> Condition:
+    _allowed(data, path, ("contactability",))
+    return ContactStatusIs(statuses=data["contactability"])
+
+
+_READERS = {
+    "all": _read_all,
+    "any": _read_any,
+    "not": _read_not,
+    "always": _read_always,
+    "never": _read_never,
+    "attribute": _read_attribute,
+    "did": _read_did,
+    "activity": _read_activity,
+    "score": _read_score,
+    "level": _read_level,
+    "temperature": _read_temperature,
+    "stage": _read_stage,
+    "consent": _read_consent,
+    "contactability": _read_contactability,
+}

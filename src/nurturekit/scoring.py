@@ -1,0 +1,936 @@
+"""Lead scoring: fit (who the lead is) plus engagement (what the lead did), explained to the point.
+
+A :class:`ScoringModel` is data, not code: fit rules and behaviour rules, each a condition from
+:mod:`nurturekit.conditions` plus points; caps, time windows and decay; named levels (``MQL`` at
+100) and temperature bands (hot / warm / cold).
+
+Scoring keeps a :class:`ScoreCard` per lead. Feed it activities with :meth:`ScoringModel.apply`
+(cheap: no history scan for plain rules) and read a :class:`Score` with
+:meth:`ScoringModel.score` at any time ``now``; decay is computed from timestamps at that moment,
+never by a sweep job. Applying activities one by one, in any order, gives exactly the score that
+:meth:`ScoringModel.rescore` computes from the whole history.
+
+>>> from datetime import datetime, timezone
+>>> from nurturekit import Activity, Lead
+>>> from nurturekit.presets import seed002_scoring_model
+>>> model = seed002_scoring_model()
+>>> lead = Lead(id="l1", email="ann@example.com", attributes={"job_level": "department_head"})
+>>> at = datetime(2026, 4, 1, 10, tzinfo=timezone.utc)
+>>> card = model.new_card(lead)
+>>> model.apply(card, lead, Activity(lead_id="l1", kind="page_view", at=at, properties={"page": "pricing"}))
+True
+>>> model.score(card, at).total
+50
+"""
+
+from __future__ import annotations
+
+import bisect
+import math
+from collections.abc import Iterable, Mapping, Sequence
+from datetime import datetime, timedelta
+from typing import Any, NamedTuple
+
+import attrs
+
+from nurturekit._time import (
+    UTC,
+    aware_utc,
+    describe_duration,
+    format_duration,
+    optional_aware_utc,
+    parse_duration,
+)
+from nurturekit.activity import Activity
+from nurturekit.conditions import (
+    ActivityIs,
+    AllOf,
+    AnyOf,
+    Condition,
+    Did,
+    InStage,
+    LevelReached,
+    ScoreRange,
+    TemperatureIs,
+    View,
+    condition_from_dict,
+)
+from nurturekit.errors import InvalidScoringModel, NurtureError
+from nurturekit.lead import Lead
+
+__all__ = [
+    "Band",
+    "BehaviourRule",
+    "Cap",
+    "Contribution",
+    "FitRule",
+    "HalfLife",
+    "IdleLoss",
+    "Level",
+    "Score",
+    "ScoreCard",
+    "ScoringModel",
+]
+
+FIT = "fit"
+ENGAGEMENT = "engagement"
+IDLE_DECAY_RULE = "idle decay"
+
+
+def _name(value: str) -> str:
+    if not isinstance(value, str) or not value.strip():
+        raise InvalidScoringModel("name", f"expected a non-empty name, got {value!r}")
+    return value
+
+
+def _points(value: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise InvalidScoringModel(
+            "points", f"expected whole points (an int, negative allowed), got {value!r}"
+        )
+    return value
+
+
+def _duration(value: timedelta | str) -> timedelta:
+    if isinstance(value, str):
+        value = parse_duration(value, "period", InvalidScoringModel)
+    if not isinstance(value, timedelta) or value <= timedelta(0):
+        raise InvalidScoringModel("period", f"expected a positive duration such as '1d', got {value!r}")
+    return value
+
+
+def _optional_duration(value: timedelta | str | None) -> timedelta | None:
+    return None if value is None else _duration(value)
+
+
+# --------------------------------------------------------------------------- definitions
+
+
+@attrs.frozen(kw_only=True)
+class Cap:
+    """How often a behaviour rule may award points: ``times`` per rolling ``per`` window.
+
+    ``Cap(times=1, per="1d")`` is "at most once a day"; ``Cap(times=3)`` is "at most 3 times";
+    ``Cap(times=1)`` is "once per lead". The window is rolling (the last 24 hours, not the
+    calendar day), so it does not depend on anyone's time zone.
+    """
+
+    times: int = attrs.field()
+    per: timedelta | None = attrs.field(default=None, converter=_optional_duration)
+
+    @times.validator
+    def _check(self, _: attrs.Attribute[int], value: int) -> None:
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise InvalidScoringModel("cap.times", f"expected a whole number ≥ 1, got {value!r}")
+
+    def describe(self) -> str:
+        times = {1: "once", 2: "twice"}.get(self.times, f"{self.times} times")
+        if self.per is None:
+            return f"at most {times}" + (" per lead" if self.times == 1 else "")
+        return f"at most {times} per {describe_duration(self.per)}"
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"times": self.times}
+        if self.per is not None:
+            out["per"] = format_duration(self.per)
+        return out
+
+
+@attrs.frozen(kw_only=True)
+class FitRule:
+    """Points for who the lead is: ``FitRule(name="employees ≥ 50", when=attr("employees").at_least(50), points=10)``.
+
+    ``when`` may test attributes, consent and contactability only: fit is about the lead, not its
+    behaviour, score or stage.
+    """
+
+    name: str = attrs.field(converter=_name)
+    when: Condition
+    points: int = attrs.field(converter=_points)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"name": self.name, "when": self.when.to_dict(), "points": self.points}
+
+
+@attrs.frozen(kw_only=True)
+class BehaviourRule:
+    """Points for what the lead did.
+
+    ``when`` must name the activity that earns the points with :func:`~nurturekit.conditions.activity`
+    and may add attribute or history tests::
+
+        BehaviourRule(name="pricing page visit", when=activity("page_view", page="pricing"),
+                      points=30, cap=Cap(times=1, per="1d"))
+
+    ``cap`` limits how often it counts; ``active_from`` / ``active_until`` limit it to activities
+    in a time window (a campaign period): an activity counts when
+    ``active_from <= at < active_until``.
+    """
+
+    name: str = attrs.field(converter=_name)
+    when: Condition
+    points: int = attrs.field(converter=_points)
+    cap: Cap | None = None
+    active_from: datetime | None = attrs.field(
+        default=None, converter=lambda v: optional_aware_utc(v, "BehaviourRule.active_from")
+    )
+    active_until: datetime | None = attrs.field(
+        default=None, converter=lambda v: optional_aware_utc(v, "BehaviourRule.active_until")
+    )
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"name": self.name, "when": self.when.to_dict(), "points": self.points}
+        if self.cap is not None:
+            out["cap"] = self.cap.to_dict()
+        if self.active_from is not None:
+            out["active_from"] = self.active_from.isoformat()
+        if self.active_until is not None:
+            out["active_until"] = self.active_until.isoformat()
+        return out
+
+
+@attrs.frozen(kw_only=True)
+class HalfLife:
+    """Engagement points halve every ``period``: a contribution of ``p`` points made ``t`` ago is
+    worth ``round(p * 0.5 ** (t / period))`` whole points now."""
+
+    period: timedelta = attrs.field(converter=_duration)
+
+    def describe(self) -> str:
+        return f"engagement halves every {describe_duration(self.period)}"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"half_life": format_duration(self.period)}
+
+
+@attrs.frozen(kw_only=True)
+class IdleLoss:
+    """The lead loses ``points`` engagement for every full ``period`` without any activity.
+
+    The loss never takes engagement below ``floor`` (0 by default); it shows in the ledger as
+    ``idle decay`` entries, so the ledger still sums to the total.
+    """
+
+    points: int = attrs.field(converter=_points)
+    period: timedelta = attrs.field(converter=_duration)
+    floor: int = attrs.field(default=0, converter=_points)
+
+    def __attrs_post_init__(self) -> None:
+        if self.points <= 0:
+            raise InvalidScoringModel(
+                "decay.points", f"points lost per idle period must be positive, got {self.points}"
+            )
+
+    def describe(self) -> str:
+        return f"engagement loses {self.points} points per {describe_duration(self.period)} idle"
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"idle_loss": self.points, "period": format_duration(self.period)}
+        if self.floor:
+            out["floor"] = self.floor
+        return out
+
+
+Decay = HalfLife | IdleLoss
+
+
+@attrs.frozen(kw_only=True)
+class Level:
+    """A named score threshold on the total: ``Level(name="MQL", at_least=100)``."""
+
+    name: str = attrs.field(converter=_name)
+    at_least: int = attrs.field(converter=_points)
+
+
+@attrs.frozen(kw_only=True)
+class Band:
+    """A temperature band: ``Band(name="hot", at_least=60)``; ``at_least=None`` is the catch-all."""
+
+    name: str = attrs.field(converter=_name)
+    at_least: int | None = attrs.field(
+        default=None, converter=lambda v: None if v is None else _points(v)
+    )
+
+
+# --------------------------------------------------------------------------- values
+
+
+class Contribution(NamedTuple):
+    """One line of a score's ledger.
+
+    ``points`` is what the rule awards; ``value`` is what it is worth at the score's time, after
+    decay. ``activity_key`` / ``activity_kind`` name the activity that earned it (``None`` for fit
+    rules and idle-decay lines); ``at`` is when it was earned (``None`` for fit rules).
+    """
+
+    rule: str
+    axis: str
+    points: int
+    value: int
+    at: datetime | None
+    activity_key: str | None
+    activity_kind: str | None
+
+
+@attrs.frozen(kw_only=True)
+class Score:
+    """A lead's score at a time ``at``.
+
+    ``total == fit + engagement`` and ``total`` is exactly the sum of the ledger's ``value``\\ s.
+    ``levels`` are the names of every level reached, lowest first; ``level`` is the highest.
+    """
+
+    lead_id: str
+    at: datetime
+    total: int
+    fit: int
+    engagement: int
+    ledger: tuple[Contribution, ...]
+    levels: tuple[str, ...] = ()
+    temperature: str | None = None
+
+    @property
+    def level(self) -> str | None:
+        return self.levels[-1] if self.levels else None
+
+    def explain(self) -> str:
+        """The score line by line, for a marketer: why is this lead at 115?"""
+        head = f"score {self.total} (fit {self.fit}, engagement {self.engagement})"
+        if self.levels:
+            head += f", level {self.level}"
+        if self.temperature is not None:
+            head += f", {self.temperature}"
+        lines = [head]
+        for axis in (FIT, ENGAGEMENT):
+            entries = [c for c in self.ledger if c.axis == axis]
+            if not entries:
+                continue
+            lines.append(f"{axis}:")
+            for c in entries:
+                worth = f"{c.value:+d}"
+                if c.value != c.points and c.rule != IDLE_DECAY_RULE:
+                    worth += f" (earned {c.points:+d}, decayed)"
+                what = c.rule
+                if c.activity_kind is not None and c.at is not None:
+                    what += f" — {c.activity_kind} at {c.at:%Y-%m-%d %H:%M} UTC"
+                elif c.at is not None:
+                    what += f" — until {c.at:%Y-%m-%d %H:%M} UTC"
+                lines.append(f"  {worth:>5} {what}")
+        return "\n".join(lines)
+
+
+@attrs.define(kw_only=True, eq=False)
+class ScoreCard:
+    """The running score state of one lead. Made by :meth:`ScoringModel.new_card`.
+
+    It is a holder, mutated by :meth:`ScoringModel.apply`; read a :class:`Score` from it with
+    :meth:`ScoringModel.score`. Storage adapters keep it or rebuild it from the history.
+    """
+
+    lead_id: str
+    fit: tuple[Contribution, ...] = ()
+    fit_total: int = 0
+    #: Admitted engagement contributions, in (at, activity key, rule order) order.
+    entries: list[Contribution] = attrs.Factory(list)
+    #: Sum of the admitted contributions' points, before decay.
+    engagement_points: int = 0
+    #: Candidates of capped rules that their cap refused, kept so a late activity can re-decide.
+    refused: list[Contribution] = attrs.Factory(list)
+    #: Keys of every applied activity: applying one twice changes nothing.
+    seen: set[str] = attrs.Factory(set)
+    #: (at, key) of the newest applied activity: an older one is late and is put in its place.
+    last: tuple[datetime, str] | None = None
+    #: Times of every applied activity, sorted: the idle clock of :class:`IdleLoss` (else empty).
+    times: list[datetime] = attrs.Factory(list)
+
+
+# --------------------------------------------------------------------------- the model
+
+
+_FIT_FORBIDDEN = (Did, ActivityIs, ScoreRange, LevelReached, TemperatureIs, InStage)
+_BEHAVIOUR_FORBIDDEN = (ScoreRange, LevelReached, TemperatureIs, InStage)
+_ANY = "*"
+
+
+def _required_kinds(condition: Condition) -> frozenset[str] | None:
+    """Kinds the current activity must have for ``condition`` to hold; None if unconstrained."""
+    if isinstance(condition, ActivityIs):
+        return frozenset(condition.kinds) if condition.kinds else frozenset((_ANY,))
+    if isinstance(condition, AllOf):
+        found = [k for k in map(_required_kinds, condition.parts) if k is not None]
+        if not found:
+            return None
+        if any(_ANY not in k for k in found):
+            narrowed = frozenset.intersection(*(k for k in found if _ANY not in k))
+            return narrowed
+        return frozenset((_ANY,))
+    if isinstance(condition, AnyOf):
+        found = [_required_kinds(part) for part in condition.parts]
+        if any(k is None for k in found):
+            return None
+        return frozenset().union(*(k for k in found if k is not None))
+    return None
+
+
+@attrs.frozen
+class _Compiled:
+    """A behaviour rule laid out for the hot path of :meth:`ScoringModel.apply`."""
+
+    index: int
+    rule: BehaviourRule
+    name: str
+    points: int
+    #: Property tests of the rule's top-level ``activity(...)`` parts, matched without a View.
+    #: Their kinds need no test: the rule is only listed under the kinds it can match.
+    where: tuple[tuple[str, Any], ...]
+    #: What is left to test with a View once ``where`` matched; None for a bare activity test.
+    rest: Condition | None
+    #: Whether the rule has a cap or a time window (checked only then).
+    limited: bool
+    needs_history: bool
+
+
+def _compile(index: int, rule: BehaviourRule) -> _Compiled:
+    parts = rule.when.parts if isinstance(rule.when, AllOf) else (rule.when,)
+    where = tuple(pair for p in parts if isinstance(p, ActivityIs) for pair in p.where)
+    others = tuple(p for p in parts if not isinstance(p, ActivityIs))
+    rest = None if not others else others[0] if len(others) == 1 else AllOf(parts=others)
+    limited = rule.cap is not None or rule.active_from is not None or rule.active_until is not None
+    needs_history = any(isinstance(node, Did) for node in rule.when.walk())
+    return _Compiled(index, rule, rule.name, rule.points, where, rest, limited, needs_history)
+
+
+def _fit_rules(value: Iterable[FitRule]) -> tuple[FitRule, ...]:
+    return tuple(value)
+
+
+def _behaviour_rules(value: Iterable[BehaviourRule]) -> tuple[BehaviourRule, ...]:
+    return tuple(value)
+
+
+@attrs.frozen(kw_only=True)
+class ScoringModel:
+    """Fit rules, behaviour rules, decay, levels and temperature bands.
+
+    Validated when built; errors name the rule (``behaviour_rules[2].when``) and say what would be
+    right. ``band_axis`` is the score the temperature bands read: ``"total"``, ``"fit"`` or
+    ``"engagement"``.
+    """
+
+    fit_rules: tuple[FitRule, ...] = attrs.field(default=(), converter=_fit_rules)
+    behaviour_rules: tuple[BehaviourRule, ...] = attrs.field(default=(), converter=_behaviour_rules)
+    decay: HalfLife | IdleLoss | None = None
+    levels: tuple[Level, ...] = attrs.field(
+        default=(), converter=lambda v: tuple(sorted(v, key=lambda lv: lv.at_least))
+    )
+    bands: tuple[Band, ...] = attrs.field(
+        default=(),
+        converter=lambda v: tuple(
+            sorted(v, key=lambda b: -math.inf if b.at_least is None else b.at_least, reverse=True)
+        ),
+    )
+    band_axis: str = "engagement"
+    name: str = ""
+
+    _by_kind: Mapping[str, tuple[_Compiled, ...]] = attrs.field(init=False, eq=False, repr=False)
+    _wildcard: tuple[_Compiled, ...] = attrs.field(init=False, eq=False, repr=False)
+    _needs_history: bool = attrs.field(init=False, eq=False, repr=False)
+    _capped: bool = attrs.field(init=False, eq=False, repr=False)
+    _idle: bool = attrs.field(init=False, eq=False, repr=False)
+    _level_marks: tuple[int, ...] = attrs.field(init=False, eq=False, repr=False)
+    _level_names: tuple[str, ...] = attrs.field(init=False, eq=False, repr=False)
+
+    def __attrs_post_init__(self) -> None:
+        names: dict[str, str] = {}
+        for group, rules in (("fit_rules", self.fit_rules), ("behaviour_rules", self.behaviour_rules)):
+            for i, rule in enumerate(rules):
+                where = f"{group}[{i}]"
+                expected = FitRule if group == "fit_rules" else BehaviourRule
+                if not isinstance(rule, expected):
+                    raise InvalidScoringModel(
+                        where, f"expected a {expected.__name__}, got {type(rule).__name__} {rule!r}"
+                    )
+                if not isinstance(rule.when, Condition):
+                    raise InvalidScoringModel(f"{where}.when", f"expected a Condition, got {rule.when!r}")
+                if rule.name in names:
+                    raise InvalidScoringModel(
+                        f"{where}.name",
+                        f"rule name {rule.name!r} is used twice (also {names[rule.name]}); "
+                        "every rule needs its own name so the ledger can say which one counted",
+                    )
+                names[rule.name] = where
+        for i, fit in enumerate(self.fit_rules):
+            for node in fit.when.walk():
+                if isinstance(node, _FIT_FORBIDDEN):
+                    raise InvalidScoringModel(
+                        f"fit_rules[{i}].when",
+                        f"a fit rule scores who the lead is, but {node.describe()!r} looks at "
+                        "behaviour, score or stage; test attributes here and put behaviour in a "
+                        "behaviour rule",
+                    )
+        compiled: list[_Compiled] = []
+        for i, rule in enumerate(self.behaviour_rules):
+            where = f"behaviour_rules[{i}]"
+            for node in rule.when.walk():
+                if isinstance(node, _BEHAVIOUR_FORBIDDEN):
+                    raise InvalidScoringModel(
+                        f"{where}.when",
+                        f"{node.describe()!r} depends on the score or the stage, which the score "
+                        "feeds; a behaviour rule may test the activity, the history and attributes",
+                    )
+            kinds = _required_kinds(rule.when)
+            if kinds is None:
+                raise InvalidScoringModel(
+                    f"{where}.when",
+                    f"rule {rule.name!r} does not say which activity earns the points; combine its "
+                    "condition with activity('download') (or activity(None) for any activity)",
+                )
+            if (
+                rule.active_from is not None
+                and rule.active_until is not None
+                and rule.active_from >= rule.active_until
+            ):
+                raise InvalidScoringModel(
+                    f"{where}.active_until", "active_until must be later than active_from"
+                )
+            compiled.append(_compile(i, rule))
+        by_kind: dict[str, list[_Compiled]] = {}
+        wildcard = []
+        for item in compiled:
+            kinds = _required_kinds(item.rule.when) or frozenset()
+            if _ANY in kinds:
+                wildcard.append(item)
+            for kind in kinds - {_ANY}:
+                by_kind.setdefault(kind, []).append(item)
+        # Rules apply in declaration order; a wildcard rule joins every kind's list.
+        table = {
+            kind: tuple(sorted({*items, *wildcard}, key=lambda c: c.index))
+            for kind, items in by_kind.items()
+        }
+        object.__setattr__(self, "_by_kind", table)
+        object.__setattr__(self, "_wildcard", tuple(wildcard))
+        object.__setattr__(self, "_needs_history", any(c.needs_history for c in compiled))
+        object.__setattr__(self, "_capped", any(c.rule.cap is not None for c in compiled))
+        self._check_levels_and_bands()
+        object.__setattr__(self, "_idle", isinstance(self.decay, IdleLoss))
+        object.__setattr__(self, "_level_marks", tuple(lv.at_least for lv in self.levels))
+        object.__setattr__(self, "_level_names", tuple(lv.name for lv in self.levels))
+
+    def _check_levels_and_bands(self) -> None:
+        seen: set[str] = set()
+        for i, lv in enumerate(self.levels):
+            if not isinstance(lv, Level):
+                raise InvalidScoringModel(f"levels[{i}]", f"expected a Level, got {lv!r}")
+            if lv.name in seen:
+                raise InvalidScoringModel(f"levels[{i}].name", f"level {lv.name!r} is defined twice")
+            seen.add(lv.name)
+        catch_all = [b.name for b in self.bands if b.at_least is None]
+        if len(catch_all) > 1:
+            raise InvalidScoringModel(
+                "bands", f"only one band may be the catch-all (no at_least); found {catch_all}"
+            )
+        names = [b.name for b in self.bands]
+        if len(set(names)) != len(names):
+            raise InvalidScoringModel("bands", f"band names repeat: {names}")
+        if self.band_axis not in ("total", FIT, ENGAGEMENT):
+            raise InvalidScoringModel(
+                "band_axis", f"expected 'total', 'fit' or 'engagement', got {self.band_axis!r}"
+            )
+
+    @property
+    def needs_history(self) -> bool:
+        """Whether some behaviour rule tests the history (``did(...)``).
+
+        Then :meth:`apply` must be given the lead's history, as the engine does.
+        """
+        return self._needs_history
+
+    # ------------------------------------------------------------------ cards
+
+    def new_card(self, lead: Lead) -> ScoreCard:
+        """A fresh card for ``lead``, with its fit already scored."""
+        card = ScoreCard(lead_id=lead.id)
+        self.refit(card, lead)
+        return card
+
+    def refit(self, card: ScoreCard, lead: Lead) -> None:
+        """Re-score the fit rules after the lead's attributes changed."""
+        view = View(lead=lead, now=_ANY_TIME)
+        entries = tuple(
+            Contribution(rule.name, FIT, rule.points, rule.points, None, None, None)
+            for rule in self.fit_rules
+            if rule.when.evaluate(view)
+        )
+        card.fit = entries
+        card.fit_total = sum(c.points for c in entries)
+
+    def apply(
+        self,
+        card: ScoreCard,
+        lead: Lead,
+        activity: Activity,
+        history: Sequence[Activity] = (),
+    ) -> bool:
+        """Score one activity into ``card``; return False if it was already applied (same key).
+
+        ``history`` is the lead's other activities; it is needed only when
+        :attr:`needs_history` is true (it may include ``activity`` itself). Activities may
+        arrive in any order: a late one is put in its place and caps are decided again, so the
+        result always equals :meth:`rescore` over the same activities.
+        """
+        key = activity.key
+        seen = card.seen
+        if key in seen:
+            return False
+        if activity.lead_id != card.lead_id:
+            raise NurtureError(
+                f"activity {key} belongs to lead {activity.lead_id!r}, "
+                f"but this score card is lead {card.lead_id!r}'s"
+            )
+        seen.add(key)
+        at = activity.at
+        mark = (at, key)
+        last = card.last
+        if last is not None and mark < last:
+            if self._idle:
+                bisect.insort(card.times, at)
+            self._apply_late(card, lead, activity, history)
+            return True
+        card.last = mark
+        if self._idle:
+            card.times.append(at)
+        rules = self._by_kind.get(activity.kind, self._wildcard)
+        if not rules:
+            return True
+        view: View | None = None
+        kind = activity.kind
+        props = activity.properties
+        entries = card.entries
+        for item in rules:
+            matched = True
+            for name, expected in item.where:
+                actual = props.get(name)
+                # Equal, and a flag only equals a flag (True == 1 in Python).
+                if actual != expected or (type(actual) is bool) != (type(expected) is bool):
+                    matched = False
+                    break
+            if not matched:
+                continue
+            if item.rest is not None:
+                if view is None:
+                    view = self._view(lead, activity, history)
+                if not item.rest.evaluate(view):
+                    continue
+            entry = Contribution(item.name, ENGAGEMENT, item.points, item.points, at, key, kind)
+            if item.limited:
+                rule = item.rule
+                if rule.active_from is not None and at < rule.active_from:
+                    continue
+                if rule.active_until is not None and at >= rule.active_until:
+                    continue
+                if rule.cap is not None and not _cap_allows(rule.cap, rule.name, entries, at):
+                    card.refused.append(entry)
+                    continue
+            entries.append(entry)
+            card.engagement_points += item.points
+        return True
+
+    def _view(self, lead: Lead, activity: Activity, history: Sequence[Activity]) -> View:
+        mark = (activity.at, activity.key)
+        before = [h for h in history if (h.at, h.key) < mark]
+        before.append(activity)
+        return View(lead=lead, now=activity.at, activities=before, activity=activity)
+
+    def _apply_late(
+        self, card: ScoreCard, lead: Lead, activity: Activity, history: Sequence[Activity]
+    ) -> None:
+        """An activity older than the newest applied one: put it in place and re-decide caps."""
+        if self._needs_history:
+            everything = {h.key: h for h in history}
+            everything[activity.key] = activity
+            missing = card.seen - everything.keys()
+            if missing:
+                raise NurtureError(
+                    f"lead {card.lead_id!r}: a late activity ({activity.kind} at "
+                    f"{activity.at.isoformat()}) needs the lead's whole history to be rescored, "
+                    f"because a rule tests the history; {len(missing)} applied activities were "
+                    "not in the history given"
+                )
+            fresh = self._rebuild(lead, everything.values())
+            card.entries, card.refused = fresh.entries, fresh.refused
+            card.engagement_points = fresh.engagement_points
+            return
+        probe = ScoreCard(lead_id=card.lead_id)
+        self.apply(probe, lead, activity, ())
+        candidates = card.entries + card.refused + probe.entries + probe.refused
+        if not self._capped:
+            card.entries = sorted(card.entries + probe.entries, key=_order_key(self))
+            card.engagement_points += sum(c.points for c in probe.entries)
+            return
+        self._decide_caps(card, candidates)
+
+    def _decide_caps(self, card: ScoreCard, candidates: list[Contribution]) -> None:
+        candidates.sort(key=_order_key(self))
+        caps = {r.name: r.cap for r in self.behaviour_rules}
+        entries: list[Contribution] = []
+        refused: list[Contribution] = []
+        for entry in candidates:
+            cap = caps[entry.rule]
+            assert entry.at is not None
+            if cap is not None and not _cap_allows(cap, entry.rule, entries, entry.at):
+                refused.append(entry)
+            else:
+                entries.append(entry)
+        card.entries, card.refused = entries, refused
+        card.engagement_points = sum(c.points for c in entries)
+
+    def _rebuild(self, lead: Lead, activities: Iterable[Activity]) -> ScoreCard:
+        card = ScoreCard(lead_id=lead.id)
+        ordered = sorted(activities, key=lambda a: (a.at, a.key))
+        for i, item in enumerate(ordered):
+            self.apply(card, lead, item, ordered[:i] if self._needs_history else ())
+        return card
+
+    # ------------------------------------------------------------------ reading
+
+    def score(self, card: ScoreCard, now: datetime) -> Score:
+        """The card's score at ``now`` (aware): decay applied, levels and temperature named.
+
+        Activities after ``now`` do not count, so this also answers "what was the score on
+        1 April?".
+        """
+        if now.tzinfo is not UTC:
+            now = aware_utc(now, "now")
+        entries = card.entries
+        if entries and entries[-1].at is not None and entries[-1].at > now:
+            entries = [c for c in entries if c.at is not None and c.at <= now]
+        decay = self.decay
+        if decay is None:
+            ledger = card.fit + tuple(entries)
+            engagement = (
+                card.engagement_points
+                if entries is card.entries
+                else sum(c.points for c in entries)
+            )
+        elif isinstance(decay, HalfLife):
+            period = decay.period.total_seconds()
+            decayed = [
+                c._replace(value=_half_life(c.points, (now - c.at).total_seconds() / period))
+                for c in entries
+                if c.at is not None
+            ]
+            ledger = card.fit + tuple(decayed)
+            engagement = sum(c.value for c in decayed)
+        else:
+            lines = _idle_ledger(decay, entries, card.times, now)
+            ledger = card.fit + tuple(lines)
+            engagement = sum(c.value for c in lines)
+        fit = card.fit_total
+        total = fit + engagement
+        return Score(
+            lead_id=card.lead_id,
+            at=now,
+            total=total,
+            fit=fit,
+            engagement=engagement,
+            ledger=ledger,
+            levels=self._level_names[: bisect.bisect_right(self._level_marks, total)],
+            temperature=self._band(total, fit, engagement),
+        )
+
+    def _band(self, total: int, fit: int, engagement: int) -> str | None:
+        axis = self.band_axis
+        value = total if axis == "total" else engagement if axis == ENGAGEMENT else fit
+        for band in self.bands:
+            if band.at_least is None or value >= band.at_least:
+                return band.name
+        return None
+
+    def rescore(self, lead: Lead, activities: Iterable[Activity], now: datetime) -> Score:
+        """Score the whole history from scratch (the reference that :meth:`apply` must match)."""
+        card = self._rebuild(lead, activities)
+        self.refit(card, lead)
+        return self.score(card, now)
+
+    # ------------------------------------------------------------------ dicts
+
+    def to_dict(self) -> dict[str, Any]:
+        """A plain dict for TOML or JSON; :meth:`from_dict` reads it back."""
+        out: dict[str, Any] = {
+            "fit_rules": [r.to_dict() for r in self.fit_rules],
+            "behaviour_rules": [r.to_dict() for r in self.behaviour_rules],
+            "levels": [{"name": lv.name, "at_least": lv.at_least} for lv in self.levels],
+            "bands": [
+                {"name": b.name} | ({} if b.at_least is None else {"at_least": b.at_least})
+                for b in self.bands
+            ],
+            "band_axis": self.band_axis,
+        }
+        if self.decay is not None:
+            out["decay"] = self.decay.to_dict()
+        if self.name:
+            out["name"] = self.name
+        return out
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any], path: str = "scoring") -> ScoringModel:
+        """Read a model written by :meth:`to_dict`; errors name the path inside ``data``."""
+        _keys(data, path, ("name", "fit_rules", "behaviour_rules", "decay", "levels", "bands", "band_axis"))
+        fit = []
+        for i, r in enumerate(_list(data, path, "fit_rules")):
+            where = f"{path}.fit_rules[{i}]"
+            _keys(r, where, ("name", "when", "points"))
+            fit.append(
+                FitRule(
+                    name=_get(r, where, "name"),
+                    when=condition_from_dict(_get(r, where, "when"), f"{where}.when"),
+                    points=_get(r, where, "points"),
+                )
+            )
+        behaviour = []
+        for i, r in enumerate(_list(data, path, "behaviour_rules")):
+            where = f"{path}.behaviour_rules[{i}]"
+            _keys(r, where, ("name", "when", "points", "cap", "active_from", "active_until"))
+            cap = r.get("cap")
+            if cap is not None:
+                _keys(cap, f"{where}.cap", ("times", "per"))
+                cap = Cap(times=_get(cap, f"{where}.cap", "times"), per=cap.get("per"))
+            behaviour.append(
+                BehaviourRule(
+                    name=_get(r, where, "name"),
+                    when=condition_from_dict(_get(r, where, "when"), f"{where}.when"),
+                    points=_get(r, where, "points"),
+                    cap=cap,
+                    active_from=_datetime(r.get("active_from"), f"{where}.active_from"),
+                    active_until=_datetime(r.get("active_until"), f"{where}.active_until"),
+                )
+            )
+        decay: HalfLife | IdleLoss | None = None
+        raw = data.get("decay")
+        if raw is not None:
+            if "half_life" in raw:
+                _keys(raw, f"{path}.decay", ("half_life",))
+                decay = HalfLife(period=raw["half_life"])
+            elif "idle_loss" in raw:
+                _keys(raw, f"{path}.decay", ("idle_loss", "period", "floor"))
+                decay = IdleLoss(
+                    points=raw["idle_loss"],
+                    period=_get(raw, f"{path}.decay", "period"),
+                    floor=raw.get("floor", 0),
+                )
+            else:
+                raise InvalidScoringModel(
+                    f"{path}.decay", "expected {half_life = '30d'} or {idle_loss = 10, period = '30d'}"
+                )
+        levels = [
+            Level(name=_get(lv, f"{path}.levels[{i}]", "name"), at_least=_get(lv, f"{path}.levels[{i}]", "at_least"))
+            for i, lv in enumerate(_list(data, path, "levels"))
+        ]
+        bands = [
+            Band(name=_get(b, f"{path}.bands[{i}]", "name"), at_least=b.get("at_least"))
+            for i, b in enumerate(_list(data, path, "bands"))
+        ]
+        return cls(
+            fit_rules=fit,
+            behaviour_rules=behaviour,
+            decay=decay,
+            levels=levels,
+            bands=bands,
+            band_axis=data.get("band_axis", "engagement"),
+            name=data.get("name", ""),
+        )
+
+
+#: Fit holds at any time; a consent test in a fit rule sees every recorded opt-in.
+_ANY_TIME = datetime.max.replace(tzinfo=UTC)
+
+
+def _order_key(model: ScoringModel) -> Any:
+    order = {r.name: i for i, r in enumerate(model.behaviour_rules)}
+    return lambda c: (c.at, c.activity_key, order[c.rule])
+
+
+def _cap_allows(cap: Cap, rule: str, admitted: Sequence[Contribution], at: datetime) -> bool:
+    """Whether ``cap`` allows one more award of ``rule`` at ``at``, given the earlier awards."""
+    since = None if cap.per is None else at - cap.per
+    count = 0
+    for entry in reversed(admitted):
+        if since is not None and entry.at is not None and entry.at <= since:
+            break
+        if entry.rule == rule:
+            count += 1
+            if count >= cap.times:
+                return False
+    return True
+
+
+def _half_life(points: int, periods: float) -> int:
+    return round(points * 0.5 ** max(periods, 0.0))
+
+
+def _idle_ledger(
+    decay: IdleLoss,
+    entries: Sequence[Contribution],
+    times: Sequence[datetime],
+    now: datetime,
+) -> list[Contribution]:
+    """The engagement ledger with an ``idle decay`` line for every idle gap that cost points."""
+    period = decay.period
+    lines: list[Contribution] = []
+    running = 0
+    previous: datetime | None = None
+    position = 0
+    moments = [at for at in times if at <= now]
+    moments.append(now)
+    for moment in moments:
+        if previous is not None and moment > previous:
+            idle = (moment - previous) // period
+            if idle:
+                loss = min(idle * decay.points, max(0, running - decay.floor))
+                if loss:
+                    running -= loss
+                    lines.append(
+                        Contribution(IDLE_DECAY_RULE, ENGAGEMENT, -loss, -loss, moment, None, None)
+                    )
+        while position < len(entries) and entries[position].at == moment:
+            entry = entries[position]
+            lines.append(entry)
+            running += entry.points
+            position += 1
+        previous = moment
+    return lines
+
+
+def _keys(data: Any, path: str, allowed: Sequence[str]) -> None:
+    if not isinstance(data, Mapping):
+        raise InvalidScoringModel(path, f"expected a table (dict), got {type(data).__name__} {data!r}")
+    for key in data:
+        if key not in allowed:
+            raise InvalidScoringModel(
+                path, f"unknown key {key!r}; here the keys are {', '.join(repr(k) for k in allowed)}"
+            )
+
+
+def _get(data: Mapping[str, Any], path: str, key: str) -> Any:
+    if key not in data:
+        raise InvalidScoringModel(path, f"missing key {key!r}")
+    return data[key]
+
+
+def _list(data: Mapping[str, Any], path: str, key: str) -> list[Any]:
+    value = data.get(key, [])
+    if not isinstance(value, list | tuple):
+        raise InvalidScoringModel(f"{path}.{key}", f"expected a list, got {value!r}")
+    return list(value)
+
+
+def _datetime(value: Any, path: str) -> datetime | None:
+    if value is None or isinstance(value, datetime):
+        return value
+    try:
+        return datetime.fromisoformat(value)
+    except (TypeError, ValueError):
+        raise InvalidScoringModel(
+            path, f"expected an ISO 8601 time such as '2026-04-01T00:00:00+09:00', got {value!r}"
+        ) from None
+
