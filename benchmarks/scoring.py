@@ -118,7 +118,9 @@ def run_minimal(people: dict[str, Lead], activities: list[Activity]) -> float:
             totals[lead_id] += rule[1]
         if kind == "page_view" and value == "product" and lead_id not in product_awarded:
             visits = sum(
-                1 for h in history if h.kind == "page_view" and h.properties.get("page") == "product"
+                1
+                for h in history
+                if h.kind == "page_view" and h.properties.get("page") == "product"
             )
             if visits >= 3:
                 product_awarded.add(lead_id)

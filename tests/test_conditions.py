@@ -26,6 +26,7 @@ from nurturekit.conditions import (
     contactable,
     did,
     in_stage,
+    in_stage_for,
     level,
     never,
     score,
@@ -160,7 +161,12 @@ class TestActivityTests:
 
     @pytest.mark.parametrize(
         "kw",
-        [{"within": "thirty days"}, {"within": timedelta(0)}, {"at_least": -1}, {"at_least": 3, "at_most": 2}],
+        [
+            {"within": "thirty days"},
+            {"within": timedelta(0)},
+            {"at_least": -1},
+            {"at_least": 3, "at_most": 2},
+        ],
     )
     def test_bad_activity_tests_are_refused(self, kw: dict[str, Any]) -> None:
         with pytest.raises(InvalidCondition):
@@ -169,7 +175,9 @@ class TestActivityTests:
 
 class TestScoreStageConsent:
     def test_score_tests_read_each_axis(self) -> None:
-        v = view(score=FakeScore(total=115, fit=45, engagement=70, levels=("MQL",), temperature="hot"))
+        v = view(
+            score=FakeScore(total=115, fit=45, engagement=70, levels=("MQL",), temperature="hot")
+        )
         assert score().at_least(100).evaluate(v)
         assert score("fit").between(40, 50).evaluate(v)
         assert not score("engagement").below(70).evaluate(v)
@@ -186,6 +194,23 @@ class TestScoreStageConsent:
         with pytest.raises(InvalidCondition, match="unknown score axis 'heat'"):
             score("heat")
 
+    def test_time_in_stage(self) -> None:
+        stalled = in_stage_for("30d")
+        assert stalled.evaluate(
+            view(stage="consideration", stage_entered_at=NOW - timedelta(days=31))
+        )
+        assert not stalled.evaluate(
+            view(stage="consideration", stage_entered_at=NOW - timedelta(days=29))
+        )
+        unknown = stalled.explain(view(stage="consideration"))
+        assert not unknown.held
+        assert "not known" in unknown.text
+
+    def test_any_kind_is_a_star_in_dicts(self) -> None:
+        assert did(None, within="90d").to_dict() == {"did": "*", "within": "90d"}
+        assert condition_from_dict({"activity": "*"}) == activity(None)
+        assert condition_from_dict({"did": "any"}) == did("any")
+
     def test_stage(self) -> None:
         assert in_stage("interest", "consideration").evaluate(view(stage="interest"))
         assert not in_stage("interest").evaluate(view(stage=None))
@@ -197,7 +222,9 @@ class TestScoreStageConsent:
         assert consented().evaluate(view(lead=opted))
         assert not consented().evaluate(view())
         assert contactable().evaluate(view())
-        gone = lead().evolve(contactability=Contactability(status="unsubscribed", reason="one-click"))
+        gone = lead().evolve(
+            contactability=Contactability(status="unsubscribed", reason="one-click")
+        )
         assert not contactable().evaluate(view(lead=gone))
         assert contact_status("unsubscribed", "bounced").evaluate(view(lead=gone))
         assert "unsubscribed: one-click" in contactable().explain(view(lead=gone)).text
@@ -214,7 +241,11 @@ class TestCombining:
         assert isinstance(~a, Not)
 
     def test_mql_definition_explains_every_part(self) -> None:
-        mql = score().at_least(100) & did("page_view", page="pricing") & attr("employees").at_least(100)
+        mql = (
+            score().at_least(100)
+            & did("page_view", page="pricing")
+            & attr("employees").at_least(100)
+        )
         v = view(
             lead=lead(employees=80),
             score=FakeScore(total=105),
@@ -256,7 +287,9 @@ leaves: st.SearchStrategy[Condition] = st.one_of(
     st.builds(lambda k, lo: attr(k).between(lo, lo + 10), names, st.integers(0, 1000)),
     st.builds(lambda k: attr(k).exists(), names),
     st.builds(
-        lambda k, n, d, page: did(k, at_least=n, within=timedelta(days=d), **({"page": page} if page else {})),
+        lambda k, n, d, page: did(
+            k, at_least=n, within=timedelta(days=d), **({"page": page} if page else {})
+        ),
         kinds,
         st.integers(1, 5),
         st.integers(1, 400),
@@ -268,6 +301,8 @@ leaves: st.SearchStrategy[Condition] = st.one_of(
     st.just(level("MQL")),
     st.just(temperature("hot")),
     st.just(in_stage("interest")),
+    st.builds(lambda d: in_stage_for(timedelta(days=d)), st.integers(1, 100)),
+    st.builds(lambda d: did(None, within=timedelta(days=d)), st.integers(1, 100)),
     st.just(consented()),
     st.just(contactable()),
     st.just(always()),

@@ -95,7 +95,12 @@ class TestSeed002:
             attributes={"job_level": "staff", "industry": "retail", "employees": 12},
         )
         model = seed002_scoring_model()
-        result = feed(model, lead, [act("email_open", 1, "l2"), act("email_click", 2, "l2")], T0 + timedelta(days=1))
+        result = feed(
+            model,
+            lead,
+            [act("email_open", 1, "l2"), act("email_click", 2, "l2")],
+            T0 + timedelta(days=1),
+        )
         assert (result.fit, result.engagement, result.total) == (10, 15, 25)
         assert result.levels == ()
         assert result.temperature == "cold"
@@ -134,7 +139,9 @@ class TestCapsAndWindows:
     def model(self, **rule: Any) -> ScoringModel:
         return ScoringModel(
             behaviour_rules=[
-                BehaviourRule(name="pricing", when=activity("page_view", page="pricing"), points=30, **rule)
+                BehaviourRule(
+                    name="pricing", when=activity("page_view", page="pricing"), points=30, **rule
+                )
             ]
         )
 
@@ -142,7 +149,11 @@ class TestCapsAndWindows:
         model = self.model(cap=Cap(times=1, per="1d"))
         visits = [act("page_view", h, page="pricing") for h in (0, 5, 23, 24, 30, 49)]
         result = feed(model, head_of_department(), visits, T0 + timedelta(days=5))
-        assert [c.activity_key for c in result.ledger] == [visits[0].key, visits[3].key, visits[5].key]
+        assert [c.activity_key for c in result.ledger] == [
+            visits[0].key,
+            visits[3].key,
+            visits[5].key,
+        ]
         assert result.total == 90
 
     def test_at_most_three_times_ever(self) -> None:
@@ -151,7 +162,9 @@ class TestCapsAndWindows:
         assert feed(model, head_of_department(), visits, T0 + timedelta(days=30)).total == 90
 
     def test_campaign_window(self) -> None:
-        model = self.model(active_from=T0 + timedelta(hours=10), active_until=T0 + timedelta(hours=20))
+        model = self.model(
+            active_from=T0 + timedelta(hours=10), active_until=T0 + timedelta(hours=20)
+        )
         visits = [act("page_view", h, page="pricing") for h in (9, 10, 19, 20)]
         result = feed(model, head_of_department(), visits, T0 + timedelta(days=1))
         assert [c.activity_key for c in result.ledger] == [visits[1].key, visits[2].key]
@@ -159,18 +172,29 @@ class TestCapsAndWindows:
     def test_negative_points(self) -> None:
         model = ScoringModel(
             behaviour_rules=[
-                BehaviourRule(name="careers page", when=activity("page_view", page="careers"), points=-10)
+                BehaviourRule(
+                    name="careers page", when=activity("page_view", page="careers"), points=-10
+                )
             ]
         )
-        result = feed(model, head_of_department(), [act("page_view", 1, page="careers")], T0 + timedelta(days=1))
+        result = feed(
+            model,
+            head_of_department(),
+            [act("page_view", 1, page="careers")],
+            T0 + timedelta(days=1),
+        )
         assert result.total == -10
 
 
 class TestDecay:
     def test_half_life_halves_engagement_not_fit(self) -> None:
         model = ScoringModel(
-            fit_rules=[FitRule(name="big company", when=attr("employees").at_least(100), points=10)],
-            behaviour_rules=[BehaviourRule(name="seminar", when=activity("seminar_attended"), points=40)],
+            fit_rules=[
+                FitRule(name="big company", when=attr("employees").at_least(100), points=10)
+            ],
+            behaviour_rules=[
+                BehaviourRule(name="seminar", when=activity("seminar_attended"), points=40)
+            ],
             decay=HalfLife(period="30d"),
         )
         lead = head_of_department()
@@ -210,14 +234,25 @@ class TestDecay:
 class TestLevelsAndBands:
     def test_several_levels_lowest_first(self) -> None:
         model = ScoringModel(
-            behaviour_rules=[BehaviourRule(name="seminar", when=activity("seminar_attended"), points=40)],
+            behaviour_rules=[
+                BehaviourRule(name="seminar", when=activity("seminar_attended"), points=40)
+            ],
             levels=[Level(name="SAL", at_least=80), Level(name="MQL", at_least=40)],
-            bands=[Band(name="cold"), Band(name="hot", at_least=60), Band(name="warm", at_least=30)],
+            bands=[
+                Band(name="cold"),
+                Band(name="hot", at_least=60),
+                Band(name="warm", at_least=30),
+            ],
             band_axis="total",
         )
         one = feed(model, head_of_department(), [act("seminar_attended", 0)], T0)
         assert (one.levels, one.temperature) == (("MQL",), "warm")
-        two = feed(model, head_of_department(), [act("seminar_attended", 0), act("seminar_attended", 1)], T0 + timedelta(hours=2))
+        two = feed(
+            model,
+            head_of_department(),
+            [act("seminar_attended", 0), act("seminar_attended", 1)],
+            T0 + timedelta(hours=2),
+        )
         assert (two.levels, two.level, two.temperature) == (("MQL", "SAL"), "SAL", "hot")
 
 
@@ -231,12 +266,22 @@ class TestValidation:
                 "looks at behaviour",
             ),
             (
-                {"behaviour_rules": [BehaviourRule(name="x", when=attr("employees").at_least(5), points=5)]},
+                {
+                    "behaviour_rules": [
+                        BehaviourRule(name="x", when=attr("employees").at_least(5), points=5)
+                    ]
+                },
                 "behaviour_rules[0].when",
                 "does not say which activity",
             ),
             (
-                {"behaviour_rules": [BehaviourRule(name="x", when=activity("download") & score().at_least(5), points=5)]},
+                {
+                    "behaviour_rules": [
+                        BehaviourRule(
+                            name="x", when=activity("download") & score().at_least(5), points=5
+                        )
+                    ]
+                },
                 "behaviour_rules[0].when",
                 "depends on the score",
             ),
@@ -250,12 +295,18 @@ class TestValidation:
                 "fit_rules[1].name",
                 "used twice",
             ),
-            ({"levels": [Level(name="MQL", at_least=1), Level(name="MQL", at_least=2)]}, "levels[1].name", "twice"),
+            (
+                {"levels": [Level(name="MQL", at_least=1), Level(name="MQL", at_least=2)]},
+                "levels[1].name",
+                "twice",
+            ),
             ({"bands": [Band(name="a"), Band(name="b")]}, "bands", "catch-all"),
             ({"band_axis": "heat"}, "band_axis", "expected 'total'"),
         ],
     )
-    def test_bad_models_are_refused_with_the_place(self, kwargs: dict[str, Any], where: str, says: str) -> None:
+    def test_bad_models_are_refused_with_the_place(
+        self, kwargs: dict[str, Any], where: str, says: str
+    ) -> None:
         with pytest.raises(InvalidScoringModel) as caught:
             ScoringModel(**kwargs)
         assert caught.value.where == where
@@ -300,7 +351,9 @@ class TestValidation:
 
     def test_dict_errors_name_the_path(self) -> None:
         with pytest.raises(InvalidScoringModel) as caught:
-            ScoringModel.from_dict({"behaviour_rules": [{"name": "x", "when": {"activity": "download"}, "pointz": 1}]})
+            ScoringModel.from_dict(
+                {"behaviour_rules": [{"name": "x", "when": {"activity": "download"}, "pointz": 1}]}
+            )
         assert caught.value.where == "scoring.behaviour_rules[0]"
         assert "unknown key 'pointz'" in str(caught.value)
 
@@ -311,9 +364,18 @@ MODELS = {
     "seed002": seed002_scoring_model(),
     "capped": ScoringModel(
         behaviour_rules=[
-            BehaviourRule(name="pricing daily", when=activity("page_view", page="pricing"), points=30, cap=Cap(times=1, per="1d")),
-            BehaviourRule(name="opens thrice", when=activity("email_open"), points=5, cap=Cap(times=3)),
-            BehaviourRule(name="any activity", when=activity(None), points=1, cap=Cap(times=2, per="12h")),
+            BehaviourRule(
+                name="pricing daily",
+                when=activity("page_view", page="pricing"),
+                points=30,
+                cap=Cap(times=1, per="1d"),
+            ),
+            BehaviourRule(
+                name="opens thrice", when=activity("email_open"), points=5, cap=Cap(times=3)
+            ),
+            BehaviourRule(
+                name="any activity", when=activity(None), points=1, cap=Cap(times=2, per="12h")
+            ),
         ]
     ),
     "half-life": ScoringModel(
@@ -326,7 +388,12 @@ MODELS = {
     "idle": ScoringModel(
         behaviour_rules=[
             BehaviourRule(name="download", when=activity("download"), points=20),
-            BehaviourRule(name="pricing", when=activity("page_view", page="pricing"), points=30, cap=Cap(times=1, per="1d")),
+            BehaviourRule(
+                name="pricing",
+                when=activity("page_view", page="pricing"),
+                points=30,
+                cap=Cap(times=1, per="1d"),
+            ),
         ],
         decay=IdleLoss(points=10, period="2d", floor=5),
     ),

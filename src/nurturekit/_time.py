@@ -53,7 +53,7 @@ def parse_duration(text: str, where: str, error: type[InvalidInput]) -> timedelt
 
 
 def format_duration(value: timedelta) -> str:
-    """Write a duration the way :func:`parse_duration` reads it (``timedelta(days=30)`` → ``'30d'``)."""
+    """Write a duration the way :func:`parse_duration` reads it: 30 days → ``'30d'``."""
     total = int(value.total_seconds())
     if total == 0:
         return "0s"

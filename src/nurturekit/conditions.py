@@ -38,6 +38,7 @@ from nurturekit.errors import InvalidCondition
 from nurturekit.lead import ContactStatus, Lead
 
 __all__ = [
+    "ANY_KIND",
     "ActivityIs",
     "AllOf",
     "Always",
@@ -53,6 +54,7 @@ __all__ = [
     "Did",
     "Explanation",
     "InStage",
+    "InStageFor",
     "LevelReached",
     "Never",
     "Not",
@@ -69,6 +71,7 @@ __all__ = [
     "contactable",
     "did",
     "in_stage",
+    "in_stage_for",
     "level",
     "never",
     "score",
@@ -76,6 +79,10 @@ __all__ = [
 ]
 
 Scalar = str | int | float | bool
+
+#: How a dict says "any kind of activity" (``{"did": "*", "within": "90d"}``); no real kind can
+#: be spelled so.
+ANY_KIND = "*"
 
 
 class ScoreLike(Protocol):
@@ -93,21 +100,31 @@ class ScoreLike(Protocol):
     def temperature(self) -> str | None: ...
 
 
+def _view_now(value: datetime) -> datetime:
+    return aware_utc(value, "View.now")
+
+
+def _view_entered(value: datetime | None) -> datetime | None:
+    return None if value is None else aware_utc(value, "View.stage_entered_at")
+
+
 @attrs.frozen(kw_only=True)
 class View:
     """Everything a condition may look at, at one moment ``now``.
 
     ``activities`` is the lead's history (any order; only those at or before ``now`` count).
     ``activity`` is the activity being processed right now, if any: the one a scenario trigger or
-    a behaviour scoring rule is asked about. ``score`` and ``stage`` are the lead's current ones.
+    a behaviour scoring rule is asked about. ``score`` and ``stage`` are the lead's current ones;
+    ``stage_entered_at`` is when the lead entered ``stage`` (read by :func:`in_stage_for`).
     """
 
     lead: Lead
-    now: datetime = attrs.field(converter=lambda v: aware_utc(v, "View.now"))
+    now: datetime = attrs.field(converter=_view_now)
     activities: Sequence[Activity] = ()
     activity: Activity | None = None
     score: ScoreLike | None = None
     stage: str | None = None
+    stage_entered_at: datetime | None = attrs.field(default=None, converter=_view_entered)
 
 
 @attrs.frozen(kw_only=True)
@@ -366,6 +383,18 @@ def _number(value: Any, where: str) -> float | None:
     return value
 
 
+def _equals(value: Any) -> Scalar:
+    return _scalar(value, "equals")
+
+
+def _at_least(value: Any) -> float | None:
+    return _number(value, "at_least")
+
+
+def _below(value: Any) -> float | None:
+    return _number(value, "below")
+
+
 def _same(actual: Any, expected: Scalar) -> bool:
     # True == 1 in Python; a marketer's "employees is 1" must not match a flag that is True.
     if isinstance(actual, bool) != isinstance(expected, bool):
@@ -387,14 +416,16 @@ class AttributeEquals(Condition):
 
     tag: ClassVar[str] = "attribute"
     key: str = attrs.field(converter=_key)
-    value: Scalar = attrs.field(converter=lambda v: _scalar(v, "equals"))
+    value: Scalar = attrs.field(converter=_equals)
 
     def evaluate(self, view: View) -> bool:
         return _same(view.lead.get(self.key), self.value)
 
     def explain(self, view: View) -> Explanation:
         actual = view.lead.get(self.key)
-        return Explanation(held=_same(actual, self.value), text=f"{self.describe()} ({_shown(actual)})")
+        return Explanation(
+            held=_same(actual, self.value), text=f"{self.describe()} ({_shown(actual)})"
+        )
 
     def describe(self) -> str:
         return f"{self.key} is {self.value!r}"
@@ -433,8 +464,8 @@ class AttributeRange(Condition):
 
     tag: ClassVar[str] = "attribute"
     key: str = attrs.field(converter=_key)
-    at_least: float | None = attrs.field(default=None, converter=lambda v: _number(v, "at_least"))
-    below: float | None = attrs.field(default=None, converter=lambda v: _number(v, "below"))
+    at_least: float | None = attrs.field(default=None, converter=_at_least)
+    below: float | None = attrs.field(default=None, converter=_below)
 
     def __attrs_post_init__(self) -> None:
         if self.at_least is None and self.below is None:
@@ -590,7 +621,9 @@ def _kinds(value: str | Iterable[str] | None) -> tuple[str, ...]:
     items = (value,) if isinstance(value, str) else tuple(value)
     for item in items:
         if not isinstance(item, str) or not item:
-            raise InvalidCondition("kind", f"expected an activity kind such as 'page_view', got {item!r}")
+            raise InvalidCondition(
+                "kind", f"expected an activity kind such as 'page_view', got {item!r}"
+            )
     return tuple(items)
 
 
@@ -608,7 +641,9 @@ def _within(value: timedelta | str | None) -> timedelta | None:
     if isinstance(value, str):
         value = parse_duration(value, "within", InvalidCondition)
     if not isinstance(value, timedelta) or value <= timedelta(0):
-        raise InvalidCondition("within", f"expected a positive duration such as '30d', got {value!r}")
+        raise InvalidCondition(
+            "within", f"expected a positive duration such as '30d', got {value!r}"
+        )
     return value
 
 
@@ -620,18 +655,33 @@ def _count(value: Any, where: str) -> int | None:
     return value
 
 
-def _matches(activity: Activity, kinds: tuple[str, ...], where: tuple[tuple[str, Scalar], ...]) -> bool:
+def _stage_for(value: timedelta | str) -> timedelta:
+    duration = _within(value)
+    if duration is None:
+        raise InvalidCondition("in_stage_for", "expected a duration such as '30d', got None")
+    return duration
+
+
+def _count_at_least(value: Any) -> int:
+    count = _count(value, "at_least")
+    return 1 if count is None else count
+
+
+def _count_at_most(value: Any) -> int | None:
+    return _count(value, "at_most")
+
+
+def _matches(
+    activity: Activity, kinds: tuple[str, ...], where: tuple[tuple[str, Scalar], ...]
+) -> bool:
     if kinds and activity.kind not in kinds:
         return False
     props = activity.properties
-    for name, expected in where:
-        if not _same(props.get(name), expected):
-            return False
-    return True
+    return all(_same(props.get(name), expected) for name, expected in where)
 
 
 def _what(kinds: tuple[str, ...], where: tuple[tuple[str, Scalar], ...]) -> str:
-    what = " or ".join(kinds) if kinds else "anything"
+    what = " or ".join(kinds) if kinds else "any activity"
     if where:
         what += " with " + ", ".join(f"{k}={v}" for k, v in where)
     return what
@@ -652,8 +702,8 @@ class Did(Condition):
     tag: ClassVar[str] = "did"
     kinds: tuple[str, ...] = attrs.field(default=(), converter=_kinds)
     where: tuple[tuple[str, Scalar], ...] = attrs.field(default=(), converter=_where)
-    at_least: int = attrs.field(default=1, converter=lambda v: _count(v, "at_least"))
-    at_most: int | None = attrs.field(default=None, converter=lambda v: _count(v, "at_most"))
+    at_least: int = attrs.field(default=1, converter=_count_at_least)
+    at_most: int | None = attrs.field(default=None, converter=_count_at_most)
     within: timedelta | None = attrs.field(default=None, converter=_within)
 
     def __attrs_post_init__(self) -> None:
@@ -688,7 +738,7 @@ class Did(Condition):
     def describe(self) -> str:
         what = _what(self.kinds, self.where)
         if self.at_most == 0:
-            text = f"did no {what}"
+            text = f"did no {what}" if self.kinds or self.where else "did nothing"
         elif self.at_most is None:
             text = f"did {what} at least {_times(self.at_least)}"
         elif self.at_most == self.at_least:
@@ -702,7 +752,7 @@ class Did(Condition):
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {"did": list(self.kinds) if len(self.kinds) != 1 else self.kinds[0]}
         if not self.kinds:
-            out["did"] = "any"
+            out["did"] = ANY_KIND
         if self.where:
             out["where"] = dict(self.where)
         if self.at_least != 1:
@@ -753,7 +803,9 @@ class ActivityIs(Condition):
     def explain(self, view: View) -> Explanation:
         current = view.activity
         if current is None:
-            return Explanation(held=False, text=f"{self.describe()} (no activity is being processed)")
+            return Explanation(
+                held=False, text=f"{self.describe()} (no activity is being processed)"
+            )
         shown = _what((current.kind,), tuple(sorted(current.properties.items())))
         return Explanation(held=self.evaluate(view), text=f"{self.describe()} (it is {shown})")
 
@@ -762,7 +814,7 @@ class ActivityIs(Condition):
 
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {
-            "activity": (list(self.kinds) if len(self.kinds) != 1 else self.kinds[0]) or "any"
+            "activity": (list(self.kinds) if len(self.kinds) != 1 else self.kinds[0]) or ANY_KIND
         }
         if self.where:
             out["where"] = dict(self.where)
@@ -784,7 +836,9 @@ _AXES = ("total", "fit", "engagement")
 
 def _axis(value: str) -> str:
     if value not in _AXES:
-        raise InvalidCondition("score", f"unknown score axis {value!r}; use one of {', '.join(_AXES)}")
+        raise InvalidCondition(
+            "score", f"unknown score axis {value!r}; use one of {', '.join(_AXES)}"
+        )
     return value
 
 
@@ -794,15 +848,16 @@ class ScoreRange(Condition):
 
     tag: ClassVar[str] = "score"
     axis: str = attrs.field(default="total", converter=_axis)
-    at_least: float | None = attrs.field(default=None, converter=lambda v: _number(v, "at_least"))
-    below: float | None = attrs.field(default=None, converter=lambda v: _number(v, "below"))
+    at_least: float | None = attrs.field(default=None, converter=_at_least)
+    below: float | None = attrs.field(default=None, converter=_below)
 
     def __attrs_post_init__(self) -> None:
         if self.at_least is None and self.below is None:
             raise InvalidCondition("score", "a score test needs 'at_least', 'below' or both")
         if self.at_least is not None and self.below is not None and self.at_least >= self.below:
             raise InvalidCondition(
-                "score", f"empty range: at_least {self.at_least} must be smaller than below {self.below}"
+                "score",
+                f"empty range: at_least {self.at_least} must be smaller than below {self.below}",
             )
 
     def _value(self, view: View) -> int | None:
@@ -869,6 +924,13 @@ def _name(value: str) -> str:
     return value
 
 
+def _names(value: str | Iterable[str]) -> tuple[str, ...]:
+    items = (value,) if isinstance(value, str) else tuple(value)
+    if not items:
+        raise InvalidCondition("names", "needs at least one name")
+    return tuple(_name(n) for n in items)
+
+
 @attrs.frozen(kw_only=True)
 class LevelReached(Condition):
     """The lead's score has reached a named level of the scoring model (e.g. ``"MQL"``)."""
@@ -884,7 +946,9 @@ class LevelReached(Condition):
         if current is None:
             shown = "no score yet"
         else:
-            shown = f"score {current.total}, levels reached: " + (", ".join(current.levels) or "none")
+            shown = f"score {current.total}, levels reached: " + (
+                ", ".join(current.levels) or "none"
+            )
         return Explanation(held=self.evaluate(view), text=f"{self.describe()} ({shown})")
 
     def describe(self) -> str:
@@ -904,9 +968,7 @@ class TemperatureIs(Condition):
     """The lead's temperature band (hot / warm / cold, or the model's own names) is one of these."""
 
     tag: ClassVar[str] = "temperature"
-    names: tuple[str, ...] = attrs.field(
-        converter=lambda v: tuple(_name(n) for n in ((v,) if isinstance(v, str) else v))
-    )
+    names: tuple[str, ...] = attrs.field(converter=_names)
 
     def evaluate(self, view: View) -> bool:
         return view.score is not None and view.score.temperature in self.names
@@ -935,15 +997,15 @@ class InStage(Condition):
     """The lead's current stage is one of these."""
 
     tag: ClassVar[str] = "stage"
-    names: tuple[str, ...] = attrs.field(
-        converter=lambda v: tuple(_name(n) for n in ((v,) if isinstance(v, str) else v))
-    )
+    names: tuple[str, ...] = attrs.field(converter=_names)
 
     def evaluate(self, view: View) -> bool:
         return view.stage in self.names
 
     def explain(self, view: View) -> Explanation:
-        return Explanation(held=self.evaluate(view), text=f"{self.describe()} ({_shown(view.stage)})")
+        return Explanation(
+            held=self.evaluate(view), text=f"{self.describe()} ({_shown(view.stage)})"
+        )
 
     def describe(self) -> str:
         return "stage is " + " or ".join(self.names)
@@ -955,6 +1017,40 @@ class InStage(Condition):
 def in_stage(*names: str) -> Condition:
     """The lead is in one of the stages ``names``: ``in_stage("interest", "consideration")``."""
     return InStage(names=names)
+
+
+@attrs.frozen(kw_only=True)
+class InStageFor(Condition):
+    """The lead has been in its current stage for at least ``at_least`` (a stall, dormancy).
+
+    Reads ``view.stage_entered_at``; when that is unknown the test does not hold.
+    """
+
+    tag: ClassVar[str] = "in_stage_for"
+    at_least: timedelta = attrs.field(converter=_stage_for)
+
+    def evaluate(self, view: View) -> bool:
+        since = view.stage_entered_at
+        return since is not None and view.now - since >= self.at_least
+
+    def explain(self, view: View) -> Explanation:
+        since = view.stage_entered_at
+        if since is None:
+            shown = "when the lead entered its stage is not known"
+        else:
+            shown = f"in {view.stage or 'its stage'} since {since:%Y-%m-%d %H:%M} UTC"
+        return Explanation(held=self.evaluate(view), text=f"{self.describe()} ({shown})")
+
+    def describe(self) -> str:
+        return f"in the current stage for at least {describe_duration(self.at_least)}"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"in_stage_for": format_duration(self.at_least)}
+
+
+def in_stage_for(duration: timedelta | str) -> Condition:
+    """The lead has been in its current stage for at least ``duration``: ``in_stage_for("30d")``."""
+    return InStageFor(at_least=duration)
 
 
 @attrs.frozen(kw_only=True)
@@ -1087,7 +1183,8 @@ def _read(data: Mapping[str, Any], path: str) -> Condition:
         known = ", ".join(repr(k) for k in _READERS)
         if not tags:
             raise InvalidCondition(
-                path, f"cannot tell what condition {dict(data)!r} is; it needs one of the keys {known}"
+                path,
+                f"cannot tell what condition {dict(data)!r} is; it needs one of the keys {known}",
             )
         raise InvalidCondition(path, f"has several condition keys {tags}; use one per table")
     return _READERS[tags[0]](data, path)
@@ -1097,7 +1194,9 @@ def _read_list(data: Mapping[str, Any], path: str, tag: str) -> list[Condition]:
     _allowed(data, path, (tag,))
     items = data[tag]
     if not isinstance(items, list | tuple) or not items:
-        raise InvalidCondition(f"{path}.{tag}", f"expected a non-empty list of conditions, got {items!r}")
+        raise InvalidCondition(
+            f"{path}.{tag}", f"expected a non-empty list of conditions, got {items!r}"
+        )
     return [condition_from_dict(item, f"{path}.{tag}[{i}]") for i, item in enumerate(items)]
 
 
@@ -1136,7 +1235,8 @@ def _read_attribute(data: Mapping[str, Any], path: str) -> Condition:
     ops = [op for op in _ATTRIBUTE_OPS if op in data]
     if not ops:
         raise InvalidCondition(
-            path, f"attribute test on {key!r} needs one of {', '.join(repr(o) for o in _ATTRIBUTE_OPS)}"
+            path,
+            f"attribute test on {key!r} needs one of {', '.join(repr(o) for o in _ATTRIBUTE_OPS)}",
         )
     if set(ops) == {"at_least", "below"} or ops in (["at_least"], ["below"]):
         return AttributeRange(key=key, at_least=data.get("at_least"), below=data.get("below"))
@@ -1156,7 +1256,7 @@ def _read_attribute(data: Mapping[str, Any], path: str) -> Condition:
 
 
 def _kind_value(value: Any) -> Any:
-    return None if value == "any" else value
+    return None if value == ANY_KIND else value
 
 
 def _read_did(data: Mapping[str, Any], path: str) -> Condition:
@@ -1195,6 +1295,11 @@ def _read_stage(data: Mapping[str, Any], path: str) -> Condition:
     return InStage(names=data["stage"])
 
 
+def _read_in_stage_for(data: Mapping[str, Any], path: str) -> Condition:
+    _allowed(data, path, ("in_stage_for",))
+    return InStageFor(at_least=data["in_stage_for"])
+
+
 def _read_consent(data: Mapping[str, Any], path: str) -> Condition:
     _flag(data, path, "consent")
     return Consented()
@@ -1218,6 +1323,7 @@ _READERS = {
     "level": _read_level,
     "temperature": _read_temperature,
     "stage": _read_stage,
+    "in_stage_for": _read_in_stage_for,
     "consent": _read_consent,
     "contactability": _read_contactability,
 }

@@ -17,7 +17,8 @@ never by a sweep job. Applying activities one by one, in any order, gives exactl
 >>> lead = Lead(id="l1", email="ann@example.com", attributes={"job_level": "department_head"})
 >>> at = datetime(2026, 4, 1, 10, tzinfo=timezone.utc)
 >>> card = model.new_card(lead)
->>> model.apply(card, lead, Activity(lead_id="l1", kind="page_view", at=at, properties={"page": "pricing"}))
+>>> pricing = Activity(lead_id="l1", kind="page_view", at=at, properties={"page": "pricing"})
+>>> model.apply(card, lead, pricing)
 True
 >>> model.score(card, at).total
 50
@@ -95,7 +96,9 @@ def _duration(value: timedelta | str) -> timedelta:
     if isinstance(value, str):
         value = parse_duration(value, "period", InvalidScoringModel)
     if not isinstance(value, timedelta) or value <= timedelta(0):
-        raise InvalidScoringModel("period", f"expected a positive duration such as '1d', got {value!r}")
+        raise InvalidScoringModel(
+            "period", f"expected a positive duration such as '1d', got {value!r}"
+        )
     return value
 
 
@@ -104,6 +107,18 @@ def _optional_duration(value: timedelta | str | None) -> timedelta | None:
 
 
 # --------------------------------------------------------------------------- definitions
+
+
+def _active_from(value: datetime | None) -> datetime | None:
+    return optional_aware_utc(value, "BehaviourRule.active_from")
+
+
+def _active_until(value: datetime | None) -> datetime | None:
+    return optional_aware_utc(value, "BehaviourRule.active_until")
+
+
+def _optional_points(value: int | None) -> int | None:
+    return None if value is None else _points(value)
 
 
 @attrs.frozen(kw_only=True)
@@ -138,7 +153,9 @@ class Cap:
 
 @attrs.frozen(kw_only=True)
 class FitRule:
-    """Points for who the lead is: ``FitRule(name="employees ≥ 50", when=attr("employees").at_least(50), points=10)``.
+    """Points for who the lead is.
+
+    ``FitRule(name="employees ≥ 50", when=attr("employees").at_least(50), points=10)``
 
     ``when`` may test attributes, consent and contactability only: fit is about the lead, not its
     behaviour, score or stage.
@@ -156,8 +173,8 @@ class FitRule:
 class BehaviourRule:
     """Points for what the lead did.
 
-    ``when`` must name the activity that earns the points with :func:`~nurturekit.conditions.activity`
-    and may add attribute or history tests::
+    ``when`` must name the activity that earns the points with
+    :func:`~nurturekit.conditions.activity` and may add attribute or history tests::
 
         BehaviourRule(name="pricing page visit", when=activity("page_view", page="pricing"),
                       points=30, cap=Cap(times=1, per="1d"))
@@ -171,15 +188,15 @@ class BehaviourRule:
     when: Condition
     points: int = attrs.field(converter=_points)
     cap: Cap | None = None
-    active_from: datetime | None = attrs.field(
-        default=None, converter=lambda v: optional_aware_utc(v, "BehaviourRule.active_from")
-    )
-    active_until: datetime | None = attrs.field(
-        default=None, converter=lambda v: optional_aware_utc(v, "BehaviourRule.active_until")
-    )
+    active_from: datetime | None = attrs.field(default=None, converter=_active_from)
+    active_until: datetime | None = attrs.field(default=None, converter=_active_until)
 
     def to_dict(self) -> dict[str, Any]:
-        out: dict[str, Any] = {"name": self.name, "when": self.when.to_dict(), "points": self.points}
+        out: dict[str, Any] = {
+            "name": self.name,
+            "when": self.when.to_dict(),
+            "points": self.points,
+        }
         if self.cap is not None:
             out["cap"] = self.cap.to_dict()
         if self.active_from is not None:
@@ -247,9 +264,7 @@ class Band:
     """A temperature band: ``Band(name="hot", at_least=60)``; ``at_least=None`` is the catch-all."""
 
     name: str = attrs.field(converter=_name)
-    at_least: int | None = attrs.field(
-        default=None, converter=lambda v: None if v is None else _points(v)
-    )
+    at_least: int | None = attrs.field(default=None, converter=_optional_points)
 
 
 # --------------------------------------------------------------------------- values
@@ -357,7 +372,7 @@ def _required_kinds(condition: Condition) -> frozenset[str] | None:
     if isinstance(condition, ActivityIs):
         return frozenset(condition.kinds) if condition.kinds else frozenset((_ANY,))
     if isinstance(condition, AllOf):
-        found = [k for k in map(_required_kinds, condition.parts) if k is not None]
+        found = [k for k in (_required_kinds(p) for p in condition.parts) if k is not None]
         if not found:
             return None
         if any(_ANY not in k for k in found):
@@ -365,10 +380,13 @@ def _required_kinds(condition: Condition) -> frozenset[str] | None:
             return narrowed
         return frozenset((_ANY,))
     if isinstance(condition, AnyOf):
-        found = [_required_kinds(part) for part in condition.parts]
-        if any(k is None for k in found):
-            return None
-        return frozenset().union(*(k for k in found if k is not None))
+        union: set[str] = set()
+        for part in condition.parts:
+            kinds = _required_kinds(part)
+            if kinds is None:
+                return None
+            union |= kinds
+        return frozenset(union)
     return None
 
 
@@ -400,12 +418,33 @@ def _compile(index: int, rule: BehaviourRule) -> _Compiled:
     return _Compiled(index, rule, rule.name, rule.points, where, rest, limited, needs_history)
 
 
+def _typed(value: Iterable[Any], kind: type[Any], where: str) -> list[Any]:
+    items = list(value)
+    for i, item in enumerate(items):
+        if not isinstance(item, kind):
+            raise InvalidScoringModel(
+                f"{where}[{i}]", f"expected a {kind.__name__}, got {type(item).__name__} {item!r}"
+            )
+    return items
+
+
+def _levels(value: Iterable[Level]) -> tuple[Level, ...]:
+    return tuple(sorted(_typed(value, Level, "levels"), key=lambda lv: lv.at_least))
+
+
+def _bands(value: Iterable[Band]) -> tuple[Band, ...]:
+    def mark(band: Band) -> float:
+        return -math.inf if band.at_least is None else band.at_least
+
+    return tuple(sorted(_typed(value, Band, "bands"), key=mark, reverse=True))
+
+
 def _fit_rules(value: Iterable[FitRule]) -> tuple[FitRule, ...]:
-    return tuple(value)
+    return tuple(_typed(value, FitRule, "fit_rules"))
 
 
 def _behaviour_rules(value: Iterable[BehaviourRule]) -> tuple[BehaviourRule, ...]:
-    return tuple(value)
+    return tuple(_typed(value, BehaviourRule, "behaviour_rules"))
 
 
 @attrs.frozen(kw_only=True)
@@ -420,15 +459,8 @@ class ScoringModel:
     fit_rules: tuple[FitRule, ...] = attrs.field(default=(), converter=_fit_rules)
     behaviour_rules: tuple[BehaviourRule, ...] = attrs.field(default=(), converter=_behaviour_rules)
     decay: HalfLife | IdleLoss | None = None
-    levels: tuple[Level, ...] = attrs.field(
-        default=(), converter=lambda v: tuple(sorted(v, key=lambda lv: lv.at_least))
-    )
-    bands: tuple[Band, ...] = attrs.field(
-        default=(),
-        converter=lambda v: tuple(
-            sorted(v, key=lambda b: -math.inf if b.at_least is None else b.at_least, reverse=True)
-        ),
-    )
+    levels: tuple[Level, ...] = attrs.field(default=(), converter=_levels)
+    bands: tuple[Band, ...] = attrs.field(default=(), converter=_bands)
     band_axis: str = "engagement"
     name: str = ""
 
@@ -442,7 +474,10 @@ class ScoringModel:
 
     def __attrs_post_init__(self) -> None:
         names: dict[str, str] = {}
-        for group, rules in (("fit_rules", self.fit_rules), ("behaviour_rules", self.behaviour_rules)):
+        for group, rules in (
+            ("fit_rules", self.fit_rules),
+            ("behaviour_rules", self.behaviour_rules),
+        ):
             for i, rule in enumerate(rules):
                 where = f"{group}[{i}]"
                 expected = FitRule if group == "fit_rules" else BehaviourRule
@@ -451,7 +486,9 @@ class ScoringModel:
                         where, f"expected a {expected.__name__}, got {type(rule).__name__} {rule!r}"
                     )
                 if not isinstance(rule.when, Condition):
-                    raise InvalidScoringModel(f"{where}.when", f"expected a Condition, got {rule.when!r}")
+                    raise InvalidScoringModel(
+                        f"{where}.when", f"expected a Condition, got {rule.when!r}"
+                    )
                 if rule.name in names:
                     raise InvalidScoringModel(
                         f"{where}.name",
@@ -522,7 +559,9 @@ class ScoringModel:
             if not isinstance(lv, Level):
                 raise InvalidScoringModel(f"levels[{i}]", f"expected a Level, got {lv!r}")
             if lv.name in seen:
-                raise InvalidScoringModel(f"levels[{i}].name", f"level {lv.name!r} is defined twice")
+                raise InvalidScoringModel(
+                    f"levels[{i}].name", f"level {lv.name!r} is defined twice"
+                )
             seen.add(lv.name)
         catch_all = [b.name for b in self.bands if b.at_least is None]
         if len(catch_all) > 1:
@@ -636,10 +675,12 @@ class ScoringModel:
         return True
 
     def _view(self, lead: Lead, activity: Activity, history: Sequence[Activity]) -> View:
+        """The view a history rule sees: the activities up to this one, each key once."""
         mark = (activity.at, activity.key)
-        before = [h for h in history if (h.at, h.key) < mark]
-        before.append(activity)
-        return View(lead=lead, now=activity.at, activities=before, activity=activity)
+        before = {h.key: h for h in history if (h.at, h.key) < mark}
+        return View(
+            lead=lead, now=activity.at, activities=[*before.values(), activity], activity=activity
+        )
 
     def _apply_late(
         self, card: ScoreCard, lead: Lead, activity: Activity, history: Sequence[Activity]
@@ -686,7 +727,8 @@ class ScoringModel:
 
     def _rebuild(self, lead: Lead, activities: Iterable[Activity]) -> ScoreCard:
         card = ScoreCard(lead_id=lead.id)
-        ordered = sorted(activities, key=lambda a: (a.at, a.key))
+        unique = {a.key: a for a in activities}
+        ordered = sorted(unique.values(), key=lambda a: (a.at, a.key))
         for i, item in enumerate(ordered):
             self.apply(card, lead, item, ordered[:i] if self._needs_history else ())
         return card
@@ -775,7 +817,11 @@ class ScoringModel:
     @classmethod
     def from_dict(cls, data: Mapping[str, Any], path: str = "scoring") -> ScoringModel:
         """Read a model written by :meth:`to_dict`; errors name the path inside ``data``."""
-        _keys(data, path, ("name", "fit_rules", "behaviour_rules", "decay", "levels", "bands", "band_axis"))
+        _keys(
+            data,
+            path,
+            ("name", "fit_rules", "behaviour_rules", "decay", "levels", "bands", "band_axis"),
+        )
         fit = []
         for i, r in enumerate(_list(data, path, "fit_rules")):
             where = f"{path}.fit_rules[{i}]"
@@ -820,10 +866,14 @@ class ScoringModel:
                 )
             else:
                 raise InvalidScoringModel(
-                    f"{path}.decay", "expected {half_life = '30d'} or {idle_loss = 10, period = '30d'}"
+                    f"{path}.decay",
+                    "expected {half_life = '30d'} or {idle_loss = 10, period = '30d'}",
                 )
         levels = [
-            Level(name=_get(lv, f"{path}.levels[{i}]", "name"), at_least=_get(lv, f"{path}.levels[{i}]", "at_least"))
+            Level(
+                name=_get(lv, f"{path}.levels[{i}]", "name"),
+                at_least=_get(lv, f"{path}.levels[{i}]", "at_least"),
+            )
             for i, lv in enumerate(_list(data, path, "levels"))
         ]
         bands = [
@@ -865,7 +915,8 @@ def _cap_allows(cap: Cap, rule: str, admitted: Sequence[Contribution], at: datet
 
 
 def _half_life(points: int, periods: float) -> int:
-    return round(points * 0.5 ** max(periods, 0.0))
+    factor: float = 0.5 ** max(periods, 0.0)
+    return round(points * factor)
 
 
 def _idle_ledger(
@@ -903,11 +954,14 @@ def _idle_ledger(
 
 def _keys(data: Any, path: str, allowed: Sequence[str]) -> None:
     if not isinstance(data, Mapping):
-        raise InvalidScoringModel(path, f"expected a table (dict), got {type(data).__name__} {data!r}")
+        raise InvalidScoringModel(
+            path, f"expected a table (dict), got {type(data).__name__} {data!r}"
+        )
     for key in data:
         if key not in allowed:
             raise InvalidScoringModel(
-                path, f"unknown key {key!r}; here the keys are {', '.join(repr(k) for k in allowed)}"
+                path,
+                f"unknown key {key!r}; here the keys are {', '.join(repr(k) for k in allowed)}",
             )
 
 
@@ -933,4 +987,3 @@ def _datetime(value: Any, path: str) -> datetime | None:
         raise InvalidScoringModel(
             path, f"expected an ISO 8601 time such as '2026-04-01T00:00:00+09:00', got {value!r}"
         ) from None
-
