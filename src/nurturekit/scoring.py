@@ -287,6 +287,10 @@ class Contribution(NamedTuple):
     activity_kind: str | None
 
 
+#: Builds a Contribution without NamedTuple's Python-level ``__new__`` (the hot path).
+_new_contribution = tuple.__new__
+
+
 @attrs.frozen(kw_only=True)
 class Score:
     """A lead's score at a time ``at``.
@@ -353,8 +357,9 @@ class ScoreCard:
     refused: list[Contribution] = attrs.Factory(list)
     #: Keys of every applied activity: applying one twice changes nothing.
     seen: set[str] = attrs.Factory(set)
-    #: (at, key) of the newest applied activity: an older one is late and is put in its place.
-    last: tuple[datetime, str] | None = None
+    #: Time and key of the newest applied activity: an older one is late and is put in place.
+    last_at: datetime | None = None
+    last_key: str = ""
     #: Times of every applied activity, sorted: the idle clock of :class:`IdleLoss` (else empty).
     times: list[datetime] = attrs.Factory(list)
 
@@ -628,14 +633,14 @@ class ScoringModel:
             )
         seen.add(key)
         at = activity.at
-        mark = (at, key)
-        last = card.last
-        if last is not None and mark < last:
+        last_at = card.last_at
+        if last_at is not None and (at < last_at or (at == last_at and key < card.last_key)):
             if self._idle:
                 bisect.insort(card.times, at)
             self._apply_late(card, lead, activity, history)
             return True
-        card.last = mark
+        card.last_at = at
+        card.last_key = key
         if self._idle:
             card.times.append(at)
         rules = self._by_kind.get(activity.kind, self._wildcard)
@@ -660,7 +665,9 @@ class ScoringModel:
                     view = self._view(lead, activity, history)
                 if not item.rest.evaluate(view):
                     continue
-            entry = Contribution(item.name, ENGAGEMENT, item.points, item.points, at, key, kind)
+            entry = _new_contribution(
+                Contribution, (item.name, ENGAGEMENT, item.points, item.points, at, key, kind)
+            )
             if item.limited:
                 rule = item.rule
                 if rule.active_from is not None and at < rule.active_from:
