@@ -16,6 +16,16 @@ from __future__ import annotations
 __all__ = [
     "ActivityTooLarge",
     "ClockError",
+    "ExpiredToken",
+    "InvalidProgram",
+    "InvalidScenario",
+    "InvalidToken",
+    "MailerUnavailable",
+    "MissingPlaceholder",
+    "StorageError",
+    "TemplateError",
+    "UnknownLead",
+    "UnsafeHeader",
     "InvalidActivity",
     "InvalidCondition",
     "InvalidLead",
@@ -102,3 +112,51 @@ class TransitionNotAllowed(NurtureError):
 
 class ClockError(InvalidInput):
     """A manual clock was set to a naive time or moved backwards."""
+
+
+class InvalidScenario(InvalidInput):
+    """A scenario's definition is broken: unknown step targets, unreachable steps, a cycle with
+    no wait, a send with no template … ``where`` names the scenario and the step."""
+
+
+class InvalidProgram(InvalidInput):
+    """The parts of a program do not fit together (a scenario names a template or a stage that
+    the program does not have …)."""
+
+
+class TemplateError(InvalidInput):
+    """A template is malformed, or cannot be filled for a lead."""
+
+
+class MissingPlaceholder(TemplateError):
+    """A placeholder has no value for this lead and the template declares no default for it."""
+
+
+class UnsafeHeader(InvalidInput):
+    """A mail header value holds CR, LF, NUL or another control character (also when hidden in an
+    RFC 2047 encoded word): it could inject headers, so the mail is never sent."""
+
+
+class InvalidToken(NurtureError):
+    """An unsubscribe, click or open token is malformed, tampered with or for another purpose."""
+
+
+class ExpiredToken(InvalidToken):
+    """A token whose signature is good but whose time is up."""
+
+
+class MailerUnavailable(NurtureError):
+    """The mailer could not try at all (no connection, authentication refused); nothing was sent
+    and the sends stay in the outbox to be retried."""
+
+
+class StorageError(NurtureError):
+    """The storage could not do what was asked, or holds data it cannot read."""
+
+
+class UnknownLead(NurtureError):
+    """An activity or an operation names a lead that is not stored."""
+
+    def __init__(self, lead_id: str) -> None:
+        self.lead_id = lead_id
+        super().__init__(f"no lead with id {lead_id!r} is stored; upsert the lead first")

@@ -1,16 +1,19 @@
 """The ports the engine talks to.
 
 Each port is a :class:`typing_extensions.Protocol` with its contract written down; the engine
-depends on these and never on an adapter. More ports (Storage, Mailer, HandoffSink) come later.
+depends on these and never on an adapter.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime
 
 from typing_extensions import Protocol
 
-__all__ = ["Clock"]
+from nurturekit.messages import OutgoingMail, SendResult
+
+__all__ = ["Clock", "Mailer"]
 
 
 class Clock(Protocol):
@@ -26,5 +29,22 @@ class Clock(Protocol):
 
         Successive calls should not go backwards; :class:`~nurturekit.clock.ManualClock`
         enforces it, while a system clock may be stepped back by NTP and the engine copes.
+        """
+        ...
+
+
+class Mailer(Protocol):
+    """Hands messages to the world: an outbox list, the console, ``.eml`` files, SMTP.
+
+    The engine writes every send to the storage's outbox *before* it calls :meth:`send`, so a
+    crash between the two is seen and retried with the same key and Message-ID, never lost.
+    """
+
+    def send(self, mails: Sequence[OutgoingMail]) -> list[SendResult]:
+        """Deliver ``mails`` in order and return one result per mail, in the same order.
+
+        A refusal of one recipient (bounced or deferred) is a result, not an exception; an
+        adapter raises only when it could not try at all (no connection), and then none of the
+        mails counts as sent. An adapter may reuse one connection for the whole batch.
         """
         ...
