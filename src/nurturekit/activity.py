@@ -31,12 +31,14 @@ __all__ = [
     "EMAIL_DELIVERED",
     "EMAIL_OPEN",
     "FORM_SUBMIT",
+    "HANDED_OFF",
     "INQUIRY",
     "MAX_ACTIVITY_BYTES",
     "MAX_KEY_LENGTH",
     "MAX_PROPERTIES",
     "MEETING_BOOKED",
     "PAGE_VIEW",
+    "SCORE_ADJUSTED",
     "SEARCH",
     "SEMINAR_ATTENDED",
     "SEMINAR_REGISTERED",
@@ -60,6 +62,10 @@ UNSUBSCRIBED: Final = "unsubscribed"
 BOUNCED: Final = "bounced"
 COMPLAINED: Final = "complained"
 SEARCH: Final = "search"
+#: Written by the engine: a scenario's AdjustScore step (``points``, ``reason``).
+SCORE_ADJUSTED: Final = "score_adjusted"
+#: Written by the engine: the lead was handed to sales.
+HANDED_OFF: Final = "handed_off"
 
 
 class Kind:
@@ -83,6 +89,8 @@ class Kind:
     BOUNCED: Final = BOUNCED
     COMPLAINED: Final = COMPLAINED
     SEARCH: Final = SEARCH
+    SCORE_ADJUSTED: Final = SCORE_ADJUSTED
+    HANDED_OFF: Final = HANDED_OFF
 
 
 #: Most properties one activity may carry.

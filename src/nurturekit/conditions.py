@@ -125,6 +125,24 @@ class View:
     score: ScoreLike | None = None
     stage: str | None = None
     stage_entered_at: datetime | None = attrs.field(default=None, converter=_view_entered)
+    #: Whether ``activities`` is in time order (as storage returns it); lets a windowed count
+    #: stop at the window's start instead of reading the whole history.
+    activities_sorted: bool = False
+
+    def at_stage(self, stage: str | None, entered_at: datetime | None) -> View:
+        """This view with the lead in ``stage`` since ``entered_at`` (an aware UTC time).
+
+        Cheap — no re-validation — because stage machines ask it for every stage they test.
+        """
+        moved = object.__new__(View)
+        for field in _VIEW_FIELDS:
+            object.__setattr__(moved, field, getattr(self, field))
+        object.__setattr__(moved, "stage", stage)
+        object.__setattr__(moved, "stage_entered_at", entered_at)
+        return moved
+
+
+_VIEW_FIELDS = tuple(f.name for f in attrs.fields(View))
 
 
 @attrs.frozen(kw_only=True)
@@ -712,23 +730,35 @@ class Did(Condition):
                 "at_most", f"at_most {self.at_most} is smaller than at_least {self.at_least}"
             )
 
-    def count(self, view: View) -> int:
-        """How many activities in the view match, within the window."""
+    def count(self, view: View, enough: int | None = None) -> int:
+        """How many activities in the view match, within the window (stopping at ``enough``)."""
         now = view.now
         since = now - self.within if self.within is not None else None
         kinds, where = self.kinds, self.where
         found = 0
-        for item in view.activities:
+        # Newest first: a window or an early stop then looks at few activities.
+        for item in reversed(view.activities):
             at = item.at
-            if at > now or (since is not None and at <= since):
+            if at > now:
                 continue
-            if _matches(item, kinds, where):
-                found += 1
+            if since is not None and at <= since:
+                if view.activities_sorted:
+                    break
+                continue
+            if kinds and item.kind not in kinds:
+                continue
+            if where and not _matches(item, kinds, where):
+                continue
+            found += 1
+            if found == enough:
+                break
         return found
 
     def evaluate(self, view: View) -> bool:
-        found = self.count(view)
-        return found >= self.at_least and (self.at_most is None or found <= self.at_most)
+        if self.at_most is None:
+            return self.count(view, self.at_least) >= self.at_least
+        found = self.count(view, self.at_most + 1)
+        return self.at_least <= found <= self.at_most
 
     def explain(self, view: View) -> Explanation:
         found = self.count(view)

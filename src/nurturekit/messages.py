@@ -23,14 +23,14 @@ class Sender:
     Japan's anti-spam law (特定電子メール法) and CAN-SPAM both require the sender's name and a
     postal address in marketing mail, and a working way to opt out.
 
-    ``unsubscribe_base_url`` is the https page of the host app that serves one-click
-    unsubscribes (RFC 8058); ``unsubscribe_mailto`` the mailbox that takes unsubscribe mails.
+    ``unsubscribe_mailto`` is the mailbox that takes unsubscribe mails (the ``mailto`` half of
+    ``List-Unsubscribe``); the https half is a signed link the engine builds with
+    :class:`nurturekit.tokens.Links`.
     """
 
     name: str
     address: str
     postal_address: str
-    unsubscribe_base_url: str
     unsubscribe_mailto: str
     reply_to: str | None = None
 
@@ -44,6 +44,8 @@ class SendStatus(str, enum.Enum):
     BOUNCED = "bounced"
     #: Refused for now (an SMTP 4xx, a dropped connection): try again later.
     DEFERRED = "deferred"
+    #: Never handed over: the lead unsubscribed or was blocked after the send was written.
+    SUPPRESSED = "suppressed"
 
 
 @attrs.frozen(kw_only=True)

@@ -6,14 +6,48 @@ depends on these and never on an adapter.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from datetime import datetime
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import AbstractContextManager
+from datetime import datetime, timedelta
 
+import attrs
 from typing_extensions import Protocol
 
-from nurturekit.messages import OutgoingMail, SendResult
+from nurturekit.activity import Activity
+from nurturekit.lead import Lead
+from nurturekit.messages import OutgoingMail, SendResult, SendStatus
+from nurturekit.scenario import Enrollment
+from nurturekit.scoring import ScoreCard
+from nurturekit.stages import StageHistory
 
-__all__ = ["Clock", "Mailer"]
+__all__ = ["Clock", "LeadState", "Mailer", "OutboxEntry", "Storage"]
+
+
+@attrs.define(kw_only=True, eq=False)
+class LeadState:
+    """What the engine keeps per lead beside the lead itself.
+
+    ``card`` is the running score; ``stages`` the stage history (``None`` without a stage
+    machine); ``levels`` the score levels already reached, so crossing one is seen once;
+    ``with_sales`` is true while sales owns the lead (no marketing mail then).
+    """
+
+    lead_id: str
+    card: ScoreCard
+    stages: StageHistory | None = None
+    levels: frozenset[str] = frozenset()
+    with_sales: bool = False
+
+
+@attrs.frozen(kw_only=True)
+class OutboxEntry:
+    """One send in the outbox: the mail, and what became of it (``None``: not handed over)."""
+
+    mail: OutgoingMail
+    status: SendStatus | None = None
+    detail: str = ""
+    attempts: int = 0
+    updated_at: datetime | None = None
 
 
 class Clock(Protocol):
@@ -47,4 +81,102 @@ class Mailer(Protocol):
         adapter raises only when it could not try at all (no connection), and then none of the
         mails counts as sent. An adapter may reuse one connection for the whole batch.
         """
+        ...
+
+
+class Storage(Protocol):
+    """Where leads, activities, per-lead state, enrolments and the outbox live.
+
+    Every method may be called inside :meth:`transaction`; the writes of one transaction take
+    effect together or not at all, and an adapter that cannot promise that (none of ours) must
+    say so. Outside a transaction each write stands alone. Times are aware UTC.
+    """
+
+    def transaction(self) -> AbstractContextManager[None]:
+        """A unit of work: on a normal exit every write inside is kept, on an exception every
+        write inside is undone and the exception goes on. Nested calls join the outer one."""
+        ...
+
+    # -- leads and their state ------------------------------------------------------------
+
+    def put_lead(self, lead: Lead) -> None:
+        """Insert the lead, or replace the stored lead with the same id."""
+        ...
+
+    def get_lead(self, lead_id: str) -> Lead | None:
+        """The stored lead, or ``None``."""
+        ...
+
+    def leads(self) -> Iterator[Lead]:
+        """Every stored lead, in no particular order (for broadcasts and reports)."""
+        ...
+
+    def get_state(self, lead_id: str) -> LeadState | None:
+        """The lead's engine state (score card, stage history, levels reached), or ``None``."""
+        ...
+
+    def put_state(self, state: LeadState) -> None:
+        """Insert or replace the lead's engine state."""
+        ...
+
+    # -- activities ---------------------------------------------------------------------------
+
+    def add_activity(self, activity: Activity) -> bool:
+        """Store the activity; return False, changing nothing, when its key is already stored."""
+        ...
+
+    def activities(self, lead_id: str) -> Sequence[Activity]:
+        """The lead's activities ordered by ``(at, key)``; the caller must not change it."""
+        ...
+
+    def activities_of_kinds(self, kinds: Iterable[str]) -> Iterator[Activity]:
+        """Every stored activity of these kinds, in no particular order (for analytics)."""
+        ...
+
+    # -- enrolments ---------------------------------------------------------------------------
+
+    def put_enrollment(self, enrollment: Enrollment) -> None:
+        """Insert the enrolment or replace the one with the same id; this also ends any claim
+        on it, and (re)indexes it by ``due_at`` while it is active or waiting."""
+        ...
+
+    def enrollments_of(self, lead_id: str) -> list[Enrollment]:
+        """All of the lead's enrolments, ended ones too, oldest entry first."""
+        ...
+
+    def enrollments(self, scenario: str | None = None) -> Iterator[Enrollment]:
+        """Every enrolment, or those of one scenario (for analytics)."""
+        ...
+
+    def claim_due(
+        self, now: datetime, limit: int, worker: str, lease: timedelta
+    ) -> list[Enrollment]:
+        """Claim up to ``limit`` active or waiting enrolments whose ``due_at <= now``, earliest
+        first (ties by id), for ``worker`` until ``now + lease``.
+
+        A claimed enrolment is not returned again until it is put back with
+        :meth:`put_enrollment` or its lease has expired. Costs what is due, not what is enrolled.
+        """
+        ...
+
+    # -- the outbox ---------------------------------------------------------------------------
+
+    def add_to_outbox(self, mail: OutgoingMail) -> bool:
+        """Record a send before it is handed to a mailer; False when its key is already there."""
+        ...
+
+    def mark_sent(self, key: str, status: SendStatus, detail: str, at: datetime) -> None:
+        """Record what the mailer did with the send ``key``."""
+        ...
+
+    def pending_mail(self, limit: int) -> list[OutgoingMail]:
+        """Sends written to the outbox but not yet sent or bounced, oldest first."""
+        ...
+
+    def outbox(self) -> Iterator[OutboxEntry]:
+        """Every send in the outbox with its status (for analytics)."""
+        ...
+
+    def marketing_sends_since(self, lead_id: str, since: datetime) -> list[datetime]:
+        """When marketing mail to the lead was written to the outbox at or after ``since``."""
         ...

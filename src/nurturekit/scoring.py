@@ -42,7 +42,7 @@ from nurturekit._time import (
     optional_aware_utc,
     parse_duration,
 )
-from nurturekit.activity import Activity
+from nurturekit.activity import SCORE_ADJUSTED, Activity
 from nurturekit.conditions import (
     ActivityIs,
     AllOf,
@@ -643,6 +643,9 @@ class ScoringModel:
         card.last_key = key
         if self._idle:
             card.times.append(at)
+        if activity.kind == SCORE_ADJUSTED:
+            self._adjust(card, activity)
+            return True
         rules = self._by_kind.get(activity.kind, self._wildcard)
         if not rules:
             return True
@@ -680,6 +683,27 @@ class ScoringModel:
             entries.append(entry)
             card.engagement_points += item.points
         return True
+
+    def _adjust(self, card: ScoreCard, activity: Activity) -> None:
+        """A scenario's AdjustScore step: its points join the engagement, named by its reason."""
+        points = activity.properties.get("points")
+        if isinstance(points, bool) or not isinstance(points, int):
+            return
+        reason = activity.properties.get("reason", "")
+        entry = _new_contribution(
+            Contribution,
+            (
+                f"adjustment: {reason}" if reason else "adjustment",
+                ENGAGEMENT,
+                points,
+                points,
+                activity.at,
+                activity.key,
+                activity.kind,
+            ),
+        )
+        card.entries.append(entry)
+        card.engagement_points += points
 
     def _view(self, lead: Lead, activity: Activity, history: Sequence[Activity]) -> View:
         """The view a history rule sees: the activities up to this one, each key once."""
@@ -723,7 +747,7 @@ class ScoringModel:
         entries: list[Contribution] = []
         refused: list[Contribution] = []
         for entry in candidates:
-            cap = caps[entry.rule]
+            cap = caps.get(entry.rule)
             assert entry.at is not None
             if cap is not None and not _cap_allows(cap, entry.rule, entries, entry.at):
                 refused.append(entry)
@@ -904,7 +928,7 @@ _ANY_TIME = datetime.max.replace(tzinfo=UTC)
 
 def _order_key(model: ScoringModel) -> Any:
     order = {r.name: i for i, r in enumerate(model.behaviour_rules)}
-    return lambda c: (c.at, c.activity_key, order[c.rule])
+    return lambda c: (c.at, c.activity_key, order.get(c.rule, -1))
 
 
 def _cap_allows(cap: Cap, rule: str, admitted: Sequence[Contribution], at: datetime) -> bool:

@@ -531,12 +531,13 @@ class StageMachine:
         visited = {current}
         here = current
         while not self._by_name[here].final:
-            tested = attrs.evolve(view, stage=here, stage_entered_at=since)
+            tested = view.at_stage(here, since)
             for transition in self._outgoing[here]:
                 if transition.when is None or transition.target in visited:
                     continue
-                explanation = transition.when.explain(tested)
-                if explanation.held:
+                # Explanations cost words; only the guard that holds needs one, as the reason.
+                if transition.when.evaluate(tested):
+                    explanation = transition.when.explain(tested)
                     moves.append(
                         StageMove(
                             lead_id=who,
@@ -757,6 +758,14 @@ class StageHistory:
             manual=False,
         )
         return cls(machine=machine, lead_id=lead_id, moves=[placement])
+
+    def copy(self) -> StageHistory:
+        """An independent copy, without checking the moves again (they were checked)."""
+        twin = object.__new__(StageHistory)
+        twin.machine = self.machine
+        twin.lead_id = self.lead_id
+        twin.moves = list(self.moves)
+        return twin
 
     @property
     def current(self) -> str:

@@ -1,0 +1,590 @@
+"""The engine: the imperative shell that runs a :class:`~nurturekit.program.Program`.
+
+It talks only to ports — a :class:`~nurturekit.ports.Storage`, a
+:class:`~nurturekit.ports.Mailer` and a :class:`~nurturekit.ports.Clock` — and passes "now" down
+to the pure domain.
+
+``record(activity)``, in one storage transaction: store it (a duplicate key changes nothing) →
+score → stage → scenario goals, exits and waits → triggers and enrolments.
+
+``run_due()``: claim the enrolments whose next step is due, run each until its next wait
+(writing every send to the outbox in the same transaction as the step's advance), then hand the
+outbox to the mailer. A step runs at least once; a mail is handed over at most once per
+idempotency key as far as the mailer can tell (the outbox records what was handed over).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+from collections.abc import Iterable
+from datetime import datetime, timedelta
+
+import attrs
+
+from nurturekit._time import aware_utc
+from nurturekit.activity import (
+    BOUNCED,
+    COMPLAINED,
+    HANDED_OFF,
+    SCORE_ADJUSTED,
+    UNSUBSCRIBED,
+    Activity,
+)
+from nurturekit.clock import SystemClock
+from nurturekit.conditions import View
+from nurturekit.errors import MailerUnavailable, TransitionNotAllowed, UnknownLead
+from nurturekit.lead import Contactability, ContactStatus, Lead
+from nurturekit.messages import OutgoingMail, SendStatus
+from nurturekit.ports import Clock, LeadState, Mailer, Storage
+from nurturekit.program import Program
+from nurturekit.scenario import (
+    AdjustScore,
+    Branch,
+    CallHook,
+    End,
+    Enrollment,
+    EnrollmentStatus,
+    HandOff,
+    OnActivity,
+    OnLevelCrossed,
+    OnStageEntered,
+    Scenario,
+    SendMail,
+    SetStage,
+    Wait,
+    WaitFor,
+)
+from nurturekit.scoring import Score
+from nurturekit.stages import StageHistory, StageMove
+from nurturekit.templates import compose
+from nurturekit.tokens import Links
+
+__all__ = ["Engine", "RecordResult", "RunReport"]
+
+log = logging.getLogger("nurturekit.engine")
+
+#: Contactability an activity of this kind sets.
+_CONTACT_EFFECT = {
+    UNSUBSCRIBED: ContactStatus.UNSUBSCRIBED,
+    BOUNCED: ContactStatus.BOUNCED,
+    COMPLAINED: ContactStatus.DO_NOT_CONTACT,
+}
+_RUNNING = (EnrollmentStatus.ACTIVE, EnrollmentStatus.WAITING)
+
+
+@attrs.frozen(kw_only=True)
+class RecordResult:
+    """What recording one activity did."""
+
+    activity: Activity
+    #: False when an activity with the same key was already stored (nothing else happened).
+    stored: bool
+    score: Score | None = None
+    moves: tuple[StageMove, ...] = ()
+    enrolled: tuple[Enrollment, ...] = ()
+    ended: tuple[Enrollment, ...] = ()
+
+
+@attrs.frozen(kw_only=True)
+class RunReport:
+    """What one :meth:`Engine.run_due` did."""
+
+    now: datetime
+    claimed: int = 0
+    steps: int = 0
+    sent: int = 0
+    bounced: int = 0
+    deferred: int = 0
+    #: Enrolments whose step failed (a hook raised …), with the error; they are retried later.
+    failures: tuple[tuple[str, str], ...] = ()
+
+
+class Engine:
+    """Runs a program over a storage, a mailer and a clock.
+
+    >>> from nurturekit.storage.memory import InMemoryStorage
+    >>> from nurturekit.mail import OutboxMailer
+
+    ``links`` builds the signed unsubscribe links that every marketing mail carries; the host
+    app serves them (see :mod:`nurturekit.tokens`). ``worker`` names this process in claims.
+    """
+
+    def __init__(
+        self,
+        program: Program,
+        storage: Storage,
+        mailer: Mailer,
+        *,
+        links: Links,
+        clock: Clock | None = None,
+        worker: str | None = None,
+        lease: timedelta = timedelta(minutes=5),
+        max_steps: int = 100,
+    ) -> None:
+        self.program = program
+        self.storage = storage
+        self.mailer = mailer
+        self.links = links
+        self.clock: Clock = clock if clock is not None else SystemClock()
+        self.worker = worker or f"{socket.gethostname()}:{os.getpid()}"
+        self.lease = lease
+        self.max_steps = max_steps
+
+    # ------------------------------------------------------------------ leads
+
+    def upsert_lead(self, lead: Lead) -> Lead:
+        """Store ``lead`` (new or changed); a new lead is stamped ``created_at`` now.
+
+        Changed attributes re-score the lead's fit at once.
+        """
+        now = self.clock.now()
+        with self.storage.transaction():
+            old = self.storage.get_lead(lead.id)
+            if lead.created_at is None:
+                lead = attrs.evolve(
+                    lead, created_at=old.created_at if old and old.created_at else now
+                )
+            self.storage.put_lead(lead)
+            state = self.storage.get_state(lead.id)
+            if state is None:
+                state = self._new_state(lead, now)
+            else:
+                self.program.scoring.refit(state.card, lead)
+            self.storage.put_state(state)
+        return lead
+
+    def _new_state(self, lead: Lead, now: datetime) -> LeadState:
+        machine = self.program.stages
+        return LeadState(
+            lead_id=lead.id,
+            card=self.program.scoring.new_card(lead),
+            stages=None if machine is None else StageHistory.start(machine, lead.id, now),
+        )
+
+    # ------------------------------------------------------------------ activities
+
+    def record(self, activity: Activity) -> RecordResult:
+        """Record one activity and everything that follows from it, in one transaction."""
+        with self.storage.transaction():
+            return self._record(activity, self.clock.now())
+
+    def record_many(self, activities: Iterable[Activity]) -> list[RecordResult]:
+        """Record several activities in one transaction (all of them or none), in the order
+        given."""
+        now = self.clock.now()
+        with self.storage.transaction():
+            return [self._record(activity, now) for activity in activities]
+
+    def _record(self, activity: Activity, clock_now: datetime) -> RecordResult:
+        storage = self.storage
+        lead = storage.get_lead(activity.lead_id)
+        if lead is None:
+            raise UnknownLead(activity.lead_id)
+        if not storage.add_activity(activity):
+            return RecordResult(activity=activity, stored=False)
+        now = max(clock_now, activity.at)
+        effect = _CONTACT_EFFECT.get(activity.kind)
+        if effect is not None and lead.contactability.status is not effect:
+            lead = attrs.evolve(
+                lead,
+                contactability=Contactability(
+                    status=effect, since=activity.at, reason=activity.kind
+                ),
+            )
+            storage.put_lead(lead)
+        state = storage.get_state(lead.id) or self._new_state(lead, now)
+        program = self.program
+        history = storage.activities(lead.id)
+        program.scoring.apply(state.card, lead, activity, history)
+        score = program.scoring.score(state.card, now)
+        moves: list[StageMove] = []
+        stages = state.stages
+        view = View(
+            lead=lead,
+            now=now,
+            activities=history,
+            activities_sorted=True,
+            activity=activity,
+            score=score,
+            stage=None if stages is None else stages.current,
+            stage_entered_at=None if stages is None else stages.entered_at,
+        )
+        if stages is not None:
+            moves = stages.advance(view)
+            if moves:
+                view = view.at_stage(stages.current, stages.entered_at)
+        crossed = [name for name in score.levels if name not in state.levels]
+        if crossed:
+            state.levels = state.levels | frozenset(crossed)
+        if activity.kind == HANDED_OFF:
+            state.with_sales = True
+        ended = self._goals_and_waits(view, now)
+        enrolled = self._triggers(view, activity, moves, crossed, now)
+        storage.put_state(state)
+        return RecordResult(
+            activity=activity,
+            stored=True,
+            score=score,
+            moves=tuple(moves),
+            enrolled=tuple(enrolled),
+            ended=tuple(ended),
+        )
+
+    def _goals_and_waits(self, view: View, now: datetime) -> list[Enrollment]:
+        """End enrolments whose goal or an exit now holds; wake the ones waiting for this."""
+        ended: list[Enrollment] = []
+        for enrollment in self.storage.enrollments_of(view.lead.id):
+            if enrollment.status not in _RUNNING:
+                continue
+            scenario = self.program.scenario(enrollment.scenario)
+            if scenario.goal is not None and scenario.goal.evaluate(view):
+                done = _end(enrollment, EnrollmentStatus.CONVERTED, now, "reached the goal")
+                self.storage.put_enrollment(done)
+                ended.append(done)
+                continue
+            left = next((e for e in scenario.exits if e.when.evaluate(view)), None)
+            if left is not None:
+                done = _end(enrollment, EnrollmentStatus.EXITED, now, left.name)
+                self.storage.put_enrollment(done)
+                ended.append(done)
+                continue
+            if enrollment.status is EnrollmentStatus.WAITING and enrollment.step is not None:
+                step = scenario.step(enrollment.step)
+                if isinstance(step, WaitFor) and step.condition.evaluate(view):
+                    self.storage.put_enrollment(
+                        _go(enrollment, step.next, now, EnrollmentStatus.ACTIVE)
+                    )
+        return ended
+
+    def _triggers(
+        self,
+        view: View,
+        activity: Activity,
+        moves: list[StageMove],
+        crossed: list[str],
+        now: datetime,
+    ) -> list[Enrollment]:
+        program = self.program
+        candidates: list[Scenario] = [
+            s
+            for s in program.triggered_by(activity.kind)
+            if isinstance(s.trigger, OnActivity) and s.trigger.when.evaluate(view)
+        ]
+        if moves or crossed:
+            entered = {m.target for m in moves}
+            for scenario in program.scenarios:
+                trigger = scenario.trigger
+                if (isinstance(trigger, OnStageEntered) and trigger.stage in entered) or (
+                    isinstance(trigger, OnLevelCrossed) and trigger.level in crossed
+                ):
+                    candidates.append(scenario)
+        if not candidates:
+            return []
+        mine = self.storage.enrollments_of(view.lead.id)
+        enrolled = []
+        # Scenarios are deep frozen values: dedupe by name, not by (deep) hash.
+        for scenario in {s.name: s for s in candidates}.values():
+            enrollment = self._enrol(scenario, view, mine, now)
+            if enrollment is not None:
+                enrolled.append(enrollment)
+        return enrolled
+
+    def _enrol(
+        self, scenario: Scenario, view: View, mine: list[Enrollment], now: datetime
+    ) -> Enrollment | None:
+        """Enrol the lead of ``view`` in ``scenario`` if it is not in it, may re-enter and is
+        in the target."""
+        previous = [e for e in mine if e.scenario == scenario.name]
+        if any(e.status in _RUNNING for e in previous):
+            return None
+        last = previous[-1].entered_at if previous else None
+        if not scenario.reentry.allows(last, now) or not scenario.target.evaluate(view):
+            return None
+        enrollment = Enrollment.start(scenario, view.lead.id, len(previous) + 1, now)
+        self.storage.put_enrollment(enrollment)
+        return enrollment
+
+    def broadcast(self, scenario: str, now: datetime | None = None) -> list[Enrollment]:
+        """Enrol every stored lead that meets ``scenario``'s target (a segment mail, a
+        newsletter issue, a campaign to dormant leads); the mails go out with :meth:`run_due`.
+
+        It reads every lead, so it costs what the segment's universe costs; each lead is
+        enrolled in its own transaction.
+        """
+        chosen = self.program.scenario(scenario)
+        now = aware_utc(now, "now") if now is not None else self.clock.now()
+        enrolled = []
+        for lead in self.storage.leads():
+            with self.storage.transaction():
+                state = self.storage.get_state(lead.id) or self._new_state(lead, now)
+                view = self._view(lead, state, now)
+                mine = self.storage.enrollments_of(lead.id)
+                enrollment = self._enrol(chosen, view, mine, now)
+                if enrollment is not None:
+                    enrolled.append(enrollment)
+        return enrolled
+
+    # ------------------------------------------------------------------ due work
+
+    def run_due(self, now: datetime | None = None, limit: int = 500) -> RunReport:
+        """Run every step that is due (up to ``limit`` enrolments), then deliver the outbox.
+
+        Sends left in the outbox by an earlier run (a crash after the outbox write, a deferred
+        delivery, an unreachable mail server) are handed over first, with their original keys.
+        """
+        now = aware_utc(now, "now") if now is not None else self.clock.now()
+        report = _Tally()
+        self._deliver(now, report)
+        claimed = self.storage.claim_due(now, limit, self.worker, self.lease)
+        report.claimed = len(claimed)
+        for enrollment in claimed:
+            try:
+                with self.storage.transaction():
+                    self._run_enrollment(enrollment, now, report)
+            except Exception as error:  # a hook or a template failed: retry later, go on
+                log.exception("step %s of %s failed", enrollment.step, enrollment.id)
+                report.failures.append((enrollment.id, f"{type(error).__name__}: {error}"))
+                retry = min(timedelta(minutes=2**enrollment.attempt), timedelta(days=1))
+                self.storage.put_enrollment(
+                    attrs.evolve(enrollment, attempt=enrollment.attempt + 1, due_at=now + retry)
+                )
+        self._deliver(now, report)
+        return report.freeze(now)
+
+    def _run_enrollment(self, enrollment: Enrollment, now: datetime, report: _Tally) -> None:
+        storage = self.storage
+        scenario = self.program.scenario(enrollment.scenario)
+        lead = storage.get_lead(enrollment.lead_id)
+        if lead is None:
+            storage.put_enrollment(_end(enrollment, EnrollmentStatus.EXITED, now, "lead removed"))
+            return
+        state = storage.get_state(lead.id) or self._new_state(lead, now)
+        current = enrollment
+        if current.status is EnrollmentStatus.WAITING and current.step is not None:
+            waited = scenario.step(current.step)
+            target = waited.timeout if isinstance(waited, WaitFor) else None
+            current = _go(current, target, now, EnrollmentStatus.ACTIVE)
+        for _ in range(self.max_steps):
+            if current.step is None:
+                current = _end(current, EnrollmentStatus.COMPLETED, now, "end of steps")
+                break
+            step = scenario.step(current.step)
+            report.steps += 1
+            if isinstance(step, SendMail):
+                held = self._hold_send(lead, state, now)
+                if isinstance(held, str):
+                    current = _end(current, EnrollmentStatus.EXITED, now, held)
+                    break
+                if held is not None:
+                    current = attrs.evolve(current, due_at=held)
+                    break
+                self._write_send(scenario, step, current, lead, now)
+                current = _go(current, step.next, now, EnrollmentStatus.ACTIVE)
+            elif isinstance(step, Wait):
+                due = step.due(now, self.program.policies.zone_of(lead))
+                current = _go(current, step.next, due, EnrollmentStatus.ACTIVE)
+                if step.next is not None:
+                    break
+            elif isinstance(step, WaitFor):
+                current = attrs.evolve(
+                    current, status=EnrollmentStatus.WAITING, due_at=now + step.within, attempt=1
+                )
+                break
+            elif isinstance(step, Branch):
+                view = self._view(lead, state, now)
+                current = _go(current, step.yes if step.when.evaluate(view) else step.no, now)
+            elif isinstance(step, AdjustScore):
+                self._record(
+                    Activity(
+                        lead_id=lead.id,
+                        kind=SCORE_ADJUSTED,
+                        at=now,
+                        properties={"points": step.points, "reason": step.reason},
+                        key=f"{current.id}/{step.id}",
+                    ),
+                    now,
+                )
+                state = storage.get_state(lead.id) or state
+                current = _go(current, step.next, now)
+            elif isinstance(step, SetStage):
+                self._set_stage(lead, state, step, now)
+                current = _go(current, step.next, now)
+            elif isinstance(step, HandOff):
+                self._record(
+                    Activity(
+                        lead_id=lead.id,
+                        kind=HANDED_OFF,
+                        at=now,
+                        properties={"scenario": scenario.name},
+                        key=f"{current.id}/{step.id}",
+                    ),
+                    now,
+                )
+                state = storage.get_state(lead.id) or state
+                current = _go(current, step.next, now)
+            elif isinstance(step, CallHook):
+                self.program.hooks[step.hook](lead, current)
+                current = _go(current, step.next, now)
+            elif isinstance(step, End):
+                current = _end(current, EnrollmentStatus.COMPLETED, now, f"end step {step.id}")
+                break
+        else:
+            current = attrs.evolve(current, due_at=now)  # a long chain: go on in the next run
+        storage.put_enrollment(current)
+
+    def _hold_send(self, lead: Lead, state: LeadState, now: datetime) -> str | datetime | None:
+        """Why a marketing send may not go now: a reason to exit (str), a time to wait until,
+        or ``None`` when it may go."""
+        lead = self.storage.get_lead(lead.id) or lead  # an unsubscribe may have just landed
+        if not lead.contactability.can_receive_marketing:
+            return f"suppressed: {lead.contactability.status.value}"
+        if state.with_sales:
+            return "suppressed: owned by sales"
+        policies = self.program.policies
+        later = now
+        if policies.frequency_cap is not None:
+            cap = policies.frequency_cap
+            sends = self.storage.marketing_sends_since(lead.id, now - cap.per)
+            later = max(later, cap.next_allowed(sends, now))
+        if policies.send_window is not None:
+            later = policies.send_window.next_open(later, policies.zone_of(lead))
+        return None if later == now else later
+
+    def _write_send(
+        self, scenario: Scenario, step: SendMail, enrollment: Enrollment, lead: Lead, now: datetime
+    ) -> None:
+        key = enrollment.send_key()
+        template = self.program.templates[step.template]
+        mail = compose(
+            template,
+            lead,
+            self.program.sender,
+            key=key,
+            created_at=now,
+            unsubscribe_url=self.links.unsubscribe_url(lead.id, key, now=now),
+            scenario=scenario.name,
+            step=step.id,
+            enrollment_id=enrollment.id,
+        )
+        self.storage.add_to_outbox(mail)
+
+    def _set_stage(self, lead: Lead, state: LeadState, step: SetStage, now: datetime) -> None:
+        stages = state.stages
+        if stages is None or stages.current == step.stage:
+            return
+        try:
+            stages.move(step.stage, now, step.reason)
+        except TransitionNotAllowed as refused:
+            log.warning("scenario step %s: %s", step.id, refused)
+            return
+        self.storage.put_state(state)
+
+    def _view(self, lead: Lead, state: LeadState, now: datetime) -> View:
+        stages = state.stages
+        return View(
+            lead=lead,
+            now=now,
+            activities=self.storage.activities(lead.id),
+            activities_sorted=True,
+            score=self.program.scoring.score(state.card, now),
+            stage=None if stages is None else stages.current,
+            stage_entered_at=None if stages is None else stages.entered_at,
+        )
+
+    def _deliver(self, now: datetime, report: _Tally) -> None:
+        """Hand the outbox's pending sends to the mailer, and record what it did."""
+        storage = self.storage
+        while True:
+            pending = storage.pending_mail(200)
+            fresh = [m for m in pending if m.key not in report.tried]
+            if not fresh:
+                return
+            # Suppression is checked again right before the hand-over: an unsubscribe that
+            # arrived after the send was written still stops it.
+            allowed: list[OutgoingMail] = []
+            for mail in fresh:
+                report.tried.add(mail.key)
+                lead = storage.get_lead(mail.lead_id)
+                if mail.marketing and (
+                    lead is None or not lead.contactability.can_receive_marketing
+                ):
+                    storage.mark_sent(
+                        mail.key, SendStatus.SUPPRESSED, "unsubscribed before hand-over", now
+                    )
+                    continue
+                allowed.append(mail)
+            if not allowed:
+                continue
+            try:
+                results = self.mailer.send(allowed)
+            except MailerUnavailable as down:
+                log.warning(
+                    "mailer unavailable, %d sends stay in the outbox: %s", len(allowed), down
+                )
+                return
+            for mail, result in zip(allowed, results, strict=True):
+                storage.mark_sent(mail.key, result.status, result.detail, now)
+                if result.status is SendStatus.SENT:
+                    report.sent += 1
+                elif result.status is SendStatus.DEFERRED:
+                    report.deferred += 1
+                else:
+                    report.bounced += 1
+                    self.record_bounce(mail, result.detail, now)
+
+    def record_bounce(self, mail: OutgoingMail, detail: str, at: datetime) -> None:
+        """Record a hard bounce of ``mail`` as a ``bounced`` activity of its lead."""
+        if self.storage.get_lead(mail.lead_id) is None:
+            return
+        with self.storage.transaction():
+            self._record(
+                Activity(
+                    lead_id=mail.lead_id,
+                    kind=BOUNCED,
+                    at=at,
+                    properties={"ref": mail.key, "detail": detail[:500]},
+                    key=f"bounce/{mail.key}",
+                ),
+                at,
+            )
+
+
+@attrs.define
+class _Tally:
+    claimed: int = 0
+    steps: int = 0
+    sent: int = 0
+    bounced: int = 0
+    deferred: int = 0
+    failures: list[tuple[str, str]] = attrs.Factory(list)
+    tried: set[str] = attrs.Factory(set)
+
+    def freeze(self, now: datetime) -> RunReport:
+        return RunReport(
+            now=now,
+            claimed=self.claimed,
+            steps=self.steps,
+            sent=self.sent,
+            bounced=self.bounced,
+            deferred=self.deferred,
+            failures=tuple(self.failures),
+        )
+
+
+def _go(
+    enrollment: Enrollment,
+    step: str | None,
+    due: datetime,
+    status: EnrollmentStatus = EnrollmentStatus.ACTIVE,
+) -> Enrollment:
+    return attrs.evolve(enrollment, step=step, due_at=due, status=status, attempt=1)
+
+
+def _end(
+    enrollment: Enrollment, status: EnrollmentStatus, now: datetime, reason: str
+) -> Enrollment:
+    return attrs.evolve(
+        enrollment, status=status, step=None, due_at=None, ended_at=now, reason=reason
+    )

@@ -1,0 +1,104 @@
+"""A mailer that keeps what it is given, for tests and notebooks: nothing leaves the process.
+
+Like django-anymail's test backend, it collects the mails in an ``outbox`` list, and the MIME
+messages built from them in ``messages`` so a test can look at real headers.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Mapping, Sequence
+from email.message import EmailMessage
+from types import MappingProxyType
+
+import attrs
+
+from nurturekit.errors import InvalidInput
+from nurturekit.messages import OutgoingMail, SendResult, SendStatus
+from nurturekit.templates import build_message
+
+__all__ = ["OutboxMailer"]
+
+# SendStatus is a str enum, so this answers both SendStatus.BOUNCED and "bounced".
+_REFUSALS = {status.value: status for status in (SendStatus.BOUNCED, SendStatus.DEFERRED)}
+
+
+def _refusals(value: Mapping[str, SendStatus | str] | None) -> Mapping[str, SendStatus]:
+    if value is None:
+        return MappingProxyType({})
+    if not isinstance(value, Mapping):
+        raise InvalidInput(
+            "OutboxMailer.refuse",
+            f"expected a mapping of addresses to SendStatus, got {type(value).__name__}",
+        )
+    refusals: dict[str, SendStatus] = {}
+    for address, status in value.items():
+        where = f"OutboxMailer.refuse[{address!r}]"
+        if not isinstance(address, str) or "@" not in address:
+            raise InvalidInput(where, "a key must be a recipient address such as 'ann@example.com'")
+        refusal = _REFUSALS.get(status) if isinstance(status, str) else None
+        if refusal is None:
+            raise InvalidInput(
+                where,
+                f"{status!r} is not a refusal; write SendStatus.BOUNCED or "
+                f"SendStatus.DEFERRED (a mail to any other address is sent)",
+            )
+        refusals[address.casefold()] = refusal
+    return MappingProxyType(refusals)
+
+
+@attrs.define
+class OutboxMailer:
+    """Collect mails in memory instead of sending them.
+
+    Every accepted mail is appended to :attr:`outbox` and its MIME message (made by
+    :func:`nurturekit.templates.build_message`) to :attr:`messages`, in the same order.
+    ``refuse`` maps recipient addresses (compared case-insensitively, as given or in ASCII form)
+    to :attr:`~nurturekit.messages.SendStatus.BOUNCED` or
+    :attr:`~nurturekit.messages.SendStatus.DEFERRED`, to play bounces and deferrals; a refused
+    mail is not added to the outbox. Nothing is deduplicated, so a test can check that a key
+    was handed over only once::
+
+        mailer = OutboxMailer(refuse={"gone@example.com": SendStatus.BOUNCED})
+        results = mailer.send([welcome_mail, mail_to_gone])
+        [r.status for r in results]          # [SendStatus.SENT, SendStatus.BOUNCED]
+        mailer.messages[0]["Subject"]        # the decoded subject of welcome_mail
+        mailer.clear()
+    """
+
+    refuse: Mapping[str, SendStatus] = attrs.field(default=None, converter=_refusals, kw_only=True)
+    #: The mails handed over, oldest first.
+    outbox: list[OutgoingMail] = attrs.field(init=False, factory=list)
+    #: The MIME message of each mail in :attr:`outbox`, at the same index.
+    messages: list[EmailMessage] = attrs.field(init=False, factory=list)
+    _lock: threading.Lock = attrs.field(init=False, factory=threading.Lock, repr=False, eq=False)
+
+    def send(self, mails: Sequence[OutgoingMail]) -> list[SendResult]:
+        """Keep each mail that is not refused and return one result per mail, in order."""
+        # Build every message first: a mail that cannot be built raises before anything is kept.
+        built = [(mail, build_message(mail)) for mail in mails]
+        results: list[SendResult] = []
+        with self._lock:
+            for mail, message in built:
+                refusal = self.refuse.get(mail.to.casefold()) or self.refuse.get(
+                    mail.to_ascii.casefold()
+                )
+                if refusal is not None:
+                    results.append(
+                        SendResult(
+                            key=mail.key,
+                            status=refusal,
+                            detail=f"{mail.to} is in OutboxMailer.refuse as {refusal.value}",
+                        )
+                    )
+                    continue
+                self.outbox.append(mail)
+                self.messages.append(message)
+                results.append(SendResult(key=mail.key, status=SendStatus.SENT))
+        return results
+
+    def clear(self) -> None:
+        """Empty :attr:`outbox` and :attr:`messages`."""
+        with self._lock:
+            self.outbox.clear()
+            self.messages.clear()

@@ -1,0 +1,260 @@
+"""A program: one bundle of scoring, stages, scenarios, templates, sender and mail policies.
+
+The engine runs one :class:`Program`. It is a frozen value, checked as a whole when built: every
+template a scenario sends exists and can be filled, every stage and level a scenario names
+exists, every hook is given.
+"""
+
+from __future__ import annotations
+
+import zoneinfo
+from collections.abc import Callable, Iterable, Mapping
+from datetime import datetime, time, timedelta, tzinfo
+from types import MappingProxyType
+from typing import Any
+
+import attrs
+
+from nurturekit._time import UTC
+from nurturekit.errors import InvalidProgram
+from nurturekit.lead import Lead
+from nurturekit.lint import LintWarning
+from nurturekit.messages import Sender
+from nurturekit.scenario import (
+    CallHook,
+    Enrollment,
+    OnActivity,
+    OnLevelCrossed,
+    OnStageEntered,
+    Scenario,
+    SendMail,
+    SetStage,
+)
+from nurturekit.scoring import ScoringModel
+from nurturekit.stages import StageMachine
+from nurturekit.templates import Template, unfillable
+
+__all__ = ["FrequencyCap", "Hook", "Policies", "Program", "SendWindow"]
+
+#: A user function a :class:`~nurturekit.scenario.CallHook` step calls.
+Hook = Callable[[Lead, Enrollment], None]
+
+
+@attrs.frozen(kw_only=True)
+class FrequencyCap:
+    """At most ``times`` marketing mails to one lead per rolling ``per``, across all scenarios.
+
+    Seed 002's "about once a week" is ``FrequencyCap(times=1, per=timedelta(days=7))``. A send
+    over the cap waits until the cap allows it; it is not dropped.
+    """
+
+    times: int = 1
+    per: timedelta = timedelta(days=7)
+
+    def __attrs_post_init__(self) -> None:
+        if self.times < 1 or self.per <= timedelta(0):
+            raise InvalidProgram(
+                "policies.frequency_cap", "times must be ≥ 1 and per a positive duration"
+            )
+
+    def next_allowed(self, sends: list[datetime], now: datetime) -> datetime:
+        """When one more mail may go, given the lead's sends in the last ``per`` (sorted)."""
+        recent = [at for at in sends if at > now - self.per]
+        if len(recent) < self.times:
+            return now
+        return recent[-self.times] + self.per
+
+
+@attrs.frozen(kw_only=True)
+class SendWindow:
+    """Marketing mail goes out only between ``start`` and ``end`` on ``weekdays`` (0 = Monday)
+    in the lead's time zone; a send due outside waits for the window to open.
+
+    ``SendWindow(start=time(9), end=time(20))``: a send due at 02:00 local goes at 09:00.
+    """
+
+    start: time = time(9, 0)
+    end: time = time(20, 0)
+    weekdays: tuple[int, ...] = (0, 1, 2, 3, 4, 5, 6)
+
+    def __attrs_post_init__(self) -> None:
+        if self.start >= self.end:
+            raise InvalidProgram("policies.send_window", "start must be before end")
+        if not self.weekdays or any(d not in range(7) for d in self.weekdays):
+            raise InvalidProgram("policies.send_window", "weekdays are 0 (Monday) to 6")
+
+    def next_open(self, now: datetime, zone: tzinfo) -> datetime:
+        """``now`` if the window is open, else when it next opens (UTC)."""
+        local = now.astimezone(zone)
+        if local.weekday() in self.weekdays and self.start <= local.time() < self.end:
+            return now
+        for days in range(8):
+            day = (local + timedelta(days=days)).date()
+            if day.weekday() not in self.weekdays:
+                continue
+            opening = datetime.combine(day, self.start).replace(tzinfo=zone).astimezone(UTC)
+            if opening > now:
+                return opening
+        raise AssertionError("unreachable: a week always holds one of the weekdays")
+
+
+@attrs.frozen(kw_only=True)
+class Policies:
+    """Rules over all scenarios: the frequency cap, the send window, the default time zone.
+
+    Both the cap and the window are off unless given. Suppression (unsubscribed, bounced,
+    do-not-contact, owned by sales) is always on and is checked at send time.
+    """
+
+    frequency_cap: FrequencyCap | None = None
+    send_window: SendWindow | None = None
+    default_time_zone: str = "UTC"
+
+    def __attrs_post_init__(self) -> None:
+        try:
+            zoneinfo.ZoneInfo(self.default_time_zone)
+        except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+            raise InvalidProgram(
+                "policies.default_time_zone",
+                f"{self.default_time_zone!r} is not an IANA time zone such as 'Asia/Tokyo'",
+            ) from None
+
+    def zone_of(self, lead: Lead) -> tzinfo:
+        """The lead's time zone, or the default one."""
+        return lead.time_zone or zoneinfo.ZoneInfo(self.default_time_zone)
+
+
+def _scenarios(value: Iterable[Scenario]) -> tuple[Scenario, ...]:
+    return tuple(value)
+
+
+def _templates(value: Mapping[str, Template] | Iterable[Template]) -> Mapping[str, Template]:
+    items = list(value.values()) if isinstance(value, Mapping) else list(value)
+    table: dict[str, Template] = {}
+    for template in items:
+        if template.name in table:
+            raise InvalidProgram(f"templates[{template.name!r}]", "two templates share this name")
+        table[template.name] = template
+    return MappingProxyType(table)
+
+
+def _hooks(value: Mapping[str, Hook]) -> Mapping[str, Hook]:
+    return MappingProxyType(dict(value))
+
+
+@attrs.frozen(kw_only=True)
+class Program:
+    """Everything the engine runs: scoring, stages, scenarios, templates, sender, policies.
+
+    ``attributes`` names lead attributes your leads carry beyond the well-known ones, so that
+    a template placeholder such as ``{{ product_interest }}`` is known to be fillable.
+    """
+
+    scoring: ScoringModel
+    sender: Sender
+    stages: StageMachine | None = None
+    scenarios: tuple[Scenario, ...] = attrs.field(default=(), converter=_scenarios)
+    templates: Mapping[str, Template] = attrs.field(factory=dict, converter=_templates)
+    policies: Policies = attrs.field(factory=Policies)
+    hooks: Mapping[str, Hook] = attrs.field(factory=dict, converter=_hooks, eq=False)
+    attributes: tuple[str, ...] = attrs.field(default=(), converter=tuple)
+
+    _by_name: Mapping[str, Scenario] = attrs.field(init=False, eq=False, repr=False)
+    _by_kind: Mapping[str, tuple[Scenario, ...]] = attrs.field(init=False, eq=False, repr=False)
+    _any_kind: tuple[Scenario, ...] = attrs.field(init=False, eq=False, repr=False)
+
+    def __attrs_post_init__(self) -> None:
+        by_name: dict[str, Scenario] = {}
+        for scenario in self.scenarios:
+            if scenario.name in by_name:
+                raise InvalidProgram(
+                    f"scenarios[{scenario.name!r}]", "two scenarios share this name"
+                )
+            by_name[scenario.name] = scenario
+            self._check(scenario)
+        by_kind: dict[str, list[Scenario]] = {}
+        any_kind: list[Scenario] = []
+        for scenario in self.scenarios:
+            if isinstance(scenario.trigger, OnActivity):
+                for kind in scenario.trigger.when.activity_kinds():
+                    if kind is None:
+                        any_kind.append(scenario)
+                    else:
+                        by_kind.setdefault(kind, []).append(scenario)
+        object.__setattr__(self, "_by_name", MappingProxyType(by_name))
+        object.__setattr__(
+            self,
+            "_by_kind",
+            MappingProxyType({k: tuple(v) for k, v in by_kind.items()}),
+        )
+        object.__setattr__(self, "_any_kind", tuple(any_kind))
+
+    def _check(self, scenario: Scenario) -> None:
+        where = f"scenario {scenario.name!r}"
+        stage_names = set(self.stages.names) if self.stages is not None else set()
+        level_names = {lv.name for lv in self.scoring.levels}
+        known = set(self.attributes)
+        trigger = scenario.trigger
+        if isinstance(trigger, OnStageEntered) and trigger.stage not in stage_names:
+            raise InvalidProgram(
+                f"{where}.trigger",
+                f"stage {trigger.stage!r} is not in the program's stage machine "
+                f"({', '.join(sorted(stage_names)) or 'none'})",
+            )
+        if isinstance(trigger, OnLevelCrossed) and trigger.level not in level_names:
+            raise InvalidProgram(
+                f"{where}.trigger",
+                f"level {trigger.level!r} is not a level of the scoring model "
+                f"({', '.join(sorted(level_names)) or 'none'})",
+            )
+        for step in scenario.steps:
+            at = f"{where} step {step.id!r}"
+            if isinstance(step, SendMail):
+                template = self.templates.get(step.template)
+                if template is None:
+                    raise InvalidProgram(
+                        at,
+                        f"sends template {step.template!r}, which the program does not have; "
+                        f"its templates are {', '.join(sorted(self.templates)) or 'none'}",
+                    )
+                missing = unfillable(template, known)
+                if missing:
+                    raise InvalidProgram(
+                        at,
+                        f"template {template.name!r} has placeholder(s) "
+                        f"{', '.join(repr(m) for m in missing)} that no lead can fill; "
+                        "fix the spelling, declare a default, or list the attribute in "
+                        "Program(attributes=...)",
+                    )
+            elif isinstance(step, SetStage) and step.stage not in stage_names:
+                raise InvalidProgram(
+                    at, f"sets stage {step.stage!r}, which the stage machine does not have"
+                )
+            elif isinstance(step, CallHook) and step.hook not in self.hooks:
+                raise InvalidProgram(
+                    at, f"calls hook {step.hook!r}; pass it in Program(hooks={{...}})"
+                )
+
+    def scenario(self, name: str) -> Scenario:
+        """The scenario called ``name``."""
+        try:
+            return self._by_name[name]
+        except KeyError:
+            raise InvalidProgram("scenario", f"the program has no scenario {name!r}") from None
+
+    def triggered_by(self, kind: str) -> tuple[Scenario, ...]:
+        """Scenarios whose activity trigger can match an activity of ``kind``."""
+        return self._by_kind.get(kind, ()) + self._any_kind
+
+    def lint(self) -> list[LintWarning]:
+        """Every scenario's lint warnings, with the program's templates to read."""
+        return [w for s in self.scenarios for w in s.lint(self.templates)]
+
+    def describe(self) -> dict[str, Any]:
+        """A short summary for logs and the CLI."""
+        return {
+            "scenarios": [s.name for s in self.scenarios],
+            "templates": sorted(self.templates),
+            "stages": list(self.stages.names) if self.stages is not None else [],
+            "levels": [lv.name for lv in self.scoring.levels],
+        }

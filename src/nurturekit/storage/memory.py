@@ -1,0 +1,298 @@
+"""An in-memory :class:`~nurturekit.ports.Storage`: for tests, notebooks and simulations.
+
+Everything lives in dicts and lists of this process and is gone when it ends. Transactions are
+real: an exception inside :meth:`InMemoryStorage.transaction` undoes every write made inside it.
+Due enrolments sit in a heap keyed by due time, so claiming costs what is due, not what is
+enrolled.
+"""
+
+from __future__ import annotations
+
+import bisect
+import heapq
+import threading
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from datetime import datetime, timedelta
+from typing import TypeVar
+
+import attrs
+
+from nurturekit.activity import Activity
+from nurturekit.lead import Lead
+from nurturekit.messages import OutgoingMail, SendStatus
+from nurturekit.ports import LeadState, OutboxEntry
+from nurturekit.scenario import Enrollment, EnrollmentStatus
+from nurturekit.scoring import ScoreCard
+
+__all__ = ["InMemoryStorage"]
+
+_V = TypeVar("_V")
+_RUNNING = (EnrollmentStatus.ACTIVE, EnrollmentStatus.WAITING)
+
+
+class InMemoryStorage:
+    """A :class:`~nurturekit.ports.Storage` held in memory.
+
+    >>> from nurturekit.storage.memory import InMemoryStorage
+    >>> storage = InMemoryStorage()
+    >>> with storage.transaction():
+    ...     pass
+
+    Thread-safe: one lock guards it, held for a whole transaction.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.RLock()
+        self._undo: list[Callable[[], None]] | None = None
+        self._depth = 0
+        self._leads: dict[str, Lead] = {}
+        self._states: dict[str, LeadState] = {}
+        self._keys: set[str] = set()
+        self._activities: dict[str, list[Activity]] = {}
+        self._enrollments: dict[str, Enrollment] = {}
+        self._by_lead: dict[str, list[str]] = {}
+        self._due: list[tuple[datetime, str]] = []
+        self._claims: dict[str, datetime] = {}
+        self._outbox: dict[str, OutboxEntry] = {}
+        self._pending: dict[str, None] = {}
+        self._sends: dict[str, list[datetime]] = {}
+
+    # ------------------------------------------------------------------ transactions
+
+    @contextmanager
+    def transaction(self) -> Iterator[None]:
+        with self._lock:
+            outermost = self._depth == 0
+            if outermost:
+                self._undo = []
+            self._depth += 1
+            try:
+                yield
+            except BaseException:
+                if outermost:
+                    self._rollback()
+                raise
+            finally:
+                self._depth -= 1
+                if outermost:
+                    self._undo = None
+
+    def _rollback(self) -> None:
+        assert self._undo is not None
+        for undo in reversed(self._undo):
+            undo()
+
+    def _remember(self, undo: Callable[[], None]) -> None:
+        if self._undo is not None:
+            self._undo.append(undo)
+
+    def _replace(self, table: dict[str, _V], key: str, value: _V) -> None:
+        """``table[key] = value``, undone on rollback."""
+        missing = key not in table
+        old = table.get(key)
+
+        def undo() -> None:
+            if missing:
+                table.pop(key, None)
+            else:
+                table[key] = old  # type: ignore[assignment]
+
+        table[key] = value
+        self._remember(undo)
+
+    # ------------------------------------------------------------------ leads
+
+    def put_lead(self, lead: Lead) -> None:
+        with self._lock:
+            self._replace(self._leads, lead.id, lead)
+
+    def get_lead(self, lead_id: str) -> Lead | None:
+        return self._leads.get(lead_id)
+
+    def leads(self) -> Iterator[Lead]:
+        yield from list(self._leads.values())
+
+    def get_state(self, lead_id: str) -> LeadState | None:
+        state = self._states.get(lead_id)
+        # The engine changes the state it is given; hand out a copy so that a rollback finds
+        # the stored one untouched. ``put_state`` then keeps the object it is given.
+        return None if state is None else _copy_state(state)
+
+    def put_state(self, state: LeadState) -> None:
+        with self._lock:
+            self._replace(self._states, state.lead_id, state)
+
+    # ------------------------------------------------------------------ activities
+
+    def add_activity(self, activity: Activity) -> bool:
+        with self._lock:
+            key = activity.key
+            if key in self._keys:
+                return False
+            self._keys.add(key)
+            history = self._activities.setdefault(activity.lead_id, [])
+            mark = (activity.at, key)
+            if not history or (history[-1].at, history[-1].key) < mark:
+                history.append(activity)
+                position = len(history) - 1
+            else:
+                position = bisect.bisect([(a.at, a.key) for a in history], mark)
+                history.insert(position, activity)
+
+            def undo() -> None:
+                self._keys.discard(key)
+                history.remove(activity)
+
+            self._remember(undo)
+            return True
+
+    def activities(self, lead_id: str) -> Sequence[Activity]:
+        return self._activities.get(lead_id, ())
+
+    def activities_of_kinds(self, kinds: Iterable[str]) -> Iterator[Activity]:
+        wanted = frozenset(kinds)
+        for history in self._activities.values():
+            for activity in history:
+                if activity.kind in wanted:
+                    yield activity
+
+    # ------------------------------------------------------------------ enrolments
+
+    def put_enrollment(self, enrollment: Enrollment) -> None:
+        with self._lock:
+            eid = enrollment.id
+            old = self._enrollments.get(eid)
+            claim = self._claims.pop(eid, None)
+            self._enrollments[eid] = enrollment
+            ids = self._by_lead.setdefault(enrollment.lead_id, [])
+            added = eid not in ids
+            if added:
+                ids.append(eid)
+            pushed = enrollment.status in _RUNNING and enrollment.due_at is not None
+            if pushed:
+                assert enrollment.due_at is not None
+                heapq.heappush(self._due, (enrollment.due_at, eid))
+
+            def undo() -> None:
+                if old is None:
+                    self._enrollments.pop(eid, None)
+                else:
+                    self._enrollments[eid] = old
+                    if old.status in _RUNNING and old.due_at is not None:
+                        heapq.heappush(self._due, (old.due_at, eid))
+                if added:
+                    ids.remove(eid)
+                if claim is not None:
+                    self._claims[eid] = claim
+
+            self._remember(undo)
+
+    def enrollments_of(self, lead_id: str) -> list[Enrollment]:
+        return [self._enrollments[eid] for eid in self._by_lead.get(lead_id, ())]
+
+    def enrollments(self, scenario: str | None = None) -> Iterator[Enrollment]:
+        for enrollment in list(self._enrollments.values()):
+            if scenario is None or enrollment.scenario == scenario:
+                yield enrollment
+
+    def claim_due(
+        self, now: datetime, limit: int, worker: str, lease: timedelta
+    ) -> list[Enrollment]:
+        with self._lock:
+            for eid, expires in list(self._claims.items()):
+                if expires <= now:  # the worker died or gave up: its claim lapses
+                    del self._claims[eid]
+                    lapsed = self._enrollments[eid]
+                    if lapsed.status in _RUNNING and lapsed.due_at is not None:
+                        heapq.heappush(self._due, (lapsed.due_at, eid))
+            claimed: list[Enrollment] = []
+            due = self._due
+            while due and len(claimed) < limit and due[0][0] <= now:
+                at, eid = heapq.heappop(due)
+                current = self._enrollments.get(eid)
+                # Entries go stale when an enrolment is put again; only the live one counts.
+                if (
+                    current is None
+                    or current.due_at != at
+                    or current.status not in _RUNNING
+                    or eid in self._claims
+                ):
+                    continue
+                self._claims[eid] = now + lease
+                claimed.append(current)
+            return claimed
+
+    # ------------------------------------------------------------------ outbox
+
+    def add_to_outbox(self, mail: OutgoingMail) -> bool:
+        with self._lock:
+            key = mail.key
+            if key in self._outbox:
+                return False
+            self._outbox[key] = OutboxEntry(mail=mail)
+            self._pending[key] = None
+            sends = self._sends.setdefault(mail.lead_id, []) if mail.marketing else None
+            if sends is not None:
+                bisect.insort(sends, mail.created_at)
+
+            def undo() -> None:
+                del self._outbox[key]
+                self._pending.pop(key, None)
+                if sends is not None:
+                    sends.remove(mail.created_at)
+
+            self._remember(undo)
+            return True
+
+    def mark_sent(self, key: str, status: SendStatus, detail: str, at: datetime) -> None:
+        with self._lock:
+            old = self._outbox[key]
+            was_pending = key in self._pending
+            self._outbox[key] = attrs.evolve(
+                old, status=status, detail=detail, attempts=old.attempts + 1, updated_at=at
+            )
+            if status is not SendStatus.DEFERRED:
+                self._pending.pop(key, None)
+
+            def undo() -> None:
+                self._outbox[key] = old
+                if was_pending:
+                    self._pending[key] = None
+
+            self._remember(undo)
+
+    def pending_mail(self, limit: int) -> list[OutgoingMail]:
+        keys = list(self._pending)[:limit]
+        return [self._outbox[key].mail for key in keys]
+
+    def outbox(self) -> Iterator[OutboxEntry]:
+        yield from list(self._outbox.values())
+
+    def marketing_sends_since(self, lead_id: str, since: datetime) -> list[datetime]:
+        sends = self._sends.get(lead_id, [])
+        return sends[bisect.bisect_left(sends, since) :]
+
+
+def _copy_state(state: LeadState) -> LeadState:
+    card = state.card
+    card_copy = ScoreCard(
+        lead_id=card.lead_id,
+        fit=card.fit,
+        fit_total=card.fit_total,
+        entries=list(card.entries),
+        engagement_points=card.engagement_points,
+        refused=list(card.refused),
+        seen=set(card.seen),
+        last_at=card.last_at,
+        last_key=card.last_key,
+        times=list(card.times),
+    )
+    stages = state.stages
+    return LeadState(
+        lead_id=state.lead_id,
+        card=card_copy,
+        stages=None if stages is None else stages.copy(),
+        levels=state.levels,
+        with_sales=state.with_sales,
+    )
