@@ -5,14 +5,30 @@ from __future__ import annotations
 from datetime import time, timedelta
 
 import pytest
-from engine_fixtures import START, World
+from engine_fixtures import SENDER, START, TEMPLATES, World, program
 
-from nurturekit import Activity
+from nurturekit import Activity, Condition
 from nurturekit.analytics import scenario_kpis
+from nurturekit.conditions import activity, attr
+from nurturekit.engine import Engine
 from nurturekit.errors import UnknownLead
+from nurturekit.mail import OutboxMailer
 from nurturekit.messages import SendStatus
-from nurturekit.program import FrequencyCap, SendWindow
-from nurturekit.scenario import EnrollmentStatus
+from nurturekit.program import FrequencyCap, Program, SendWindow
+from nurturekit.scenario import (
+    AdjustScore,
+    Branch,
+    Broadcast,
+    CallHook,
+    EnrollmentStatus,
+    HandOff,
+    OnActivity,
+    ReEntry,
+    Scenario,
+    SendMail,
+    SetStage,
+)
+from nurturekit.templates import Template
 
 
 class TestWhitepaperFollowUp:
@@ -211,3 +227,171 @@ def _tally():  # type: ignore[no-untyped-def]
     from nurturekit.engine import _Tally
 
     return _Tally()
+
+
+# --------------------------------------------------------------------------- more of the engine
+
+
+def world_with(*scenarios: Scenario, hooks=None, mailer=None) -> World:  # type: ignore[no-untyped-def]
+    world = World()
+    base = program()
+    extra = [
+        Template(name="pricing", subject="料金表をお送りします", text="{{ name }}様\n料金表"),
+        Template(
+            name="newsletter", subject="ニュースレター 4月号", text="{{ name }}様\n今月の話題"
+        ),
+    ]
+    world.engine = Engine(
+        Program(
+            scoring=base.scoring,
+            stages=base.stages,
+            scenarios=[*base.scenarios, *scenarios],
+            templates=[*TEMPLATES, *extra],
+            sender=SENDER,
+            hooks=hooks or {},
+        ),
+        world.storage,
+        mailer or world.mailer,
+        links=world.links,
+        clock=world.clock,
+    )
+    if mailer is not None:
+        world.mailer = mailer
+    return world
+
+
+class TestTheFourMailTypes:
+    def test_a_real_time_trigger_mail_goes_at_once(self) -> None:
+        pricing = Scenario(
+            name="pricing material",
+            trigger=OnActivity(when=activity_is_pricing()),
+            mail_type="trigger",
+            reentry=ReEntry(policy="after", after=timedelta(days=30)),
+            steps=[SendMail(id="pricing", template="pricing")],
+        )
+        world = world_with(pricing)
+        world.lead()
+        world.did("page_view", page="pricing")
+        world.engine.run_due()
+        assert world.sent() == ["pricing material:pricing"]
+        world.advance(days=1)
+        world.did("page_view", page="pricing")
+        world.engine.run_due()
+        assert world.sent() == ["pricing material:pricing"]  # not again within 30 days
+
+    def test_a_newsletter_is_a_broadcast_to_a_segment(self) -> None:
+        newsletter = Scenario(
+            name="newsletter april",
+            trigger=Broadcast(),
+            target=attr("industry").eq("manufacturing"),
+            mail_type="newsletter",
+            silenced={"NK103", "NK105", "NK106"},
+            steps=[SendMail(id="issue", template="newsletter")],
+        )
+        world = world_with(newsletter)
+        world.lead("maker", industry="manufacturing")
+        world.lead("shop", industry="retail")
+        enrolled = world.engine.broadcast("newsletter april")
+        assert [e.lead_id for e in enrolled] == ["maker"]
+        world.engine.run_due()
+        assert world.sent() == ["newsletter april:issue"]
+        assert world.engine.broadcast("newsletter april") == []  # re-entry: never
+
+
+class TestSteps:
+    def test_adjust_score_set_stage_hand_off_and_hooks(self) -> None:
+        called = []
+        flow = Scenario(
+            name="hot lead",
+            trigger=OnActivity(when=activity_is_pricing()),
+            steps=[
+                AdjustScore(id="bonus", points=25, reason="asked for pricing", next="stage"),
+                SetStage(id="stage", stage="consideration", reason="pricing request", next="hook"),
+                CallHook(id="hook", hook="notify", next="check"),
+                Branch(id="check", when=attr("employees").at_least(100), yes="sales", no=None),
+                HandOff(id="sales"),
+            ],
+        )
+        world = world_with(flow, hooks={"notify": lambda lead, e: called.append((lead.id, e.step))})
+        world.lead(employees=300)
+        world.did("page_view", page="pricing")
+        world.engine.run_due()
+        state = world.storage.get_state("l1")
+        assert state is not None
+        score = world.engine.program.scoring.score(state.card, world.clock.now())
+        assert ("adjustment: asked for pricing", 25) in [(c.rule, c.value) for c in score.ledger]
+        assert state.stages is not None and state.stages.current == "consideration"
+        assert called == [("l1", "hook")]
+        assert state.with_sales
+        # Owned by sales: no more marketing mail.
+        world.did("download", type="whitepaper")
+        world.engine.run_due()
+        assert world.sent() == []
+
+    def test_a_failing_hook_is_reported_and_retried_later(self) -> None:
+        attempts = []
+
+        def flaky(lead, enrollment):  # type: ignore[no-untyped-def]
+            attempts.append(enrollment.attempt)
+            if len(attempts) == 1:
+                raise RuntimeError("CRM is down")
+
+        flow = Scenario(
+            name="crm sync",
+            trigger=OnActivity(when=activity_is_pricing()),
+            steps=[CallHook(id="sync", hook="sync")],
+        )
+        world = world_with(flow, hooks={"sync": flaky})
+        world.lead()
+        world.did("page_view", page="pricing")
+        report = world.engine.run_due()
+        assert report.failures == (("crm sync/l1/1", "RuntimeError: CRM is down"),)
+        assert world.engine.run_due().failures == ()  # not due yet: retried after a back-off
+        world.advance(minutes=5)
+        assert attempts == [1, 2]
+        (enrollment,) = [e for e in world.storage.enrollments_of("l1") if e.scenario == "crm sync"]
+        assert enrollment.status is EnrollmentStatus.COMPLETED
+
+
+class TestDelivery:
+    def test_a_deferred_send_is_retried_with_the_same_key(self) -> None:
+        mailer = OutboxMailer(refuse={"l1@example.co.jp": SendStatus.DEFERRED})
+        world = world_with(mailer=mailer)
+        world.lead()
+        world.did("download", type="whitepaper")
+        report = world.engine.run_due()
+        assert (report.sent, report.deferred) == (0, 1)
+        (pending,) = world.storage.pending_mail(10)
+        world.engine.mailer = OutboxMailer()
+        world.engine.run_due()
+        assert [m.key for m in world.engine.mailer.outbox] == [pending.key]  # type: ignore[attr-defined]
+        assert world.storage.pending_mail(10) == []
+
+    def test_a_hard_bounce_marks_the_lead_and_stops_further_mail(self) -> None:
+        mailer = OutboxMailer(refuse={"l1@example.co.jp": SendStatus.BOUNCED})
+        world = world_with(mailer=mailer)
+        world.lead()
+        world.did("download", type="whitepaper")
+        assert world.engine.run_due().bounced == 1
+        lead = world.storage.get_lead("l1")
+        assert lead is not None and lead.contactability.status.value == "bounced"
+        assert [a.kind for a in world.storage.activities("l1")][-1] == "bounced"
+        world.advance(days=10)
+        assert world.storage.pending_mail(10) == []
+        (enrollment,) = world.storage.enrollments_of("l1")
+        assert enrollment.status is EnrollmentStatus.EXITED
+
+    def test_record_many_is_all_or_nothing(self) -> None:
+        world = World()
+        world.lead()
+        good = Activity(lead_id="l1", kind="page_view", at=START, properties={"page": "blog"})
+        bad = Activity(lead_id="nobody", kind="page_view", at=START)
+        with pytest.raises(UnknownLead):
+            world.engine.record_many([good, bad])
+        assert list(world.storage.activities("l1")) == []
+        results = world.engine.record_many([good])
+        assert [r.stored for r in results] == [True]
+
+
+def activity_is_pricing() -> Condition:
+    return activity("page_view", page="pricing")

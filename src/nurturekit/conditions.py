@@ -259,7 +259,10 @@ class AllOf(Condition):
     parts: tuple[Condition, ...] = attrs.field(converter=_parts)
 
     def evaluate(self, view: View) -> bool:
-        return all(part.evaluate(view) for part in self.parts)
+        for part in self.parts:  # a plain loop: this runs for every guard on every activity
+            if not part.evaluate(view):
+                return False
+        return True
 
     def explain(self, view: View) -> Explanation:
         parts = tuple(part.explain(view) for part in self.parts)
@@ -283,7 +286,10 @@ class AnyOf(Condition):
     parts: tuple[Condition, ...] = attrs.field(converter=_parts)
 
     def evaluate(self, view: View) -> bool:
-        return any(part.evaluate(view) for part in self.parts)
+        for part in self.parts:
+            if part.evaluate(view):
+                return True
+        return False
 
     def explain(self, view: View) -> Explanation:
         parts = tuple(part.explain(view) for part in self.parts)
