@@ -259,10 +259,7 @@ class AllOf(Condition):
     parts: tuple[Condition, ...] = attrs.field(converter=_parts)
 
     def evaluate(self, view: View) -> bool:
-        for part in self.parts:  # a plain loop: this runs for every guard on every activity
-            if not part.evaluate(view):
-                return False
-        return True
+        return all(part.evaluate(view) for part in self.parts)
 
     def explain(self, view: View) -> Explanation:
         parts = tuple(part.explain(view) for part in self.parts)
@@ -286,10 +283,7 @@ class AnyOf(Condition):
     parts: tuple[Condition, ...] = attrs.field(converter=_parts)
 
     def evaluate(self, view: View) -> bool:
-        for part in self.parts:
-            if part.evaluate(view):
-                return True
-        return False
+        return any(part.evaluate(view) for part in self.parts)
 
     def explain(self, view: View) -> Explanation:
         parts = tuple(part.explain(view) for part in self.parts)
