@@ -320,7 +320,7 @@ class TestSteps:
         assert state is not None
         score = world.engine.program.scoring.score(state.card, world.clock.now())
         assert ("adjustment: asked for pricing", 25) in [(c.rule, c.value) for c in score.ledger]
-        assert state.stages is not None and state.stages.current == "consideration"
+        assert state.moves[-1].target == "consideration"
         assert called == [("l1", "hook")]
         assert state.with_sales
         # Owned by sales: no more marketing mail.

@@ -160,8 +160,15 @@ class Engine:
         return LeadState(
             lead_id=lead.id,
             card=self.program.scoring.new_card(lead),
-            stages=None if machine is None else StageHistory.start(machine, lead.id, now),
+            moves=[] if machine is None else StageHistory.start(machine, lead.id, now).moves,
         )
+
+    def _stages(self, state: LeadState) -> StageHistory | None:
+        """The lead's stage history over ``state.moves`` (moves it makes land there)."""
+        machine = self.program.stages
+        if machine is None or not state.moves:
+            return None
+        return StageHistory.adopt(machine, state.lead_id, state.moves)
 
     # ------------------------------------------------------------------ activities
 
@@ -200,7 +207,7 @@ class Engine:
         program.scoring.apply(state.card, lead, activity, history)
         score = program.scoring.score(state.card, now)
         moves: list[StageMove] = []
-        stages = state.stages
+        stages = self._stages(state)
         view = View(
             lead=lead,
             now=now,
@@ -471,7 +478,7 @@ class Engine:
         self.storage.add_to_outbox(mail)
 
     def _set_stage(self, lead: Lead, state: LeadState, step: SetStage, now: datetime) -> None:
-        stages = state.stages
+        stages = self._stages(state)
         if stages is None or stages.current == step.stage:
             return
         try:
@@ -482,7 +489,7 @@ class Engine:
         self.storage.put_state(state)
 
     def _view(self, lead: Lead, state: LeadState, now: datetime) -> View:
-        stages = state.stages
+        stages = self._stages(state)
         return View(
             lead=lead,
             now=now,

@@ -18,23 +18,24 @@ from nurturekit.lead import Lead
 from nurturekit.messages import OutgoingMail, SendResult, SendStatus
 from nurturekit.scenario import Enrollment
 from nurturekit.scoring import ScoreCard
-from nurturekit.stages import StageHistory
+from nurturekit.stages import StageMove
 
 __all__ = ["Clock", "LeadState", "Mailer", "OutboxEntry", "Storage"]
 
 
 @attrs.define(kw_only=True, eq=False)
 class LeadState:
-    """What the engine keeps per lead beside the lead itself.
+    """What the engine keeps per lead beside the lead itself: plain data a store can write.
 
-    ``card`` is the running score; ``stages`` the stage history (``None`` without a stage
-    machine); ``levels`` the score levels already reached, so crossing one is seen once;
-    ``with_sales`` is true while sales owns the lead (no marketing mail then).
+    ``card`` is the running score; ``moves`` the lead's stage moves, oldest first (empty without
+    a stage machine; see :meth:`nurturekit.stages.StageHistory.adopt`); ``levels`` the score
+    levels already reached, so crossing one is seen once; ``with_sales`` is true while sales
+    owns the lead (no marketing mail then).
     """
 
     lead_id: str
     card: ScoreCard
-    stages: StageHistory | None = None
+    moves: list[StageMove] = attrs.Factory(list)
     levels: frozenset[str] = frozenset()
     with_sales: bool = False
 

@@ -759,13 +759,15 @@ class StageHistory:
         )
         return cls(machine=machine, lead_id=lead_id, moves=[placement])
 
-    def copy(self) -> StageHistory:
-        """An independent copy, without checking the moves again (they were checked)."""
-        twin = object.__new__(StageHistory)
-        twin.machine = self.machine
-        twin.lead_id = self.lead_id
-        twin.moves = list(self.moves)
-        return twin
+    @classmethod
+    def adopt(cls, machine: StageMachine, lead_id: str, moves: list[StageMove]) -> StageHistory:
+        """A history over ``moves`` — the very list, which its moves then extend — without
+        checking them again: for moves this machine already checked (read back from storage)."""
+        history = object.__new__(cls)
+        history.machine = machine
+        history.lead_id = lead_id
+        history.moves = moves
+        return history
 
     @property
     def current(self) -> str:

@@ -288,11 +288,10 @@ def _copy_state(state: LeadState) -> LeadState:
         last_key=card.last_key,
         times=list(card.times),
     )
-    stages = state.stages
     return LeadState(
         lead_id=state.lead_id,
         card=card_copy,
-        stages=None if stages is None else stages.copy(),
+        moves=list(state.moves),
         levels=state.levels,
         with_sales=state.with_sales,
     )

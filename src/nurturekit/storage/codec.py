@@ -1,0 +1,318 @@
+"""Plain-JSON forms of the values a database store keeps: leads, lead state, enrolments, mail.
+
+Every ``*_to_json`` returns a ``str`` of compact JSON and the matching ``*_from_json`` reads it
+back into an equal value; times are ISO 8601 with their UTC offset. Activities use
+:meth:`nurturekit.Activity.to_dict`. A row that cannot be read raises
+:class:`~nurturekit.errors.StorageError` naming what it was, rather than passing bad data on.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from datetime import datetime
+from typing import Any, TypeVar
+
+from nurturekit.activity import Activity
+from nurturekit.errors import NurtureError, StorageError
+from nurturekit.lead import Consent, Contactability, Lead
+from nurturekit.messages import OutgoingMail, Sender
+from nurturekit.ports import LeadState
+from nurturekit.scenario import Enrollment
+from nurturekit.scoring import Contribution, ScoreCard
+from nurturekit.stages import StageMove
+
+__all__ = [
+    "activity_from_json",
+    "activity_to_json",
+    "enrollment_from_json",
+    "enrollment_to_json",
+    "lead_from_json",
+    "lead_to_json",
+    "mail_from_json",
+    "mail_to_json",
+    "state_from_json",
+    "state_to_json",
+]
+
+_T = TypeVar("_T")
+
+
+def _dumps(data: Any) -> str:
+    return json.dumps(data, ensure_ascii=False, separators=(",", ":"))
+
+
+def _time(value: datetime | None) -> str | None:
+    return None if value is None else value.isoformat()
+
+
+def _parse_time(value: str | None) -> datetime | None:
+    return None if value is None else datetime.fromisoformat(value)
+
+
+def _reading(what: str, text: str | bytes, build: Callable[[Any], _T]) -> _T:
+    try:
+        return build(json.loads(text))
+    except (NurtureError, ValueError, KeyError, TypeError, IndexError) as error:
+        raise StorageError(
+            f"stored {what} cannot be read ({type(error).__name__}: {error}); the row is "
+            "damaged or was written by another program"
+        ) from error
+
+
+# --------------------------------------------------------------------------- leads
+
+
+def lead_to_json(lead: Lead) -> str:
+    consent = lead.consent
+    contact = lead.contactability
+    return _dumps(
+        {
+            "id": lead.id,
+            "email": lead.email,
+            "name": lead.name,
+            "company": lead.company,
+            "attributes": {
+                k: list(v) if isinstance(v, tuple) else v for k, v in lead.attributes.items()
+            },
+            "source": lead.source,
+            "consent": None
+            if consent is None
+            else {
+                "at": _time(consent.at),
+                "method": consent.method,
+                "wording": consent.wording,
+                "source": consent.source,
+            },
+            "contactability": {
+                "status": contact.status.value,
+                "since": _time(contact.since),
+                "reason": contact.reason,
+            },
+            "owner": lead.owner,
+            "created_at": _time(lead.created_at),
+        }
+    )
+
+
+def _lead(data: dict[str, Any]) -> Lead:
+    consent = data["consent"]
+    contact = data["contactability"]
+    return Lead(
+        id=data["id"],
+        email=data["email"],
+        name=data["name"],
+        company=data["company"],
+        attributes=data["attributes"],
+        source=data["source"],
+        consent=None
+        if consent is None
+        else Consent(
+            at=datetime.fromisoformat(consent["at"]),
+            method=consent["method"],
+            wording=consent["wording"],
+            source=consent["source"],
+        ),
+        contactability=Contactability(
+            status=contact["status"],
+            since=_parse_time(contact["since"]),
+            reason=contact["reason"],
+        ),
+        owner=data["owner"],
+        created_at=_parse_time(data["created_at"]),
+    )
+
+
+def lead_from_json(text: str | bytes) -> Lead:
+    return _reading("lead", text, _lead)
+
+
+def activity_to_json(activity: Activity) -> str:
+    return _dumps(activity.to_dict())
+
+
+def activity_from_json(text: str | bytes) -> Activity:
+    return _reading("activity", text, Activity.from_dict)
+
+
+# --------------------------------------------------------------------------- state
+
+
+def _contribution(c: Contribution) -> list[Any]:
+    return [c.rule, c.axis, c.points, c.value, _time(c.at), c.activity_key, c.activity_kind]
+
+
+def _read_contribution(row: list[Any]) -> Contribution:
+    rule, axis, points, value, at, key, kind = row
+    return Contribution(rule, axis, points, value, _parse_time(at), key, kind)
+
+
+def _move(m: StageMove) -> dict[str, Any]:
+    return {
+        "lead_id": m.lead_id,
+        "source": m.source,
+        "target": m.target,
+        "at": _time(m.at),
+        "reason": m.reason,
+        "manual": m.manual,
+    }
+
+
+def state_to_json(state: LeadState) -> str:
+    card = state.card
+    return _dumps(
+        {
+            "lead_id": state.lead_id,
+            "card": {
+                "fit": [_contribution(c) for c in card.fit],
+                "fit_total": card.fit_total,
+                "entries": [_contribution(c) for c in card.entries],
+                "engagement_points": card.engagement_points,
+                "refused": [_contribution(c) for c in card.refused],
+                "seen": sorted(card.seen),
+                "last_at": _time(card.last_at),
+                "last_key": card.last_key,
+                "times": [_time(t) for t in card.times],
+            },
+            "moves": [_move(m) for m in state.moves],
+            "levels": sorted(state.levels),
+            "with_sales": state.with_sales,
+        }
+    )
+
+
+def _state(data: dict[str, Any]) -> LeadState:
+    raw = data["card"]
+    card = ScoreCard(
+        lead_id=data["lead_id"],
+        fit=tuple(_read_contribution(c) for c in raw["fit"]),
+        fit_total=raw["fit_total"],
+        entries=[_read_contribution(c) for c in raw["entries"]],
+        engagement_points=raw["engagement_points"],
+        refused=[_read_contribution(c) for c in raw["refused"]],
+        seen=set(raw["seen"]),
+        last_at=_parse_time(raw["last_at"]),
+        last_key=raw["last_key"],
+        times=[datetime.fromisoformat(t) for t in raw["times"]],
+    )
+    moves = [
+        StageMove(
+            lead_id=m["lead_id"],
+            source=m["source"],
+            target=m["target"],
+            at=datetime.fromisoformat(m["at"]),
+            reason=m["reason"],
+            manual=m["manual"],
+        )
+        for m in data["moves"]
+    ]
+    return LeadState(
+        lead_id=data["lead_id"],
+        card=card,
+        moves=moves,
+        levels=frozenset(data["levels"]),
+        with_sales=data["with_sales"],
+    )
+
+
+def state_from_json(text: str | bytes) -> LeadState:
+    return _reading("lead state", text, _state)
+
+
+# --------------------------------------------------------------------------- enrolments
+
+
+def enrollment_to_json(e: Enrollment) -> str:
+    return _dumps(
+        {
+            "id": e.id,
+            "scenario": e.scenario,
+            "lead_id": e.lead_id,
+            "number": e.number,
+            "status": e.status.value,
+            "step": e.step,
+            "due_at": _time(e.due_at),
+            "entered_at": _time(e.entered_at),
+            "ended_at": _time(e.ended_at),
+            "reason": e.reason,
+            "attempt": e.attempt,
+        }
+    )
+
+
+def _enrollment(d: dict[str, Any]) -> Enrollment:
+    return Enrollment(
+        id=d["id"],
+        scenario=d["scenario"],
+        lead_id=d["lead_id"],
+        number=d["number"],
+        status=d["status"],
+        step=d["step"],
+        due_at=_parse_time(d["due_at"]),
+        entered_at=datetime.fromisoformat(d["entered_at"]),
+        ended_at=_parse_time(d["ended_at"]),
+        reason=d["reason"],
+        attempt=d["attempt"],
+    )
+
+
+def enrollment_from_json(text: str | bytes) -> Enrollment:
+    return _reading("enrolment", text, _enrollment)
+
+
+# --------------------------------------------------------------------------- mail
+
+
+def mail_to_json(m: OutgoingMail) -> str:
+    s = m.sender
+    return _dumps(
+        {
+            "key": m.key,
+            "message_id": m.message_id,
+            "lead_id": m.lead_id,
+            "to": m.to,
+            "to_ascii": m.to_ascii,
+            "sender": {
+                "name": s.name,
+                "address": s.address,
+                "postal_address": s.postal_address,
+                "unsubscribe_mailto": s.unsubscribe_mailto,
+                "reply_to": s.reply_to,
+            },
+            "subject": m.subject,
+            "text": m.text,
+            "html": m.html,
+            "headers": [list(h) for h in m.headers],
+            "created_at": _time(m.created_at),
+            "marketing": m.marketing,
+            "scenario": m.scenario,
+            "step": m.step,
+            "enrollment_id": m.enrollment_id,
+            "template": m.template,
+        }
+    )
+
+
+def _mail(d: dict[str, Any]) -> OutgoingMail:
+    return OutgoingMail(
+        key=d["key"],
+        message_id=d["message_id"],
+        lead_id=d["lead_id"],
+        to=d["to"],
+        to_ascii=d["to_ascii"],
+        sender=Sender(**d["sender"]),
+        subject=d["subject"],
+        text=d["text"],
+        html=d["html"],
+        headers=tuple((name, value) for name, value in d["headers"]),
+        created_at=datetime.fromisoformat(d["created_at"]),
+        marketing=d["marketing"],
+        scenario=d["scenario"],
+        step=d["step"],
+        enrollment_id=d["enrollment_id"],
+        template=d["template"],
+    )
+
+
+def mail_from_json(text: str | bytes) -> OutgoingMail:
+    return _reading("outbox mail", text, _mail)
