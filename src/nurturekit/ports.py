@@ -142,7 +142,7 @@ class Storage(Protocol):
         ...
 
     def enrollments_of(self, lead_id: str) -> list[Enrollment]:
-        """All of the lead's enrolments, ended ones too, oldest entry first."""
+        """All of the lead's enrolments, ended ones too, ordered by ``(entered_at, id)``."""
         ...
 
     def enrollments(self, scenario: str | None = None) -> Iterator[Enrollment]:

@@ -189,7 +189,9 @@ class InMemoryStorage:
             self._remember(undo)
 
     def enrollments_of(self, lead_id: str) -> list[Enrollment]:
-        return [self._enrollments[eid] for eid in self._by_lead.get(lead_id, ())]
+        found = [self._enrollments[eid] for eid in self._by_lead.get(lead_id, ())]
+        found.sort(key=lambda e: (e.entered_at, e.id))
+        return found
 
     def enrollments(self, scenario: str | None = None) -> Iterator[Enrollment]:
         for enrollment in list(self._enrollments.values()):

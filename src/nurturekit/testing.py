@@ -1,0 +1,371 @@
+"""Test helpers for people writing their own adapters: the storage contract suite.
+
+Every storage adapter — the in-memory one, SQLite, PostgreSQL, and yours — must behave the same
+way. :class:`StorageContract` is that behaviour as tests. Subclass it in a pytest module and give
+it a ``storage`` fixture that returns a fresh, empty store::
+
+    import pytest
+    from nurturekit.testing import StorageContract
+
+    class TestMyStorage(StorageContract):
+        @pytest.fixture
+        def storage(self, tmp_path):
+            store = MyStorage(tmp_path / "db")
+            yield store
+            store.close()
+
+pytest then runs every ``test_*`` method below against your store. The suite needs pytest (a
+test-time dependency only); importing this module does not.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import datetime, timedelta, timezone
+from typing import Any
+
+import attrs
+
+from nurturekit.activity import Activity
+from nurturekit.lead import Contactability, Lead
+from nurturekit.messages import OutgoingMail, Sender, SendStatus
+from nurturekit.ports import LeadState, Storage
+from nurturekit.scenario import Enrollment, EnrollmentStatus
+from nurturekit.scoring import Contribution, ScoreCard
+from nurturekit.stages import StageMove
+
+__all__ = ["StorageContract", "make_activity", "make_enrollment", "make_lead", "make_mail"]
+
+T0 = datetime(2026, 4, 1, 9, 0, tzinfo=timezone.utc)
+LEASE = timedelta(minutes=5)
+SENDER = Sender(
+    name="Example KK",
+    address="news@example.co.jp",
+    postal_address="1-2-3 Shibuya, Tokyo",
+    unsubscribe_mailto="unsubscribe@example.co.jp",
+)
+
+
+def make_lead(lead_id: str = "l1", **changes: Any) -> Lead:
+    """A valid lead; keyword arguments override its fields."""
+    fields: dict[str, Any] = {
+        "id": lead_id,
+        "email": f"{lead_id}@example.co.jp",
+        "name": "田中",
+        "attributes": {"industry": "manufacturing", "employees": 120, "tags": ["a", "b"]},
+    }
+    fields.update(changes)
+    return Lead(**fields)
+
+
+def make_activity(
+    lead_id: str = "l1", minutes: float = 0, kind: str = "page_view", **props: Any
+) -> Activity:
+    """An activity of ``lead_id`` at ``T0 + minutes``."""
+    return Activity(
+        lead_id=lead_id, kind=kind, at=T0 + timedelta(minutes=minutes), properties=props
+    )
+
+
+def make_enrollment(
+    number: int = 1,
+    lead_id: str = "l1",
+    due: datetime | None = T0,
+    status: EnrollmentStatus = EnrollmentStatus.ACTIVE,
+    scenario: str = "follow-up",
+) -> Enrollment:
+    """An enrolment of ``lead_id`` in ``scenario``, due at ``due``."""
+    return Enrollment(
+        id=f"{scenario}/{lead_id}/{number}",
+        scenario=scenario,
+        lead_id=lead_id,
+        number=number,
+        status=status,
+        step=None if status.ended else "thanks",
+        due_at=None if status.ended else due,
+        entered_at=T0 + timedelta(seconds=number),
+    )
+
+
+def make_mail(
+    key: str = "k1", lead_id: str = "l1", minutes: float = 0, marketing: bool = True
+) -> OutgoingMail:
+    """A mail as the engine writes it to the outbox."""
+    return OutgoingMail(
+        key=key,
+        message_id=f"<{key}@example.co.jp>",
+        lead_id=lead_id,
+        to=f"{lead_id}@example.co.jp",
+        to_ascii=f"{lead_id}@example.co.jp",
+        sender=SENDER,
+        subject="件名",
+        text="本文",
+        headers=(("List-Unsubscribe-Post", "List-Unsubscribe=One-Click"),),
+        created_at=T0 + timedelta(minutes=minutes),
+        marketing=marketing,
+        scenario="follow-up",
+        step="thanks",
+        enrollment_id="follow-up/l1/1",
+        template="thanks",
+    )
+
+
+def _state(lead_id: str = "l1") -> LeadState:
+    entry = Contribution("download", "engagement", 20, 20, T0, "key-1", "download")
+    card = ScoreCard(
+        lead_id=lead_id,
+        fit=(Contribution("big company", "fit", 10, 10, None, None, None),),
+        fit_total=10,
+        entries=[entry],
+        engagement_points=20,
+        seen={"key-1"},
+        last_at=T0,
+        last_key="key-1",
+    )
+    moves = [
+        StageMove(
+            lead_id=lead_id, source=None, target="awareness", at=T0, reason="new", manual=False
+        )
+    ]
+    return LeadState(lead_id=lead_id, card=card, moves=moves, levels=frozenset({"MQL"}))
+
+
+class _Boom(Exception):
+    pass
+
+
+def _raises(error: type[BaseException], call: Callable[[], object]) -> None:
+    try:
+        call()
+    except error:
+        return
+    raise AssertionError(f"expected {error.__name__}")
+
+
+class StorageContract:
+    """The behaviour every :class:`~nurturekit.ports.Storage` adapter must have.
+
+    Subclass it with a ``storage`` fixture (see the module docstring).
+    """
+
+    # ------------------------------------------------------------------ leads and state
+
+    def test_a_lead_is_stored_read_back_and_replaced(self, storage: Storage) -> None:
+        assert storage.get_lead("l1") is None
+        lead = make_lead(created_at=T0)
+        storage.put_lead(lead)
+        assert storage.get_lead("l1") == lead
+        gone = attrs.evolve(lead, contactability=Contactability(status="unsubscribed", since=T0))
+        storage.put_lead(gone)
+        assert storage.get_lead("l1") == gone
+        storage.put_lead(make_lead("l2"))
+        assert sorted(lead.id for lead in storage.leads()) == ["l1", "l2"]
+
+    def test_lead_state_round_trips_and_is_not_changed_behind_the_stores_back(
+        self, storage: Storage
+    ) -> None:
+        assert storage.get_state("l1") is None
+        storage.put_state(_state())
+        read = storage.get_state("l1")
+        assert read is not None
+        assert read.card.entries == _state().card.entries
+        assert read.card.fit == _state().card.fit
+        assert read.card.seen == {"key-1"}
+        assert read.moves == _state().moves
+        assert read.levels == frozenset({"MQL"})
+        read.card.entries.append(read.card.entries[0])
+        read.moves.append(read.moves[0])
+        again = storage.get_state("l1")
+        assert again is not None
+        assert len(again.card.entries) == 1 and len(again.moves) == 1
+
+    # ------------------------------------------------------------------ activities
+
+    def test_an_activity_key_is_stored_once(self, storage: Storage) -> None:
+        first = make_activity(page="pricing")
+        assert storage.add_activity(first) is True
+        assert storage.add_activity(first) is False
+        assert storage.add_activity(attrs.evolve(first, properties={"page": "blog"})) is False
+        assert list(storage.activities("l1")) == [first]
+
+    def test_activities_come_back_in_time_order_whatever_the_insert_order(
+        self, storage: Storage
+    ) -> None:
+        made = [make_activity(minutes=m, n=m) for m in (5, 1, 3, 1.5, 0)]
+        for activity in made:
+            storage.add_activity(activity)
+        storage.add_activity(make_activity("l2", minutes=2))
+        got = list(storage.activities("l1"))
+        assert got == sorted(made, key=lambda a: (a.at, a.key))
+        assert list(storage.activities("nobody")) == []
+
+    def test_activities_of_kinds(self, storage: Storage) -> None:
+        storage.add_activity(make_activity(kind="email_open", ref="a"))
+        storage.add_activity(make_activity("l2", kind="email_click", ref="b"))
+        storage.add_activity(make_activity(kind="page_view"))
+        kinds = sorted(a.kind for a in storage.activities_of_kinds(["email_open", "email_click"]))
+        assert kinds == ["email_click", "email_open"]
+
+    # ------------------------------------------------------------------ transactions
+
+    def test_an_error_inside_a_transaction_undoes_every_write(self, storage: Storage) -> None:
+        storage.put_lead(make_lead())
+        storage.put_enrollment(make_enrollment(1))
+
+        def doomed() -> None:
+            with storage.transaction():
+                storage.put_lead(make_lead(name="changed"))
+                storage.put_lead(make_lead("l2"))
+                storage.put_state(_state())
+                storage.add_activity(make_activity())
+                storage.put_enrollment(make_enrollment(1, status=EnrollmentStatus.COMPLETED))
+                storage.put_enrollment(make_enrollment(2))
+                storage.add_to_outbox(make_mail())
+                with storage.transaction():  # nested: joins the outer one
+                    storage.add_activity(make_activity(minutes=1))
+                raise _Boom
+
+        _raises(_Boom, doomed)
+        lead = storage.get_lead("l1")
+        assert lead is not None and lead.name == "田中"
+        assert storage.get_lead("l2") is None
+        assert storage.get_state("l1") is None
+        assert list(storage.activities("l1")) == []
+        assert [e.status for e in storage.enrollments_of("l1")] == [EnrollmentStatus.ACTIVE]
+        assert list(storage.outbox()) == []
+        assert storage.pending_mail(10) == []
+        assert [e.id for e in storage.claim_due(T0, 10, "w", LEASE)] == ["follow-up/l1/1"]
+
+    def test_an_error_in_a_nested_transaction_undoes_the_outer_one_too(
+        self, storage: Storage
+    ) -> None:
+        def doomed() -> None:
+            with storage.transaction():
+                storage.put_lead(make_lead())
+                with storage.transaction():
+                    storage.add_activity(make_activity())
+                    raise _Boom
+
+        _raises(_Boom, doomed)
+        assert storage.get_lead("l1") is None
+        assert list(storage.activities("l1")) == []
+
+    def test_a_transaction_keeps_its_writes(self, storage: Storage) -> None:
+        with storage.transaction():
+            storage.put_lead(make_lead())
+            storage.add_activity(make_activity())
+        assert storage.get_lead("l1") is not None
+        assert len(list(storage.activities("l1"))) == 1
+
+    # ------------------------------------------------------------------ enrolments
+
+    def test_enrollments_of_a_lead_oldest_entry_first(self, storage: Storage) -> None:
+        storage.put_enrollment(make_enrollment(2, status=EnrollmentStatus.ACTIVE))
+        storage.put_enrollment(make_enrollment(1, status=EnrollmentStatus.COMPLETED))
+        storage.put_enrollment(make_enrollment(1, scenario="other"))
+        storage.put_enrollment(make_enrollment(1, lead_id="l2"))
+        got = [e.id for e in storage.enrollments_of("l1")]
+        assert got == ["follow-up/l1/1", "other/l1/1", "follow-up/l1/2"]
+        assert storage.enrollments_of("l1")[0].status is EnrollmentStatus.COMPLETED
+        assert sorted(e.id for e in storage.enrollments("other")) == ["other/l1/1"]
+        assert len(list(storage.enrollments())) == 4
+
+    def test_claim_due_returns_what_is_due_earliest_first_ties_by_id(
+        self, storage: Storage
+    ) -> None:
+        storage.put_enrollment(make_enrollment(3, due=T0))
+        storage.put_enrollment(make_enrollment(1, due=T0))
+        storage.put_enrollment(make_enrollment(2, due=T0 - timedelta(minutes=1)))
+        storage.put_enrollment(make_enrollment(4, due=T0 + timedelta(seconds=1)))
+        storage.put_enrollment(make_enrollment(5, status=EnrollmentStatus.CONVERTED))
+        waiting = attrs.evolve(make_enrollment(6, due=T0), status=EnrollmentStatus.WAITING)
+        storage.put_enrollment(waiting)
+        got = [e.id for e in storage.claim_due(T0, 10, "w1", LEASE)]
+        assert got == ["follow-up/l1/2", "follow-up/l1/1", "follow-up/l1/3", "follow-up/l1/6"]
+
+    def test_claim_due_honours_the_limit(self, storage: Storage) -> None:
+        for n in range(1, 8):
+            storage.put_enrollment(make_enrollment(n, due=T0))
+        first = storage.claim_due(T0, 3, "w1", LEASE)
+        second = storage.claim_due(T0, 3, "w2", LEASE)
+        third = storage.claim_due(T0, 3, "w3", LEASE)
+        ids = [e.id for e in first + second + third]
+        assert [len(first), len(second), len(third)] == [3, 3, 1]
+        assert len(set(ids)) == 7
+
+    def test_two_claims_at_the_same_instant_never_share_an_enrolment(
+        self, storage: Storage
+    ) -> None:
+        for n in range(1, 21):
+            storage.put_enrollment(make_enrollment(n, due=T0))
+        one = {e.id for e in storage.claim_due(T0, 15, "w1", LEASE)}
+        two = {e.id for e in storage.claim_due(T0, 15, "w2", LEASE)}
+        assert not one & two
+        assert len(one | two) == 20
+
+    def test_a_claim_lives_until_put_back_or_its_lease_runs_out(self, storage: Storage) -> None:
+        storage.put_enrollment(make_enrollment(1, due=T0))
+        (claimed,) = storage.claim_due(T0, 10, "w1", LEASE)
+        assert storage.claim_due(T0 + timedelta(minutes=4), 10, "w2", LEASE) == []
+        taken_over = storage.claim_due(T0 + LEASE, 10, "w2", LEASE)
+        assert [e.id for e in taken_over] == [claimed.id]
+        storage.put_enrollment(attrs.evolve(claimed, due_at=T0 + timedelta(days=3), step="case"))
+        assert storage.claim_due(T0 + timedelta(days=1), 10, "w3", LEASE) == []
+        (later,) = storage.claim_due(T0 + timedelta(days=3), 10, "w3", LEASE)
+        assert later.step == "case"
+
+    def test_a_step_removed_between_claim_and_release_is_not_claimed_again(
+        self, storage: Storage
+    ) -> None:
+        storage.put_enrollment(make_enrollment(1, due=T0))
+        (claimed,) = storage.claim_due(T0, 10, "w1", LEASE)
+        ended = attrs.evolve(
+            claimed, status=EnrollmentStatus.EXITED, step=None, due_at=None, ended_at=T0
+        )
+        storage.put_enrollment(ended)
+        assert storage.claim_due(T0 + timedelta(days=1), 10, "w2", LEASE) == []
+        assert storage.enrollments_of("l1") == [ended]
+
+    def test_put_back_with_the_same_due_time_is_claimable_once(self, storage: Storage) -> None:
+        storage.put_enrollment(make_enrollment(1, due=T0))
+        (claimed,) = storage.claim_due(T0, 10, "w1", LEASE)
+        storage.put_enrollment(claimed)
+        storage.put_enrollment(claimed)
+        assert [e.id for e in storage.claim_due(T0, 10, "w2", LEASE)] == [claimed.id]
+        assert storage.claim_due(T0, 10, "w3", LEASE) == []
+
+    # ------------------------------------------------------------------ outbox
+
+    def test_the_outbox_keeps_each_key_once_and_tracks_what_became_of_it(
+        self, storage: Storage
+    ) -> None:
+        assert storage.add_to_outbox(make_mail("k1", minutes=0)) is True
+        assert storage.add_to_outbox(make_mail("k1", minutes=9)) is False
+        storage.add_to_outbox(make_mail("k2", minutes=1))
+        storage.add_to_outbox(make_mail("k3", minutes=2))
+        assert [m.key for m in storage.pending_mail(10)] == ["k1", "k2", "k3"]
+        assert [m.key for m in storage.pending_mail(2)] == ["k1", "k2"]
+        storage.mark_sent("k1", SendStatus.SENT, "", T0)
+        storage.mark_sent("k2", SendStatus.DEFERRED, "451 try later", T0)
+        storage.mark_sent("k3", SendStatus.BOUNCED, "550 no such user", T0)
+        assert [m.key for m in storage.pending_mail(10)] == ["k2"]
+        storage.mark_sent("k2", SendStatus.SENT, "", T0 + timedelta(minutes=5))
+        assert storage.pending_mail(10) == []
+        entries = {e.mail.key: e for e in storage.outbox()}
+        assert entries["k1"].mail == make_mail("k1", minutes=0)
+        assert (entries["k2"].status, entries["k2"].attempts) == (SendStatus.SENT, 2)
+        assert entries["k2"].updated_at == T0 + timedelta(minutes=5)
+        assert (entries["k3"].status, entries["k3"].detail) == (
+            SendStatus.BOUNCED,
+            "550 no such user",
+        )
+
+    def test_marketing_sends_since(self, storage: Storage) -> None:
+        storage.add_to_outbox(make_mail("a", minutes=0))
+        storage.add_to_outbox(make_mail("b", minutes=10))
+        storage.add_to_outbox(make_mail("c", minutes=20, marketing=False))
+        storage.add_to_outbox(make_mail("d", lead_id="l2", minutes=30))
+        assert storage.marketing_sends_since("l1", T0 + timedelta(minutes=5)) == [
+            T0 + timedelta(minutes=10)
+        ]
+        assert storage.marketing_sends_since("l1", T0) == [T0, T0 + timedelta(minutes=10)]
