@@ -364,6 +364,9 @@ class TestDelivery:
         (pending,) = world.storage.pending_mail(10)
         world.engine.mailer = OutboxMailer()
         world.engine.run_due()
+        assert world.engine.mailer.outbox == []  # type: ignore[attr-defined]
+        world.clock.advance(timedelta(minutes=5))  # Engine(retry_deferred=5 minutes)
+        world.engine.run_due()
         assert [m.key for m in world.engine.mailer.outbox] == [pending.key]  # type: ignore[attr-defined]
         assert world.storage.pending_mail(10) == []
 

@@ -6,7 +6,7 @@ import email
 import email.policy
 import socket
 import ssl
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from email.message import EmailMessage
@@ -20,7 +20,7 @@ from aiosmtpd.smtp import SMTP, AuthResult, Envelope, LoginPassword, Session
 from nurturekit import Lead
 from nurturekit.errors import InvalidInput, MailerUnavailable
 from nurturekit.mail import SmtpMailer
-from nurturekit.messages import OutgoingMail, Sender, SendStatus
+from nurturekit.messages import OutgoingMail, Sender, SendResult, SendStatus
 from nurturekit.ports import Mailer
 from nurturekit.templates import Template, compose
 
@@ -42,6 +42,11 @@ CASE_STUDY = Template(
     ),
     html="<html><body><p>{{ name }} 様</p><p>導入事例をご紹介します。</p></body></html>",
 )
+
+
+def send_all(mailer: SmtpMailer, mails: Sequence[OutgoingMail]) -> list[SendResult]:
+    """Hand ``mails`` over and read every result (the mailer yields them one by one)."""
+    return list(mailer.send(mails))
 
 
 def case_study_mail(
@@ -213,7 +218,7 @@ def test_a_japanese_marketing_mail_arrives_with_its_subject_body_and_unsubscribe
     mail = case_study_mail()
     mailer: Mailer = SmtpMailer(LOCALHOST, port, security="none")
 
-    [result] = mailer.send([mail])
+    [result] = send_all(mailer, [mail])
 
     assert result.status is SendStatus.SENT
     [delivery] = handler.deliveries
@@ -244,8 +249,8 @@ def test_a_non_ascii_mailbox_is_sent_with_smtputf8_and_an_ascii_one_without(
     handler = Recorder()
     port = start_server(handler)
 
-    results = SmtpMailer(LOCALHOST, port, security="none").send(
-        batch("たなか@例え.jp", "suzuki@例え.jp")
+    results = send_all(
+        SmtpMailer(LOCALHOST, port, security="none"), batch("たなか@例え.jp", "suzuki@例え.jp")
     )
 
     assert [r.status for r in results] == [SendStatus.SENT, SendStatus.SENT]
@@ -264,8 +269,9 @@ def test_a_non_ascii_mailbox_bounces_on_a_server_without_smtputf8(
     handler = Recorder()
     port = start_server(handler, enable_SMTPUTF8=False)
 
-    results = SmtpMailer(LOCALHOST, port, security="none").send(
-        batch("たなか@例え.jp", "suzuki@example.co.jp")
+    results = send_all(
+        SmtpMailer(LOCALHOST, port, security="none"),
+        batch("たなか@例え.jp", "suzuki@example.co.jp"),
     )
 
     assert [r.status for r in results] == [SendStatus.BOUNCED, SendStatus.SENT]
@@ -280,7 +286,7 @@ def test_a_batch_of_three_goes_over_one_connection_that_is_closed_with_quit(
     port = start_server(handler)
     mails = batch("a@example.com", "b@example.com", "c@example.com")
 
-    results = SmtpMailer(LOCALHOST, port, security="none").send(mails)
+    results = send_all(SmtpMailer(LOCALHOST, port, security="none"), mails)
 
     assert [(r.key, r.status) for r in results] == [(m.key, SendStatus.SENT) for m in mails]
     assert [d.envelope.rcpt_tos for d in handler.deliveries] == [
@@ -299,9 +305,9 @@ def test_each_batch_opens_its_own_connection_and_an_empty_batch_none(
     port = start_server(handler)
     mailer = SmtpMailer(LOCALHOST, port, security="none")
 
-    mailer.send(batch("a@example.com"))
-    mailer.send(batch("b@example.com"))
-    assert mailer.send([]) == []
+    send_all(mailer, batch("a@example.com"))
+    send_all(mailer, batch("b@example.com"))
+    assert send_all(mailer, []) == []
 
     assert handler.connections == 2
     assert handler.quits == 2
@@ -321,8 +327,9 @@ def test_a_550_recipient_bounces_and_a_451_one_is_deferred_while_the_others_are_
     )
     port = start_server(handler)
 
-    results = SmtpMailer(LOCALHOST, port, security="none").send(
-        batch("a@example.com", "gone@example.com", "busy@example.com", "d@example.com")
+    results = send_all(
+        SmtpMailer(LOCALHOST, port, security="none"),
+        batch("a@example.com", "gone@example.com", "busy@example.com", "d@example.com"),
     )
 
     assert [r.status for r in results] == [
@@ -354,8 +361,9 @@ def test_a_message_refused_after_data_is_mapped_by_its_code(start_server: StartS
     )
     port = start_server(handler)
 
-    results = SmtpMailer(LOCALHOST, port, security="none").send(
-        batch("spam@example.com", "slow@example.com", "c@example.com")
+    results = send_all(
+        SmtpMailer(LOCALHOST, port, security="none"),
+        batch("spam@example.com", "slow@example.com", "c@example.com"),
     )
 
     assert [(r.status, r.detail) for r in results] == [
@@ -369,8 +377,8 @@ def test_a_sender_refused_for_now_defers_every_mail(start_server: StartServer) -
     handler = Recorder(mail_reply="451 4.7.1 Greylisted, come back in 5 minutes")
     port = start_server(handler)
 
-    results = SmtpMailer(LOCALHOST, port, security="none").send(
-        batch("a@example.com", "b@example.com")
+    results = send_all(
+        SmtpMailer(LOCALHOST, port, security="none"), batch("a@example.com", "b@example.com")
     )
 
     assert [r.status for r in results] == [SendStatus.DEFERRED, SendStatus.DEFERRED]
@@ -386,7 +394,7 @@ def test_a_sender_refused_for_good_still_defers_and_bounces_no_lead(
     handler = Recorder(mail_reply="550 5.7.1 Sender address not allowed")
     port = start_server(handler)
 
-    results = SmtpMailer(LOCALHOST, port, security="none").send(batch("a@example.com"))
+    results = send_all(SmtpMailer(LOCALHOST, port, security="none"), batch("a@example.com"))
 
     assert [r.status for r in results] == [SendStatus.DEFERRED]
     assert results[0].detail == (
@@ -398,8 +406,9 @@ def test_a_421_mid_batch_defers_that_mail_and_the_rest(start_server: StartServer
     handler = Recorder(data_replies={"b@example.com": "421 4.3.2 Service shutting down"})
     port = start_server(handler)
 
-    results = SmtpMailer(LOCALHOST, port, security="none").send(
-        batch("a@example.com", "b@example.com", "c@example.com")
+    results = send_all(
+        SmtpMailer(LOCALHOST, port, security="none"),
+        batch("a@example.com", "b@example.com", "c@example.com"),
     )
 
     assert [r.status for r in results] == [
@@ -418,8 +427,9 @@ def test_a_connection_dropped_mid_batch_defers_that_mail_and_the_rest(
     handler = Recorder(drop_at_rcpt="b@example.com")
     port = start_server(handler)
 
-    results = SmtpMailer(LOCALHOST, port, security="none").send(
-        batch("a@example.com", "b@example.com", "c@example.com")
+    results = send_all(
+        SmtpMailer(LOCALHOST, port, security="none"),
+        batch("a@example.com", "b@example.com", "c@example.com"),
     )
 
     assert [r.status for r in results] == [
@@ -456,7 +466,7 @@ def test_starttls_then_login_then_send(
         ssl_context=client_tls,
     )
 
-    [result] = mailer.send([case_study_mail()])
+    [result] = send_all(mailer, [case_study_mail()])
 
     assert result.status is SendStatus.SENT
     [delivery] = handler.deliveries
@@ -515,7 +525,7 @@ def test_implicit_tls_from_the_first_byte(
     port = start_server(handler, ssl_context=server_tls)
     mailer = SmtpMailer(LOCALHOST, port, security="tls", ssl_context=client_tls)
 
-    results = mailer.send(batch("a@example.com", "b@example.com"))
+    results = send_all(mailer, batch("a@example.com", "b@example.com"))
 
     assert [r.status for r in results] == [SendStatus.SENT, SendStatus.SENT]
     assert [d.tls for d in handler.deliveries] == [True, True]

@@ -17,9 +17,12 @@ from __future__ import annotations
 
 import logging
 import os
+import signal
 import socket
+import threading
 from collections.abc import Iterable
 from datetime import datetime, timedelta
+from typing import Any
 
 import attrs
 
@@ -108,7 +111,8 @@ class Engine:
     >>> from nurturekit.mail import OutboxMailer
 
     ``links`` builds the signed unsubscribe links that every marketing mail carries; the host
-    app serves them (see :mod:`nurturekit.tokens`). ``worker`` names this process in claims.
+    app serves them (see :mod:`nurturekit.tokens`). ``worker`` names this process in claims,
+    which last ``lease``; a deferred send is tried again ``retry_deferred`` after its last try.
     """
 
     def __init__(
@@ -121,6 +125,7 @@ class Engine:
         clock: Clock | None = None,
         worker: str | None = None,
         lease: timedelta = timedelta(minutes=5),
+        retry_deferred: timedelta = timedelta(minutes=5),
         max_steps: int = 100,
     ) -> None:
         self.program = program
@@ -130,7 +135,9 @@ class Engine:
         self.clock: Clock = clock if clock is not None else SystemClock()
         self.worker = worker or f"{socket.gethostname()}:{os.getpid()}"
         self.lease = lease
+        self.retry_deferred = retry_deferred
         self.max_steps = max_steps
+        self._stop = threading.Event()
 
     # ------------------------------------------------------------------ leads
 
@@ -346,7 +353,13 @@ class Engine:
         self._deliver(now, report)
         claimed = self.storage.claim_due(now, limit, self.worker, self.lease)
         report.claimed = len(claimed)
-        for enrollment in claimed:
+        for index, enrollment in enumerate(claimed):
+            if self._stop.is_set():
+                # Asked to stop: give the claims not started back at once, so another worker
+                # can take them without waiting for the lease to run out.
+                for untouched in claimed[index:]:
+                    self.storage.put_enrollment(untouched)
+                break
             try:
                 with self.storage.transaction():
                     self._run_enrollment(enrollment, now, report)
@@ -359,6 +372,40 @@ class Engine:
                 )
         self._deliver(now, report)
         return report.freeze(now)
+
+    def stop(self) -> None:
+        """Ask :meth:`run_forever` (and a :meth:`run_due` in progress) to stop after the step
+        it is running; safe to call from a signal handler or another thread."""
+        self._stop.set()
+
+    def run_forever(
+        self,
+        *,
+        idle_sleep: float = 1.0,
+        limit: int = 500,
+        handle_signals: bool = True,
+    ) -> None:
+        """The worker loop: :meth:`run_due` again and again, sleeping ``idle_sleep`` seconds
+        when nothing was due, until :meth:`stop` is called or, with ``handle_signals``, the
+        process gets SIGTERM or SIGINT. It then finishes the step it is running, hands the
+        claims it has not started back to the storage and returns (a CLI exits 0).
+
+        Run as many workers as you like against one PostgreSQL database: claims are exclusive
+        and a dead worker's claims are taken over when their lease runs out.
+        """
+        previous: dict[int, Any] = {}
+        if handle_signals and threading.current_thread() is threading.main_thread():
+            for signum in (signal.SIGTERM, signal.SIGINT):
+                previous[signum] = signal.signal(signum, lambda *_: self.stop())
+        try:
+            while not self._stop.is_set():
+                report = self.run_due(limit=limit)
+                if report.claimed == 0 and report.sent == 0:
+                    self._stop.wait(idle_sleep)
+        finally:
+            for number, handler in previous.items():
+                signal.signal(number, handler)
+            log.info("worker %s stopped", self.worker)
 
     def _run_enrollment(self, enrollment: Enrollment, now: datetime, report: _Tally) -> None:
         storage = self.storage
@@ -444,7 +491,6 @@ class Engine:
     def _hold_send(self, lead: Lead, state: LeadState, now: datetime) -> str | datetime | None:
         """Why a marketing send may not go now: a reason to exit (str), a time to wait until,
         or ``None`` when it may go."""
-        lead = self.storage.get_lead(lead.id) or lead  # an unsubscribe may have just landed
         if not lead.contactability.can_receive_marketing:
             return f"suppressed: {lead.contactability.status.value}"
         if state.with_sales:
@@ -501,27 +547,31 @@ class Engine:
         )
 
     def _deliver(self, now: datetime, report: _Tally) -> None:
-        """Hand the outbox's pending sends to the mailer, and record what it did."""
+        """Claim the outbox's sends, hand them to the mailer, and record what it did."""
         storage = self.storage
+        retry_before = now - self.retry_deferred
         while True:
-            pending = storage.pending_mail(200)
-            fresh = [m for m in pending if m.key not in report.tried]
+            claimed = storage.claim_mail(now, 200, self.worker, self.lease, retry_before)
+            fresh = [m for m in claimed if m.key not in report.tried]
             if not fresh:
                 return
             # Suppression is checked again right before the hand-over: an unsubscribe that
             # arrived after the send was written still stops it.
             allowed: list[OutgoingMail] = []
-            for mail in fresh:
-                report.tried.add(mail.key)
-                lead = storage.get_lead(mail.lead_id)
-                if mail.marketing and (
-                    lead is None or not lead.contactability.can_receive_marketing
-                ):
-                    storage.mark_sent(
-                        mail.key, SendStatus.SUPPRESSED, "unsubscribed before hand-over", now
-                    )
-                    continue
-                allowed.append(mail)
+            with storage.transaction():
+                for mail in fresh:
+                    report.tried.add(mail.key)
+                    if mail.marketing:
+                        lead = storage.get_lead(mail.lead_id)
+                        if lead is None or not lead.contactability.can_receive_marketing:
+                            storage.mark_sent(
+                                mail.key,
+                                SendStatus.SUPPRESSED,
+                                "unsubscribed before hand-over",
+                                now,
+                            )
+                            continue
+                    allowed.append(mail)
             if not allowed:
                 continue
             try:
@@ -531,6 +581,8 @@ class Engine:
                     "mailer unavailable, %d sends stay in the outbox: %s", len(allowed), down
                 )
                 return
+            # Each result is recorded (and committed) before the next mail is handed over, so
+            # a worker killed mid-batch repeats at most the mail in flight, with its own key.
             for mail, result in zip(allowed, results, strict=True):
                 storage.mark_sent(mail.key, result.status, result.detail, now)
                 if result.status is SendStatus.SENT:

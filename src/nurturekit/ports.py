@@ -75,12 +75,18 @@ class Mailer(Protocol):
     crash between the two is seen and retried with the same key and Message-ID, never lost.
     """
 
-    def send(self, mails: Sequence[OutgoingMail]) -> list[SendResult]:
-        """Deliver ``mails`` in order and return one result per mail, in the same order.
+    def send(self, mails: Sequence[OutgoingMail]) -> Iterable[SendResult]:
+        """Deliver ``mails`` in order and give one result per mail, in the same order.
+
+        A mailer that hands mails over one by one (SMTP) should *yield* each result as soon as
+        that mail is handed over: the engine records each result before it asks for the next,
+        so a worker killed mid-batch repeats at most the one mail in flight. A list is fine
+        for mailers whose hand-over is one step (an in-memory outbox).
 
         A refusal of one recipient (bounced or deferred) is a result, not an exception; an
-        adapter raises only when it could not try at all (no connection), and then none of the
-        mails counts as sent. An adapter may reuse one connection for the whole batch.
+        adapter raises (:class:`~nurturekit.errors.MailerUnavailable`) only when it could not
+        try at all, and then before giving any result. It may reuse one connection for the
+        whole batch.
         """
         ...
 
@@ -167,11 +173,23 @@ class Storage(Protocol):
         ...
 
     def mark_sent(self, key: str, status: SendStatus, detail: str, at: datetime) -> None:
-        """Record what the mailer did with the send ``key``."""
+        """Record what the mailer did with the send ``key`` (attempts + 1) and end its claim."""
         ...
 
     def pending_mail(self, limit: int) -> list[OutgoingMail]:
-        """Sends written to the outbox but not yet sent or bounced, oldest first."""
+        """Sends written to the outbox but not yet sent, bounced or suppressed, oldest first."""
+        ...
+
+    def claim_mail(
+        self, now: datetime, limit: int, worker: str, lease: timedelta, retry_before: datetime
+    ) -> list[OutgoingMail]:
+        """Claim up to ``limit`` sends to hand to a mailer, oldest first (outbox order).
+
+        Claimable: sends not yet handed over, and deferred ones whose last attempt was at or
+        before ``retry_before`` — unless another claim on them is still live (its lease runs
+        to ``now + lease``). :meth:`mark_sent` ends the claim. Two workers never hold the same
+        send, so no send is handed over twice except after a worker died mid-hand-over.
+        """
         ...
 
     def outbox(self) -> Iterator[OutboxEntry]:

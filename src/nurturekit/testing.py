@@ -360,6 +360,25 @@ class StorageContract:
             "550 no such user",
         )
 
+    def test_sends_are_claimed_by_one_worker_at_a_time(self, storage: Storage) -> None:
+        for n in range(5):
+            storage.add_to_outbox(make_mail(f"k{n}", minutes=n))
+        retry_before = T0 - timedelta(minutes=5)
+        one = storage.claim_mail(T0, 3, "w1", LEASE, retry_before)
+        two = storage.claim_mail(T0, 3, "w2", LEASE, retry_before)
+        assert [m.key for m in one] == ["k0", "k1", "k2"]
+        assert [m.key for m in two] == ["k3", "k4"]
+        assert storage.claim_mail(T0, 10, "w3", LEASE, retry_before) == []
+        storage.mark_sent("k0", SendStatus.SENT, "", T0)
+        storage.mark_sent("k1", SendStatus.DEFERRED, "451 later", T0)
+        # k2 is still claimed by w1; k1 was deferred just now, so not yet again.
+        assert storage.claim_mail(T0 + timedelta(minutes=1), 10, "w3", LEASE, T0 - LEASE) == []
+        # Once w1's lease on k2..k4 has run out and k1's retry time has come, they come back.
+        later = T0 + LEASE
+        again = storage.claim_mail(later, 10, "w3", LEASE, T0)
+        assert [m.key for m in again] == ["k1", "k2", "k3", "k4"]
+        assert [m.key for m in storage.pending_mail(10)] == ["k1", "k2", "k3", "k4"]
+
     def test_marketing_sends_since(self, storage: Storage) -> None:
         storage.add_to_outbox(make_mail("a", minutes=0))
         storage.add_to_outbox(make_mail("b", minutes=10))

@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 import smtplib
 import ssl
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from email.message import EmailMessage
 from typing import Any, Literal
 
@@ -161,46 +161,49 @@ class SmtpMailer:
         host = f"[{self.host}]" if ":" in self.host else self.host
         return f"{host}:{self.port}"
 
-    def send(self, mails: Sequence[OutgoingMail]) -> list[SendResult]:
-        """Send ``mails`` over one connection and return one result per mail, in order.
+    def send(self, mails: Sequence[OutgoingMail]) -> Iterator[SendResult]:
+        """Send ``mails`` over one connection, yielding each mail's result as soon as the
+        server has answered for it, in order.
 
-        An empty batch opens no connection. Raises
-        :class:`~nurturekit.errors.MailerUnavailable` when no mail could be tried.
+        Every message is built and the connection opened before this returns: a mail that
+        cannot be built, or a server that cannot be reached (:class:`MailerUnavailable`),
+        raises here and nothing is sent. The connection is closed when the results run out
+        (or the iterator is dropped). An empty batch opens no connection.
         """
         if not mails:
-            return []
+            return iter(())
         # Build every message first: a mail that cannot be built raises before anything is sent.
         built = [(mail, build_message(mail)) for mail in mails]
         client = self._connect()
-        results: list[SendResult] = []
+        return self._hand_over(client, built)
+
+    def _hand_over(
+        self, client: smtplib.SMTP, built: list[tuple[OutgoingMail, EmailMessage]]
+    ) -> Iterator[SendResult]:
         try:
             for index, (mail, message) in enumerate(built):
                 try:
-                    results.append(self._send_one(client, mail, message))
+                    result = self._send_one(client, mail, message)
                     lost = None if client.sock is not None else "the server closed the connection"
                 except OSError as error:  # SMTPServerDisconnected, timeouts, resets …
                     lost = self._reason(error)
-                    results.append(
-                        SendResult(
-                            key=mail.key,
-                            status=SendStatus.DEFERRED,
-                            detail=f"connection to {self._where} lost: {lost}",
-                        )
+                    result = SendResult(
+                        key=mail.key,
+                        status=SendStatus.DEFERRED,
+                        detail=f"connection to {self._where} lost: {lost}",
                     )
+                yield result
                 if lost is not None:
-                    results.extend(
-                        SendResult(
+                    for rest, _ in built[index + 1 :]:
+                        yield SendResult(
                             key=rest.key,
                             status=SendStatus.DEFERRED,
                             detail=f"not tried: the connection to {self._where} was lost "
                             f"during an earlier mail of the batch ({lost})",
                         )
-                        for rest, _ in built[index + 1 :]
-                    )
-                    break
+                    return
         finally:
             self._close(client)
-        return results
 
     def _send_one(
         self, client: smtplib.SMTP, mail: OutgoingMail, message: EmailMessage

@@ -56,6 +56,7 @@ class InMemoryStorage:
         self._claims: dict[str, datetime] = {}
         self._outbox: dict[str, OutboxEntry] = {}
         self._pending: dict[str, None] = {}
+        self._mail_claims: dict[str, datetime] = {}
         self._sends: dict[str, list[datetime]] = {}
 
     # ------------------------------------------------------------------ transactions
@@ -256,13 +257,38 @@ class InMemoryStorage:
             )
             if status is not SendStatus.DEFERRED:
                 self._pending.pop(key, None)
+            claim = self._mail_claims.pop(key, None)
 
             def undo() -> None:
                 self._outbox[key] = old
                 if was_pending:
                     self._pending[key] = None
+                if claim is not None:
+                    self._mail_claims[key] = claim
 
             self._remember(undo)
+
+    def claim_mail(
+        self, now: datetime, limit: int, worker: str, lease: timedelta, retry_before: datetime
+    ) -> list[OutgoingMail]:
+        with self._lock:
+            claimed: list[OutgoingMail] = []
+            for key in self._pending:
+                if len(claimed) >= limit:
+                    break
+                expires = self._mail_claims.get(key)
+                if expires is not None and expires > now:
+                    continue
+                entry = self._outbox[key]
+                if (
+                    entry.status is SendStatus.DEFERRED
+                    and entry.updated_at is not None
+                    and entry.updated_at > retry_before
+                ):
+                    continue
+                self._mail_claims[key] = now + lease
+                claimed.append(entry.mail)
+            return claimed
 
     def pending_mail(self, limit: int) -> list[OutgoingMail]:
         keys = list(self._pending)[:limit]

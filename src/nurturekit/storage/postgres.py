@@ -1,0 +1,446 @@
+"""A PostgreSQL :class:`~nurturekit.ports.Storage` for many workers on many machines.
+
+PostgreSQL is the coordination engine: due enrolments are claimed with
+``SELECT … FOR UPDATE SKIP LOCKED`` and a lease, so workers never run the same step and a dead
+worker's claims are taken over once its lease runs out. Needs psycopg 3
+(``pip install 'nurturekit[postgres]'``), imported here and nowhere else in nurturekit. The SQL
+lives in :mod:`nurturekit.storage.postgres_sql`.
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from datetime import datetime, timedelta
+from types import TracebackType
+from typing import TYPE_CHECKING, Any
+
+from typing_extensions import Self
+
+from nurturekit._time import UTC, aware_utc
+from nurturekit.activity import Activity
+from nurturekit.errors import StorageError
+from nurturekit.lead import Lead
+from nurturekit.messages import OutgoingMail, SendStatus
+from nurturekit.ports import LeadState, OutboxEntry
+from nurturekit.scenario import Enrollment
+from nurturekit.storage import postgres_sql as q
+from nurturekit.storage.codec import (
+    activity_from_json,
+    activity_to_json,
+    enrollment_from_json,
+    enrollment_to_json,
+    lead_from_json,
+    lead_to_json,
+    mail_from_json,
+    mail_to_json,
+    state_from_json,
+    state_to_json,
+)
+
+if TYPE_CHECKING:
+    import psycopg
+
+__all__ = ["PostgresStorage"]
+
+_Row = tuple[Any, ...]
+_IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,62}")
+#: Rows fetched per round trip by the iterating methods (``leads()``, ``outbox()`` …).
+_PAGE = 1000
+
+
+def _utc(value: datetime) -> datetime:
+    # psycopg returns timestamptz in the session's time zone; nurturekit's times are UTC.
+    return value if value.tzinfo is UTC else value.astimezone(UTC)
+
+
+def _import_psycopg() -> Any:
+    try:
+        import psycopg
+    except ImportError as error:
+        raise StorageError(
+            "PostgresStorage needs psycopg 3, which is not installed: "
+            "pip install 'nurturekit[postgres]'"
+        ) from error
+    return psycopg
+
+
+class PostgresStorage:
+    """A :class:`~nurturekit.ports.Storage` in a PostgreSQL database, in the schema ``schema``.
+
+    >>> from nurturekit.storage.postgres import PostgresStorage
+    >>> with PostgresStorage("postgresql://nurture@db.example/crm") as storage:  # doctest: +SKIP
+    ...     engine = Engine(program, storage, mailer)
+
+    The schema and its tables are created when missing and migrated forward when older than
+    this code, under an advisory lock, so workers may start together. A schema written by a
+    newer nurturekit is refused with :class:`~nurturekit.errors.StorageError`, untouched.
+
+    One store holds one connection (autocommit; :meth:`transaction` opens a real PostgreSQL
+    transaction) and one lock, held for a whole transaction: threads may share a store but
+    take turns. Run one store per worker process. A broken connection raises
+    :class:`~nurturekit.errors.StorageError` and is replaced on the next call made outside a
+    transaction; the call that failed is not retried, as its write may or may not have landed.
+
+    Beyond the port, a worker may :meth:`renew_lease` while a long step runs and
+    :meth:`release_claims` when it stops. Without an ``application_name`` in ``dsn`` the
+    connection is named ``nurturekit`` in ``pg_stat_activity``.
+    """
+
+    def __init__(self, dsn: str, *, schema: str = "nurturekit") -> None:
+        if not isinstance(schema, str) or _IDENTIFIER.fullmatch(schema) is None:
+            raise StorageError(
+                f"schema {schema!r} is not a plain PostgreSQL identifier; use 1 to 63 letters, "
+                "digits and '_', not starting with a digit (like 'nurturekit')"
+            )
+        self._psycopg = _import_psycopg()
+        self.schema = schema
+        self._dsn = dsn
+        self._lock = threading.RLock()
+        self._depth = 0
+        self._queries: dict[str, bytes] = {}
+        self._conn: psycopg.Connection[_Row] | None = None
+        self._conn = self._connect()
+        try:
+            self._migrate()
+        except BaseException:
+            self.close()
+            raise
+
+    def __repr__(self) -> str:
+        return f"PostgresStorage(schema={self.schema!r})"
+
+    # ------------------------------------------------------------------ connection
+
+    def _connect(self) -> psycopg.Connection[_Row]:
+        pg = self._psycopg
+        try:
+            named = "application_name" in pg.conninfo.conninfo_to_dict(self._dsn)
+            extra = {} if named else {"application_name": "nurturekit"}
+            conn: psycopg.Connection[_Row] = pg.connect(self._dsn, autocommit=True, **extra)
+        except pg.Error as error:
+            raise StorageError(f"cannot connect to PostgreSQL: {error}") from error
+        return conn
+
+    def _connection(self) -> psycopg.Connection[_Row]:
+        conn = self._conn
+        if conn is None:
+            raise StorageError(f"{self!r} is closed")
+        if conn.broken and self._depth == 0:
+            conn.close()
+            self._conn = conn = self._connect()
+        return conn
+
+    def close(self) -> None:
+        """Close the connection; the store cannot be used afterwards. Calling it again is fine."""
+        with self._lock:
+            conn, self._conn = self._conn, None
+            if conn is not None:
+                conn.close()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self,
+        kind: type[BaseException] | None,
+        error: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def _query(self, text: str) -> bytes:
+        """``text`` with its ``{schema}`` filled in; composed once per statement and store."""
+        found = self._queries.get(text)
+        if found is None:
+            sql = self._psycopg.sql
+            composed = sql.SQL(text).format(schema=sql.Identifier(self.schema))
+            found = self._queries[text] = composed.as_bytes(self._conn)
+        return found
+
+    def _run(self, what: str, text: str, params: Any = ()) -> psycopg.Cursor[_Row]:
+        """Execute one statement; the caller holds the lock while it reads the results."""
+        conn = self._connection()
+        try:
+            return conn.execute(self._query(text), params)
+        except self._psycopg.Error as error:
+            raise StorageError(f"PostgreSQL could not {what}: {error}") from error
+        except UnicodeEncodeError as error:
+            raise StorageError(
+                f"could not {what}: it holds text that is not valid Unicode ({error})"
+            ) from error
+
+    def _all(self, what: str, text: str, params: Any = ()) -> list[_Row]:
+        with self._lock:
+            return self._run(what, text, params).fetchall()
+
+    def _one(self, what: str, text: str, params: Any = ()) -> _Row | None:
+        with self._lock:
+            return self._run(what, text, params).fetchone()
+
+    def _count(self, what: str, text: str, params: Any = ()) -> int:
+        with self._lock:
+            return self._run(what, text, params).rowcount
+
+    def _pages(self, what: str, text: str, params: tuple[Any, ...] = ()) -> Iterator[_Row]:
+        """Every row of a keyset-paged query (its last two parameters: after, limit).
+
+        Each page is its own statement and the lock is not held between pages, so the caller
+        may write to the store while it iterates (it may or may not see its own writes).
+        """
+        after = ""
+        while True:
+            rows = self._all(what, text, (*params, after, _PAGE))
+            yield from rows
+            if len(rows) < _PAGE:
+                return
+            after = rows[-1][0]
+
+    # ------------------------------------------------------------------ schema and migrations
+
+    def _migrate(self) -> None:
+        conn = self._connection()
+        schema = self.schema
+        pg = self._psycopg
+        try:
+            with conn.transaction():
+                conn.execute(q.MIGRATION_LOCK, (f"nurturekit.migrate:{schema}",))
+                found = self._stored_version()
+                if found > q.SCHEMA_VERSION:
+                    raise StorageError(
+                        f"schema {schema!r} is at nurturekit schema version {found}, newer than "
+                        f"this nurturekit, which knows versions up to {q.SCHEMA_VERSION}; "
+                        "upgrade nurturekit (nothing was changed)"
+                    )
+                if found == q.SCHEMA_VERSION:
+                    return
+                if found == 0:
+                    exists = conn.execute(q.SCHEMA_EXISTS, (schema,)).fetchone()
+                    if not (exists and exists[0]):
+                        conn.execute(self._query(q.CREATE_SCHEMA))
+                    conn.execute(self._query(q.CREATE_META))
+                for version in range(found + 1, q.SCHEMA_VERSION + 1):
+                    for statement in q.MIGRATIONS[version - 1]:
+                        conn.execute(self._query(statement))
+                conn.execute(self._query(q.SET_VERSION), (str(q.SCHEMA_VERSION),))
+        except pg.errors.DuplicateTable as error:
+            raise StorageError(
+                f"schema {schema!r} already holds tables that nurturekit did not create "
+                f"({error}); give PostgresStorage a schema of its own (nothing was changed)"
+            ) from error
+        except pg.Error as error:
+            raise StorageError(
+                f"could not prepare the nurturekit tables in schema {schema!r}: {error}"
+            ) from error
+
+    def _stored_version(self) -> int:
+        """The schema version the database is at: 0 when it has no nurturekit tables yet."""
+        conn = self._connection()
+        exists = conn.execute(q.META_EXISTS, (self.schema,)).fetchone()
+        if not (exists and exists[0]):
+            return 0
+        row = conn.execute(self._query(q.GET_VERSION)).fetchone()
+        text = None if row is None else row[0]
+        if text is None or not str(text).isdigit():
+            raise StorageError(
+                f"schema {self.schema!r} has a nurturekit_meta table without a readable "
+                f"schema_version ({text!r}); it was not written by nurturekit, or it is damaged "
+                "(nothing was changed)"
+            )
+        return int(text)
+
+    # ------------------------------------------------------------------ transactions
+
+    @contextmanager
+    def transaction(self) -> Iterator[None]:
+        """A PostgreSQL transaction; nested calls join the outermost one (no savepoints, so an
+        error inside undoes the whole unit, as the port says).
+
+        If a statement fails inside and its error is caught, PostgreSQL has already given up
+        the transaction: leaving the block then raises
+        :class:`~nurturekit.errors.StorageError` rather than pretending the writes were kept.
+        """
+        with self._lock:
+            if self._depth:
+                self._depth += 1
+                try:
+                    yield
+                finally:
+                    self._depth -= 1
+                return
+            conn = self._connection()
+            pg = self._psycopg
+            self._depth = 1
+            try:
+                with conn.transaction():
+                    yield
+                    if conn.info.transaction_status == pg.pq.TransactionStatus.INERROR:
+                        raise StorageError(
+                            "a statement inside the transaction failed and its error was "
+                            "caught; PostgreSQL rolled the whole transaction back"
+                        )
+            except pg.Error as error:
+                message = f"PostgreSQL could not finish the transaction: {error}"
+                raise StorageError(message) from error
+            finally:
+                self._depth = 0
+
+    # ------------------------------------------------------------------ leads and state
+
+    def put_lead(self, lead: Lead) -> None:
+        self._run_write("store lead", q.PUT_LEAD, (lead.id, lead_to_json(lead)))
+
+    def get_lead(self, lead_id: str) -> Lead | None:
+        row = self._one("read lead", q.GET_LEAD, (lead_id,))
+        return None if row is None else lead_from_json(row[0])
+
+    def leads(self) -> Iterator[Lead]:
+        for _, body in self._pages("read leads", q.LEADS_PAGE):
+            yield lead_from_json(body)
+
+    def get_state(self, lead_id: str) -> LeadState | None:
+        row = self._one("read lead state", q.GET_STATE, (lead_id,))
+        return None if row is None else state_from_json(row[0])
+
+    def put_state(self, state: LeadState) -> None:
+        self._run_write("store lead state", q.PUT_STATE, (state.lead_id, state_to_json(state)))
+
+    def _run_write(self, what: str, text: str, params: Any) -> None:
+        with self._lock:
+            self._run(what, text, params)
+
+    # ------------------------------------------------------------------ activities
+
+    def add_activity(self, activity: Activity) -> bool:
+        params = (
+            activity.key,
+            activity.lead_id,
+            activity.kind,
+            activity.at,
+            activity_to_json(activity),
+        )
+        return self._count("store activity", q.ADD_ACTIVITY, params) == 1
+
+    def activities(self, lead_id: str) -> Sequence[Activity]:
+        rows = self._all("read activities", q.ACTIVITIES_OF_LEAD, (lead_id,))
+        return [activity_from_json(body) for (body,) in rows]
+
+    def activities_of_kinds(self, kinds: Iterable[str]) -> Iterator[Activity]:
+        for kind in sorted(set(kinds)):
+            for _, body in self._pages("read activities", q.ACTIVITIES_OF_KIND_PAGE, (kind,)):
+                yield activity_from_json(body)
+
+    # ------------------------------------------------------------------ enrolments
+
+    def put_enrollment(self, enrollment: Enrollment) -> None:
+        params = (
+            enrollment.id,
+            enrollment.lead_id,
+            enrollment.scenario,
+            enrollment.status.value,
+            enrollment.entered_at,
+            enrollment.due_at,
+            enrollment_to_json(enrollment),
+        )
+        self._run_write("store enrolment", q.PUT_ENROLLMENT, params)
+
+    def enrollments_of(self, lead_id: str) -> list[Enrollment]:
+        rows = self._all("read enrolments", q.ENROLLMENTS_OF_LEAD, (lead_id,))
+        return [enrollment_from_json(body) for (body,) in rows]
+
+    def enrollments(self, scenario: str | None = None) -> Iterator[Enrollment]:
+        if scenario is None:
+            pages = self._pages("read enrolments", q.ENROLLMENTS_PAGE)
+        else:
+            pages = self._pages("read enrolments", q.ENROLLMENTS_OF_SCENARIO_PAGE, (scenario,))
+        for _, body in pages:
+            yield enrollment_from_json(body)
+
+    def claim_due(
+        self, now: datetime, limit: int, worker: str, lease: timedelta
+    ) -> list[Enrollment]:
+        """Claim due enrolments in one statement, skipping rows other workers are claiming."""
+        now = aware_utc(now, "claim_due(now)")
+        if limit <= 0:
+            return []
+        params = {"now": now, "limit": limit, "worker": worker, "until": now + lease}
+        rows = self._all("claim due enrolments", q.CLAIM_DUE, params)
+        claimed = [enrollment_from_json(body) for (body,) in rows]
+        claimed.sort(key=lambda e: (e.due_at, e.id))
+        return claimed
+
+    def renew_lease(self, enrollment_id: str, worker: str, until: datetime) -> bool:
+        """Extend ``worker``'s claim on the enrolment to ``until`` while a long step runs.
+
+        Not part of the port. Returns False, changing nothing, when the enrolment is no longer
+        claimed by ``worker``: it was put back, or its lease ran out and another worker took
+        it over — then stop working on it.
+        """
+        until = aware_utc(until, "renew_lease(until)")
+        params = (until, enrollment_id, worker)
+        return self._count("renew lease", q.RENEW_LEASE, params) == 1
+
+    def release_claims(self, worker: str) -> int:
+        """End every claim ``worker`` holds, so other workers may take those enrolments at
+        once instead of waiting for the leases to run out; returns how many were released.
+
+        Not part of the port: a worker calls it when it stops.
+        """
+        return self._count("release claims", q.RELEASE_CLAIMS, (worker,))
+
+    # ------------------------------------------------------------------ outbox
+
+    def add_to_outbox(self, mail: OutgoingMail) -> bool:
+        params = (mail.key, mail.lead_id, mail.marketing, mail.created_at, mail_to_json(mail))
+        return self._count("write to the outbox", q.ADD_TO_OUTBOX, params) == 1
+
+    def mark_sent(self, key: str, status: SendStatus, detail: str, at: datetime) -> None:
+        at = aware_utc(at, "mark_sent(at)")
+        # A text column cannot hold NUL; a mailer's diagnostic may (it is only shown).
+        params = (SendStatus(status).value, detail.replace("\x00", "\ufffd"), at, key)
+        if self._count("record a send", q.MARK_SENT, params) == 0:
+            raise StorageError(f"no send with key {key!r} is in the outbox")
+
+    def claim_mail(
+        self, now: datetime, limit: int, worker: str, lease: timedelta, retry_before: datetime
+    ) -> list[OutgoingMail]:
+        """Claim sends to hand over in one statement, skipping rows other workers are
+        claiming."""
+        now = aware_utc(now, "claim_mail(now)")
+        retry_before = aware_utc(retry_before, "claim_mail(retry_before)")
+        if limit <= 0:
+            return []
+        params = {
+            "now": now,
+            "limit": limit,
+            "worker": worker,
+            "until": now + lease,
+            "retry_before": retry_before,
+        }
+        rows = self._all("claim mail", q.CLAIM_MAIL, params)
+        return [mail_from_json(body) for _, body in sorted(rows)]
+
+    def pending_mail(self, limit: int) -> list[OutgoingMail]:
+        if limit <= 0:
+            return []
+        rows = self._all("read pending mail", q.PENDING_MAIL, (limit,))
+        return [mail_from_json(body) for (body,) in rows]
+
+    def outbox(self) -> Iterator[OutboxEntry]:
+        for _, status, detail, attempts, updated_at, body in self._pages(
+            "read the outbox", q.OUTBOX_PAGE
+        ):
+            yield OutboxEntry(
+                mail=mail_from_json(body),
+                status=None if status is None else SendStatus(status),
+                detail=detail,
+                attempts=attempts,
+                updated_at=None if updated_at is None else _utc(updated_at),
+            )
+
+    def marketing_sends_since(self, lead_id: str, since: datetime) -> list[datetime]:
+        since = aware_utc(since, "marketing_sends_since(since)")
+        rows = self._all("read marketing sends", q.MARKETING_SENDS_SINCE, (lead_id, since))
+        return [_utc(at) for (at,) in rows]

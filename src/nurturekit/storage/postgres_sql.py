@@ -1,0 +1,293 @@
+"""The SQL of :class:`~nurturekit.storage.postgres.PostgresStorage`: the schema's migrations and
+one named statement per thing the store does.
+
+Every table is written ``{schema}.table``; the store fills in its schema once, quoted with
+``psycopg.sql.Identifier``, so a statement here is plain text with psycopg's ``%s`` /
+``%(name)s`` parameters and no other braces or percent signs. This module imports nothing.
+
+Ids and keys are ``COLLATE "C"``: PostgreSQL then orders them by code point, as Python's ``<``
+on ``str`` does, whatever the database's collation. Bodies are the compact JSON of
+:mod:`nurturekit.storage.codec` in ``text`` columns: ``jsonb`` refuses ``\\u0000`` inside a
+string (an activity property may hold one) and rewrites numbers (the float ``1e20`` would read
+back as an int), so it would not give back what was stored. The other columns exist to be
+searched, ordered or claimed by.
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+__all__ = ["MIGRATIONS", "SCHEMA_VERSION"]
+
+# --------------------------------------------------------------------------- migrations
+
+#: The schema version this code writes and understands.
+SCHEMA_VERSION: Final = 1
+
+#: ``MIGRATIONS[n - 1]`` takes a schema from version ``n - 1`` to ``n``. Append, never edit:
+#: a database records the version it is at, and only later migrations are run on it.
+MIGRATIONS: Final[tuple[tuple[str, ...], ...]] = (
+    # 1: leads, their state, activities, enrolments and the outbox.
+    (
+        """
+        CREATE TABLE {schema}.leads (
+            id   text COLLATE "C" PRIMARY KEY,
+            body text NOT NULL
+        )
+        """,
+        """
+        CREATE TABLE {schema}.states (
+            lead_id text COLLATE "C" PRIMARY KEY,
+            body    text NOT NULL
+        )
+        """,
+        """
+        CREATE TABLE {schema}.activities (
+            key     text COLLATE "C" PRIMARY KEY,
+            lead_id text COLLATE "C" NOT NULL,
+            kind    text COLLATE "C" NOT NULL,
+            at      timestamptz NOT NULL,
+            body    text NOT NULL
+        )
+        """,
+        "CREATE INDEX activities_by_lead ON {schema}.activities (lead_id, at, key)",
+        "CREATE INDEX activities_by_kind ON {schema}.activities (kind, key)",
+        """
+        CREATE TABLE {schema}.enrollments (
+            id          text COLLATE "C" PRIMARY KEY,
+            lead_id     text COLLATE "C" NOT NULL,
+            scenario    text COLLATE "C" NOT NULL,
+            status      text NOT NULL,
+            entered_at  timestamptz NOT NULL,
+            due_at      timestamptz,
+            claimed_by  text,
+            lease_until timestamptz,
+            body        text NOT NULL
+        )
+        """,
+        # Only running enrolments are ever due: the index holds what may be claimed, so a
+        # claim costs what is due, not what was ever enrolled.
+        """
+        CREATE INDEX enrollments_due ON {schema}.enrollments (due_at, id)
+            WHERE status IN ('active', 'waiting')
+        """,
+        "CREATE INDEX enrollments_by_lead ON {schema}.enrollments (lead_id, entered_at, id)",
+        "CREATE INDEX enrollments_by_scenario ON {schema}.enrollments (scenario, id)",
+        """
+        CREATE INDEX enrollments_claimed ON {schema}.enrollments (claimed_by)
+            WHERE claimed_by IS NOT NULL
+        """,
+        """
+        CREATE TABLE {schema}.outbox (
+            key        text COLLATE "C" PRIMARY KEY,
+            seq        bigserial,
+            lead_id    text COLLATE "C" NOT NULL,
+            marketing  boolean NOT NULL,
+            created_at timestamptz NOT NULL,
+            status     text,
+            detail     text NOT NULL DEFAULT '',
+            attempts   integer NOT NULL DEFAULT 0,
+            updated_at timestamptz,
+            claimed_by text,
+            lease_until timestamptz,
+            body       text NOT NULL
+        )
+        """,
+        """
+        CREATE INDEX outbox_pending ON {schema}.outbox (seq)
+            WHERE status IS NULL OR status = 'deferred'
+        """,
+        """
+        CREATE INDEX outbox_marketing ON {schema}.outbox (lead_id, created_at)
+            WHERE marketing
+        """,
+    ),
+)
+
+# --------------------------------------------------------------------------- the schema version
+
+#: Serialises migrations: two workers starting at once on a fresh database take turns. The
+#: parameter is ``"nurturekit.migrate:" + schema``; the lock ends with the transaction.
+MIGRATION_LOCK: Final = "SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))"
+
+SCHEMA_EXISTS: Final = "SELECT EXISTS (SELECT FROM pg_catalog.pg_namespace WHERE nspname = %s)"
+
+META_EXISTS: Final = """
+    SELECT EXISTS (
+        SELECT FROM pg_catalog.pg_tables
+        WHERE schemaname = %s AND tablename = 'nurturekit_meta'
+    )
+"""
+
+CREATE_SCHEMA: Final = "CREATE SCHEMA {schema}"
+
+CREATE_META: Final = """
+    CREATE TABLE {schema}.nurturekit_meta (
+        key   text PRIMARY KEY,
+        value text NOT NULL
+    )
+"""
+
+GET_VERSION: Final = "SELECT value FROM {schema}.nurturekit_meta WHERE key = 'schema_version'"
+
+SET_VERSION: Final = """
+    INSERT INTO {schema}.nurturekit_meta (key, value) VALUES ('schema_version', %s)
+    ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value
+"""
+
+# --------------------------------------------------------------------------- leads and state
+
+PUT_LEAD: Final = """
+    INSERT INTO {schema}.leads (id, body) VALUES (%s, %s)
+    ON CONFLICT (id) DO UPDATE SET body = EXCLUDED.body
+"""
+
+GET_LEAD: Final = "SELECT body FROM {schema}.leads WHERE id = %s"
+
+#: One page of every lead, after the id given (``''`` for the first page).
+LEADS_PAGE: Final = "SELECT id, body FROM {schema}.leads WHERE id > %s ORDER BY id LIMIT %s"
+
+PUT_STATE: Final = """
+    INSERT INTO {schema}.states (lead_id, body) VALUES (%s, %s)
+    ON CONFLICT (lead_id) DO UPDATE SET body = EXCLUDED.body
+"""
+
+GET_STATE: Final = "SELECT body FROM {schema}.states WHERE lead_id = %s"
+
+# --------------------------------------------------------------------------- activities
+
+#: Inserts one row, or none when the key is already stored (the row count says which).
+ADD_ACTIVITY: Final = """
+    INSERT INTO {schema}.activities (key, lead_id, kind, at, body) VALUES (%s, %s, %s, %s, %s)
+    ON CONFLICT (key) DO NOTHING
+"""
+
+ACTIVITIES_OF_LEAD: Final = """
+    SELECT body FROM {schema}.activities WHERE lead_id = %s ORDER BY at, key
+"""
+
+#: One page of the activities of one kind, after the key given.
+ACTIVITIES_OF_KIND_PAGE: Final = """
+    SELECT key, body FROM {schema}.activities
+    WHERE kind = %s AND key > %s
+    ORDER BY key LIMIT %s
+"""
+
+# --------------------------------------------------------------------------- enrolments
+
+#: Insert or replace; either way the enrolment is no longer claimed.
+PUT_ENROLLMENT: Final = """
+    INSERT INTO {schema}.enrollments
+        (id, lead_id, scenario, status, entered_at, due_at, claimed_by, lease_until, body)
+    VALUES (%s, %s, %s, %s, %s, %s, NULL, NULL, %s)
+    ON CONFLICT (id) DO UPDATE SET
+        lead_id = EXCLUDED.lead_id,
+        scenario = EXCLUDED.scenario,
+        status = EXCLUDED.status,
+        entered_at = EXCLUDED.entered_at,
+        due_at = EXCLUDED.due_at,
+        claimed_by = NULL,
+        lease_until = NULL,
+        body = EXCLUDED.body
+"""
+
+ENROLLMENTS_OF_LEAD: Final = """
+    SELECT body FROM {schema}.enrollments WHERE lead_id = %s ORDER BY entered_at, id
+"""
+
+ENROLLMENTS_PAGE: Final = """
+    SELECT id, body FROM {schema}.enrollments WHERE id > %s ORDER BY id LIMIT %s
+"""
+
+ENROLLMENTS_OF_SCENARIO_PAGE: Final = """
+    SELECT id, body FROM {schema}.enrollments
+    WHERE scenario = %s AND id > %s
+    ORDER BY id LIMIT %s
+"""
+
+#: Claim due work, procrastinate-style: pick and mark in one statement. ``SKIP LOCKED`` lets
+#: concurrent workers pass over the rows another is claiming instead of queueing behind them;
+#: a row someone claimed meanwhile is re-checked against the lease condition once locked.
+#: The pick is a CTE rather than ``WHERE id IN (SELECT … LIMIT … SKIP LOCKED)``: the planner
+#: may re-run such a subquery, and with SKIP LOCKED each run can return other rows, so the
+#: UPDATE could claim more than the limit. A CTE with a locking clause is evaluated once.
+#: ``RETURNING`` has no order: the store sorts by ``(due_at, id)``.
+CLAIM_DUE: Final = """
+    WITH due AS (
+        SELECT id FROM {schema}.enrollments
+        WHERE status IN ('active', 'waiting')
+          AND due_at <= %(now)s
+          AND (lease_until IS NULL OR lease_until <= %(now)s)
+        ORDER BY due_at, id
+        LIMIT %(limit)s
+        FOR UPDATE SKIP LOCKED
+    )
+    UPDATE {schema}.enrollments AS e
+    SET claimed_by = %(worker)s, lease_until = %(until)s
+    FROM due
+    WHERE e.id = due.id
+    RETURNING e.body
+"""
+
+RENEW_LEASE: Final = """
+    UPDATE {schema}.enrollments SET lease_until = %s WHERE id = %s AND claimed_by = %s
+"""
+
+RELEASE_CLAIMS: Final = """
+    UPDATE {schema}.enrollments SET claimed_by = NULL, lease_until = NULL
+    WHERE claimed_by = %s
+"""
+
+# --------------------------------------------------------------------------- the outbox
+
+#: Inserts one row, or none when the key is already there (the row count says which).
+ADD_TO_OUTBOX: Final = """
+    INSERT INTO {schema}.outbox (key, lead_id, marketing, created_at, body)
+    VALUES (%s, %s, %s, %s, %s)
+    ON CONFLICT (key) DO NOTHING
+"""
+
+#: Records the outcome and ends the claim.
+MARK_SENT: Final = """
+    UPDATE {schema}.outbox
+    SET status = %s, detail = %s, attempts = attempts + 1, updated_at = %s,
+        claimed_by = NULL, lease_until = NULL
+    WHERE key = %s
+"""
+
+#: Sends to hand over — new ones, and deferred ones due for another try — that no live claim
+#: holds, oldest first, skipping rows another worker is claiming right now.
+CLAIM_MAIL: Final = """
+    WITH picked AS (
+        SELECT key FROM {schema}.outbox
+        WHERE (status IS NULL OR (status = 'deferred' AND updated_at <= %(retry_before)s))
+          AND (lease_until IS NULL OR lease_until <= %(now)s)
+        ORDER BY seq
+        LIMIT %(limit)s
+        FOR UPDATE SKIP LOCKED
+    )
+    UPDATE {schema}.outbox AS o
+    SET claimed_by = %(worker)s, lease_until = %(until)s
+    FROM picked
+    WHERE o.key = picked.key
+    RETURNING o.seq, o.body
+"""
+
+#: Not handed over yet, or deferred: in the order they were written.
+PENDING_MAIL: Final = """
+    SELECT body FROM {schema}.outbox
+    WHERE status IS NULL OR status = 'deferred'
+    ORDER BY seq LIMIT %s
+"""
+
+OUTBOX_PAGE: Final = """
+    SELECT key, status, detail, attempts, updated_at, body FROM {schema}.outbox
+    WHERE key > %s
+    ORDER BY key LIMIT %s
+"""
+
+MARKETING_SENDS_SINCE: Final = """
+    SELECT created_at FROM {schema}.outbox
+    WHERE lead_id = %s AND marketing AND created_at >= %s
+    ORDER BY created_at
+"""

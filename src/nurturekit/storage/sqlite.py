@@ -1,0 +1,720 @@
+"""A :class:`~nurturekit.ports.Storage` in one SQLite file: the embedded default.
+
+Standard-library :mod:`sqlite3` only. The file is in WAL mode, so readers never wait for the
+writer; every write runs in a ``BEGIN IMMEDIATE`` transaction, so several processes can share
+one file and two workers never claim the same enrolment. The schema carries its version in a
+``nurturekit_meta`` table and is migrated forward when a file is opened.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import random
+import sqlite3
+import threading
+import time
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from datetime import datetime, timedelta
+from types import TracebackType
+from typing import Any, Generic, TypeVar
+
+import attrs
+
+from nurturekit._time import aware_utc
+from nurturekit.activity import Activity
+from nurturekit.errors import StorageError
+from nurturekit.lead import Lead
+from nurturekit.messages import OutgoingMail, SendStatus
+from nurturekit.ports import LeadState, OutboxEntry
+from nurturekit.scenario import Enrollment
+from nurturekit.storage.codec import (
+    activity_from_json,
+    activity_to_json,
+    enrollment_from_json,
+    enrollment_to_json,
+    lead_from_json,
+    lead_to_json,
+    mail_from_json,
+    mail_to_json,
+    state_from_json,
+    state_to_json,
+)
+
+__all__ = ["SCHEMA_VERSION", "SQLiteStorage"]
+
+# =============================================================================================
+# SQL
+#
+# Every stored time is UTC text in one fixed-width form, ``2026-04-01T09:00:00.000000+00:00``
+# (see ``_stamp``), so comparing and sorting the text compares and sorts the times. Values are
+# kept as JSON bodies written by :mod:`nurturekit.storage.codec`; the other columns exist only
+# to be searched, sorted or updated in place. ``seq`` is each table's insertion order (an
+# upsert keeps it) and the cursor the iterators page by.
+# =============================================================================================
+
+#: Forward migrations: ``(version, script)``, applied in order, each in its own
+#: ``BEGIN IMMEDIATE`` transaction that also records the new version. Append; never edit.
+_MIGRATIONS: tuple[tuple[int, str], ...] = (
+    (
+        1,
+        """
+        CREATE TABLE leads (
+            seq  INTEGER PRIMARY KEY,
+            id   TEXT NOT NULL UNIQUE,
+            body TEXT NOT NULL
+        );
+
+        CREATE TABLE states (
+            lead_id TEXT PRIMARY KEY,
+            body    TEXT NOT NULL
+        );
+
+        CREATE TABLE activities (
+            seq     INTEGER PRIMARY KEY,
+            key     TEXT NOT NULL UNIQUE,
+            lead_id TEXT NOT NULL,
+            kind    TEXT NOT NULL,
+            at      TEXT NOT NULL,
+            body    TEXT NOT NULL
+        );
+        CREATE INDEX activities_by_lead ON activities (lead_id, at, key);
+        CREATE INDEX activities_by_kind ON activities (kind);
+
+        CREATE TABLE enrollments (
+            seq         INTEGER PRIMARY KEY,
+            id          TEXT NOT NULL UNIQUE,
+            lead_id     TEXT NOT NULL,
+            scenario    TEXT NOT NULL,
+            status      TEXT NOT NULL,
+            entered_at  TEXT NOT NULL,
+            due_at      TEXT,
+            claimed_by  TEXT,
+            lease_until TEXT,
+            body        TEXT NOT NULL
+        );
+        CREATE INDEX enrollments_due ON enrollments (due_at, id)
+            WHERE status IN ('active', 'waiting');
+        CREATE INDEX enrollments_by_lead ON enrollments (lead_id, entered_at, id);
+        CREATE INDEX enrollments_by_scenario ON enrollments (scenario);
+
+        CREATE TABLE outbox (
+            seq         INTEGER PRIMARY KEY,
+            key         TEXT NOT NULL UNIQUE,
+            lead_id     TEXT NOT NULL,
+            marketing   INTEGER NOT NULL,
+            created_at  TEXT NOT NULL,
+            status      TEXT,
+            detail      TEXT NOT NULL DEFAULT '',
+            attempts    INTEGER NOT NULL DEFAULT 0,
+            updated_at  TEXT,
+            claimed_by  TEXT,
+            lease_until TEXT,
+            body        TEXT NOT NULL
+        );
+        CREATE INDEX outbox_pending ON outbox (seq)
+            WHERE status IS NULL OR status = 'deferred';
+        CREATE INDEX outbox_marketing ON outbox (lead_id, created_at)
+            WHERE marketing = 1;
+        """,
+    ),
+)
+
+#: The schema version this code writes; a file at a newer one is refused.
+SCHEMA_VERSION = _MIGRATIONS[-1][0]
+
+_CREATE_META = "CREATE TABLE nurturekit_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)"
+_READ_VERSION = "SELECT value FROM nurturekit_meta WHERE key = 'schema_version'"
+_WRITE_VERSION = (
+    "INSERT INTO nurturekit_meta (key, value) VALUES ('schema_version', ?)"
+    " ON CONFLICT (key) DO UPDATE SET value = excluded.value"
+)
+_TABLES = "SELECT name FROM sqlite_master WHERE type IN ('table', 'view') ORDER BY name"
+
+_PUT_LEAD = (
+    "INSERT INTO leads (id, body) VALUES (?, ?) ON CONFLICT (id) DO UPDATE SET body = excluded.body"
+)
+_GET_LEAD = "SELECT body FROM leads WHERE id = ?"
+_LEADS_PAGE = "SELECT seq, body FROM leads WHERE seq > ? ORDER BY seq LIMIT ?"
+_PUT_STATE = (
+    "INSERT INTO states (lead_id, body) VALUES (?, ?)"
+    " ON CONFLICT (lead_id) DO UPDATE SET body = excluded.body"
+)
+_GET_STATE = "SELECT body FROM states WHERE lead_id = ?"
+
+_ADD_ACTIVITY = (
+    "INSERT INTO activities (key, lead_id, kind, at, body) VALUES (?, ?, ?, ?, ?)"
+    " ON CONFLICT (key) DO NOTHING"
+)
+_ACTIVITIES_OF_LEAD = "SELECT body FROM activities WHERE lead_id = ? ORDER BY at, key"
+_ACTIVITIES_OF_KIND_PAGE = (
+    "SELECT seq, body FROM activities WHERE kind = ? AND seq > ? ORDER BY seq LIMIT ?"
+)
+
+_PUT_ENROLLMENT = (
+    "INSERT INTO enrollments (id, lead_id, scenario, status, entered_at, due_at, body)"
+    " VALUES (?, ?, ?, ?, ?, ?, ?)"
+    " ON CONFLICT (id) DO UPDATE SET lead_id = excluded.lead_id,"
+    " scenario = excluded.scenario, status = excluded.status,"
+    " entered_at = excluded.entered_at, due_at = excluded.due_at,"
+    " claimed_by = NULL, lease_until = NULL, body = excluded.body"
+)
+_ENROLLMENTS_OF_LEAD = "SELECT body FROM enrollments WHERE lead_id = ? ORDER BY entered_at, id"
+_ENROLLMENTS_PAGE = "SELECT seq, body FROM enrollments WHERE seq > ? ORDER BY seq LIMIT ?"
+_ENROLLMENTS_OF_SCENARIO_PAGE = (
+    "SELECT seq, body FROM enrollments WHERE scenario = ? AND seq > ? ORDER BY seq LIMIT ?"
+)
+# The status test repeats the partial index's WHERE word for word, so the planner uses it.
+_DUE = (
+    "SELECT seq, body FROM enrollments"
+    " WHERE status IN ('active', 'waiting') AND due_at <= :now"
+    " AND (lease_until IS NULL OR lease_until <= :now)"
+    " ORDER BY due_at, id LIMIT :limit"
+)
+_CLAIM = "UPDATE enrollments SET claimed_by = ?, lease_until = ? WHERE seq = ?"
+
+_ADD_MAIL = (
+    "INSERT INTO outbox (key, lead_id, marketing, created_at, body) VALUES (?, ?, ?, ?, ?)"
+    " ON CONFLICT (key) DO NOTHING"
+)
+_MARK_SENT = (
+    "UPDATE outbox SET status = ?, detail = ?, attempts = attempts + 1, updated_at = ?,"
+    " claimed_by = NULL, lease_until = NULL WHERE key = ?"
+)
+# As for enrolments, the first test repeats the partial index's WHERE word for word.
+_MAIL_DUE = (
+    "SELECT seq, body FROM outbox WHERE (status IS NULL OR status = 'deferred')"
+    " AND (lease_until IS NULL OR lease_until <= :now)"
+    " AND (status IS NULL OR updated_at <= :retry_before)"
+    " ORDER BY seq LIMIT :limit"
+)
+_CLAIM_MAIL = "UPDATE outbox SET claimed_by = ?, lease_until = ? WHERE seq = ?"
+_PENDING = (
+    "SELECT body FROM outbox WHERE status IS NULL OR status = 'deferred' ORDER BY seq LIMIT ?"
+)
+_OUTBOX_PAGE = (
+    "SELECT seq, body, status, detail, attempts, updated_at FROM outbox"
+    " WHERE seq > ? ORDER BY seq LIMIT ?"
+)
+_MARKETING_SENDS = (
+    "SELECT created_at FROM outbox WHERE lead_id = ? AND created_at >= ? AND marketing = 1"
+    " ORDER BY created_at"
+)
+
+# =============================================================================================
+
+_SYNCHRONOUS = ("OFF", "NORMAL", "FULL", "EXTRA")
+_PAGE = 500
+_MEMO_SIZE = 20_000
+
+_T = TypeVar("_T")
+
+
+class _Memo(Generic[_T]):
+    """Decoded values by the exact JSON text they were read from or written as.
+
+    The engine reads a lead, its state and its whole history at every activity; decoding them
+    again each time would cost more than the rest of the work. Keyed by the stored text itself,
+    an entry can never be stale, whoever wrote the row and whatever was rolled back. Only
+    values nobody changes go in (leads, activities, enrolments, and the private state copies
+    of :meth:`SQLiteStorage.get_state`). Two generations of at most ``_MEMO_SIZE`` entries
+    each keep what was used lately, without the bookkeeping of a true LRU.
+    """
+
+    def __init__(self, decode: Callable[[str], _T]) -> None:
+        self._decode = decode
+        self._young: dict[str, _T] = {}
+        self._old: dict[str, _T] = {}
+
+    def __call__(self, text: str) -> _T:
+        value = self._young.get(text)
+        if value is None:
+            value = self._old.get(text)
+            if value is None:
+                value = self._decode(text)
+            self.keep(text, value)
+        return value
+
+    def keep(self, text: str, value: _T) -> None:
+        if len(self._young) >= _MEMO_SIZE:
+            self._old = self._young
+            self._young = {}
+        self._young[text] = value
+
+
+def _copy_state(state: LeadState) -> LeadState:
+    """A copy whose lists and sets can be changed without touching ``state``; their items
+    (contributions, stage moves, times) are immutable and shared."""
+    card = state.card
+    return attrs.evolve(
+        state,
+        card=attrs.evolve(
+            card,
+            entries=list(card.entries),
+            refused=list(card.refused),
+            seen=set(card.seen),
+            times=list(card.times),
+        ),
+        moves=list(state.moves),
+    )
+
+
+def _stamp(value: datetime, where: str) -> str:
+    """The one stored form of a time: UTC, to the microsecond, fixed width."""
+    return aware_utc(value, where).isoformat(timespec="microseconds")
+
+
+def _statements(script: str) -> list[str]:
+    """Split a script into statements (``executescript`` would commit the open transaction)."""
+    statements: list[str] = []
+    pending = ""
+    for line in script.splitlines(keepends=True):
+        pending += line
+        if sqlite3.complete_statement(pending):
+            statements.append(pending.strip())
+            pending = ""
+    if pending.strip():
+        statements.append(pending.strip())
+    return statements
+
+
+class SQLiteStorage:
+    """A :class:`~nurturekit.ports.Storage` kept in the SQLite file at ``path``.
+
+    >>> from nurturekit.storage.sqlite import SQLiteStorage
+    >>> with SQLiteStorage("nurture.db") as storage:  # doctest: +SKIP
+    ...     engine = Engine(program, storage, mailer)
+
+    A new or empty file gets the schema; a file at an older schema version is migrated. A file
+    that is not SQLite, is damaged, is some other program's database or was written by a newer
+    nurturekit is refused with :class:`~nurturekit.errors.StorageError` and left as it was.
+
+    ``busy_timeout`` is how many seconds a write waits for another process's transaction to
+    end before giving up with :class:`~nurturekit.errors.StorageError`. ``synchronous`` is
+    SQLite's durability setting: ``"FULL"`` (the default) syncs the log at every commit, so a
+    committed transaction survives a power cut; ``"NORMAL"`` is faster and may lose the last
+    commits on power loss, never consistency.
+
+    One connection serves every thread of the process; a lock held for a whole
+    :meth:`transaction` serialises them. Other processes may open the same file: each
+    transaction is ``BEGIN IMMEDIATE``, so writers queue and claims never overlap.
+    """
+
+    _migrations: tuple[tuple[int, str], ...] = _MIGRATIONS
+
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        *,
+        busy_timeout: float = 10.0,
+        synchronous: str = "FULL",
+    ) -> None:
+        self.path = os.fsdecode(path)
+        mode = str(synchronous).upper()
+        if mode not in _SYNCHRONOUS:
+            raise StorageError(
+                f"SQLiteStorage(synchronous={synchronous!r}): expected one of "
+                f"{', '.join(_SYNCHRONOUS)}"
+            )
+        if not (isinstance(busy_timeout, (int, float)) and 0 <= busy_timeout < math.inf):
+            raise StorageError(
+                f"SQLiteStorage(busy_timeout={busy_timeout!r}): expected a number of seconds "
+                "of 0 or more"
+            )
+        self.busy_timeout = float(busy_timeout)
+        self._lock = threading.RLock()
+        self._depth = 0
+        self._lead = _Memo(lead_from_json)
+        self._activity = _Memo(activity_from_json)
+        self._enrollment = _Memo(enrollment_from_json)
+        self._state = _Memo(state_from_json)
+        try:
+            self._conn = sqlite3.connect(
+                self.path,
+                timeout=self.busy_timeout,
+                isolation_level=None,
+                check_same_thread=False,
+            )
+        except sqlite3.Error as error:
+            raise StorageError(f"cannot open the SQLite file {self.path!r}: {error}") from error
+        try:
+            self._open(mode)
+        except BaseException:
+            self._conn.close()
+            raise
+
+    def __repr__(self) -> str:
+        return f"SQLiteStorage({self.path!r})"
+
+    # ------------------------------------------------------------------ opening and closing
+
+    def _open(self, synchronous: str) -> None:
+        conn = self._conn
+        try:
+            conn.execute(f"PRAGMA busy_timeout = {int(self.busy_timeout * 1000)}")
+            # Read-only checks first: switching the journal mode writes to the file, and a
+            # file we refuse must be left exactly as it was.
+            self._version(conn)
+            (journal,) = conn.execute("PRAGMA journal_mode = WAL").fetchone()
+            if str(journal).lower() not in ("wal", "memory"):
+                raise StorageError(
+                    f"{self.path!r}: SQLite refused WAL mode (journal mode stays "
+                    f"{journal!r}); put the file on a local file system"
+                )
+            conn.execute(f"PRAGMA synchronous = {synchronous}")
+            self._migrate(conn)
+        except sqlite3.OperationalError as error:
+            raise StorageError(f"cannot open the SQLite file {self.path!r}: {error}") from error
+        except sqlite3.DatabaseError as error:
+            raise StorageError(
+                f"{self.path!r} is not a SQLite database or is damaged ({error}); nurturekit "
+                "left it as it was. Give the path of a nurturekit database or of a new file"
+            ) from error
+
+    def _version(self, conn: sqlite3.Connection) -> int | None:
+        """The file's schema version, ``None`` for an empty file; refuse anything else."""
+        tables = [name for (name,) in conn.execute(_TABLES).fetchall()]
+        if not tables:
+            return None
+        if "nurturekit_meta" not in tables:
+            shown = ", ".join(tables[:5]) + (", …" if len(tables) > 5 else "")
+            raise StorageError(
+                f"{self.path!r} is a SQLite database but not a nurturekit database (it has "
+                f"tables {shown} and no nurturekit_meta table); nurturekit left it as it was. "
+                "Give the path of a nurturekit database or of a new file"
+            )
+        row = conn.execute(_READ_VERSION).fetchone()
+        try:
+            version = int(row[0])
+        except (TypeError, ValueError):
+            raise StorageError(
+                f"{self.path!r}: the nurturekit_meta table holds no readable schema_version "
+                f"({None if row is None else row[0]!r}); the file is damaged"
+            ) from None
+        latest = self._migrations[-1][0]
+        if version > latest:
+            raise StorageError(
+                f"{self.path!r} is at nurturekit schema version {version}, newer than this "
+                f"nurturekit's version {latest}; upgrade nurturekit to open it (nothing was "
+                "written)"
+            )
+        return version
+
+    def _migrate(self, conn: sqlite3.Connection) -> None:
+        for version, script in self._migrations:
+            with self.transaction():
+                # Checked again under the write lock: another process may have got here first.
+                current = self._version(conn)
+                if current is None:
+                    conn.execute(_CREATE_META)
+                    current = 0
+                if current >= version:
+                    continue
+                try:
+                    for statement in _statements(script):
+                        conn.execute(statement)
+                    conn.execute(_WRITE_VERSION, (str(version),))
+                except sqlite3.Error as error:
+                    raise StorageError(
+                        f"{self.path!r}: the migration to schema version {version} failed "
+                        f"({error}); the file stays at version {current}"
+                    ) from error
+
+    def close(self) -> None:
+        """Close the connection; an open transaction is rolled back. Closing twice is fine."""
+        with self._lock:
+            self._conn.close()
+
+    def __enter__(self) -> SQLiteStorage:
+        return self
+
+    def __exit__(
+        self,
+        kind: type[BaseException] | None,
+        error: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    # ------------------------------------------------------------------ statements
+
+    def _failed(self, error: sqlite3.Error) -> StorageError:
+        if isinstance(error, sqlite3.OperationalError) and "locked" in str(error):
+            return StorageError(
+                f"{self.path!r}: {error} (another process held a write transaction for more "
+                f"than busy_timeout={self.busy_timeout:g}s)"
+            )
+        return StorageError(f"{self.path!r}: {error}")
+
+    def _run(self, sql: str, params: Sequence[Any] | dict[str, Any] = ()) -> sqlite3.Cursor:
+        try:
+            return self._conn.execute(sql, params)
+        except sqlite3.Error as error:
+            raise self._failed(error) from error
+
+    def _write(self, sql: str, params: Sequence[Any]) -> int:
+        """Run one write statement, in its own transaction unless inside one; its row count."""
+        with self._lock:
+            if self._depth:  # the common case, a batch: skip the context manager
+                return self._run(sql, params).rowcount
+            with self.transaction():
+                return self._run(sql, params).rowcount
+
+    def _all(self, sql: str, params: Sequence[Any] | dict[str, Any] = ()) -> list[Any]:
+        with self._lock:
+            try:
+                return self._conn.execute(sql, params).fetchall()
+            except sqlite3.Error as error:
+                raise self._failed(error) from error
+
+    def _one(self, sql: str, params: Sequence[Any]) -> Any:
+        with self._lock:
+            try:
+                return self._conn.execute(sql, params).fetchone()
+            except sqlite3.Error as error:
+                raise self._failed(error) from error
+
+    def _pages(self, sql: str, params: Sequence[Any] = ()) -> Iterator[Any]:
+        """Rows of ``sql`` (which selects ``seq`` first and ends ``seq > ? … LIMIT ?``) a page
+        at a time, so that a long iteration neither holds the lock nor a read snapshot."""
+        after = 0
+        while True:
+            rows = self._all(sql, (*params, after, _PAGE))
+            yield from rows
+            if len(rows) < _PAGE:
+                return
+            after = rows[-1][0]
+
+    # ------------------------------------------------------------------ transactions
+
+    @contextmanager
+    def transaction(self) -> Iterator[None]:
+        """A unit of work: one ``BEGIN IMMEDIATE`` … ``COMMIT`` SQLite transaction.
+
+        Nested calls join the outer one. The lock of this store is held until the outermost
+        call ends, so other threads wait; other processes wait up to ``busy_timeout`` for
+        their own writes.
+        """
+        with self._lock:
+            if self._depth:
+                self._depth += 1
+                try:
+                    yield
+                finally:
+                    self._depth -= 1
+                return
+            self._begin()
+            self._depth = 1
+            try:
+                yield
+            except BaseException:
+                self._depth = 0
+                self._rollback()
+                raise
+            self._depth = 0
+            self._commit()
+
+    def _begin(self) -> None:
+        """``BEGIN IMMEDIATE``, waiting up to ``busy_timeout`` for another process's write.
+
+        SQLite's own busy handler sleeps longer and longer (up to 100 ms at a time) while the
+        other process commits and begins again in well under a millisecond, so under steady
+        contention a waiter could starve for seconds, past the leases of its claims. Here the
+        wait is a poll of a millisecond or so, with the busy handler off for that one statement.
+        """
+        conn = self._conn
+        try:
+            conn.execute("PRAGMA busy_timeout = 0")
+            try:
+                deadline = time.monotonic() + self.busy_timeout
+                pause = 0.0001
+                while True:
+                    try:
+                        conn.execute("BEGIN IMMEDIATE")
+                        return
+                    except sqlite3.OperationalError as error:
+                        left = deadline - time.monotonic()
+                        if "locked" not in str(error) or left <= 0:
+                            raise
+                    time.sleep(min(left, pause * random.uniform(0.5, 1.5)))
+                    pause = min(pause * 2, 0.002)
+            finally:
+                conn.execute(f"PRAGMA busy_timeout = {int(self.busy_timeout * 1000)}")
+        except sqlite3.Error as error:
+            raise self._failed(error) from error
+
+    def _commit(self) -> None:
+        try:
+            live = self._conn.in_transaction
+            if live:
+                self._conn.execute("COMMIT")
+        except sqlite3.Error as error:
+            self._rollback()
+            raise self._failed(error) from error
+        if not live:
+            # SQLite rolls back on its own after some errors (disk full, I/O); writes made after
+            # that ran alone, so the unit of work is broken and the caller must hear it.
+            raise StorageError(
+                f"{self.path!r}: SQLite rolled the transaction back after an error inside it; "
+                "its writes are lost, and any made after the error were kept on their own"
+            )
+
+    def _rollback(self) -> None:
+        try:
+            if self._conn.in_transaction:
+                self._conn.execute("ROLLBACK")
+        except sqlite3.Error as error:
+            raise self._failed(error) from error
+
+    # ------------------------------------------------------------------ leads and their state
+
+    def put_lead(self, lead: Lead) -> None:
+        body = lead_to_json(lead)
+        self._write(_PUT_LEAD, (lead.id, body))
+        self._lead.keep(body, lead)
+
+    def get_lead(self, lead_id: str) -> Lead | None:
+        row = self._one(_GET_LEAD, (lead_id,))
+        return None if row is None else self._lead(row[0])
+
+    def leads(self) -> Iterator[Lead]:
+        for _, body in self._pages(_LEADS_PAGE):
+            yield self._lead(body)
+
+    def get_state(self, lead_id: str) -> LeadState | None:
+        row = self._one(_GET_STATE, (lead_id,))
+        # The engine changes the state it is given: hand out a copy, never the memo's own.
+        return None if row is None else _copy_state(self._state(row[0]))
+
+    def put_state(self, state: LeadState) -> None:
+        body = state_to_json(state)
+        self._write(_PUT_STATE, (state.lead_id, body))
+        self._state.keep(body, _copy_state(state))
+
+    # ------------------------------------------------------------------ activities
+
+    def add_activity(self, activity: Activity) -> bool:
+        body = activity_to_json(activity)
+        row = (
+            activity.key,
+            activity.lead_id,
+            activity.kind,
+            _stamp(activity.at, "Activity.at"),
+            body,
+        )
+        if self._write(_ADD_ACTIVITY, row) == 0:
+            return False
+        self._activity.keep(body, activity)
+        return True
+
+    def activities(self, lead_id: str) -> Sequence[Activity]:
+        return [self._activity(body) for (body,) in self._all(_ACTIVITIES_OF_LEAD, (lead_id,))]
+
+    def activities_of_kinds(self, kinds: Iterable[str]) -> Iterator[Activity]:
+        # One index walk per kind: an IN list would make SQLite sort every match per page.
+        for kind in sorted(frozenset(kinds)):
+            for _, body in self._pages(_ACTIVITIES_OF_KIND_PAGE, (kind,)):
+                yield self._activity(body)
+
+    # ------------------------------------------------------------------ enrolments
+
+    def put_enrollment(self, enrollment: Enrollment) -> None:
+        due = enrollment.due_at
+        body = enrollment_to_json(enrollment)
+        row = (
+            enrollment.id,
+            enrollment.lead_id,
+            enrollment.scenario,
+            enrollment.status.value,
+            _stamp(enrollment.entered_at, "Enrollment.entered_at"),
+            None if due is None else _stamp(due, "Enrollment.due_at"),
+            body,
+        )
+        self._write(_PUT_ENROLLMENT, row)
+        self._enrollment.keep(body, enrollment)
+
+    def enrollments_of(self, lead_id: str) -> list[Enrollment]:
+        rows = self._all(_ENROLLMENTS_OF_LEAD, (lead_id,))
+        return [self._enrollment(body) for (body,) in rows]
+
+    def enrollments(self, scenario: str | None = None) -> Iterator[Enrollment]:
+        if scenario is None:
+            pages = self._pages(_ENROLLMENTS_PAGE)
+        else:
+            pages = self._pages(_ENROLLMENTS_OF_SCENARIO_PAGE, (scenario,))
+        for _, body in pages:
+            yield self._enrollment(body)
+
+    def claim_due(
+        self, now: datetime, limit: int, worker: str, lease: timedelta
+    ) -> list[Enrollment]:
+        if limit <= 0:
+            return []
+        moment = _stamp(now, "claim_due(now)")
+        until = _stamp(now + lease, "claim_due(now + lease)")
+        with self.transaction():
+            rows = self._all(_DUE, {"now": moment, "limit": limit})
+            try:
+                self._conn.executemany(_CLAIM, [(worker, until, seq) for seq, _ in rows])
+            except sqlite3.Error as error:
+                raise self._failed(error) from error
+        return [self._enrollment(body) for _, body in rows]
+
+    # ------------------------------------------------------------------ the outbox
+
+    def add_to_outbox(self, mail: OutgoingMail) -> bool:
+        row = (
+            mail.key,
+            mail.lead_id,
+            int(mail.marketing),
+            _stamp(mail.created_at, "OutgoingMail.created_at"),
+            mail_to_json(mail),
+        )
+        return self._write(_ADD_MAIL, row) == 1
+
+    def mark_sent(self, key: str, status: SendStatus, detail: str, at: datetime) -> None:
+        row = (SendStatus(status).value, detail, _stamp(at, "mark_sent(at)"), key)
+        if self._write(_MARK_SENT, row) == 0:
+            raise StorageError(
+                f"mark_sent({key!r}): no send with this key is in the outbox; write it "
+                "with add_to_outbox first"
+            )
+
+    def claim_mail(
+        self, now: datetime, limit: int, worker: str, lease: timedelta, retry_before: datetime
+    ) -> list[OutgoingMail]:
+        if limit <= 0:
+            return []
+        params = {
+            "now": _stamp(now, "claim_mail(now)"),
+            "retry_before": _stamp(retry_before, "claim_mail(retry_before)"),
+            "limit": limit,
+        }
+        until = _stamp(now + lease, "claim_mail(now + lease)")
+        with self.transaction():
+            rows = self._all(_MAIL_DUE, params)
+            try:
+                self._conn.executemany(_CLAIM_MAIL, [(worker, until, seq) for seq, _ in rows])
+            except sqlite3.Error as error:
+                raise self._failed(error) from error
+        return [mail_from_json(body) for _, body in rows]
+
+    def pending_mail(self, limit: int) -> list[OutgoingMail]:
+        if limit <= 0:
+            return []
+        return [mail_from_json(body) for (body,) in self._all(_PENDING, (limit,))]
+
+    def outbox(self) -> Iterator[OutboxEntry]:
+        for _, body, status, detail, attempts, updated_at in self._pages(_OUTBOX_PAGE):
+            yield OutboxEntry(
+                mail=mail_from_json(body),
+                status=None if status is None else SendStatus(status),
+                detail=detail,
+                attempts=attempts,
+                updated_at=None if updated_at is None else datetime.fromisoformat(updated_at),
+            )
+
+    def marketing_sends_since(self, lead_id: str, since: datetime) -> list[datetime]:
+        rows = self._all(_MARKETING_SENDS, (lead_id, _stamp(since, "marketing_sends_since")))
+        return [datetime.fromisoformat(at) for (at,) in rows]

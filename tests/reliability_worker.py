@@ -1,0 +1,66 @@
+"""A worker process for the reliability tests: runs ``run_due`` against a shared store until
+nothing has been due for a while, handing mails to a mailer that appends to a log file.
+
+    python tests/reliability_worker.py STORAGE_URL LOG_PATH WORKER_NAME [IDLE_SECONDS]
+
+Each log line is ``key<TAB>enrollment<TAB>step``, written with one ``os.write`` on a file opened
+with O_APPEND, so lines from several processes never interleave.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from collections.abc import Iterator, Sequence
+from datetime import timedelta
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from engine_fixtures import program
+
+from nurturekit.engine import Engine
+from nurturekit.messages import OutgoingMail, SendResult, SendStatus
+from nurturekit.storage import open_storage
+from nurturekit.tokens import Links, TokenSigner
+
+
+class LogMailer:
+    """Records every hand-over in a file shared by all workers."""
+
+    def __init__(self, path: str) -> None:
+        self.fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+
+    def send(self, mails: Sequence[OutgoingMail]) -> Iterator[SendResult]:
+        # One mail at a time, like SMTP: the engine records each result before the next.
+        for mail in mails:
+            line = f"{mail.key}\t{mail.enrollment_id}\t{mail.step}\n".encode()
+            os.write(self.fd, line)
+            yield SendResult(key=mail.key, status=SendStatus.SENT)
+
+
+def main() -> None:
+    url, log_path, name = sys.argv[1:4]
+    idle = float(sys.argv[4]) if len(sys.argv) > 4 else 3.0
+    storage = open_storage(url)
+    engine = Engine(
+        program(),
+        storage,
+        LogMailer(log_path),
+        links=Links("https://example.co.jp/nk", TokenSigner(secret=b"r" * 32)),
+        worker=name,
+        lease=timedelta(seconds=2),
+    )
+    quiet_since = time.monotonic()
+    Path(f"{log_path}.{name}.started").touch()
+    while time.monotonic() - quiet_since < idle:
+        report = engine.run_due(limit=25)
+        if report.claimed or report.sent:
+            quiet_since = time.monotonic()
+        else:
+            time.sleep(0.05)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,479 @@
+"""The PostgreSQL store: the storage contract, claims under real concurrency (two connections in
+threads, two worker processes), leases, migrations and the psycopg import boundary.
+
+The database tests need ``NURTUREKIT_TEST_POSTGRES_DSN`` (see ``conftest.py``). Each works in a
+schema of its own, dropped afterwards, and names its connections after that schema, so that a
+connection left open is seen and fails the test.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import subprocess
+import sys
+import textwrap
+import threading
+import time
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from datetime import datetime, timedelta, timezone
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import attrs
+import pytest
+
+from nurturekit.errors import StorageError
+from nurturekit.messages import SendStatus
+from nurturekit.storage.postgres import PostgresStorage
+from nurturekit.storage.postgres_sql import SCHEMA_VERSION
+from nurturekit.testing import (
+    LEASE,
+    T0,
+    StorageContract,
+    make_activity,
+    make_enrollment,
+    make_lead,
+    make_mail,
+)
+
+
+def _admin(postgres_dsn: str, query: str, params: Any = ()) -> list[tuple[Any, ...]]:
+    """Run one statement on a connection of the test's own (not a store's)."""
+    import psycopg
+
+    with psycopg.connect(postgres_dsn, autocommit=True) as conn:
+        cursor = conn.execute(query, params)
+        return cursor.fetchall() if cursor.description else []
+
+
+def _connections(postgres_dsn: str, name: str) -> int:
+    rows = _admin(
+        postgres_dsn,
+        "SELECT count(*) FROM pg_stat_activity WHERE application_name = %s",
+        (name,),
+    )
+    return int(rows[0][0])
+
+
+@pytest.fixture
+def dsn(postgres_dsn: str, pg_schema: str) -> Iterator[str]:
+    """The test database, with connections named after the test's schema; afterwards, none of
+    them may still be open (a closed connection leaves pg_stat_activity within moments)."""
+    from psycopg.conninfo import make_conninfo
+
+    yield make_conninfo(postgres_dsn, application_name=pg_schema)
+    deadline = time.monotonic() + 5
+    while _connections(postgres_dsn, pg_schema) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert _connections(postgres_dsn, pg_schema) == 0, "a connection was left open"
+
+
+@pytest.fixture
+def store(dsn: str, pg_schema: str) -> Iterator[PostgresStorage]:
+    with PostgresStorage(dsn, schema=pg_schema) as storage:
+        yield storage
+
+
+def _seed_due(store: PostgresStorage, count: int) -> set[str]:
+    """``count`` enrolments, all due at T0; returns their ids."""
+    with store.transaction():
+        for number in range(1, count + 1):
+            store.put_enrollment(make_enrollment(number, due=T0))
+    return {make_enrollment(number).id for number in range(1, count + 1)}
+
+
+def _tables(postgres_dsn: str, schema: str) -> list[str]:
+    rows = _admin(
+        postgres_dsn,
+        "SELECT tablename FROM pg_tables WHERE schemaname = %s ORDER BY tablename",
+        (schema,),
+    )
+    return [row[0] for row in rows]
+
+
+# --------------------------------------------------------------------------- the contract
+
+
+class TestPostgresContract(StorageContract):
+    @pytest.fixture
+    def storage(self, dsn: str, pg_schema: str) -> Iterator[PostgresStorage]:
+        store = PostgresStorage(dsn, schema=pg_schema)
+        yield store
+        store.close()
+
+
+# --------------------------------------------------------------------------- claims
+
+
+def _claim_in_threads(
+    stores: list[PostgresStorage], claim: Callable[[PostgresStorage, str], list[list[str]]]
+) -> list[list[list[str]]]:
+    """Run ``claim(store, worker)`` for every store in its own thread, all released at once."""
+    start = threading.Barrier(len(stores))
+
+    def work(index: int) -> list[list[str]]:
+        start.wait()
+        return claim(stores[index], f"w{index}")
+
+    with ThreadPoolExecutor(len(stores)) as pool:
+        return list(pool.map(work, range(len(stores))))
+
+
+def test_two_workers_claiming_in_batches_at_the_same_instant_never_share_an_enrolment(
+    store: PostgresStorage, dsn: str, pg_schema: str
+) -> None:
+    due = _seed_due(store, 1000)
+
+    def until_empty(worker_store: PostgresStorage, worker: str) -> list[list[str]]:
+        batches = []
+        while claimed := worker_store.claim_due(T0, 25, worker, LEASE):
+            batches.append([e.id for e in claimed])
+        return batches
+
+    with PostgresStorage(dsn, schema=pg_schema) as other:
+        results = _claim_in_threads([store, other], until_empty)
+    per_worker = [[eid for batch in batches for eid in batch] for batches in results]
+    assert all(len(batch) <= 25 for batches in results for batch in batches)
+    assert not set(per_worker[0]) & set(per_worker[1])
+    assert sorted(per_worker[0] + per_worker[1]) == sorted(due)
+
+
+def test_two_workers_each_claiming_most_of_the_due_work_at_once_split_it(
+    store: PostgresStorage, dsn: str, pg_schema: str
+) -> None:
+    due = _seed_due(store, 1000)
+
+    def once(worker_store: PostgresStorage, worker: str) -> list[list[str]]:
+        return [[e.id for e in worker_store.claim_due(T0, 600, worker, LEASE)]]
+
+    with PostgresStorage(dsn, schema=pg_schema) as other:
+        ((first,), (second,)) = _claim_in_threads([store, other], once)
+    assert len(first) <= 600 and len(second) <= 600
+    assert not set(first) & set(second)
+    assert set(first) | set(second) == due
+
+
+def test_a_claim_is_not_returned_again_while_its_lease_lives(
+    store: PostgresStorage, dsn: str, pg_schema: str
+) -> None:
+    _seed_due(store, 3)
+    assert len(store.claim_due(T0, 10, "w1", LEASE)) == 3
+    with PostgresStorage(dsn, schema=pg_schema) as other:
+        for at in (T0, T0 + LEASE / 2, T0 + LEASE - timedelta(microseconds=1)):
+            assert other.claim_due(at, 10, "w2", LEASE) == []
+            assert store.claim_due(at, 10, "w1", LEASE) == []
+
+
+def test_an_expired_lease_is_taken_over_by_another_worker(
+    store: PostgresStorage, dsn: str, pg_schema: str
+) -> None:
+    (eid,) = _seed_due(store, 1)
+    assert [e.id for e in store.claim_due(T0, 10, "w1", LEASE)] == [eid]
+    with PostgresStorage(dsn, schema=pg_schema) as other:
+        assert [e.id for e in other.claim_due(T0 + LEASE, 10, "w2", LEASE)] == [eid]
+        # The first worker comes back from a long pause: the enrolment is no longer its own.
+        assert store.renew_lease(eid, "w1", T0 + 2 * LEASE) is False
+        assert other.renew_lease(eid, "w2", T0 + 3 * LEASE) is True
+        assert store.claim_due(T0 + 2 * LEASE, 10, "w1", LEASE) == []
+        assert [e.id for e in store.claim_due(T0 + 3 * LEASE, 10, "w1", LEASE)] == [eid]
+
+
+def test_a_renewed_lease_keeps_the_claim_past_its_first_expiry(store: PostgresStorage) -> None:
+    (eid,) = _seed_due(store, 1)
+    store.claim_due(T0, 10, "w1", LEASE)
+    assert store.renew_lease(eid, "w1", T0 + 4 * LEASE) is True
+    assert store.claim_due(T0 + 2 * LEASE, 10, "w2", LEASE) == []
+    assert [e.id for e in store.claim_due(T0 + 4 * LEASE, 10, "w2", LEASE)] == [eid]
+
+
+def test_putting_an_enrolment_back_ends_the_claim(store: PostgresStorage) -> None:
+    (eid,) = _seed_due(store, 1)
+    (claimed,) = store.claim_due(T0, 10, "w1", LEASE)
+    store.put_enrollment(attrs.evolve(claimed, step="case", attempt=2))
+    assert store.renew_lease(eid, "w1", T0 + LEASE) is False
+    (again,) = store.claim_due(T0, 10, "w2", LEASE)
+    assert (again.step, again.attempt) == ("case", 2)
+
+
+def test_a_stopping_worker_releases_its_claims_for_the_others_at_once(
+    store: PostgresStorage,
+) -> None:
+    due = _seed_due(store, 5)
+    store.claim_due(T0, 3, "w1", LEASE)
+    store.claim_due(T0, 1, "w2", LEASE)
+    assert store.release_claims("w1") == 3
+    assert store.release_claims("w1") == 0
+    assert len(store.claim_due(T0, 10, "w3", LEASE)) == 4
+    assert {e.id for e in store.enrollments()} == due
+
+
+_CLAIMER = textwrap.dedent(
+    """
+    import json, sys
+    from datetime import datetime, timedelta
+    from nurturekit.storage.postgres import PostgresStorage
+
+    dsn, schema, worker, now = sys.argv[1:5]
+    now = datetime.fromisoformat(now)
+    with PostgresStorage(dsn, schema=schema) as store:
+        print("ready", flush=True)
+        sys.stdin.readline()
+        batches = []
+        while claimed := store.claim_due(now, 50, worker, timedelta(hours=1)):
+            batches.append([e.id for e in claimed])
+    print(json.dumps(batches), flush=True)
+    """
+)
+
+
+def test_two_worker_processes_claim_5000_due_enrolments_without_overlap_or_loss(
+    store: PostgresStorage, dsn: str, pg_schema: str, postgres_dsn: str
+) -> None:
+    due = _seed_due(store, 5000)
+    workers = [
+        subprocess.Popen(
+            [sys.executable, "-c", _CLAIMER, dsn, pg_schema, f"p{n}", T0.isoformat()],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        for n in (1, 2)
+    ]
+    try:
+        for worker in workers:
+            assert worker.stdout is not None
+            assert worker.stdout.readline().strip() == "ready"
+        for worker in workers:  # both start claiming together
+            assert worker.stdin is not None
+            worker.stdin.write("go\n")
+            worker.stdin.flush()
+        outputs = [worker.communicate(timeout=120)[0] for worker in workers]
+    finally:
+        for worker in workers:
+            if worker.poll() is None:
+                worker.kill()
+                worker.wait()
+    assert [worker.returncode for worker in workers] == [0, 0]
+    batches = [json.loads(output) for output in outputs]
+    claimed = [[eid for batch in mine for eid in batch] for mine in batches]
+    assert all(0 < len(batch) <= 50 for mine in batches for batch in mine)
+    assert all(claimed), "both processes claimed work"
+    assert not set(claimed[0]) & set(claimed[1])
+    assert sorted(claimed[0] + claimed[1]) == sorted(due)
+    owners = dict(_admin(postgres_dsn, f'SELECT id, claimed_by FROM "{pg_schema}".enrollments'))
+    assert all(owners[eid] == "p1" for eid in claimed[0])
+    assert all(owners[eid] == "p2" for eid in claimed[1])
+
+
+# --------------------------------------------------------------------------- transactions
+
+
+def test_writes_in_an_open_transaction_are_not_seen_by_another_worker_until_commit(
+    store: PostgresStorage, dsn: str, pg_schema: str
+) -> None:
+    with PostgresStorage(dsn, schema=pg_schema) as other:
+        with store.transaction():
+            store.put_lead(make_lead())
+            store.add_to_outbox(make_mail())
+            assert other.get_lead("l1") is None
+            assert other.pending_mail(10) == []
+        assert other.get_lead("l1") == make_lead()
+        assert [m.key for m in other.pending_mail(10)] == ["k1"]
+
+
+def test_a_statement_that_failed_inside_a_transaction_fails_the_transaction(
+    store: PostgresStorage,
+) -> None:
+    failed = pytest.raises(StorageError, match="rolled the whole transaction back")
+    with failed, store.transaction():
+        store.put_lead(make_lead())
+        # The caller swallows the error, but PostgreSQL has given up the transaction.
+        with contextlib.suppress(Exception):
+            store._connection().execute("SELECT 1 / 0")
+    assert store.get_lead("l1") is None
+    store.put_lead(make_lead())  # the store goes on working
+    assert store.get_lead("l1") is not None
+
+
+def test_a_broken_connection_is_replaced_on_the_next_call(
+    store: PostgresStorage, postgres_dsn: str, pg_schema: str
+) -> None:
+    store.put_lead(make_lead())
+    _admin(
+        postgres_dsn,
+        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = %s",
+        (pg_schema,),
+    )
+    with pytest.raises(StorageError, match="could not read lead"):
+        store.get_lead("l1")
+    assert store.get_lead("l1") == make_lead()
+
+
+# --------------------------------------------------------------------------- values
+
+
+def test_times_come_back_as_utc_whatever_zone_they_went_in(store: PostgresStorage) -> None:
+    tokyo = ZoneInfo("Asia/Tokyo")
+    store.add_to_outbox(make_mail())
+    at = datetime(2026, 4, 1, 18, 30, tzinfo=tokyo)
+    store.mark_sent("k1", SendStatus.SENT, "250 ok", at)
+    (entry,) = store.outbox()
+    assert entry.updated_at == at and entry.updated_at.tzinfo is timezone.utc
+    (sent,) = store.marketing_sends_since("l1", T0.astimezone(tokyo))
+    assert sent == T0 and sent.tzinfo is timezone.utc
+
+
+def test_bodies_come_back_exactly_even_where_jsonb_would_not(store: PostgresStorage) -> None:
+    activity = make_activity(note="a\x00b", big=1e20, small=1e-7)
+    assert store.add_activity(activity)
+    (back,) = store.activities("l1")
+    assert back == activity
+    assert type(back.properties["big"]) is float
+
+
+def test_iterating_methods_read_page_by_page_and_miss_nothing(
+    store: PostgresStorage, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("nurturekit.storage.postgres._PAGE", 3)
+    with store.transaction():
+        for n in range(10):
+            store.put_lead(make_lead(f"l{n}"))
+            store.put_enrollment(make_enrollment(n + 1, scenario="a" if n % 2 else "b"))
+            store.add_to_outbox(make_mail(f"k{n}"))
+            store.add_activity(make_activity(minutes=n, kind="email_open" if n % 2 else "x"))
+    assert sorted(lead.id for lead in store.leads()) == sorted(f"l{n}" for n in range(10))
+    assert len(list(store.enrollments())) == 10
+    assert len(list(store.enrollments("a"))) == 5
+    assert len(list(store.outbox())) == 10
+    assert len(list(store.activities_of_kinds(["email_open", "x", "email_open"]))) == 10
+
+
+def test_marking_a_send_the_outbox_does_not_hold_is_an_error(store: PostgresStorage) -> None:
+    with pytest.raises(StorageError, match="no send with key 'nope'"):
+        store.mark_sent("nope", SendStatus.SENT, "", T0)
+
+
+# --------------------------------------------------------------------------- schema
+
+
+def test_a_schema_written_by_a_newer_nurturekit_is_refused_and_left_untouched(
+    dsn: str, pg_schema: str, postgres_dsn: str
+) -> None:
+    with PostgresStorage(dsn, schema=pg_schema) as store:
+        store.put_lead(make_lead())
+    newer = SCHEMA_VERSION + 1
+    meta = f'"{pg_schema}".nurturekit_meta'
+    _admin(postgres_dsn, f"UPDATE {meta} SET value = %s", (str(newer),))
+    before = _tables(postgres_dsn, pg_schema)
+    with pytest.raises(StorageError) as raised:
+        PostgresStorage(dsn, schema=pg_schema)
+    message = str(raised.value)
+    assert f"version {newer}" in message and f"up to {SCHEMA_VERSION}" in message
+    assert "nothing was changed" in message
+    assert _tables(postgres_dsn, pg_schema) == before
+    assert _admin(postgres_dsn, f"SELECT value FROM {meta}") == [(str(newer),)]
+    assert _admin(postgres_dsn, f'SELECT id FROM "{pg_schema}".leads') == [("l1",)]
+
+
+def test_a_newer_version_alone_is_enough_to_refuse_before_creating_anything(
+    dsn: str, pg_schema: str, postgres_dsn: str
+) -> None:
+    _admin(postgres_dsn, f'CREATE SCHEMA "{pg_schema}"')
+    _admin(
+        postgres_dsn,
+        f'CREATE TABLE "{pg_schema}".nurturekit_meta (key text PRIMARY KEY, value text)',
+    )
+    _admin(
+        postgres_dsn,
+        f"INSERT INTO \"{pg_schema}\".nurturekit_meta VALUES ('schema_version', '99')",
+    )
+    with pytest.raises(StorageError, match="version 99"):
+        PostgresStorage(dsn, schema=pg_schema)
+    assert _tables(postgres_dsn, pg_schema) == ["nurturekit_meta"]
+
+
+def test_a_schema_holding_someone_elses_tables_is_refused(
+    dsn: str, pg_schema: str, postgres_dsn: str
+) -> None:
+    _admin(postgres_dsn, f'CREATE SCHEMA "{pg_schema}"')
+    _admin(postgres_dsn, f'CREATE TABLE "{pg_schema}".leads (name text)')
+    with pytest.raises(StorageError, match="tables that nurturekit did not create"):
+        PostgresStorage(dsn, schema=pg_schema)
+    assert _tables(postgres_dsn, pg_schema) == ["leads"]
+
+
+def test_workers_starting_together_on_a_fresh_database_migrate_it_once(
+    dsn: str, pg_schema: str, postgres_dsn: str
+) -> None:
+    start = threading.Barrier(6)
+
+    def open_store(_: int) -> None:
+        start.wait()
+        PostgresStorage(dsn, schema=pg_schema).close()
+
+    with ThreadPoolExecutor(6) as pool:
+        list(pool.map(open_store, range(6)))
+    meta = f'"{pg_schema}".nurturekit_meta'
+    assert _admin(postgres_dsn, f"SELECT key, value FROM {meta}") == [
+        ("schema_version", str(SCHEMA_VERSION))
+    ]
+    with PostgresStorage(dsn, schema=pg_schema) as store:
+        store.put_lead(make_lead())
+
+
+def test_a_schema_created_beforehand_is_used(dsn: str, pg_schema: str, postgres_dsn: str) -> None:
+    _admin(postgres_dsn, f'CREATE SCHEMA "{pg_schema}"')
+    with PostgresStorage(dsn, schema=pg_schema) as store:
+        store.put_lead(make_lead())
+    assert "leads" in _tables(postgres_dsn, pg_schema)
+
+
+@pytest.mark.parametrize("schema", ["", "1abc", "a-b", 'x"; DROP TABLE y; --', "a" * 64])
+def test_a_schema_name_that_is_not_a_plain_identifier_is_refused(schema: str) -> None:
+    with pytest.raises(StorageError, match="not a plain PostgreSQL identifier"):
+        PostgresStorage("postgresql://nobody@127.0.0.1:1/none", schema=schema)
+
+
+# --------------------------------------------------------------------------- the import boundary
+
+
+def _python(code: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(code)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
+def test_importing_nurturekit_does_not_import_psycopg() -> None:
+    done = _python(
+        """
+        import sys
+        import nurturekit, nurturekit.storage, nurturekit.engine
+        import nurturekit.storage.postgres, nurturekit.storage.postgres_sql
+        print(sorted(name for name in sys.modules if name.startswith("psycopg")))
+        """
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "[]"
+
+
+def test_without_psycopg_the_store_says_what_to_install() -> None:
+    done = _python(
+        """
+        import sys
+        sys.modules["psycopg"] = None  # as if it were not installed
+        from nurturekit.errors import StorageError
+        from nurturekit.storage.postgres import PostgresStorage
+        try:
+            PostgresStorage("postgresql://nobody@127.0.0.1:1/none")
+        except StorageError as error:
+            print(error)
+        """
+    )
+    assert done.returncode == 0, done.stderr
+    assert "pip install 'nurturekit[postgres]'" in done.stdout

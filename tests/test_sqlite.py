@@ -1,0 +1,541 @@
+"""The SQLite store: the storage contract, opening files (new, old, newer, foreign, broken),
+transactions, and real processes sharing one file, claiming at once or killed mid-batch."""
+
+from __future__ import annotations
+
+import os
+import random
+import signal
+import sqlite3
+import subprocess
+import sys
+import textwrap
+import threading
+import time
+from collections.abc import Iterator
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from typing import Any
+
+import pytest
+from engine_fixtures import World, program
+
+from nurturekit import Activity
+from nurturekit.engine import Engine
+from nurturekit.errors import StorageError
+from nurturekit.messages import SendStatus
+from nurturekit.ports import LeadState
+from nurturekit.scenario import EnrollmentStatus
+from nurturekit.storage import sqlite as sqlite_module
+from nurturekit.storage.memory import InMemoryStorage
+from nurturekit.storage.sqlite import SCHEMA_VERSION, SQLiteStorage
+from nurturekit.testing import (
+    LEASE,
+    T0,
+    StorageContract,
+    make_activity,
+    make_enrollment,
+    make_lead,
+    make_mail,
+)
+
+JST = timezone(timedelta(hours=9))
+
+
+class TestSQLiteContract(StorageContract):
+    @pytest.fixture
+    def storage(self, tmp_path: Path) -> Iterator[SQLiteStorage]:
+        store = SQLiteStorage(tmp_path / "nk.db")
+        yield store
+        store.close()
+
+
+@pytest.fixture
+def db(tmp_path: Path) -> Path:
+    return tmp_path / "nk.db"
+
+
+def query(path: Path, sql: str) -> list[Any]:
+    """Read the file with a plain connection of its own, as another program would."""
+    conn = sqlite3.connect(path)
+    try:
+        return conn.execute(sql).fetchall()
+    finally:
+        conn.close()
+
+
+def snapshot(directory: Path) -> dict[str, bytes]:
+    """Every file in ``directory`` with its bytes: what "left as it was" means."""
+    return {p.name: p.read_bytes() for p in sorted(directory.iterdir())}
+
+
+# ------------------------------------------------------------------------------ opening
+
+
+class TestOpening:
+    def test_a_new_file_gets_the_schema_and_its_version_in_wal_mode(self, db: Path) -> None:
+        SQLiteStorage(db).close()
+        assert query(db, "SELECT key, value FROM nurturekit_meta") == [
+            ("schema_version", str(SCHEMA_VERSION))
+        ]
+        assert query(db, "PRAGMA journal_mode") == [("wal",)]
+        tables = {name for (name,) in query(db, "SELECT name FROM sqlite_master")}
+        assert {"leads", "states", "activities", "enrollments", "outbox"} <= tables
+        assert {"enrollments_due", "outbox_pending", "activities_by_lead"} <= tables
+
+    def test_an_empty_existing_file_gets_the_schema(self, db: Path) -> None:
+        db.touch()
+        with SQLiteStorage(db) as storage:
+            storage.put_lead(make_lead())
+        assert query(db, "SELECT count(*) FROM leads") == [(1,)]
+
+    def test_reopening_keeps_everything(self, db: Path) -> None:
+        with SQLiteStorage(db) as storage:
+            storage.put_lead(make_lead(created_at=T0))
+            storage.add_activity(make_activity(page="pricing"))
+            storage.put_enrollment(make_enrollment(1))
+            storage.add_to_outbox(make_mail("k1"))
+            storage.mark_sent("k1", SendStatus.DEFERRED, "451 later", T0)
+            storage.claim_due(T0, 10, "w1", LEASE)
+        with SQLiteStorage(db) as storage:
+            assert storage.get_lead("l1") == make_lead(created_at=T0)
+            assert list(storage.activities("l1")) == [make_activity(page="pricing")]
+            assert storage.enrollments_of("l1") == [make_enrollment(1)]
+            assert storage.claim_due(T0, 10, "w2", LEASE) == []  # the claim was kept too
+            (entry,) = storage.outbox()
+            assert (entry.status, entry.detail, entry.attempts) == (
+                SendStatus.DEFERRED,
+                "451 later",
+                1,
+            )
+            assert [m.key for m in storage.pending_mail(10)] == ["k1"]
+
+    def test_a_newer_schema_version_is_refused_and_nothing_is_written(self, db: Path) -> None:
+        with SQLiteStorage(db) as storage:
+            storage.put_lead(make_lead())
+        conn = sqlite3.connect(db)
+        conn.execute("UPDATE nurturekit_meta SET value = '99' WHERE key = 'schema_version'")
+        conn.commit()
+        conn.close()
+        before = snapshot(db.parent)
+        with pytest.raises(StorageError) as caught:
+            SQLiteStorage(db)
+        message = str(caught.value)
+        assert str(db) in message and "99" in message and f"version {SCHEMA_VERSION}" in message
+        assert "upgrade nurturekit" in message
+        assert snapshot(db.parent) == before
+
+    def test_a_file_of_random_bytes_is_refused_and_left_as_it_was(self, db: Path) -> None:
+        db.write_bytes(random.Random(4).randbytes(64 * 1024))
+        before = snapshot(db.parent)
+        with pytest.raises(StorageError, match="not a SQLite database or is damaged") as caught:
+            SQLiteStorage(db)
+        assert str(db) in str(caught.value)
+        assert snapshot(db.parent) == before
+
+    def test_a_nurturekit_file_with_a_mangled_header_is_refused_and_left_as_it_was(
+        self, db: Path
+    ) -> None:
+        with SQLiteStorage(db) as storage:
+            storage.put_lead(make_lead())
+        data = bytearray(db.read_bytes())
+        data[:16] = b"not sqlite here!"
+        db.write_bytes(bytes(data))
+        before = snapshot(db.parent)
+        with pytest.raises(StorageError, match="damaged"):
+            SQLiteStorage(db)
+        assert snapshot(db.parent) == before
+
+    def test_another_programs_sqlite_file_is_refused_and_left_as_it_was(self, db: Path) -> None:
+        conn = sqlite3.connect(db)
+        conn.execute("CREATE TABLE invoices (id INTEGER PRIMARY KEY, total REAL)")
+        conn.execute("INSERT INTO invoices (total) VALUES (12.5)")
+        conn.commit()
+        conn.close()
+        before = snapshot(db.parent)
+        with pytest.raises(StorageError, match="not a nurturekit database") as caught:
+            SQLiteStorage(db)
+        assert "invoices" in str(caught.value)
+        assert snapshot(db.parent) == before
+        assert query(db, "SELECT name FROM sqlite_master") == [("invoices",)]
+
+    def test_a_missing_directory_is_a_storage_error(self, tmp_path: Path) -> None:
+        with pytest.raises(StorageError, match="cannot open"):
+            SQLiteStorage(tmp_path / "no" / "such" / "dir" / "nk.db")
+
+    def test_bad_settings_are_refused(self, db: Path) -> None:
+        with pytest.raises(StorageError, match="synchronous='SOMETIMES'"):
+            SQLiteStorage(db, synchronous="SOMETIMES")
+        with pytest.raises(StorageError, match="busy_timeout=-1"):
+            SQLiteStorage(db, busy_timeout=-1)
+        assert not db.exists()
+
+    def test_synchronous_is_applied(self, db: Path) -> None:
+        with SQLiteStorage(db, synchronous="normal") as storage:
+            assert storage._conn.execute("PRAGMA synchronous").fetchone() == (1,)
+
+    def test_a_closed_store_says_so(self, db: Path) -> None:
+        storage = SQLiteStorage(db)
+        storage.close()
+        storage.close()
+        with pytest.raises(StorageError, match="closed"):
+            storage.get_lead("l1")
+
+
+# ------------------------------------------------------------------------------ migrations
+
+
+class _WithNotes(SQLiteStorage):
+    """A future nurturekit whose schema version 2 adds a column."""
+
+    _migrations = (
+        *sqlite_module._MIGRATIONS,
+        (2, "ALTER TABLE leads ADD COLUMN note TEXT;\nCREATE INDEX leads_by_note ON leads (note);"),
+    )
+
+
+class _WithABrokenMigration(SQLiteStorage):
+    _migrations = (
+        *_WithNotes._migrations,
+        (3, "CREATE TABLE extra (x TEXT);\nSELECT * FROM no_such_table;"),
+    )
+
+
+class TestMigrations:
+    def test_an_older_file_is_migrated_forward_and_keeps_its_data(self, db: Path) -> None:
+        with SQLiteStorage(db) as storage:
+            storage.put_lead(make_lead())
+        with _WithNotes(db) as storage:
+            assert storage.get_lead("l1") == make_lead()
+        assert query(db, "SELECT value FROM nurturekit_meta") == [("2",)]
+        assert "note" in {row[1] for row in query(db, "PRAGMA table_info(leads)")}
+        # ... and the code of version 1 now refuses the file.
+        with pytest.raises(StorageError, match="version 2, newer than this nurturekit's version"):
+            SQLiteStorage(db)
+
+    def test_a_version_0_file_gets_every_table(self, db: Path) -> None:
+        conn = sqlite3.connect(db)
+        conn.execute("CREATE TABLE nurturekit_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)")
+        conn.execute("INSERT INTO nurturekit_meta VALUES ('schema_version', '0')")
+        conn.commit()
+        conn.close()
+        with SQLiteStorage(db) as storage:
+            storage.put_lead(make_lead())
+        assert query(db, "SELECT value FROM nurturekit_meta") == [(str(SCHEMA_VERSION),)]
+
+    def test_a_failing_migration_leaves_the_file_at_the_last_good_version(self, db: Path) -> None:
+        SQLiteStorage(db).close()
+        with pytest.raises(StorageError, match="migration to schema version 3 failed"):
+            _WithABrokenMigration(db)
+        assert query(db, "SELECT value FROM nurturekit_meta") == [("2",)]
+        tables = {name for (name,) in query(db, "SELECT name FROM sqlite_master")}
+        assert "extra" not in tables and "leads_by_note" in tables
+
+
+# ------------------------------------------------------------------------------ transactions
+
+
+class TestTransactions:
+    def test_an_error_after_several_writes_leaves_none_of_them(self, db: Path) -> None:
+        storage = SQLiteStorage(db)
+        with pytest.raises(ZeroDivisionError), storage.transaction():
+            storage.put_lead(make_lead())
+            for n in range(50):
+                storage.add_activity(make_activity(minutes=n))
+            storage.put_enrollment(make_enrollment(1))
+            storage.add_to_outbox(make_mail())
+            _ = 1 / 0
+        storage.close()
+        for table in ("leads", "activities", "enrollments", "outbox"):
+            assert query(db, f"SELECT count(*) FROM {table}") == [(0,)], table
+
+    def test_a_batch_is_one_sqlite_transaction_that_others_see_whole_or_not_at_all(
+        self, db: Path
+    ) -> None:
+        writer, reader = SQLiteStorage(db), SQLiteStorage(db)
+        with writer.transaction():
+            for n in range(100):
+                writer.add_activity(make_activity(minutes=n))
+                if n == 50:
+                    assert list(reader.activities("l1")) == []
+        assert len(reader.activities("l1")) == 100
+        writer.close()
+        reader.close()
+
+    def test_a_writer_that_waits_too_long_gets_a_storage_error(self, db: Path) -> None:
+        holder, other = SQLiteStorage(db), SQLiteStorage(db, busy_timeout=0.2)
+        with holder.transaction():
+            holder.put_lead(make_lead())
+            started = time.monotonic()
+            with pytest.raises(StorageError, match=r"locked.*busy_timeout=0\.2s"):
+                other.put_lead(make_lead("l2"))
+            assert time.monotonic() - started >= 0.15
+        other.put_lead(make_lead("l2"))
+        assert sorted(lead.id for lead in other.leads()) == ["l1", "l2"]
+        holder.close()
+        other.close()
+
+    def test_threads_sharing_one_store_keep_every_write(self, db: Path) -> None:
+        storage = SQLiteStorage(db)
+
+        def write(thread: int) -> None:
+            for n in range(100):
+                with storage.transaction():
+                    storage.add_activity(make_activity(f"t{thread}", minutes=n))
+                    storage.put_lead(make_lead(f"t{thread}"))
+
+        threads = [threading.Thread(target=write, args=(t,)) for t in range(4)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        assert sum(len(storage.activities(f"t{t}")) for t in range(4)) == 400
+        storage.close()
+
+    def test_a_key_rolled_back_can_be_stored_again_with_other_content(self, db: Path) -> None:
+        with SQLiteStorage(db) as storage:
+            first = Activity(lead_id="l1", kind="page_view", at=T0, key="evt-1")
+            with pytest.raises(ZeroDivisionError), storage.transaction():
+                storage.add_activity(first)
+                assert list(storage.activities("l1")) == [first]
+                _ = 1 / 0
+            second = Activity(lead_id="l1", kind="email_open", at=T0, key="evt-1")
+            assert storage.add_activity(second)
+            assert list(storage.activities("l1")) == [second]
+
+    def test_what_another_connection_writes_is_read_at_once(self, db: Path) -> None:
+        one, two = SQLiteStorage(db), SQLiteStorage(db)
+        one.put_lead(make_lead(name="前"))
+        assert two.get_lead("l1") == make_lead(name="前")
+        one.put_lead(make_lead(name="後"))
+        assert two.get_lead("l1") == make_lead(name="後")
+        one.close()
+        two.close()
+
+    def test_mark_sent_of_an_unknown_key_is_refused(self, db: Path) -> None:
+        with SQLiteStorage(db) as storage, pytest.raises(StorageError, match="'nope'"):
+            storage.mark_sent("nope", SendStatus.SENT, "", T0)
+
+
+# ------------------------------------------------------------------------------ stored form
+
+
+class TestStoredForm:
+    def test_times_are_stored_as_fixed_width_utc_text(self, db: Path) -> None:
+        with SQLiteStorage(db) as storage:
+            # 09:30 in Tokyo is 00:30 UTC: earlier than 01:00 UTC although "09" > "01".
+            storage.add_activity(
+                Activity(lead_id="l1", kind="page_view", at=datetime(2026, 4, 1, 9, 30, tzinfo=JST))
+            )
+            storage.add_activity(Activity(lead_id="l1", kind="email_open", at=T0.replace(hour=1)))
+            assert [a.kind for a in storage.activities("l1")] == ["page_view", "email_open"]
+        assert query(db, "SELECT at FROM activities ORDER BY seq") == [
+            ("2026-04-01T00:30:00.000000+00:00",),
+            ("2026-04-01T01:00:00.000000+00:00",),
+        ]
+
+    def test_iterators_page_through_everything_once(
+        self, db: Path, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        monkeypatch.setattr(sqlite_module, "_PAGE", 3)
+        with SQLiteStorage(db) as storage, storage.transaction():
+            for n in range(10):
+                storage.put_lead(make_lead(f"l{n}"))
+                storage.add_activity(make_activity(f"l{n}", kind="email_open"))
+                storage.add_activity(make_activity(f"l{n}", kind="email_click"))
+                storage.put_enrollment(make_enrollment(n, scenario="a" if n % 2 else "b"))
+                storage.add_to_outbox(make_mail(f"k{n}"))
+            assert sorted(lead.id for lead in storage.leads()) == sorted(f"l{n}" for n in range(10))
+            kinds = list(storage.activities_of_kinds(["email_open", "email_click", "email_open"]))
+            assert len(kinds) == 20 and len({a.key for a in kinds}) == 20
+            assert len(list(storage.enrollments())) == 10
+            assert len(list(storage.enrollments("a"))) == 5
+            assert [e.mail.key for e in storage.outbox()] == [f"k{n}" for n in range(10)]
+
+    def test_claiming_uses_the_due_index(self, db: Path) -> None:
+        with SQLiteStorage(db) as storage:
+            plan = storage._conn.execute(
+                "EXPLAIN QUERY PLAN " + sqlite_module._DUE, {"now": "x", "limit": 1}
+            ).fetchall()
+        (row,) = plan
+        assert "USING INDEX enrollments_due" in row[3]
+
+
+# ------------------------------------------------------------------------------ the engine
+
+
+def play(world: World) -> list[Any]:
+    """A few leads through seed 001's scenarios; what the stores hold at the end."""
+    for n in range(3):
+        world.lead(f"l{n}")
+    world.did("download", "l0", type="whitepaper", asset="DX")
+    world.did("seminar_registered", "l1")
+    world.did("download", "l2", type="whitepaper")
+    world.engine.run_due()
+    world.advance(days=1)
+    world.did("seminar_attended", "l1")
+    world.advance(days=3)
+    world.did("meeting_booked", "l2")
+    world.advance(days=5)
+    world.engine.record_many(
+        [
+            Activity(lead_id="l0", kind="page_view", at=world.clock.now(), properties={"n": n})
+            for n in range(20)
+        ]
+    )
+    world.advance(days=10)
+    storage = world.storage
+    return [
+        world.sent(),
+        [
+            (lead, [(e.id, e.status, e.step, e.due_at) for e in storage.enrollments_of(lead)])
+            for lead in ("l0", "l1", "l2")
+        ],
+        sorted((e.mail.key, e.status, e.attempts) for e in storage.outbox()),
+        [len(storage.activities(lead)) for lead in ("l0", "l1", "l2")],
+        [summary(storage.get_state(lead)) for lead in ("l0", "l1", "l2")],
+    ]
+
+
+def summary(state: LeadState | None) -> tuple[Any, ...]:
+    assert state is not None
+    card = state.card
+    moves = [(m.source, m.target, m.at) for m in state.moves]
+    return card.fit_total, card.engagement_points, len(card.entries), moves, state.levels
+
+
+def test_the_engine_on_sqlite_does_what_it_does_in_memory(db: Path) -> None:
+    in_memory = World()
+    on_sqlite = World()
+    assert isinstance(on_sqlite.storage, InMemoryStorage)
+    on_sqlite.storage = SQLiteStorage(db)  # type: ignore[assignment]
+    on_sqlite.engine = Engine(
+        program(),
+        on_sqlite.storage,
+        on_sqlite.mailer,
+        links=on_sqlite.links,
+        clock=on_sqlite.clock,
+    )
+    expected = play(in_memory)
+    assert expected[0]  # the script does send mail
+    assert play(on_sqlite) == expected
+    (enrollment,) = on_sqlite.storage.enrollments_of("l2")
+    assert enrollment.status is EnrollmentStatus.CONVERTED
+
+
+# ------------------------------------------------------------------------------ processes
+
+
+def wait_for(path: Path, child: subprocess.Popen[bytes], timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not path.exists():
+        if child.poll() is not None:
+            raise AssertionError(f"the child exited ({child.returncode}) before {path.name}")
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{path.name} did not appear in {timeout}s")
+        time.sleep(0.001)
+
+
+def python(script: str, *args: object) -> subprocess.Popen[bytes]:
+    return subprocess.Popen(
+        [sys.executable, "-c", textwrap.dedent(script), *map(str, args)],
+        stderr=subprocess.PIPE,
+    )
+
+
+CLAIMER = """
+    import sys, time
+    from datetime import datetime, timedelta
+    from pathlib import Path
+    from nurturekit.storage.sqlite import SQLiteStorage
+
+    db, name, now, ready, go, out = sys.argv[1:]
+    storage = SQLiteStorage(db)
+    Path(ready).touch()
+    while not Path(go).exists():
+        time.sleep(0.0005)
+    got = []
+    while batch := storage.claim_due(datetime.fromisoformat(now), 50, name, timedelta(hours=1)):
+        got.extend(e.id for e in batch)
+        time.sleep(0.005)  # the worker runs the steps it claimed
+    storage.close()
+    Path(out).write_text("\\n".join(got))
+"""
+
+
+def test_two_processes_claiming_at_once_never_get_the_same_enrolment(tmp_path: Path) -> None:
+    db = tmp_path / "nk.db"
+    with SQLiteStorage(db) as storage, storage.transaction():
+        for n in range(2000):
+            storage.put_enrollment(make_enrollment(n, lead_id=f"l{n % 97}", due=T0))
+    go = tmp_path / "go"
+    children = []
+    for name in ("w1", "w2"):
+        child = python(
+            CLAIMER, db, name, T0.isoformat(), tmp_path / f"{name}.ready", go, tmp_path / name
+        )
+        children.append(child)
+    for name, child in zip(("w1", "w2"), children, strict=True):
+        wait_for(tmp_path / f"{name}.ready", child)
+    go.touch()
+    for child in children:
+        _, errors = child.communicate(timeout=120)
+        assert child.returncode == 0, errors.decode()
+    one = (tmp_path / "w1").read_text().split()
+    two = (tmp_path / "w2").read_text().split()
+    assert len(one) == len(set(one)) and len(two) == len(set(two))
+    assert not set(one) & set(two)
+    assert set(one) | set(two) == {make_enrollment(n, lead_id=f"l{n % 97}").id for n in range(2000)}
+    assert one and two  # both really claimed: the claims ran side by side
+
+
+BATCH = """
+    import sys, time
+    from datetime import datetime, timedelta, timezone
+    from pathlib import Path
+    from nurturekit import Activity
+    from nurturekit.storage.sqlite import SQLiteStorage
+
+    db, round_, signal_at, inside = sys.argv[1:]
+    storage = SQLiteStorage(db)
+    start = datetime(2026, 4, 1, tzinfo=timezone.utc)
+    filler = "x" * 600  # 5,000 of these outgrow the page cache: the batch spills into the WAL
+    with storage.transaction():
+        for n in range(5000):
+            storage.add_activity(
+                Activity(
+                    lead_id=f"lead-{n % 50}",
+                    kind="page_view",
+                    at=start + timedelta(seconds=n),
+                    properties={"round": int(round_), "n": n, "filler": filler},
+                )
+            )
+            if n == int(signal_at):
+                Path(inside).touch()
+    if int(signal_at) >= 5000:  # killed after the commit: the batch must be there
+        Path(inside).touch()
+        time.sleep(60)
+"""
+
+
+def test_kill_9_during_a_batch_leaves_all_of_it_or_none(tmp_path: Path) -> None:
+    db = tmp_path / "nk.db"
+    SQLiteStorage(db).close()
+    stored = 0
+    # Three kills mid-batch (the last two with part of the batch already in the WAL), then one
+    # just after the commit.
+    for round_, signal_at in enumerate((200, 2500, 4900, 5000)):
+        inside = tmp_path / f"inside-{round_}"
+        child = python(BATCH, db, round_, signal_at, inside)
+        wait_for(inside, child)
+        time.sleep(random.uniform(0, 0.02))
+        os.kill(child.pid, signal.SIGKILL)
+        child.wait(timeout=30)
+        ((count,),) = query(db, "SELECT count(*) FROM activities")
+        assert count in (stored, stored + 5000), (round_, count)
+        if signal_at == 5000:
+            assert count == stored + 5000
+        stored = count
+        assert query(db, "PRAGMA integrity_check") == [("ok",)]
+        with SQLiteStorage(db) as storage:
+            assert len(list(storage.activities_of_kinds(["page_view"]))) == stored
