@@ -1,7 +1,10 @@
 """A worker process for the reliability tests: runs ``run_due`` against a shared store until
 nothing has been due for a while, handing mails to a mailer that appends to a log file.
 
-    python tests/reliability_worker.py STORAGE_URL LOG_PATH WORKER_NAME [IDLE_SECONDS]
+    python tests/reliability_worker.py STORAGE_URL LOG_PATH WORKER_NAME [IDLE_SECONDS] [forever]
+
+With ``forever`` it runs :meth:`Engine.run_forever` instead, until SIGTERM or SIGINT, and its
+mailer takes 20 ms per mail, so a signal lands mid-batch.
 
 Each log line is ``key<TAB>enrollment<TAB>step``, written with one ``os.write`` on a file opened
 with O_APPEND, so lines from several processes never interleave.
@@ -29,12 +32,14 @@ from nurturekit.tokens import Links, TokenSigner
 class LogMailer:
     """Records every hand-over in a file shared by all workers."""
 
-    def __init__(self, path: str) -> None:
+    def __init__(self, path: str, delay: float = 0.0) -> None:
         self.fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+        self.delay = delay
 
     def send(self, mails: Sequence[OutgoingMail]) -> Iterator[SendResult]:
         # One mail at a time, like SMTP: the engine records each result before the next.
         for mail in mails:
+            time.sleep(self.delay)
             line = f"{mail.key}\t{mail.enrollment_id}\t{mail.step}\n".encode()
             os.write(self.fd, line)
             yield SendResult(key=mail.key, status=SendStatus.SENT)
@@ -43,17 +48,21 @@ class LogMailer:
 def main() -> None:
     url, log_path, name = sys.argv[1:4]
     idle = float(sys.argv[4]) if len(sys.argv) > 4 else 3.0
+    forever = sys.argv[5:6] == ["forever"]
     storage = open_storage(url)
     engine = Engine(
         program(),
         storage,
-        LogMailer(log_path),
+        LogMailer(log_path, delay=0.02 if forever else 0.0),
         links=Links("https://example.co.jp/nk", TokenSigner(secret=b"r" * 32)),
         worker=name,
         lease=timedelta(seconds=2),
     )
     quiet_since = time.monotonic()
     Path(f"{log_path}.{name}.started").touch()
+    if forever:
+        engine.run_forever(idle_sleep=0.1, limit=50)
+        return
     while time.monotonic() - quiet_since < idle:
         report = engine.run_due(limit=25)
         if report.claimed or report.sent:

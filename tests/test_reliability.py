@@ -55,9 +55,12 @@ def seed(url: str, count: int) -> set[str]:
     return ids
 
 
-def start(url: str, log: Path, name: str, idle: float = 3.0) -> subprocess.Popen[bytes]:
+def start(
+    url: str, log: Path, name: str, idle: float = 3.0, forever: bool = False
+) -> subprocess.Popen[bytes]:
     return subprocess.Popen(
-        [sys.executable, str(WORKER), url, str(log), name, str(idle)],
+        [sys.executable, str(WORKER), url, str(log), name, str(idle)]
+        + (["forever"] if forever else []),
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
     )
@@ -127,3 +130,27 @@ def test_a_worker_killed_mid_batch_loses_nothing(store_url: str, tmp_path: Path)
         kills += 1
     finish(workers)
     check_every_send_once(read_log(log), ids, kills=kills)
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
+def test_the_worker_loop_stops_cleanly_on_a_signal(
+    store_url: str, tmp_path: Path, signum: signal.Signals
+) -> None:
+    ids = seed(store_url, 300)
+    log = tmp_path / "sent.log"
+    worker = start(store_url, log, "loop", forever=True)
+    deadline = time.monotonic() + 60
+    while len(read_log(log)) < 20 and time.monotonic() < deadline:
+        time.sleep(0.02)
+    worker.send_signal(signum)
+    _, err = worker.communicate(timeout=30)
+    assert worker.returncode == 0, err.decode()
+    sent = read_log(log)
+    assert 20 <= len(sent) < 300  # it stopped mid-way …
+    # … with every claim it had not started handed back: all the rest is claimable at once.
+    storage = open_storage(store_url)
+    rest = storage.claim_due(datetime.now(timezone.utc), 1000, "after", timedelta(minutes=1))
+    done = {enrollment for _, enrollment, _ in sent}
+    assert {e.id for e in rest} == ids - done
+    assert all(entry.status is not None for entry in storage.outbox())  # nothing half-sent
+    getattr(storage, "close", lambda: None)()

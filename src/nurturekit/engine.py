@@ -20,6 +20,7 @@ import os
 import signal
 import socket
 import threading
+import time
 from collections.abc import Iterable
 from datetime import datetime, timedelta
 from typing import Any
@@ -352,6 +353,7 @@ class Engine:
         report = _Tally()
         self._deliver(now, report)
         claimed = self.storage.claim_due(now, limit, self.worker, self.lease)
+        claimed_at = time.monotonic()
         report.claimed = len(claimed)
         for index, enrollment in enumerate(claimed):
             if self._stop.is_set():
@@ -360,6 +362,11 @@ class Engine:
                 for untouched in claimed[index:]:
                     self.storage.put_enrollment(untouched)
                 break
+            elapsed = timedelta(seconds=time.monotonic() - claimed_at)
+            if elapsed > self.lease / 3 and not self.storage.renew_lease(
+                enrollment.id, self.worker, now + elapsed + self.lease
+            ):
+                continue  # the batch ran long and another worker took this one over
             try:
                 with self.storage.transaction():
                     self._run_enrollment(enrollment, now, report)

@@ -166,6 +166,14 @@ class Storage(Protocol):
         """
         ...
 
+    def renew_lease(self, enrollment_id: str, worker: str, until: datetime) -> bool:
+        """Extend ``worker``'s claim on the enrolment to ``until`` (a long step is running).
+
+        Returns False, changing nothing, when ``worker`` no longer holds the claim — it was put
+        back, or its lease ran out and another worker took the enrolment over: then leave it.
+        """
+        ...
+
     # -- the outbox ---------------------------------------------------------------------------
 
     def add_to_outbox(self, mail: OutgoingMail) -> bool:

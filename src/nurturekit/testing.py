@@ -314,6 +314,17 @@ class StorageContract:
         (later,) = storage.claim_due(T0 + timedelta(days=3), 10, "w3", LEASE)
         assert later.step == "case"
 
+    def test_a_lease_is_renewed_only_by_the_worker_that_holds_it(self, storage: Storage) -> None:
+        storage.put_enrollment(make_enrollment(1, due=T0))
+        (claimed,) = storage.claim_due(T0, 10, "w1", LEASE)
+        assert storage.renew_lease(claimed.id, "w2", T0 + LEASE * 3) is False
+        assert storage.renew_lease(claimed.id, "w1", T0 + LEASE * 3) is True
+        assert storage.claim_due(T0 + LEASE * 2, 10, "w2", LEASE) == []
+        (taken,) = storage.claim_due(T0 + LEASE * 3, 10, "w2", LEASE)
+        assert storage.renew_lease(taken.id, "w1", T0 + LEASE * 9) is False
+        storage.put_enrollment(taken)
+        assert storage.renew_lease(taken.id, "w2", T0 + LEASE * 9) is False
+
     def test_a_step_removed_between_claim_and_release_is_not_claimed_again(
         self, storage: Storage
     ) -> None:

@@ -54,6 +54,7 @@ class InMemoryStorage:
         self._by_lead: dict[str, list[str]] = {}
         self._due: list[tuple[datetime, str]] = []
         self._claims: dict[str, datetime] = {}
+        self._claimants: dict[str, str] = {}
         self._outbox: dict[str, OutboxEntry] = {}
         self._pending: dict[str, None] = {}
         self._mail_claims: dict[str, datetime] = {}
@@ -223,8 +224,17 @@ class InMemoryStorage:
                 ):
                     continue
                 self._claims[eid] = now + lease
+                self._claimants[eid] = worker
                 claimed.append(current)
             return claimed
+
+    def renew_lease(self, enrollment_id: str, worker: str, until: datetime) -> bool:
+        with self._lock:
+            claim = self._claims.get(enrollment_id)
+            if claim is None or self._claimants.get(enrollment_id) != worker:
+                return False
+            self._claims[enrollment_id] = max(claim, until)
+            return True
 
     # ------------------------------------------------------------------ outbox
 

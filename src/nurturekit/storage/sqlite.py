@@ -173,6 +173,10 @@ _DUE = (
     " ORDER BY due_at, id LIMIT :limit"
 )
 _CLAIM = "UPDATE enrollments SET claimed_by = ?, lease_until = ? WHERE seq = ?"
+_RENEW_LEASE = (
+    "UPDATE enrollments SET lease_until = MAX(lease_until, ?)"
+    " WHERE id = ? AND claimed_by = ? AND lease_until IS NOT NULL"
+)
 
 _ADD_MAIL = (
     "INSERT INTO outbox (key, lead_id, marketing, created_at, body) VALUES (?, ?, ?, ?, ?)"
@@ -645,6 +649,10 @@ class SQLiteStorage:
             pages = self._pages(_ENROLLMENTS_OF_SCENARIO_PAGE, (scenario,))
         for _, body in pages:
             yield self._enrollment(body)
+
+    def renew_lease(self, enrollment_id: str, worker: str, until: datetime) -> bool:
+        row = (_stamp(until, "renew_lease(until)"), enrollment_id, worker)
+        return self._write(_RENEW_LEASE, row) == 1
 
     def claim_due(
         self, now: datetime, limit: int, worker: str, lease: timedelta
