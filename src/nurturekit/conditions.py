@@ -26,7 +26,7 @@ view.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any, ClassVar, Protocol
 
@@ -251,52 +251,50 @@ def _parts(value: Iterable[Condition]) -> tuple[Condition, ...]:
     return parts
 
 
+class _Combination(Condition):
+    """What :class:`AllOf` and :class:`AnyOf` share; ``_holds`` is ``all`` or ``any``."""
+
+    __slots__ = ()
+    parts: tuple[Condition, ...]
+    _joiner: ClassVar[str]
+    _holds: ClassVar[Callable[[Iterable[object]], bool]]
+
+    def evaluate(self, view: View) -> bool:
+        return type(self)._holds(part.evaluate(view) for part in self.parts)
+
+    def explain(self, view: View) -> Explanation:
+        parts = tuple(part.explain(view) for part in self.parts)
+        held = type(self)._holds(p.held for p in parts)
+        return Explanation(held=held, text=f"{self.tag} of:", parts=parts)
+
+    def describe(self) -> str:
+        return "(" + f" {self._joiner} ".join(part.describe() for part in self.parts) + ")"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {self.tag: [part.to_dict() for part in self.parts]}
+
+    def children(self) -> tuple[Condition, ...]:
+        return self.parts
+
+
 @attrs.frozen(kw_only=True)
-class AllOf(Condition):
+class AllOf(_Combination):
     """Holds when every part holds."""
 
     tag: ClassVar[str] = "all"
+    _joiner: ClassVar[str] = "and"
+    _holds: ClassVar[Callable[[Iterable[object]], bool]] = all
     parts: tuple[Condition, ...] = attrs.field(converter=_parts)
-
-    def evaluate(self, view: View) -> bool:
-        return all(part.evaluate(view) for part in self.parts)
-
-    def explain(self, view: View) -> Explanation:
-        parts = tuple(part.explain(view) for part in self.parts)
-        return Explanation(held=all(p.held for p in parts), text="all of:", parts=parts)
-
-    def describe(self) -> str:
-        return "(" + " and ".join(part.describe() for part in self.parts) + ")"
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"all": [part.to_dict() for part in self.parts]}
-
-    def children(self) -> tuple[Condition, ...]:
-        return self.parts
 
 
 @attrs.frozen(kw_only=True)
-class AnyOf(Condition):
+class AnyOf(_Combination):
     """Holds when at least one part holds."""
 
     tag: ClassVar[str] = "any"
+    _joiner: ClassVar[str] = "or"
+    _holds: ClassVar[Callable[[Iterable[object]], bool]] = any
     parts: tuple[Condition, ...] = attrs.field(converter=_parts)
-
-    def evaluate(self, view: View) -> bool:
-        return any(part.evaluate(view) for part in self.parts)
-
-    def explain(self, view: View) -> Explanation:
-        parts = tuple(part.explain(view) for part in self.parts)
-        return Explanation(held=any(p.held for p in parts), text="any of:", parts=parts)
-
-    def describe(self) -> str:
-        return "(" + " or ".join(part.describe() for part in self.parts) + ")"
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"any": [part.to_dict() for part in self.parts]}
-
-    def children(self) -> tuple[Condition, ...]:
-        return self.parts
 
 
 def _one_part(value: Condition) -> Condition:

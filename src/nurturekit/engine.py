@@ -457,33 +457,15 @@ class Engine:
                 view = self._view(lead, state, now)
                 current = _go(current, step.yes if step.when.evaluate(view) else step.no, now)
             elif isinstance(step, AdjustScore):
-                self._record(
-                    Activity(
-                        lead_id=lead.id,
-                        kind=SCORE_ADJUSTED,
-                        at=now,
-                        properties={"points": step.points, "reason": step.reason},
-                        key=f"{current.id}/{step.id}",
-                    ),
-                    now,
-                )
-                state = storage.get_state(lead.id) or state
+                adjusted: dict[str, str | int] = {"points": step.points, "reason": step.reason}
+                state = self._step_activity(lead, current, SCORE_ADJUSTED, adjusted, now) or state
                 current = _go(current, step.next, now)
             elif isinstance(step, SetStage):
                 self._set_stage(lead, state, step, now)
                 current = _go(current, step.next, now)
             elif isinstance(step, HandOff):
-                self._record(
-                    Activity(
-                        lead_id=lead.id,
-                        kind=HANDED_OFF,
-                        at=now,
-                        properties={"scenario": scenario.name},
-                        key=f"{current.id}/{step.id}",
-                    ),
-                    now,
-                )
-                state = storage.get_state(lead.id) or state
+                handed: dict[str, str | int] = {"scenario": scenario.name}
+                state = self._step_activity(lead, current, HANDED_OFF, handed, now) or state
                 current = _go(current, step.next, now)
             elif isinstance(step, CallHook):
                 self.program.hooks[step.hook](lead, current)
@@ -494,6 +476,28 @@ class Engine:
         else:
             current = attrs.evolve(current, due_at=now)  # a long chain: go on in the next run
         storage.put_enrollment(current)
+
+    def _step_activity(
+        self,
+        lead: Lead,
+        enrollment: Enrollment,
+        kind: str,
+        properties: dict[str, str | int],
+        now: datetime,
+    ) -> LeadState | None:
+        """Record what a step did as an activity of the lead (keyed by enrolment and step, so a
+        step run twice records it once); return the lead's state after it."""
+        self._record(
+            Activity(
+                lead_id=lead.id,
+                kind=kind,
+                at=now,
+                properties=properties,
+                key=f"{enrollment.id}/{enrollment.step}",
+            ),
+            now,
+        )
+        return self.storage.get_state(lead.id)
 
     def _hold_send(self, lead: Lead, state: LeadState, now: datetime) -> str | datetime | None:
         """Why a marketing send may not go now: a reason to exit (str), a time to wait until,
