@@ -10,6 +10,7 @@ from nurturekit.conditions import activity, contact_status, did
 from nurturekit.engine import Engine
 from nurturekit.mail import OutboxMailer
 from nurturekit.messages import Sender
+from nurturekit.ports import HandoffSink, Storage
 from nurturekit.presets import awareness_interest_consideration, seed002_scoring_model
 from nurturekit.program import Policies, Program
 from nurturekit.scenario import (
@@ -139,17 +140,28 @@ def program(**policies: Any) -> Program:
 
 
 class World:
-    """An engine on a manual clock, in memory, with an outbox mailer."""
+    """An engine on a manual clock, with an outbox mailer; in memory unless given a storage."""
 
-    def __init__(self, **policies: Any) -> None:
+    def __init__(
+        self,
+        storage: Storage | None = None,
+        the_program: Program | None = None,
+        sink: HandoffSink | None = None,
+        **policies: Any,
+    ) -> None:
         self.clock = ManualClock(START)
-        self.storage = InMemoryStorage()
+        self.storage: Storage = storage if storage is not None else InMemoryStorage()
         self.mailer = OutboxMailer()
         self.links = Links(
             base_url="https://sellsup.example.co.jp/nk", signer=TokenSigner(secret=b"s" * 32)
         )
         self.engine = Engine(
-            program(**policies), self.storage, self.mailer, links=self.links, clock=self.clock
+            the_program or program(**policies),
+            self.storage,
+            self.mailer,
+            links=self.links,
+            clock=self.clock,
+            sink=sink,
         )
 
     def lead(self, lead_id: str = "l1", **attributes: Any) -> Lead:

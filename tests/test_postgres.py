@@ -34,6 +34,7 @@ from nurturekit.testing import (
     StorageContract,
     make_activity,
     make_enrollment,
+    make_handoff,
     make_lead,
     make_mail,
 )
@@ -267,6 +268,38 @@ def test_two_worker_processes_claim_5000_due_enrolments_without_overlap_or_loss(
     assert all(owners[eid] == "p2" for eid in claimed[1])
 
 
+# --------------------------------------------------------------------------- rotations
+
+
+def test_two_workers_moving_one_rotation_at_once_each_get_their_own_positions(
+    store: PostgresStorage, dsn: str, pg_schema: str
+) -> None:
+    start = threading.Barrier(2)
+
+    def rotate(worker_store: PostgresStorage) -> list[int]:
+        start.wait()
+        return [worker_store.next_in_rotation("sales", 1000) for _ in range(50)]
+
+    with PostgresStorage(dsn, schema=pg_schema) as other, ThreadPoolExecutor(2) as pool:
+        first, second = pool.map(rotate, [store, other])
+    assert first == sorted(first) and second == sorted(second)
+    assert sorted(first + second) == list(range(100))
+    assert store.next_in_rotation("sales", 1000) == 100
+
+
+def test_a_rotation_step_inside_a_transaction_holds_other_workers_until_it_ends(
+    store: PostgresStorage, dsn: str, pg_schema: str
+) -> None:
+    store.next_in_rotation("sales", 3)
+    with PostgresStorage(dsn, schema=pg_schema) as other, ThreadPoolExecutor(1) as pool:
+        with store.transaction():
+            assert store.next_in_rotation("sales", 3) == 1
+            waiting = pool.submit(other.next_in_rotation, "sales", 3)
+            time.sleep(0.2)
+            assert not waiting.done()  # the row is locked until the transaction ends
+        assert waiting.result(timeout=10) == 2
+
+
 # --------------------------------------------------------------------------- transactions
 
 
@@ -402,6 +435,37 @@ def test_a_schema_holding_someone_elses_tables_is_refused(
     with pytest.raises(StorageError, match="tables that nurturekit did not create"):
         PostgresStorage(dsn, schema=pg_schema)
     assert _tables(postgres_dsn, pg_schema) == ["leads"]
+
+
+def test_a_version_1_schema_gets_the_handoff_tables_and_keeps_its_data(
+    dsn: str, pg_schema: str, postgres_dsn: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with monkeypatch.context() as patched:  # the nurturekit of schema version 1
+        patched.setattr("nurturekit.storage.postgres_sql.SCHEMA_VERSION", 1)
+        with PostgresStorage(dsn, schema=pg_schema) as old:
+            old.put_lead(make_lead())
+            old.add_activity(make_activity(page="pricing"))
+            old.put_enrollment(make_enrollment(1))
+            old.add_to_outbox(make_mail("k1"))
+    meta = f'"{pg_schema}".nurturekit_meta'
+    assert _admin(postgres_dsn, f"SELECT value FROM {meta}") == [("1",)]
+    assert "handoffs" not in _tables(postgres_dsn, pg_schema)
+    with PostgresStorage(dsn, schema=pg_schema) as store:
+        assert store.get_lead("l1") == make_lead()
+        assert list(store.activities("l1")) == [make_activity(page="pricing")]
+        assert store.enrollments_of("l1") == [make_enrollment(1)]
+        assert [m.key for m in store.pending_mail(10)] == ["k1"]
+        store.put_handoff(make_handoff())
+        assert store.handoffs_of("l1") == [make_handoff()]
+        assert store.next_in_rotation("team", 3) == 0
+    assert _admin(postgres_dsn, f"SELECT value FROM {meta}") == [(str(SCHEMA_VERSION),)]
+    assert {"handoffs", "rotations"} <= set(_tables(postgres_dsn, pg_schema))
+    indexes = _admin(
+        postgres_dsn, "SELECT indexname FROM pg_indexes WHERE schemaname = %s", (pg_schema,)
+    )
+    assert {"handoffs_by_lead", "handoffs_breaches", "handoffs_notices"} <= {
+        name for (name,) in indexes
+    }
 
 
 def test_workers_starting_together_on_a_fresh_database_migrate_it_once(

@@ -35,6 +35,7 @@ from nurturekit.testing import (
     StorageContract,
     make_activity,
     make_enrollment,
+    make_handoff,
     make_lead,
     make_mail,
 )
@@ -185,19 +186,32 @@ class TestOpening:
 # ------------------------------------------------------------------------------ migrations
 
 
+NOTES = SCHEMA_VERSION + 1
+BROKEN = SCHEMA_VERSION + 2
+
+
+class _AtVersion1(SQLiteStorage):
+    """The nurturekit of schema version 1: leads, state, activities, enrolments, the outbox."""
+
+    _migrations = sqlite_module._MIGRATIONS[:1]
+
+
 class _WithNotes(SQLiteStorage):
-    """A future nurturekit whose schema version 2 adds a column."""
+    """A future nurturekit whose next schema version adds a column."""
 
     _migrations = (
         *sqlite_module._MIGRATIONS,
-        (2, "ALTER TABLE leads ADD COLUMN note TEXT;\nCREATE INDEX leads_by_note ON leads (note);"),
+        (
+            NOTES,
+            "ALTER TABLE leads ADD COLUMN note TEXT;\nCREATE INDEX leads_by_note ON leads (note);",
+        ),
     )
 
 
 class _WithABrokenMigration(SQLiteStorage):
     _migrations = (
         *_WithNotes._migrations,
-        (3, "CREATE TABLE extra (x TEXT);\nSELECT * FROM no_such_table;"),
+        (BROKEN, "CREATE TABLE extra (x TEXT);\nSELECT * FROM no_such_table;"),
     )
 
 
@@ -207,11 +221,35 @@ class TestMigrations:
             storage.put_lead(make_lead())
         with _WithNotes(db) as storage:
             assert storage.get_lead("l1") == make_lead()
-        assert query(db, "SELECT value FROM nurturekit_meta") == [("2",)]
+        assert query(db, "SELECT value FROM nurturekit_meta") == [(str(NOTES),)]
         assert "note" in {row[1] for row in query(db, "PRAGMA table_info(leads)")}
-        # ... and the code of version 1 now refuses the file.
-        with pytest.raises(StorageError, match="version 2, newer than this nurturekit's version"):
+        # ... and the code of the version before now refuses the file.
+        newer = f"version {NOTES}, newer than this nurturekit's version {SCHEMA_VERSION}"
+        with pytest.raises(StorageError, match=newer):
             SQLiteStorage(db)
+
+    def test_a_version_1_file_gets_the_handoff_tables_and_keeps_its_data(self, db: Path) -> None:
+        with _AtVersion1(db) as storage:
+            storage.put_lead(make_lead())
+            storage.add_activity(make_activity(page="pricing"))
+            storage.put_enrollment(make_enrollment(1))
+            storage.add_to_outbox(make_mail("k1"))
+        assert query(db, "SELECT value FROM nurturekit_meta") == [("1",)]
+        assert not query(db, "SELECT name FROM sqlite_master WHERE name LIKE 'handoffs%'")
+        with SQLiteStorage(db) as storage:
+            assert storage.get_lead("l1") == make_lead()
+            assert list(storage.activities("l1")) == [make_activity(page="pricing")]
+            assert storage.enrollments_of("l1") == [make_enrollment(1)]
+            assert [m.key for m in storage.pending_mail(10)] == ["k1"]
+            storage.put_handoff(make_handoff())
+            assert storage.handoffs_of("l1") == [make_handoff()]
+            assert storage.next_in_rotation("team", 3) == 0
+        assert query(db, "SELECT value FROM nurturekit_meta") == [("2",)]
+        names = {name for (name,) in query(db, "SELECT name FROM sqlite_master")}
+        assert {"handoffs", "rotations", "handoffs_by_lead", "handoffs_breaches"} <= names
+        assert "handoffs_notices" in names
+        with pytest.raises(StorageError, match="version 2, newer than this nurturekit's version 1"):
+            _AtVersion1(db)
 
     def test_a_version_0_file_gets_every_table(self, db: Path) -> None:
         conn = sqlite3.connect(db)
@@ -225,9 +263,9 @@ class TestMigrations:
 
     def test_a_failing_migration_leaves_the_file_at_the_last_good_version(self, db: Path) -> None:
         SQLiteStorage(db).close()
-        with pytest.raises(StorageError, match="migration to schema version 3 failed"):
+        with pytest.raises(StorageError, match=f"migration to schema version {BROKEN} failed"):
             _WithABrokenMigration(db)
-        assert query(db, "SELECT value FROM nurturekit_meta") == [("2",)]
+        assert query(db, "SELECT value FROM nurturekit_meta") == [(str(NOTES),)]
         tables = {name for (name,) in query(db, "SELECT name FROM sqlite_master")}
         assert "extra" not in tables and "leads_by_note" in tables
 
@@ -359,6 +397,31 @@ class TestStoredForm:
             ).fetchall()
         (row,) = plan
         assert "USING INDEX enrollments_due" in row[3]
+
+    @pytest.mark.parametrize(
+        ("sql", "params", "index"),
+        [
+            (sqlite_module._BREACHES, ("x", 1), "handoffs_breaches"),
+            (sqlite_module._AWAITING_NOTICE, (1,), "handoffs_notices"),
+            (sqlite_module._HANDOFFS_OF_LEAD, ("l1",), "handoffs_by_lead"),
+        ],
+    )
+    def test_handoff_queries_use_their_index(
+        self, db: Path, sql: str, params: tuple[Any, ...], index: str
+    ) -> None:
+        with SQLiteStorage(db) as storage:
+            plan = storage._conn.execute("EXPLAIN QUERY PLAN " + sql, params).fetchall()
+        (row,) = plan
+        assert f"USING INDEX {index}" in row[3]
+        assert "TEMP B-TREE" not in row[3]
+
+    def test_handoff_times_are_stored_as_fixed_width_utc_text(self, db: Path) -> None:
+        at = datetime(2026, 4, 1, 9, 30, tzinfo=JST)
+        with SQLiteStorage(db) as storage:
+            storage.put_handoff(make_handoff(at=at, deadline=at + timedelta(hours=4)))
+        assert query(db, "SELECT at, deadline, notified_at FROM handoffs") == [
+            ("2026-04-01T00:30:00.000000+00:00", "2026-04-01T04:30:00.000000+00:00", None)
+        ]
 
 
 # ------------------------------------------------------------------------------ the engine
@@ -539,3 +602,42 @@ def test_kill_9_during_a_batch_leaves_all_of_it_or_none(tmp_path: Path) -> None:
         assert query(db, "PRAGMA integrity_check") == [("ok",)]
         with SQLiteStorage(db) as storage:
             assert len(list(storage.activities_of_kinds(["page_view"]))) == stored
+
+
+ROTATOR = """
+    import sys, time
+    from pathlib import Path
+    from nurturekit.storage.sqlite import SQLiteStorage
+
+    db, ready, go, out = sys.argv[1:]
+    storage = SQLiteStorage(db)
+    Path(ready).touch()
+    while not Path(go).exists():
+        time.sleep(0.0005)
+    got = [storage.next_in_rotation("sales", 1000) for _ in range(50)]
+    storage.close()
+    Path(out).write_text(" ".join(map(str, got)))
+"""
+
+
+def test_two_processes_moving_one_rotation_at_once_each_get_their_own_positions(
+    tmp_path: Path,
+) -> None:
+    db = tmp_path / "nk.db"
+    SQLiteStorage(db).close()
+    go = tmp_path / "go"
+    children = [
+        python(ROTATOR, db, tmp_path / f"{name}.ready", go, tmp_path / name)
+        for name in ("r1", "r2")
+    ]
+    for name, child in zip(("r1", "r2"), children, strict=True):
+        wait_for(tmp_path / f"{name}.ready", child)
+    go.touch()
+    for child in children:
+        _, errors = child.communicate(timeout=120)
+        assert child.returncode == 0, errors.decode()
+    got = [[int(n) for n in (tmp_path / name).read_text().split()] for name in ("r1", "r2")]
+    assert all(mine == sorted(mine) for mine in got)  # each process sees the rotation advance
+    assert sorted(got[0] + got[1]) == list(range(100))
+    with SQLiteStorage(db) as storage:
+        assert storage.next_in_rotation("sales", 1000) == 100

@@ -3,14 +3,18 @@
 Score leads, move them through buying stages, send step mails that branch on behaviour and hand
 qualified leads to sales. The domain objects live here; see ``docs/concepts.md``.
 
->>> from nurturekit import Lead, ScoringModel, StageMachine
+>>> from nurturekit import Engine, HandoffPolicy, Lead, Program, Scenario, ScoringModel
 """
 
 from nurturekit.activity import Activity, Kind
 from nurturekit.clock import ManualClock, SystemClock
 from nurturekit.conditions import Condition, Explanation, View, condition_from_dict
+from nurturekit.engine import Engine
 from nurturekit.errors import NurtureError
+from nurturekit.handoff import Handoff, HandoffPolicy, MqlDefinition
 from nurturekit.lead import Consent, Contactability, ContactStatus, Lead
+from nurturekit.program import Program
+from nurturekit.scenario import Scenario
 from nurturekit.scoring import (
     Band,
     BehaviourRule,
@@ -39,15 +43,21 @@ __all__ = [
     "Contactability",
     "Contribution",
     "Dormancy",
+    "Engine",
     "Explanation",
     "FitRule",
     "HalfLife",
+    "Handoff",
+    "HandoffPolicy",
     "IdleLoss",
     "Kind",
     "Lead",
     "Level",
     "ManualClock",
+    "MqlDefinition",
     "NurtureError",
+    "Program",
+    "Scenario",
     "Score",
     "ScoreCard",
     "ScoringModel",

@@ -38,10 +38,15 @@ __all__ = [
     "MAX_PROPERTIES",
     "MEETING_BOOKED",
     "PAGE_VIEW",
+    "SALES_ACCEPTED",
+    "SALES_CONTACTED",
+    "SALES_NOT_A_FIT",
+    "SALES_NOT_NOW",
     "SCORE_ADJUSTED",
     "SEARCH",
     "SEMINAR_ATTENDED",
     "SEMINAR_REGISTERED",
+    "SLA_BREACHED",
     "UNSUBSCRIBED",
     "Activity",
     "Kind",
@@ -66,6 +71,13 @@ SEARCH: Final = "search"
 SCORE_ADJUSTED: Final = "score_adjusted"
 #: Written by the engine: the lead was handed to sales.
 HANDED_OFF: Final = "handed_off"
+#: Written by the engine: a hand-off's first-contact deadline passed with no contact.
+SLA_BREACHED: Final = "sla_breached"
+#: Sales feedback (``Engine.feedback``).
+SALES_CONTACTED: Final = "sales_contacted"
+SALES_ACCEPTED: Final = "sales_accepted"
+SALES_NOT_NOW: Final = "sales_not_now"
+SALES_NOT_A_FIT: Final = "sales_not_a_fit"
 
 
 class Kind:
@@ -91,6 +103,11 @@ class Kind:
     SEARCH: Final = SEARCH
     SCORE_ADJUSTED: Final = SCORE_ADJUSTED
     HANDED_OFF: Final = HANDED_OFF
+    SLA_BREACHED: Final = SLA_BREACHED
+    SALES_CONTACTED: Final = SALES_CONTACTED
+    SALES_ACCEPTED: Final = SALES_ACCEPTED
+    SALES_NOT_NOW: Final = SALES_NOT_NOW
+    SALES_NOT_A_FIT: Final = SALES_NOT_A_FIT
 
 
 #: Most properties one activity may carry.

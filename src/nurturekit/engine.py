@@ -33,15 +33,24 @@ from nurturekit.activity import (
     COMPLAINED,
     HANDED_OFF,
     SCORE_ADJUSTED,
+    SLA_BREACHED,
     UNSUBSCRIBED,
     Activity,
 )
 from nurturekit.clock import SystemClock
-from nurturekit.conditions import View
-from nurturekit.errors import MailerUnavailable, TransitionNotAllowed, UnknownLead
+from nurturekit.conditions import Explanation, View
+from nurturekit.errors import MailerUnavailable, NoOpenHandoff, TransitionNotAllowed, UnknownLead
+from nurturekit.handoff import (
+    Handoff,
+    HandoffEvent,
+    HandoffPolicy,
+    HandoffStatus,
+    MqlDefinition,
+    Outcome,
+)
 from nurturekit.lead import Contactability, ContactStatus, Lead
 from nurturekit.messages import OutgoingMail, SendStatus
-from nurturekit.ports import Clock, LeadState, Mailer, Storage
+from nurturekit.ports import Clock, HandoffSink, LeadState, Mailer, Storage
 from nurturekit.program import Program
 from nurturekit.scenario import (
     AdjustScore,
@@ -89,6 +98,8 @@ class RecordResult:
     moves: tuple[StageMove, ...] = ()
     enrolled: tuple[Enrollment, ...] = ()
     ended: tuple[Enrollment, ...] = ()
+    #: The hand-off to sales this activity caused, if it did.
+    handoff: Handoff | None = None
 
 
 @attrs.frozen(kw_only=True)
@@ -101,6 +112,8 @@ class RunReport:
     sent: int = 0
     bounced: int = 0
     deferred: int = 0
+    #: SLA breaches escalated.
+    escalated: int = 0
     #: Enrolments whose step failed (a hook raised …), with the error; they are retried later.
     failures: tuple[tuple[str, str], ...] = ()
 
@@ -112,7 +125,8 @@ class Engine:
     >>> from nurturekit.mail import OutboxMailer
 
     ``links`` builds the signed unsubscribe links that every marketing mail carries; the host
-    app serves them (see :mod:`nurturekit.tokens`). ``worker`` names this process in claims,
+    app serves them (see :mod:`nurturekit.tokens`). ``sink`` hears of hand-offs to sales and
+    SLA breaches (see :mod:`nurturekit.sinks`). ``worker`` names this process in claims,
     which last ``lease``; a deferred send is tried again ``retry_deferred`` after its last try.
     """
 
@@ -125,6 +139,7 @@ class Engine:
         links: Links,
         clock: Clock | None = None,
         worker: str | None = None,
+        sink: HandoffSink | None = None,
         lease: timedelta = timedelta(minutes=5),
         retry_deferred: timedelta = timedelta(minutes=5),
         max_steps: int = 100,
@@ -133,6 +148,7 @@ class Engine:
         self.storage = storage
         self.mailer = mailer
         self.links = links
+        self.sink = sink
         self.clock: Clock = clock if clock is not None else SystemClock()
         self.worker = worker or f"{socket.gethostname()}:{os.getpid()}"
         self.lease = lease
@@ -181,16 +197,27 @@ class Engine:
     # ------------------------------------------------------------------ activities
 
     def record(self, activity: Activity) -> RecordResult:
-        """Record one activity and everything that follows from it, in one transaction."""
+        """Record one activity and everything that follows from it, in one transaction.
+
+        A hand-off it causes is told to the sink right after the transaction; if the sink
+        fails, the notice stays pending and :meth:`run_due` retries it.
+        """
+        now = self.clock.now()
         with self.storage.transaction():
-            return self._record(activity, self.clock.now())
+            result = self._record(activity, now)
+        if result.handoff is not None:
+            self._notify(now)
+        return result
 
     def record_many(self, activities: Iterable[Activity]) -> list[RecordResult]:
         """Record several activities in one transaction (all of them or none), in the order
         given."""
         now = self.clock.now()
         with self.storage.transaction():
-            return [self._record(activity, now) for activity in activities]
+            results = [self._record(activity, now) for activity in activities]
+        if any(r.handoff is not None for r in results):
+            self._notify(now)
+        return results
 
     def _record(self, activity: Activity, clock_now: datetime) -> RecordResult:
         storage = self.storage
@@ -235,8 +262,19 @@ class Engine:
             state.levels = state.levels | frozenset(crossed)
         if activity.kind == HANDED_OFF:
             state.with_sales = True
+        handoff = None
+        policy = program.handoff
+        if policy is not None:
+            qualified = policy.qualifies(view)
+            # Hand off on a new qualification only: a definition that starts to hold.
+            if qualified is not None and not state.qualified and not state.with_sales:
+                handoff = self._hand_off(lead, state, view, qualified, now)
+            state.qualified = qualified is not None
         ended = self._goals_and_waits(view, now)
-        enrolled = self._triggers(view, activity, moves, crossed, now)
+        if not state.with_sales:
+            enrolled = self._triggers(view, activity, moves, crossed, now)
+        else:
+            enrolled = []
         storage.put_state(state)
         return RecordResult(
             activity=activity,
@@ -245,7 +283,169 @@ class Engine:
             moves=tuple(moves),
             enrolled=tuple(enrolled),
             ended=tuple(ended),
+            handoff=handoff,
         )
+
+    # ------------------------------------------------------------------ hand-off to sales
+
+    def _hand_off(
+        self,
+        lead: Lead,
+        state: LeadState,
+        view: View,
+        qualified: tuple[MqlDefinition, Explanation],
+        now: datetime,
+    ) -> Handoff:
+        """Hand the lead to sales for this qualification: assign an owner, set the SLA
+        deadline, take the lead out of marketing, and leave a notice for the sink."""
+        policy = self.program.handoff
+        assert policy is not None
+        storage = self.storage
+        definition, explanation = qualified
+        choice = policy.assignment.pick(view)
+        position = (
+            storage.next_in_rotation(",".join(choice.team), len(choice.team))
+            if choice.team
+            else None
+        )
+        owner = choice.resolve(position)
+        score = view.score
+        assert isinstance(score, Score)
+        recent = tuple(
+            " ".join(
+                [a.at.isoformat(), a.kind] + [f"{k}={v}" for k, v in sorted(a.properties.items())]
+            )
+            for a in list(view.activities)[-5:]
+        )
+        number = len(storage.handoffs_of(lead.id)) + 1
+        handoff = Handoff(
+            id=f"{lead.id}/{number}",
+            lead_id=lead.id,
+            at=now,
+            definition=definition.name,
+            explanation=str(explanation),
+            score=score.total,
+            score_explanation=score.explain(),
+            recent=recent,
+            owner=owner,
+            deadline=policy.sla.deadline(now, policy.owner_time_zones.get(owner)),
+        )
+        storage.put_handoff(handoff)
+        state.with_sales = True
+        state.disqualified = False
+        storage.add_activity(
+            Activity(
+                lead_id=lead.id,
+                kind=HANDED_OFF,
+                at=now,
+                properties={"definition": definition.name, "owner": owner, "ref": handoff.id},
+                key=f"handoff/{handoff.id}",
+            )
+        )
+        if policy.leave_scenarios:
+            for enrollment in storage.enrollments_of(lead.id):
+                if enrollment.status in _RUNNING:
+                    storage.put_enrollment(
+                        _end(enrollment, EnrollmentStatus.EXITED, now, "handed to sales")
+                    )
+        return handoff
+
+    def feedback(
+        self, lead_id: str, outcome: Outcome | str, *, note: str = "", at: datetime | None = None
+    ) -> Handoff:
+        """Record what sales says about the lead's current hand-off.
+
+        ``contacted`` stops the SLA clock; ``accepted`` makes it an SQL / opportunity;
+        ``not_now`` recycles the lead into marketing (into the policy's ``recycle_into``
+        scenario, optionally resetting its engagement) so it can qualify again later;
+        ``not_a_fit`` disqualifies it (no marketing mail unless it qualifies again). Each
+        outcome is also recorded as an activity (``sales_contacted``, ``sales_accepted``,
+        ``sales_not_now``, ``sales_not_a_fit``), so scoring and stages can react to it.
+        """
+        outcome = Outcome(outcome)
+        now = aware_utc(at, "at") if at is not None else self.clock.now()
+        policy = self.program.handoff
+        with self.storage.transaction():
+            current = next(
+                (h for h in reversed(self.storage.handoffs_of(lead_id)) if not h.status.closed),
+                None,
+            )
+            if current is None:
+                if self.storage.get_lead(lead_id) is None:
+                    raise UnknownLead(lead_id)
+                raise NoOpenHandoff(lead_id)
+            contacted_at = current.contacted_at or now
+            if outcome is Outcome.CONTACTED:
+                changed = attrs.evolve(
+                    current, status=HandoffStatus.CONTACTED, contacted_at=contacted_at
+                )
+            else:
+                status = {
+                    Outcome.ACCEPTED: HandoffStatus.ACCEPTED,
+                    Outcome.NOT_NOW: HandoffStatus.RECYCLED,
+                    Outcome.NOT_A_FIT: HandoffStatus.DISQUALIFIED,
+                }[outcome]
+                changed = attrs.evolve(
+                    current,
+                    status=status,
+                    contacted_at=contacted_at,
+                    closed_at=now,
+                    outcome_note=note,
+                )
+            self.storage.put_handoff(changed)
+            properties: dict[str, str | int] = {"ref": current.id}
+            if note:
+                properties["note"] = note[:500]
+            self._record(
+                Activity(
+                    lead_id=lead_id,
+                    kind=f"sales_{outcome.value}",
+                    at=now,
+                    properties=properties,
+                    key=f"feedback/{current.id}/{outcome.value}",
+                ),
+                now,
+            )
+            if outcome in (Outcome.NOT_NOW, Outcome.NOT_A_FIT):
+                state = self.storage.get_state(lead_id)
+                assert state is not None
+                state.with_sales = False
+                state.disqualified = outcome is Outcome.NOT_A_FIT
+                self.storage.put_state(state)
+                if outcome is Outcome.NOT_NOW and policy is not None:
+                    self._recycle(lead_id, policy, current, now)
+        return changed
+
+    def _recycle(
+        self, lead_id: str, policy: HandoffPolicy, handoff: Handoff, now: datetime
+    ) -> None:
+        """Back to nurture: reset engagement if the policy says so, and enrol the lead in the
+        policy's recycle scenario."""
+        if policy.reset_engagement_on_recycle:
+            state = self.storage.get_state(lead_id)
+            assert state is not None
+            engagement = self.program.scoring.score(state.card, now).engagement
+            if engagement:
+                self._record(
+                    Activity(
+                        lead_id=lead_id,
+                        kind=SCORE_ADJUSTED,
+                        at=now,
+                        properties={"points": -engagement, "reason": "recycled by sales"},
+                        key=f"recycle/{handoff.id}",
+                    ),
+                    now,
+                )
+        if policy.recycle_into is not None:
+            lead = self.storage.get_lead(lead_id)
+            state = self.storage.get_state(lead_id)
+            assert lead is not None and state is not None
+            scenario = self.program.scenario(policy.recycle_into)
+            mine = self.storage.enrollments_of(lead_id)
+            previous = [e for e in mine if e.scenario == scenario.name]
+            if not any(e.status in _RUNNING for e in previous):
+                enrollment = Enrollment.start(scenario, lead_id, len(previous) + 1, now)
+                self.storage.put_enrollment(enrollment)
 
     def _goals_and_waits(self, view: View, now: datetime) -> list[Enrollment]:
         """End enrolments whose goal or an exit now holds; wake the ones waiting for this."""
@@ -351,6 +551,8 @@ class Engine:
         """
         now = aware_utc(now, "now") if now is not None else self.clock.now()
         report = _Tally()
+        self._escalate(now, report)
+        self._notify(now)
         self._deliver(now, report)
         claimed = self.storage.claim_due(now, limit, self.worker, self.lease)
         claimed_at = time.monotonic()
@@ -413,6 +615,48 @@ class Engine:
             for number, handler in previous.items():
                 signal.signal(number, handler)
             log.info("worker %s stopped", self.worker)
+
+    def _escalate(self, now: datetime, report: _Tally) -> None:
+        """Escalate every hand-off whose first-contact deadline passed with no contact: once
+        per breach, as an ``sla_breached`` activity and a notice to the sink."""
+        if self.program.handoff is None:
+            return
+        for handoff in self.storage.due_breaches(now, 500):
+            with self.storage.transaction():
+                result = self._record(
+                    Activity(
+                        lead_id=handoff.lead_id,
+                        kind=SLA_BREACHED,
+                        at=now,
+                        properties={"ref": handoff.id, "owner": handoff.owner},
+                        key=f"sla_breach/{handoff.id}",
+                    ),
+                    now,
+                )
+                if result.stored:  # another worker may have escalated it a moment ago
+                    self.storage.put_handoff(attrs.evolve(handoff, escalated_at=now))
+                    report.escalated += 1
+
+    def _notify(self, now: datetime) -> None:
+        """Give the sink every notice it is owed; a failing sink leaves them for next time."""
+        if self.sink is None:
+            return
+        for handoff in self.storage.awaiting_notice(200):
+            kind = handoff.awaiting_notice
+            assert kind is not None
+            try:
+                self.sink.notify(HandoffEvent(kind=kind, handoff=handoff, at=now))
+            except Exception as error:
+                log.warning("hand-off sink failed for %s (%s): %s", handoff.id, kind, error)
+                self.storage.put_handoff(
+                    attrs.evolve(handoff, notify_attempts=handoff.notify_attempts + 1)
+                )
+                return
+            if kind == "handoff":
+                told = attrs.evolve(handoff, notified_at=now)
+            else:
+                told = attrs.evolve(handoff, escalation_notified_at=now)
+            self.storage.put_handoff(told)
 
     def _run_enrollment(self, enrollment: Enrollment, now: datetime, report: _Tally) -> None:
         storage = self.storage
@@ -506,6 +750,8 @@ class Engine:
             return f"suppressed: {lead.contactability.status.value}"
         if state.with_sales:
             return "suppressed: owned by sales"
+        if state.disqualified:
+            return "suppressed: disqualified by sales"
         policies = self.program.policies
         later = now
         if policies.frequency_cap is not None:
@@ -628,6 +874,7 @@ class _Tally:
     sent: int = 0
     bounced: int = 0
     deferred: int = 0
+    escalated: int = 0
     failures: list[tuple[str, str]] = attrs.Factory(list)
     tried: set[str] = attrs.Factory(set)
 
@@ -639,6 +886,7 @@ class _Tally:
             sent=self.sent,
             bounced=self.bounced,
             deferred=self.deferred,
+            escalated=self.escalated,
             failures=tuple(self.failures),
         )
 

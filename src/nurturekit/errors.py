@@ -28,6 +28,7 @@ __all__ = [
     "MailerUnavailable",
     "MissingPlaceholder",
     "NaiveDatetime",
+    "NoOpenHandoff",
     "NurtureError",
     "StorageError",
     "TemplateError",
@@ -160,3 +161,14 @@ class UnknownLead(NurtureError):
     def __init__(self, lead_id: str) -> None:
         self.lead_id = lead_id
         super().__init__(f"no lead with id {lead_id!r} is stored; upsert the lead first")
+
+
+class NoOpenHandoff(NurtureError):
+    """Sales feedback for a lead that has no open hand-off."""
+
+    def __init__(self, lead_id: str) -> None:
+        self.lead_id = lead_id
+        super().__init__(
+            f"lead {lead_id!r} has no open hand-off to give feedback on; it was never handed "
+            "to sales, or its hand-off is already closed (accepted, recycled or disqualified)"
+        )

@@ -14,13 +14,14 @@ import attrs
 from typing_extensions import Protocol
 
 from nurturekit.activity import Activity
+from nurturekit.handoff import Handoff, HandoffEvent
 from nurturekit.lead import Lead
 from nurturekit.messages import OutgoingMail, SendResult, SendStatus
 from nurturekit.scenario import Enrollment
 from nurturekit.scoring import ScoreCard
 from nurturekit.stages import StageMove
 
-__all__ = ["Clock", "LeadState", "Mailer", "OutboxEntry", "Storage"]
+__all__ = ["Clock", "HandoffSink", "LeadState", "Mailer", "OutboxEntry", "Storage"]
 
 
 @attrs.define(kw_only=True, eq=False)
@@ -30,7 +31,7 @@ class LeadState:
     ``card`` is the running score; ``moves`` the lead's stage moves, oldest first (empty without
     a stage machine; see :meth:`nurturekit.stages.StageHistory.adopt`); ``levels`` the score
     levels already reached, so crossing one is seen once; ``with_sales`` is true while sales
-    owns the lead (no marketing mail then).
+    owns the lead (no marketing mail then, and no second hand-off for the same qualification).
     """
 
     lead_id: str
@@ -38,6 +39,11 @@ class LeadState:
     moves: list[StageMove] = attrs.Factory(list)
     levels: frozenset[str] = frozenset()
     with_sales: bool = False
+    #: Sales said "not a fit": no marketing mail until the lead qualifies again.
+    disqualified: bool = False
+    #: An MQL definition held at the lead's last activity: a hand-off happens only when this
+    #: turns from false to true (a new qualification), not on every activity after it.
+    qualified: bool = False
 
 
 @attrs.frozen(kw_only=True)
@@ -87,6 +93,18 @@ class Mailer(Protocol):
         adapter raises (:class:`~nurturekit.errors.MailerUnavailable`) only when it could not
         try at all, and then before giving any result. It may reuse one connection for the
         whole batch.
+        """
+        ...
+
+
+class HandoffSink(Protocol):
+    """Tells a sales system (a CRM, a chat channel, a webhook) about hand-offs and breaches."""
+
+    def notify(self, event: HandoffEvent) -> None:
+        """Deliver ``event``; raise on failure. The engine then keeps the notice pending and
+        retries it in a later :meth:`~nurturekit.engine.Engine.run_due`, so a failing sink
+        never loses a hand-off. A notice may come twice (after a crash); ``event.handoff.id``
+        identifies it.
         """
         ...
 
@@ -172,6 +190,35 @@ class Storage(Protocol):
         Returns False, changing nothing, when ``worker`` no longer holds the claim — it was put
         back, or its lease ran out and another worker took the enrolment over: then leave it.
         """
+        ...
+
+    # -- hand-offs ----------------------------------------------------------------------------
+
+    def put_handoff(self, handoff: Handoff) -> None:
+        """Insert the hand-off or replace the one with the same id."""
+        ...
+
+    def handoffs_of(self, lead_id: str) -> list[Handoff]:
+        """The lead's hand-offs ordered by ``(at, id)``."""
+        ...
+
+    def handoffs(self) -> Iterator[Handoff]:
+        """Every hand-off, in no particular order (for reports)."""
+        ...
+
+    def due_breaches(self, now: datetime, limit: int) -> list[Handoff]:
+        """Open hand-offs (no first contact) whose deadline is at or before ``now`` and that
+        were not escalated yet, earliest deadline first (ties by id)."""
+        ...
+
+    def awaiting_notice(self, limit: int) -> list[Handoff]:
+        """Hand-offs owing the sink a notice (see :attr:`Handoff.awaiting_notice`), oldest
+        hand-off first."""
+        ...
+
+    def next_in_rotation(self, team: str, size: int) -> int:
+        """Return the team's next position in ``range(size)`` and move it on by one, atomically:
+        round robin stays fair across restarts and across workers."""
         ...
 
     # -- the outbox ---------------------------------------------------------------------------

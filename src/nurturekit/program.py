@@ -17,6 +17,7 @@ import attrs
 
 from nurturekit._time import UTC
 from nurturekit.errors import InvalidProgram
+from nurturekit.handoff import HandoffPolicy
 from nurturekit.lead import Lead
 from nurturekit.lint import LintWarning
 from nurturekit.messages import Sender
@@ -144,7 +145,8 @@ def _hooks(value: Mapping[str, Hook]) -> Mapping[str, Hook]:
 
 @attrs.frozen(kw_only=True)
 class Program:
-    """Everything the engine runs: scoring, stages, scenarios, templates, sender, policies.
+    """Everything the engine runs: scoring, stages, scenarios, templates, sender, policies,
+    and the hand-off to sales (``handoff``: MQL definitions, assignment, SLA).
 
     ``attributes`` names lead attributes your leads carry beyond the well-known ones, so that
     a template placeholder such as ``{{ product_interest }}`` is known to be fillable.
@@ -158,6 +160,7 @@ class Program:
     policies: Policies = attrs.field(factory=Policies)
     hooks: Mapping[str, Hook] = attrs.field(factory=dict, converter=_hooks, eq=False)
     attributes: tuple[str, ...] = attrs.field(default=(), converter=tuple)
+    handoff: HandoffPolicy | None = None
 
     _by_name: Mapping[str, Scenario] = attrs.field(init=False, eq=False, repr=False)
     _by_kind: Mapping[str, tuple[Scenario, ...]] = attrs.field(init=False, eq=False, repr=False)
@@ -188,6 +191,13 @@ class Program:
             MappingProxyType({k: tuple(v) for k, v in by_kind.items()}),
         )
         object.__setattr__(self, "_any_kind", tuple(any_kind))
+        recycle_into = None if self.handoff is None else self.handoff.recycle_into
+        if recycle_into is not None and recycle_into not in by_name:
+            raise InvalidProgram(
+                "handoff.recycle_into",
+                f"recycles into scenario {recycle_into!r}, which the program does not have; "
+                f"its scenarios are {', '.join(sorted(by_name)) or 'none'}",
+            )
 
     def _check(self, scenario: Scenario) -> None:
         where = f"scenario {scenario.name!r}"

@@ -27,6 +27,7 @@ from typing import Any
 import attrs
 
 from nurturekit.activity import Activity
+from nurturekit.handoff import Handoff, HandoffStatus
 from nurturekit.lead import Contactability, Lead
 from nurturekit.messages import OutgoingMail, Sender, SendStatus
 from nurturekit.ports import LeadState, Storage
@@ -34,7 +35,14 @@ from nurturekit.scenario import Enrollment, EnrollmentStatus
 from nurturekit.scoring import Contribution, ScoreCard
 from nurturekit.stages import StageMove
 
-__all__ = ["StorageContract", "make_activity", "make_enrollment", "make_lead", "make_mail"]
+__all__ = [
+    "StorageContract",
+    "make_activity",
+    "make_enrollment",
+    "make_handoff",
+    "make_lead",
+    "make_mail",
+]
 
 T0 = datetime(2026, 4, 1, 9, 0, tzinfo=timezone.utc)
 LEASE = timedelta(minutes=5)
@@ -108,6 +116,27 @@ def make_mail(
         enrollment_id="follow-up/l1/1",
         template="thanks",
     )
+
+
+def make_handoff(
+    handoff_id: str = "h1", lead_id: str = "l1", minutes: float = 0, **changes: Any
+) -> Handoff:
+    """A hand-off of ``lead_id`` made at ``T0 + minutes``, due for first contact a day later."""
+    at = T0 + timedelta(minutes=minutes)
+    fields: dict[str, Any] = {
+        "id": handoff_id,
+        "lead_id": lead_id,
+        "at": at,
+        "definition": "score + pricing + size",
+        "explanation": "✓ all of: …",
+        "score": 115,
+        "score_explanation": "score 115 (fit 45, engagement 70)",
+        "recent": ("2026-04-01T08:00:00+00:00 page_view page=pricing",),
+        "owner": "sato",
+        "deadline": at + timedelta(days=1),
+    }
+    fields.update(changes)
+    return Handoff(**fields)
 
 
 def _state(lead_id: str = "l1") -> LeadState:
@@ -399,3 +428,56 @@ class StorageContract:
             T0 + timedelta(minutes=10)
         ]
         assert storage.marketing_sends_since("l1", T0) == [T0, T0 + timedelta(minutes=10)]
+
+    # ------------------------------------------------------------------ hand-offs
+
+    def test_handoffs_round_trip_in_time_order(self, storage: Storage) -> None:
+        late = make_handoff("h2", minutes=10)
+        early = make_handoff("h1", minutes=0)
+        storage.put_handoff(late)
+        storage.put_handoff(early)
+        storage.put_handoff(make_handoff("h3", lead_id="l2"))
+        assert storage.handoffs_of("l1") == [early, late]
+        contacted = attrs.evolve(late, status=HandoffStatus.CONTACTED, contacted_at=T0)
+        storage.put_handoff(contacted)
+        assert storage.handoffs_of("l1")[1] == contacted
+        assert sorted(h.id for h in storage.handoffs()) == ["h1", "h2", "h3"]
+
+    def test_due_breaches_are_open_overdue_and_not_yet_escalated(self, storage: Storage) -> None:
+        day = timedelta(days=1)
+        storage.put_handoff(make_handoff("a", minutes=5))
+        storage.put_handoff(make_handoff("b", minutes=0))
+        storage.put_handoff(make_handoff("c", minutes=60))
+        storage.put_handoff(make_handoff("d", status=HandoffStatus.CONTACTED, contacted_at=T0))
+        storage.put_handoff(make_handoff("e", escalated_at=T0 + day))
+        assert [h.id for h in storage.due_breaches(T0 + day + timedelta(minutes=5), 10)] == [
+            "b",
+            "a",
+        ]
+        assert [h.id for h in storage.due_breaches(T0 + day * 2, 1)] == ["b"]
+
+    def test_handoffs_awaiting_a_notice(self, storage: Storage) -> None:
+        storage.put_handoff(make_handoff("new", minutes=1))
+        storage.put_handoff(make_handoff("told", notified_at=T0))
+        storage.put_handoff(make_handoff("breached", notified_at=T0, escalated_at=T0))
+        storage.put_handoff(
+            make_handoff("done", notified_at=T0, escalated_at=T0, escalation_notified_at=T0)
+        )
+        assert [h.id for h in storage.awaiting_notice(10)] == ["breached", "new"]
+
+    def test_round_robin_positions_rotate_per_team(self, storage: Storage) -> None:
+        seen = [storage.next_in_rotation("sato,suzuki,tanaka", 3) for _ in range(7)]
+        assert seen == [0, 1, 2, 0, 1, 2, 0]
+        assert storage.next_in_rotation("kanto", 2) == 0
+        assert storage.next_in_rotation("sato,suzuki,tanaka", 3) == 1
+
+    def test_a_rotation_step_is_undone_with_its_transaction(self, storage: Storage) -> None:
+        def doomed() -> None:
+            with storage.transaction():
+                storage.next_in_rotation("team", 2)
+                storage.put_handoff(make_handoff())
+                raise _Boom
+
+        _raises(_Boom, doomed)
+        assert storage.next_in_rotation("team", 2) == 0
+        assert storage.handoffs_of("l1") == []

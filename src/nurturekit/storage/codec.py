@@ -1,4 +1,5 @@
-"""Plain-JSON forms of the values a database store keeps: leads, lead state, enrolments, mail.
+"""Plain-JSON forms of the values a database store keeps: leads, lead state, enrolments, mail
+and hand-offs.
 
 Every ``*_to_json`` returns a ``str`` of compact JSON and the matching ``*_from_json`` reads it
 back into an equal value; times are ISO 8601 with their UTC offset. Activities use
@@ -15,6 +16,7 @@ from typing import Any, TypeVar
 
 from nurturekit.activity import Activity
 from nurturekit.errors import NurtureError, StorageError
+from nurturekit.handoff import Handoff
 from nurturekit.lead import Consent, Contactability, Lead
 from nurturekit.messages import OutgoingMail, Sender
 from nurturekit.ports import LeadState
@@ -27,6 +29,8 @@ __all__ = [
     "activity_to_json",
     "enrollment_from_json",
     "enrollment_to_json",
+    "handoff_from_json",
+    "handoff_to_json",
     "lead_from_json",
     "lead_to_json",
     "mail_from_json",
@@ -177,6 +181,8 @@ def state_to_json(state: LeadState) -> str:
             "moves": [_move(m) for m in state.moves],
             "levels": sorted(state.levels),
             "with_sales": state.with_sales,
+            "disqualified": state.disqualified,
+            "qualified": state.qualified,
         }
     )
 
@@ -212,6 +218,9 @@ def _state(data: dict[str, Any]) -> LeadState:
         moves=moves,
         levels=frozenset(data["levels"]),
         with_sales=data["with_sales"],
+        # Written since schema 2; a state written before reads as not yet qualified.
+        disqualified=data.get("disqualified", False),
+        qualified=data.get("qualified", False),
     )
 
 
@@ -316,3 +325,58 @@ def _mail(d: dict[str, Any]) -> OutgoingMail:
 
 def mail_from_json(text: str | bytes) -> OutgoingMail:
     return _reading("outbox mail", text, _mail)
+
+
+# --------------------------------------------------------------------------- hand-offs
+
+
+def handoff_to_json(h: Handoff) -> str:
+    return _dumps(
+        {
+            "id": h.id,
+            "lead_id": h.lead_id,
+            "at": _time(h.at),
+            "definition": h.definition,
+            "explanation": h.explanation,
+            "score": h.score,
+            "score_explanation": h.score_explanation,
+            "recent": list(h.recent),
+            "owner": h.owner,
+            "status": h.status.value,
+            "deadline": _time(h.deadline),
+            "contacted_at": _time(h.contacted_at),
+            "closed_at": _time(h.closed_at),
+            "outcome_note": h.outcome_note,
+            "escalated_at": _time(h.escalated_at),
+            "notified_at": _time(h.notified_at),
+            "escalation_notified_at": _time(h.escalation_notified_at),
+            "notify_attempts": h.notify_attempts,
+        }
+    )
+
+
+def _handoff(d: dict[str, Any]) -> Handoff:
+    return Handoff(
+        id=d["id"],
+        lead_id=d["lead_id"],
+        at=datetime.fromisoformat(d["at"]),
+        definition=d["definition"],
+        explanation=d["explanation"],
+        score=d["score"],
+        score_explanation=d["score_explanation"],
+        recent=tuple(d["recent"]),
+        owner=d["owner"],
+        status=d["status"],
+        deadline=_parse_time(d["deadline"]),
+        contacted_at=_parse_time(d["contacted_at"]),
+        closed_at=_parse_time(d["closed_at"]),
+        outcome_note=d["outcome_note"],
+        escalated_at=_parse_time(d["escalated_at"]),
+        notified_at=_parse_time(d["notified_at"]),
+        escalation_notified_at=_parse_time(d["escalation_notified_at"]),
+        notify_attempts=d["notify_attempts"],
+    )
+
+
+def handoff_from_json(text: str | bytes) -> Handoff:
+    return _reading("hand-off", text, _handoff)

@@ -19,6 +19,7 @@ from typing import TypeVar
 import attrs
 
 from nurturekit.activity import Activity
+from nurturekit.handoff import Handoff, HandoffStatus
 from nurturekit.lead import Lead
 from nurturekit.messages import OutgoingMail, SendStatus
 from nurturekit.ports import LeadState, OutboxEntry
@@ -58,6 +59,8 @@ class InMemoryStorage:
         self._outbox: dict[str, OutboxEntry] = {}
         self._pending: dict[str, None] = {}
         self._mail_claims: dict[str, datetime] = {}
+        self._handoffs: dict[str, Handoff] = {}
+        self._rotations: dict[str, int] = {}
         self._sends: dict[str, list[datetime]] = {}
 
     # ------------------------------------------------------------------ transactions
@@ -236,6 +239,42 @@ class InMemoryStorage:
             self._claims[enrollment_id] = max(claim, until)
             return True
 
+    # ------------------------------------------------------------------ hand-offs
+
+    def put_handoff(self, handoff: Handoff) -> None:
+        with self._lock:
+            self._replace(self._handoffs, handoff.id, handoff)
+
+    def handoffs_of(self, lead_id: str) -> list[Handoff]:
+        found = [h for h in self._handoffs.values() if h.lead_id == lead_id]
+        return sorted(found, key=lambda h: (h.at, h.id))
+
+    def handoffs(self) -> Iterator[Handoff]:
+        yield from list(self._handoffs.values())
+
+    def due_breaches(self, now: datetime, limit: int) -> list[Handoff]:
+        due = [
+            h
+            for h in self._handoffs.values()
+            if h.status is HandoffStatus.OPEN
+            and h.deadline is not None
+            and h.deadline <= now
+            and h.escalated_at is None
+        ]
+        due.sort(key=lambda h: (h.deadline, h.id))
+        return due[:limit]
+
+    def awaiting_notice(self, limit: int) -> list[Handoff]:
+        owed = [h for h in self._handoffs.values() if h.awaiting_notice is not None]
+        owed.sort(key=lambda h: (h.at, h.id))
+        return owed[:limit]
+
+    def next_in_rotation(self, team: str, size: int) -> int:
+        with self._lock:
+            position = self._rotations.get(team, 0) % size
+            self._replace(self._rotations, team, position + 1)
+            return position
+
     # ------------------------------------------------------------------ outbox
 
     def add_to_outbox(self, mail: OutgoingMail) -> bool:
@@ -332,4 +371,6 @@ def _copy_state(state: LeadState) -> LeadState:
         moves=list(state.moves),
         levels=state.levels,
         with_sales=state.with_sales,
+        disqualified=state.disqualified,
+        qualified=state.qualified,
     )

@@ -22,6 +22,7 @@ from typing_extensions import Self
 from nurturekit._time import UTC, aware_utc
 from nurturekit.activity import Activity
 from nurturekit.errors import StorageError
+from nurturekit.handoff import Handoff
 from nurturekit.lead import Lead
 from nurturekit.messages import OutgoingMail, SendStatus
 from nurturekit.ports import LeadState, OutboxEntry
@@ -32,6 +33,8 @@ from nurturekit.storage.codec import (
     activity_to_json,
     enrollment_from_json,
     enrollment_to_json,
+    handoff_from_json,
+    handoff_to_json,
     lead_from_json,
     lead_to_json,
     mail_from_json,
@@ -389,6 +392,51 @@ class PostgresStorage:
         Not part of the port: a worker calls it when it stops.
         """
         return self._count("release claims", q.RELEASE_CLAIMS, (worker,))
+
+    # ------------------------------------------------------------------ hand-offs
+
+    def put_handoff(self, handoff: Handoff) -> None:
+        params = (
+            handoff.id,
+            handoff.lead_id,
+            handoff.at,
+            handoff.status.value,
+            handoff.deadline,
+            handoff.escalated_at,
+            handoff.notified_at,
+            handoff.escalation_notified_at,
+            handoff_to_json(handoff),
+        )
+        self._run_write("store hand-off", q.PUT_HANDOFF, params)
+
+    def handoffs_of(self, lead_id: str) -> list[Handoff]:
+        rows = self._all("read hand-offs", q.HANDOFFS_OF_LEAD, (lead_id,))
+        return [handoff_from_json(body) for (body,) in rows]
+
+    def handoffs(self) -> Iterator[Handoff]:
+        for _, body in self._pages("read hand-offs", q.HANDOFFS_PAGE):
+            yield handoff_from_json(body)
+
+    def due_breaches(self, now: datetime, limit: int) -> list[Handoff]:
+        now = aware_utc(now, "due_breaches(now)")
+        if limit <= 0:
+            return []
+        rows = self._all("read due SLA breaches", q.DUE_BREACHES, (now, limit))
+        return [handoff_from_json(body) for (body,) in rows]
+
+    def awaiting_notice(self, limit: int) -> list[Handoff]:
+        if limit <= 0:
+            return []
+        rows = self._all("read hand-offs awaiting a notice", q.AWAITING_NOTICE, (limit,))
+        return [handoff_from_json(body) for (body,) in rows]
+
+    def next_in_rotation(self, team: str, size: int) -> int:
+        if size < 1:
+            raise StorageError(f"next_in_rotation({team!r}, size={size!r}): size must be 1 or more")
+        params = {"team": team, "size": size}
+        row = self._one("move the round-robin rotation", q.NEXT_IN_ROTATION, params)
+        assert row is not None  # an upsert with RETURNING gives its one row
+        return int(row[0])
 
     # ------------------------------------------------------------------ outbox
 

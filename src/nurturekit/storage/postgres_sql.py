@@ -22,7 +22,7 @@ __all__ = ["MIGRATIONS", "SCHEMA_VERSION"]
 # --------------------------------------------------------------------------- migrations
 
 #: The schema version this code writes and understands.
-SCHEMA_VERSION: Final = 1
+SCHEMA_VERSION: Final = 2
 
 #: ``MIGRATIONS[n - 1]`` takes a schema from version ``n - 1`` to ``n``. Append, never edit:
 #: a database records the version it is at, and only later migrations are run on it.
@@ -100,6 +100,39 @@ MIGRATIONS: Final[tuple[tuple[str, ...], ...]] = (
         """
         CREATE INDEX outbox_marketing ON {schema}.outbox (lead_id, created_at)
             WHERE marketing
+        """,
+    ),
+    # 2: hand-offs to sales, and the round-robin positions of the sales teams.
+    (
+        """
+        CREATE TABLE {schema}.handoffs (
+            id                     text COLLATE "C" PRIMARY KEY,
+            lead_id                text COLLATE "C" NOT NULL,
+            at                     timestamptz NOT NULL,
+            status                 text NOT NULL,
+            deadline               timestamptz,
+            escalated_at           timestamptz,
+            notified_at            timestamptz,
+            escalation_notified_at timestamptz,
+            body                   text NOT NULL
+        )
+        """,
+        "CREATE INDEX handoffs_by_lead ON {schema}.handoffs (lead_id, at, id)",
+        # As for enrolments, the indexes hold only what may be due, so a scan costs what is due.
+        """
+        CREATE INDEX handoffs_breaches ON {schema}.handoffs (deadline, id)
+            WHERE status = 'open' AND escalated_at IS NULL
+        """,
+        """
+        CREATE INDEX handoffs_notices ON {schema}.handoffs (at, id)
+            WHERE notified_at IS NULL
+               OR (escalated_at IS NOT NULL AND escalation_notified_at IS NULL)
+        """,
+        """
+        CREATE TABLE {schema}.rotations (
+            team     text COLLATE "C" PRIMARY KEY,
+            position integer NOT NULL
+        )
         """,
     ),
 )
@@ -236,6 +269,56 @@ RENEW_LEASE: Final = """
 RELEASE_CLAIMS: Final = """
     UPDATE {schema}.enrollments SET claimed_by = NULL, lease_until = NULL
     WHERE claimed_by = %s
+"""
+
+# --------------------------------------------------------------------------- hand-offs
+
+PUT_HANDOFF: Final = """
+    INSERT INTO {schema}.handoffs
+        (id, lead_id, at, status, deadline, escalated_at, notified_at, escalation_notified_at,
+         body)
+    VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s)
+    ON CONFLICT (id) DO UPDATE SET
+        lead_id = EXCLUDED.lead_id,
+        at = EXCLUDED.at,
+        status = EXCLUDED.status,
+        deadline = EXCLUDED.deadline,
+        escalated_at = EXCLUDED.escalated_at,
+        notified_at = EXCLUDED.notified_at,
+        escalation_notified_at = EXCLUDED.escalation_notified_at,
+        body = EXCLUDED.body
+"""
+
+HANDOFFS_OF_LEAD: Final = """
+    SELECT body FROM {schema}.handoffs WHERE lead_id = %s ORDER BY at, id
+"""
+
+HANDOFFS_PAGE: Final = """
+    SELECT id, body FROM {schema}.handoffs WHERE id > %s ORDER BY id LIMIT %s
+"""
+
+#: Open, overdue, not escalated yet; the test repeats the partial index's WHERE.
+DUE_BREACHES: Final = """
+    SELECT body FROM {schema}.handoffs
+    WHERE status = 'open' AND escalated_at IS NULL AND deadline <= %s
+    ORDER BY deadline, id LIMIT %s
+"""
+
+#: Owing the sink a notice: the hand-off itself, or its escalation.
+AWAITING_NOTICE: Final = """
+    SELECT body FROM {schema}.handoffs
+    WHERE notified_at IS NULL
+       OR (escalated_at IS NOT NULL AND escalation_notified_at IS NULL)
+    ORDER BY at, id LIMIT %s
+"""
+
+#: Hands out the stored position (kept below ``size``) and stores the next, in one statement:
+#: concurrent callers queue on the row (or on the insert of a new team), so each position is
+#: handed out once. ``RETURNING`` sees the row as updated.
+NEXT_IN_ROTATION: Final = """
+    INSERT INTO {schema}.rotations AS r (team, position) VALUES (%(team)s, 1)
+    ON CONFLICT (team) DO UPDATE SET position = mod(r.position, %(size)s) + 1
+    RETURNING r.position - 1
 """
 
 # --------------------------------------------------------------------------- the outbox

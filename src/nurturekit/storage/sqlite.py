@@ -25,6 +25,7 @@ import attrs
 from nurturekit._time import aware_utc
 from nurturekit.activity import Activity
 from nurturekit.errors import StorageError
+from nurturekit.handoff import Handoff
 from nurturekit.lead import Lead
 from nurturekit.messages import OutgoingMail, SendStatus
 from nurturekit.ports import LeadState, OutboxEntry
@@ -34,6 +35,8 @@ from nurturekit.storage.codec import (
     activity_to_json,
     enrollment_from_json,
     enrollment_to_json,
+    handoff_from_json,
+    handoff_to_json,
     lead_from_json,
     lead_to_json,
     mail_from_json,
@@ -119,6 +122,34 @@ _MIGRATIONS: tuple[tuple[int, str], ...] = (
             WHERE marketing = 1;
         """,
     ),
+    (
+        2,
+        """
+        CREATE TABLE handoffs (
+            seq                    INTEGER PRIMARY KEY,
+            id                     TEXT NOT NULL UNIQUE,
+            lead_id                TEXT NOT NULL,
+            at                     TEXT NOT NULL,
+            status                 TEXT NOT NULL,
+            deadline               TEXT,
+            escalated_at           TEXT,
+            notified_at            TEXT,
+            escalation_notified_at TEXT,
+            body                   TEXT NOT NULL
+        );
+        CREATE INDEX handoffs_by_lead ON handoffs (lead_id, at, id);
+        CREATE INDEX handoffs_breaches ON handoffs (deadline, id)
+            WHERE status = 'open' AND escalated_at IS NULL;
+        CREATE INDEX handoffs_notices ON handoffs (at, id)
+            WHERE notified_at IS NULL
+               OR (escalated_at IS NOT NULL AND escalation_notified_at IS NULL);
+
+        CREATE TABLE rotations (
+            team     TEXT PRIMARY KEY,
+            position INTEGER NOT NULL
+        );
+        """,
+    ),
 )
 
 #: The schema version this code writes; a file at a newer one is refused.
@@ -177,6 +208,35 @@ _RENEW_LEASE = (
     "UPDATE enrollments SET lease_until = MAX(lease_until, ?)"
     " WHERE id = ? AND claimed_by = ? AND lease_until IS NOT NULL"
 )
+
+_PUT_HANDOFF = (
+    "INSERT INTO handoffs (id, lead_id, at, status, deadline, escalated_at, notified_at,"
+    " escalation_notified_at, body) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
+    " ON CONFLICT (id) DO UPDATE SET lead_id = excluded.lead_id, at = excluded.at,"
+    " status = excluded.status, deadline = excluded.deadline,"
+    " escalated_at = excluded.escalated_at, notified_at = excluded.notified_at,"
+    " escalation_notified_at = excluded.escalation_notified_at, body = excluded.body"
+)
+_HANDOFFS_OF_LEAD = "SELECT body FROM handoffs WHERE lead_id = ? ORDER BY at, id"
+_HANDOFFS_PAGE = "SELECT seq, body FROM handoffs WHERE seq > ? ORDER BY seq LIMIT ?"
+# As for enrolments, the tests repeat the partial indexes' WHERE word for word.
+_BREACHES = (
+    "SELECT body FROM handoffs WHERE status = 'open' AND escalated_at IS NULL"
+    " AND deadline <= ? ORDER BY deadline, id LIMIT ?"
+)
+_AWAITING_NOTICE = (
+    "SELECT body FROM handoffs WHERE notified_at IS NULL"
+    " OR (escalated_at IS NOT NULL AND escalation_notified_at IS NULL)"
+    " ORDER BY at, id LIMIT ?"
+)
+# Moves the team's position on: the stored one (kept below ``size``) is handed out and the
+# next one stored; ``position`` alone is the row already stored. Read back in the same write
+# transaction (no RETURNING, which needs SQLite 3.35).
+_MOVE_ROTATION = (
+    "INSERT INTO rotations (team, position) VALUES (:team, 1)"
+    " ON CONFLICT (team) DO UPDATE SET position = position % :size + 1"
+)
+_ROTATION = "SELECT position - 1 FROM rotations WHERE team = ?"
 
 _ADD_MAIL = (
     "INSERT INTO outbox (key, lead_id, marketing, created_at, body) VALUES (?, ?, ?, ?, ?)"
@@ -269,6 +329,10 @@ def _stamp(value: datetime, where: str) -> str:
     return aware_utc(value, where).isoformat(timespec="microseconds")
 
 
+def _optional_stamp(value: datetime | None, where: str) -> str | None:
+    return None if value is None else _stamp(value, where)
+
+
 def _statements(script: str) -> list[str]:
     """Split a script into statements (``executescript`` would commit the open transaction)."""
     statements: list[str] = []
@@ -333,6 +397,7 @@ class SQLiteStorage:
         self._activity = _Memo(activity_from_json)
         self._enrollment = _Memo(enrollment_from_json)
         self._state = _Memo(state_from_json)
+        self._handoff = _Memo(handoff_from_json)
         try:
             self._conn = sqlite3.connect(
                 self.path,
@@ -668,6 +733,50 @@ class SQLiteStorage:
             except sqlite3.Error as error:
                 raise self._failed(error) from error
         return [self._enrollment(body) for _, body in rows]
+
+    # ------------------------------------------------------------------ hand-offs
+
+    def put_handoff(self, handoff: Handoff) -> None:
+        body = handoff_to_json(handoff)
+        row = (
+            handoff.id,
+            handoff.lead_id,
+            _stamp(handoff.at, "Handoff.at"),
+            handoff.status.value,
+            _optional_stamp(handoff.deadline, "Handoff.deadline"),
+            _optional_stamp(handoff.escalated_at, "Handoff.escalated_at"),
+            _optional_stamp(handoff.notified_at, "Handoff.notified_at"),
+            _optional_stamp(handoff.escalation_notified_at, "Handoff.escalation_notified_at"),
+            body,
+        )
+        self._write(_PUT_HANDOFF, row)
+        self._handoff.keep(body, handoff)
+
+    def handoffs_of(self, lead_id: str) -> list[Handoff]:
+        return [self._handoff(body) for (body,) in self._all(_HANDOFFS_OF_LEAD, (lead_id,))]
+
+    def handoffs(self) -> Iterator[Handoff]:
+        for _, body in self._pages(_HANDOFFS_PAGE):
+            yield self._handoff(body)
+
+    def due_breaches(self, now: datetime, limit: int) -> list[Handoff]:
+        if limit <= 0:
+            return []
+        rows = self._all(_BREACHES, (_stamp(now, "due_breaches(now)"), limit))
+        return [self._handoff(body) for (body,) in rows]
+
+    def awaiting_notice(self, limit: int) -> list[Handoff]:
+        if limit <= 0:
+            return []
+        return [self._handoff(body) for (body,) in self._all(_AWAITING_NOTICE, (limit,))]
+
+    def next_in_rotation(self, team: str, size: int) -> int:
+        if size < 1:
+            raise StorageError(f"next_in_rotation({team!r}, size={size!r}): size must be 1 or more")
+        with self.transaction():  # BEGIN IMMEDIATE: no other process moves it in between
+            self._run(_MOVE_ROTATION, {"team": team, "size": size})
+            (position,) = self._one(_ROTATION, (team,))
+        return int(position)
 
     # ------------------------------------------------------------------ the outbox
 
