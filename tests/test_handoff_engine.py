@@ -211,3 +211,25 @@ def test_program_refuses_an_unknown_recycle_scenario() -> None:
 
     with pytest.raises(InvalidProgram, match="recycle"):
         attrs.evolve(the_program(), handoff=attrs.evolve(POLICY, recycle_into="nowhere"))
+
+
+def test_with_the_lifecycle_machine_an_accepted_lead_becomes_an_sql(storage: Storage) -> None:
+    from nurturekit.presets import lifecycle
+
+    program = attrs.evolve(the_program(), stages=lifecycle())
+    world = World(storage, program, ListSink())
+    qualify(world, "won")
+    state = storage.get_state("won")
+    assert state is not None and state.moves[-1].target == "mql"  # score level MQL reached
+    world.engine.feedback("won", "contacted")
+    world.engine.feedback("won", "accepted", note="budget approved")
+    state = storage.get_state("won")
+    assert state is not None
+    assert (state.moves[-1].target, state.moves[-1].reason) == (
+        "sql",
+        "sales: accepted (budget approved)",
+    )
+    qualify(world, "later")
+    world.engine.feedback("later", "not_now")
+    state = storage.get_state("later")
+    assert state is not None and state.moves[-1].target == "recycled"

@@ -85,6 +85,12 @@ _CONTACT_EFFECT = {
     COMPLAINED: ContactStatus.DO_NOT_CONTACT,
 }
 _RUNNING = (EnrollmentStatus.ACTIVE, EnrollmentStatus.WAITING)
+#: The lifecycle stage that sales feedback moves a lead to, where the stage machine has it.
+_LIFECYCLE_STAGE = {
+    Outcome.ACCEPTED: "sql",
+    Outcome.NOT_NOW: "recycled",
+    Outcome.NOT_A_FIT: "disqualified",
+}
 
 
 @attrs.frozen(kw_only=True)
@@ -406,15 +412,30 @@ class Engine:
                 ),
                 now,
             )
+            state = self.storage.get_state(lead_id)
+            assert state is not None
             if outcome in (Outcome.NOT_NOW, Outcome.NOT_A_FIT):
-                state = self.storage.get_state(lead_id)
-                assert state is not None
                 state.with_sales = False
                 state.disqualified = outcome is Outcome.NOT_A_FIT
-                self.storage.put_state(state)
-                if outcome is Outcome.NOT_NOW and policy is not None:
-                    self._recycle(lead_id, policy, current, now)
+            self._follow_lifecycle(state, outcome, now, note)
+            self.storage.put_state(state)
+            if outcome is Outcome.NOT_NOW and policy is not None:
+                self._recycle(lead_id, policy, current, now)
         return changed
+
+    def _follow_lifecycle(
+        self, state: LeadState, outcome: Outcome, now: datetime, note: str
+    ) -> None:
+        """With a lifecycle stage machine (``lead → mql → sql …``), sales' word moves the
+        stage: accepted → ``sql``, not now → ``recycled``, not a fit → ``disqualified`` —
+        when the machine has that stage and allows the move from where the lead is."""
+        target = _LIFECYCLE_STAGE.get(outcome)
+        stages = self._stages(state)
+        if target is None or stages is None:
+            return
+        if target in stages.machine.allowed_targets(stages.current):
+            reason = f"sales: {outcome.value.replace('_', ' ')}" + (f" ({note})" if note else "")
+            stages.move(target, now, reason)
 
     def _recycle(
         self, lead_id: str, policy: HandoffPolicy, handoff: Handoff, now: datetime
