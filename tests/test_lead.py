@@ -517,3 +517,18 @@ def test_evolve_returns_a_new_validated_lead() -> None:
     with pytest.raises(InvalidLead) as raised:
         person.evolve(email="tanaka@@example.co.jp")
     assert raised.value.where == "Lead.email"
+
+
+@pytest.mark.parametrize(
+    ("attributes", "where"),
+    [
+        ({"note": "ok\ud800"}, "Lead.attributes['note']"),
+        ({"tags": ["fine", "bad\udfff"]}, "Lead.attributes['tags'][1]"),
+    ],
+)
+def test_a_lone_surrogate_in_an_attribute_is_refused(attributes: dict, where: str) -> None:  # type: ignore[type-arg]
+    """No store or mail can encode a lone surrogate, so it is refused where it comes in."""
+    with pytest.raises(InvalidLead) as caught:
+        Lead(id="l1", email="ann@example.com", attributes=attributes)
+    assert caught.value.where == where
+    assert "lone surrogate" in str(caught.value)

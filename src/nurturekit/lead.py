@@ -385,9 +385,26 @@ _FIELD_KEYS = frozenset({"id", "email", "name", "company", "source", "owner"})
 _NO_ATTRIBUTES: Mapping[str, AttributeValue] = MappingProxyType({})
 
 
+_LONE_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def _check_text_value(value: str, where: str) -> None:
+    """Refuse a lone surrogate: it is not text, and no store or mail can encode it."""
+    found = _LONE_SURROGATE.search(value)
+    if found is not None:
+        raise InvalidLead(
+            where,
+            f"{_shown(value)} holds a lone surrogate ({_describe_char(found.group())}) at "
+            f"position {found.start()}, which is not text; decode the source correctly",
+        )
+
+
 def _attribute_value(key: str, value: object) -> AttributeValue:
     where = f"Lead.attributes[{key!r}]"
-    if value is None or isinstance(value, (str, bool, int)):
+    if isinstance(value, str):
+        _check_text_value(value, where)
+        return value
+    if value is None or isinstance(value, (bool, int)):
         return value
     if isinstance(value, float):
         if not math.isfinite(value):
@@ -400,6 +417,7 @@ def _attribute_value(key: str, value: object) -> AttributeValue:
                     f"{where}[{index}]",
                     f"expected a str in the list, got {type(item).__name__} {_shown(item)}",
                 )
+            _check_text_value(item, f"{where}[{index}]")
         return tuple(value)
     raise InvalidLead(
         where,
