@@ -398,3 +398,15 @@ class TestDelivery:
 
 def activity_is_pricing() -> Condition:
     return activity("page_view", page="pricing")
+
+
+def test_re_importing_a_lead_does_not_undo_its_unsubscribe() -> None:
+    """An upsert from a CRM that knows nothing of the unsubscribe must not re-subscribe."""
+    world = World()
+    world.lead()
+    world.did("unsubscribed")
+    again = world.lead(industry="it")  # the same lead, as a CRM sync would send it
+    assert again.contactability.status.value == "unsubscribed"
+    world.did("download", type="whitepaper")
+    world.engine.run_due()
+    assert world.sent() == []

@@ -167,11 +167,25 @@ class Engine:
     def upsert_lead(self, lead: Lead) -> Lead:
         """Store ``lead`` (new or changed); a new lead is stamped ``created_at`` now.
 
-        Changed attributes re-score the lead's fit at once.
+        Changed attributes re-score the lead's fit at once. What the lead said about mail is
+        never lost to an import: when the stored lead is unsubscribed, bounced or blocked and
+        the new record carries only the default "subscribed" (no ``since``), the stored
+        contactability is kept; a stored opt-in record is kept when the new one has none.
         """
         now = self.clock.now()
         with self.storage.transaction():
             old = self.storage.get_lead(lead.id)
+            if old is not None:
+                kept: dict[str, Any] = {}
+                if (
+                    lead.contactability == Contactability()
+                    and old.contactability.status is not ContactStatus.SUBSCRIBED
+                ):
+                    kept["contactability"] = old.contactability
+                if lead.consent is None and old.consent is not None:
+                    kept["consent"] = old.consent
+                if kept:
+                    lead = attrs.evolve(lead, **kept)
             if lead.created_at is None:
                 lead = attrs.evolve(
                     lead, created_at=old.created_at if old and old.created_at else now
