@@ -1,0 +1,7 @@
+"""``python -m nurturekit``: the same as the ``nurturekit`` command."""
+
+import sys
+
+from nurturekit.cli import main
+
+sys.exit(main())

@@ -1,0 +1,151 @@
+"""The ``nurturekit`` command (also ``python -m nurturekit``).
+
+    nurturekit validate PROGRAM.toml [--strict]   errors and lint warnings; exit 1 on errors
+    nurturekit graph PROGRAM.toml [--scenario N]  the scenarios as Mermaid flowcharts
+    nurturekit run --db URL --program FILE        the worker loop; SIGTERM / SIGINT stop it
+
+Exit codes: 0 success, 1 the program or the run failed, 2 the command line was wrong.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+from collections.abc import Sequence
+from typing import TextIO
+
+from nurturekit.errors import NurtureError
+
+__all__ = ["main"]
+
+
+def _validate(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    from nurturekit.program_file import load_program
+
+    try:
+        program = load_program(args.program)
+    except NurtureError as error:
+        print(f"error: {error}", file=err)
+        return 1
+    warnings = program.lint()
+    for warning in warnings:
+        print(f"warning: {warning}", file=out)
+    summary = program.describe()
+    print(
+        f"{args.program}: {len(summary['scenarios'])} scenarios, "
+        f"{len(summary['templates'])} templates, {len(warnings)} warnings",
+        file=out,
+    )
+    return 1 if (warnings and args.strict) else 0
+
+
+def _graph(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    from nurturekit.program_file import load_program
+
+    try:
+        program = load_program(args.program)
+        scenarios = [program.scenario(args.scenario)] if args.scenario else program.scenarios
+    except NurtureError as error:
+        print(f"error: {error}", file=err)
+        return 1
+    for index, scenario in enumerate(scenarios):
+        if index:
+            print(file=out)
+        print(f"%% {scenario.name}", file=out)
+        print(scenario.to_mermaid(), file=out)
+    return 0
+
+
+def _run(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    from nurturekit.engine import Engine
+    from nurturekit.mail import ConsoleMailer, EmlDirectoryMailer, SmtpMailer
+    from nurturekit.ports import Mailer
+    from nurturekit.program_file import load_program
+    from nurturekit.storage import open_storage
+    from nurturekit.tokens import Links, TokenSigner
+
+    secret = os.environ.get("NURTUREKIT_LINK_SECRET", "")
+    if len(secret.encode()) < 32:
+        print(
+            "error: set NURTUREKIT_LINK_SECRET to a secret of at least 32 bytes; it signs the "
+            "unsubscribe, click and open links",
+            file=err,
+        )
+        return 1
+    try:
+        program = load_program(args.program)
+        storage = open_storage(args.db)
+        mailer: Mailer
+        if args.smtp:
+            host, _, port = args.smtp.partition(":")
+            mailer = SmtpMailer(
+                host,
+                int(port or 587),
+                username=os.environ.get("NURTUREKIT_SMTP_USER"),
+                password=os.environ.get("NURTUREKIT_SMTP_PASSWORD"),
+            )
+        elif args.eml:
+            mailer = EmlDirectoryMailer(args.eml)
+        else:
+            mailer = ConsoleMailer(stream=out)
+        engine = Engine(
+            program,
+            storage,
+            mailer,
+            links=Links(args.links, TokenSigner(secret=secret.encode())),
+        )
+    except (NurtureError, ValueError) as error:
+        print(f"error: {error}", file=err)
+        return 1
+    print(f"worker {engine.worker} running; stop it with SIGTERM or Ctrl-C", file=err)
+    engine.run_forever(idle_sleep=args.idle)
+    print(f"worker {engine.worker} stopped", file=err)
+    return 0
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="nurturekit", description="B2B lead nurturing: programs, workers and checks."
+    )
+    parser.add_argument("-v", "--verbose", action="store_true", help="log what happens")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    validate = commands.add_parser("validate", help="check a program file and lint it")
+    validate.add_argument("program", help="the program file (TOML)")
+    validate.add_argument("--strict", action="store_true", help="fail on lint warnings too")
+    validate.set_defaults(handler=_validate)
+
+    graph = commands.add_parser("graph", help="print scenarios as Mermaid flowcharts")
+    graph.add_argument("program", help="the program file (TOML)")
+    graph.add_argument("--scenario", help="only this scenario")
+    graph.set_defaults(handler=_graph)
+
+    run = commands.add_parser("run", help="run the worker loop until SIGTERM or Ctrl-C")
+    run.add_argument(
+        "--db", required=True, help="storage URL: sqlite:///nurture.db, postgresql://…"
+    )
+    run.add_argument("--program", required=True, help="the program file (TOML)")
+    run.add_argument(
+        "--links",
+        default=os.environ.get("NURTUREKIT_LINK_BASE", "https://example.com/nurturekit"),
+        help="https base URL your app serves unsubscribe/click/open links under",
+    )
+    run.add_argument("--smtp", help="host[:port] of the SMTP server (STARTTLS)")
+    run.add_argument("--eml", help="write mails as .eml files into this folder instead")
+    run.add_argument("--idle", type=float, default=1.0, help="seconds to sleep when idle")
+    run.set_defaults(handler=_run)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None, out: TextIO | None = None) -> int:
+    """Run the command line; return the exit code."""
+    stdout = out or sys.stdout
+    args = _parser().parse_args(argv)
+    logging.basicConfig(
+        level=logging.INFO if args.verbose else logging.WARNING,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    code: int = args.handler(args, stdout, sys.stderr)
+    return code

@@ -1,0 +1,96 @@
+"""The ``nurturekit`` command: validate, graph and run, as a user calls them."""
+
+from __future__ import annotations
+
+import io
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from engine_fixtures import program
+
+from nurturekit.cli import main
+from nurturekit.program_file import dumps_program
+
+
+@pytest.fixture
+def program_file(tmp_path: Path) -> Path:
+    path = tmp_path / "program.toml"
+    path.write_text(dumps_program(program()), encoding="utf-8")
+    return path
+
+
+def run_cli(*argv: str) -> tuple[int, str]:
+    out = io.StringIO()
+    code = main(list(argv), out=out)
+    return code, out.getvalue()
+
+
+def test_validate_a_good_program(program_file: Path) -> None:
+    code, out = run_cli("validate", str(program_file))
+    assert code == 0
+    assert "3 scenarios" in out
+
+
+def test_validate_reports_a_typo_with_its_path(
+    program_file: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    text = program_file.read_text(encoding="utf-8").replace("template =", "tempalte =", 1)
+    program_file.write_text(text, encoding="utf-8")
+    code, _ = run_cli("validate", str(program_file))
+    assert code == 1
+    err = capsys.readouterr().err
+    assert "program.toml" in err and "tempalte" in err
+
+
+def test_validate_strict_fails_on_warnings(tmp_path: Path) -> None:
+    import attrs
+    from engine_fixtures import DORMANT
+
+    noisy = attrs.evolve(program(), scenarios=[attrs.evolve(DORMANT, silenced=frozenset())])
+    path = tmp_path / "noisy.toml"
+    path.write_text(dumps_program(noisy), encoding="utf-8")
+    assert run_cli("validate", str(path))[0] == 0
+    code, out = run_cli("validate", str(path), "--strict")
+    assert code == 1
+    assert "NK107" in out
+
+
+def test_graph_prints_mermaid(program_file: Path) -> None:
+    code, out = run_cli("graph", str(program_file), "--scenario", "seminar follow-up")
+    assert code == 0
+    assert out.splitlines()[1] == "flowchart TD"
+    assert "s_attended" in out
+
+
+def test_run_stops_cleanly_on_sigterm(program_file: Path, tmp_path: Path) -> None:
+    env = dict(os.environ, NURTUREKIT_LINK_SECRET="x" * 32)
+    worker = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "nurturekit",
+            "run",
+            "--db",
+            f"sqlite:///{tmp_path / 'n.db'}",
+            "--program",
+            str(program_file),
+            "--idle",
+            "0.1",
+        ],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    deadline = time.monotonic() + 30
+    while not (tmp_path / "n.db").exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    time.sleep(0.5)
+    worker.send_signal(signal.SIGTERM)
+    _, err = worker.communicate(timeout=30)
+    assert worker.returncode == 0, err.decode()
+    assert "stopped" in err.decode()

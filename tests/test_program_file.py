@@ -1,0 +1,395 @@
+"""Program files: a program written to TOML reads back equal, and a bad file says where."""
+
+from __future__ import annotations
+
+import sys
+from datetime import date, time, timedelta
+from pathlib import Path
+
+import pytest
+from dateutil.relativedelta import relativedelta
+from hypothesis import given
+from hypothesis import strategies as st
+
+from nurturekit.conditions import (
+    AllOf,
+    AnyOf,
+    Condition,
+    Not,
+    activity,
+    attr,
+    consented,
+    contactable,
+    did,
+    in_stage,
+    level,
+    score,
+)
+from nurturekit.errors import InvalidProgram
+from nurturekit.handoff import (
+    Assignment,
+    AssignmentRule,
+    BusinessHours,
+    HandoffPolicy,
+    MqlDefinition,
+    Sla,
+)
+from nurturekit.lead import Lead
+from nurturekit.messages import Sender
+from nurturekit.presets import awareness_interest_consideration, seed002_scoring_model
+from nurturekit.program import FrequencyCap, Policies, Program, SendWindow
+from nurturekit.program_file import dumps_program, load_program, loads_program, program_to_dict
+from nurturekit.scenario import (
+    AdjustScore,
+    Branch,
+    Broadcast,
+    CallHook,
+    End,
+    Enrollment,
+    Exit,
+    HandOff,
+    MailType,
+    NextWeekdayAt,
+    OnActivity,
+    OnLevelCrossed,
+    OnStageEntered,
+    ReEntry,
+    Scenario,
+    SendMail,
+    SetStage,
+    Wait,
+    WaitFor,
+)
+from nurturekit.templates import Template
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:
+    import tomli as tomllib
+
+SENDER = Sender(
+    name="Acme 株式会社",
+    address="news@acme.example",
+    postal_address="東京都千代田区丸の内1-1",
+    unsubscribe_mailto="unsubscribe@acme.example",
+    reply_to="sales@acme.example",
+)
+
+
+def notify_sales(lead: Lead, enrollment: Enrollment) -> None:
+    """A hook: does nothing in these tests."""
+
+
+TEMPLATES = (
+    Template(
+        name="thanks",
+        subject="{{ company }} 様、資料のダウンロードありがとうございます",
+        text='{{ name }} 様\n\n「導入ガイド」をお送りします。\n\t— "Acme" \\ チーム\n',
+        defaults={"company": "貴社"},
+    ),
+    Template(
+        name="case_study",
+        subject="Case study: how a manufacturer cut lead time",
+        text="Hello {{ name }},\r\nhere is the story.",
+        html="<p>Hello {{ name }}</p>",
+    ),
+    Template(name="seminar_link", subject="Your seminar link", text="Join here.", marketing=False),
+    Template(name="newsletter", subject="Monthly news", text="News of the month."),
+)
+
+
+def bundled_style_program() -> Program:
+    """A program with every step type, every trigger type, both policies and a hand-off."""
+    whitepaper = Scenario(
+        name="whitepaper",
+        description="seed 001: thank, educate, then offer a consultation",
+        trigger=OnActivity(when=activity("download", type="whitepaper")),
+        target=attr("employees").at_least(100),
+        goal=did("meeting_booked"),
+        exits=(Exit(name="unsubscribed", when=~contactable()),),
+        reentry=ReEntry.after_(timedelta(days=30)),
+        kpis=("open rate", "meetings booked"),
+        silenced="NK104",
+        steps=[
+            SendMail(id="thanks", template="thanks", next="wait3"),
+            Wait(id="wait3", duration=timedelta(days=3), next="case"),
+            SendMail(id="case", template="case_study", next="opened"),
+            WaitFor(
+                id="opened",
+                condition=activity("email_open"),
+                within=timedelta(days=7),
+                next="hot",
+                timeout="morning",
+            ),
+            Wait(id="morning", until=NextWeekdayAt(at=time(9, 0)), next="hot"),
+            Branch(id="hot", when=score().at_least(80) & consented(), yes="bonus", no="end"),
+            AdjustScore(id="bonus", points=-5, reason="read the case study", next="stage"),
+            SetStage(id="stage", stage="consideration", reason="engaged with content", next="hook"),
+            CallHook(id="hook", hook="notify_sales", next="handoff"),
+            HandOff(id="handoff"),
+            End(id="end"),
+        ],
+    )
+    seminar = Scenario(
+        name="seminar follow-up",
+        trigger=OnStageEntered(stage="interest"),
+        mail_type=MailType.SEGMENT,
+        reentry=ReEntry.always(),
+        steps=[
+            SendMail(id="link", template="seminar_link", next="wait"),
+            Wait(
+                id="wait",
+                until=NextWeekdayAt(at=time(10, 30), weekdays=(1, 3)),
+                next="end",
+            ),
+            End(id="end"),
+        ],
+    )
+    mql = Scenario(
+        name="mql",
+        trigger=OnLevelCrossed(level="MQL"),
+        mail_type=MailType.TRIGGER,
+        steps=[HandOff(id="handoff")],
+    )
+    newsletter = Scenario(
+        name="newsletter",
+        trigger=Broadcast(),
+        mail_type=MailType.NEWSLETTER,
+        target=contactable() & (attr("region").one_of("Kanto", "Kansai") | ~in_stage("dormant")),
+        steps=[
+            SendMail(id="issue", template="newsletter", next="month"),
+            Wait(id="month", duration=relativedelta(months=1), next="issue"),
+        ],
+    )
+    handoff = HandoffPolicy(
+        definitions=(
+            MqlDefinition(
+                name="score and pricing",
+                when=score().at_least(100) & did("page_view", page="pricing"),
+            ),
+            MqlDefinition(name="level", when=level("MQL")),
+        ),
+        assignment=Assignment(
+            rules=(
+                AssignmentRule(when=attr("region").eq("Kansai"), team=("sato", "suzuki")),
+                AssignmentRule(when=attr("employees").at_least(1000), owner="tanaka"),
+            ),
+            fallback="queue:inside-sales",
+        ),
+        sla=Sla(
+            first_contact=timedelta(hours=24),
+            business_hours=BusinessHours(
+                start=time(9, 0),
+                end=time(18, 0),
+                time_zone="Asia/Tokyo",
+                holidays=(date(2026, 4, 29), date(2026, 5, 3)),
+            ),
+        ),
+        leave_scenarios=True,
+        recycle_into="whitepaper",
+        reset_engagement_on_recycle=True,
+        owner_time_zones={"sato": "Asia/Tokyo", "smith": "America/New_York"},
+    )
+    return Program(
+        scoring=seed002_scoring_model(),
+        sender=SENDER,
+        stages=awareness_interest_consideration(),
+        scenarios=(whitepaper, seminar, mql, newsletter),
+        templates=TEMPLATES,
+        policies=Policies(
+            frequency_cap=FrequencyCap(times=1, per=timedelta(days=7)),
+            send_window=SendWindow(start=time(9), end=time(20), weekdays=(0, 1, 2, 3, 4)),
+            default_time_zone="Asia/Tokyo",
+        ),
+        hooks={"notify_sales": notify_sales},
+        attributes=("product_interest",),
+        handoff=handoff,
+    )
+
+
+HOOKS = {"notify_sales": notify_sales}
+
+
+def test_a_program_with_every_step_trigger_policy_and_a_handoff_reads_back_equal() -> None:
+    program = bundled_style_program()
+    text = dumps_program(program)
+    assert loads_program(text, "program.toml", HOOKS) == program
+    # And it is plain TOML that any reader takes.
+    assert tomllib.loads(text) == program_to_dict(program)
+
+
+def test_writing_twice_gives_the_same_text() -> None:
+    text = dumps_program(bundled_style_program())
+    assert dumps_program(loads_program(text, hooks=HOOKS)) == text
+
+
+def test_load_program_reads_a_file_and_names_it(tmp_path: Path) -> None:
+    path = tmp_path / "program.toml"
+    path.write_text(dumps_program(bundled_style_program()), encoding="utf-8")
+    assert load_program(path, HOOKS) == bundled_style_program()
+    path.write_text(
+        dumps_program(bundled_style_program()).replace("[sender]", "[sendr]"), encoding="utf-8"
+    )
+    with pytest.raises(InvalidProgram) as caught:
+        load_program(path, HOOKS)
+    assert caught.value.where == f"{path}: sendr"
+
+
+def test_japanese_text_survives_dump_and_load() -> None:
+    program = bundled_style_program()
+    text = dumps_program(program)
+    assert "資料のダウンロードありがとうございます" in text  # written as is, not \u-escaped
+    loaded = loads_program(text, hooks=HOOKS)
+    assert loaded.templates["thanks"].text == program.templates["thanks"].text
+    assert loaded.sender.postal_address == "東京都千代田区丸の内1-1"
+
+
+def edited(old: str, new: str) -> str:
+    text = dumps_program(bundled_style_program())
+    assert old in text
+    return text.replace(old, new, 1)
+
+
+def test_a_typo_in_a_step_key_names_the_file_and_the_exact_toml_path() -> None:
+    text = edited('template = "case_study"', 'tempalte = "case_study"')
+    with pytest.raises(InvalidProgram) as caught:
+        loads_program(text, "program.toml", HOOKS)
+    assert caught.value.where == "program.toml: scenarios.whitepaper.steps[2].tempalte"
+    assert "unknown key 'tempalte'" in caught.value.message
+    assert "template" in caught.value.message  # lists the keys that are allowed
+
+
+def test_an_unknown_template_is_reported_with_the_toml_path_of_the_step() -> None:
+    text = edited('template = "case_study"', 'template = "case_studdy"')
+    with pytest.raises(InvalidProgram) as caught:
+        loads_program(text, "program.toml", HOOKS)
+    assert caught.value.where == "program.toml: scenarios.whitepaper.steps[2].template"
+    assert "'case_studdy'" in caught.value.message
+
+
+def test_a_bad_duration_says_what_a_duration_looks_like() -> None:
+    text = edited('duration = "3d"', 'duration = "3 days"')
+    with pytest.raises(InvalidProgram) as caught:
+        loads_program(text, "program.toml", HOOKS)
+    assert caught.value.where == "program.toml: scenarios.whitepaper.steps[1].duration"
+    assert "'30d'" in caught.value.message
+
+
+def test_a_wrong_type_says_what_was_expected() -> None:
+    text = edited("points = -5", 'points = "-5"')
+    with pytest.raises(InvalidProgram) as caught:
+        loads_program(text, "program.toml", HOOKS)
+    assert caught.value.where == "program.toml: scenarios.whitepaper.steps[6].points"
+    assert "expected an integer" in caught.value.message
+
+
+def test_a_bad_condition_inside_a_scenario_is_prefixed_with_the_file_and_path() -> None:
+    text = edited('goal = { did = "meeting_booked" }', 'goal = { dids = "meeting_booked" }')
+    with pytest.raises(InvalidProgram) as caught:
+        loads_program(text, "program.toml", HOOKS)
+    assert caught.value.where == "program.toml: scenarios.whitepaper.goal"
+
+
+def test_a_bad_scoring_key_is_prefixed_with_the_file() -> None:
+    text = edited("band_axis =", "band_axes =")
+    with pytest.raises(InvalidProgram) as caught:
+        loads_program(text, "program.toml", HOOKS)
+    assert caught.value.where == "program.toml: scoring"
+    assert "band_axes" in caught.value.message
+
+
+def test_a_missing_hook_says_how_to_pass_it() -> None:
+    with pytest.raises(InvalidProgram) as caught:
+        loads_program(dumps_program(bundled_style_program()), "program.toml")
+    assert caught.value.where == "program.toml: scenarios.whitepaper.steps[8].hook"
+    assert "hooks={'notify_sales': function}" in caught.value.message
+
+
+def test_a_toml_syntax_error_gives_the_line_and_column() -> None:
+    text = '[sender]\nname = "Acme"\naddress = news@acme.example\n'
+    with pytest.raises(InvalidProgram) as caught:
+        loads_program(text, "program.toml")
+    assert caught.value.where.startswith("program.toml: line 3, column ")
+    assert "not valid TOML" in caught.value.message
+
+
+def test_scenario_names_that_are_not_bare_keys_are_quoted_in_paths() -> None:
+    text = edited('type = "wait"\nid = "wait"', 'type = "wait"\nid = "wait"\nmonths = 1')
+    with pytest.raises(InvalidProgram) as caught:
+        loads_program(text, "program.toml", HOOKS)
+    assert caught.value.where == 'program.toml: scenarios."seminar follow-up".steps[1]'
+    assert "exactly one of" in caught.value.message
+
+
+# --------------------------------------------------------------------------- conditions
+
+scalars = st.one_of(
+    st.text(max_size=8),
+    st.integers(-1000, 1000),
+    st.booleans(),
+)
+names = st.sampled_from(["job_level", "industry", "employees", "部署"])
+leaves: st.SearchStrategy[Condition] = st.one_of(
+    st.builds(lambda k, v: attr(k).eq(v), names, scalars),
+    st.builds(lambda k, vs: attr(k).one_of(*vs), names, st.lists(scalars, min_size=1, max_size=3)),
+    st.builds(lambda k, lo: attr(k).between(lo, lo + 10), names, st.integers(0, 1000)),
+    st.builds(lambda k, d: did(k, within=timedelta(days=d)), names, st.integers(1, 400)),
+    st.builds(lambda n: score().at_least(n), st.integers(0, 200)),
+    st.just(consented()),
+    st.just(contactable()),
+)
+conditions = st.recursive(
+    leaves,
+    lambda inner: st.one_of(
+        st.lists(inner, min_size=1, max_size=3).map(lambda ps: AllOf(parts=ps)),
+        st.lists(inner, min_size=1, max_size=3).map(lambda ps: AnyOf(parts=ps)),
+        inner.map(lambda c: Not(part=c)),
+    ),
+    max_leaves=6,
+)
+
+
+@given(conditions, conditions)
+def test_conditions_in_a_scenario_read_back_equal(target: Condition, when: Condition) -> None:
+    scenario = Scenario(
+        name="any",
+        trigger=OnActivity(when=activity("download")),
+        target=target,
+        steps=[Branch(id="b", when=when, yes="end"), End(id="end")],
+    )
+    program = Program(scoring=seed002_scoring_model(), sender=SENDER, scenarios=[scenario])
+    assert loads_program(dumps_program(program)) == program
+
+
+@given(st.text())
+def test_any_text_survives_as_a_sender_name(name: str) -> None:
+    program = Program(
+        scoring=seed002_scoring_model(),
+        sender=Sender(
+            name=name, address="a@example.jp", postal_address="x", unsubscribe_mailto="u@x.jp"
+        ),
+    )
+    assert loads_program(dumps_program(program)).sender.name == name
+
+
+def test_a_step_going_to_an_unknown_step_is_reported_at_that_step() -> None:
+    text = edited('next = "wait3"', 'next = "wait33"')
+    with pytest.raises(InvalidProgram) as caught:
+        loads_program(text, "program.toml", HOOKS)
+    assert caught.value.where == "program.toml: scenarios.whitepaper.steps[0]"
+    assert "unknown step 'wait33'" in caught.value.message
+
+
+def test_an_unknown_step_type_lists_the_step_types() -> None:
+    text = edited('type = "hand_off"', 'type = "handoff"')
+    with pytest.raises(InvalidProgram) as caught:
+        loads_program(text, "program.toml", HOOKS)
+    assert caught.value.where == "program.toml: scenarios.whitepaper.steps[9].type"
+    assert "send_mail" in caught.value.message
+
+
+def test_an_unknown_top_level_table_lists_the_allowed_keys() -> None:
+    with pytest.raises(InvalidProgram) as caught:
+        loads_program(dumps_program(bundled_style_program()) + "\n[polices]\n", "p.toml", HOOKS)
+    assert caught.value.where == "p.toml: polices"
+    assert "policies" in caught.value.message
