@@ -1,5 +1,6 @@
 """The ``nurturekit`` command (also ``python -m nurturekit``).
 
+    nurturekit demo [--leads N] [--days N]        the bundled program on synthetic leads
     nurturekit validate PROGRAM.toml [--strict]   errors and lint warnings; exit 1 on errors
     nurturekit graph PROGRAM.toml [--scenario N]  the scenarios as Mermaid flowcharts
     nurturekit run --db URL --program FILE        the worker loop; SIGTERM / SIGINT stop it
@@ -19,6 +20,31 @@ from typing import TextIO
 from nurturekit.errors import NurtureError
 
 __all__ = ["main"]
+
+
+def _demo(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    from nurturekit.demo import run_demo, terminal_progress
+    from nurturekit.mail import EmlDirectoryMailer
+    from nurturekit.program_file import load_program
+    from nurturekit.programs import b2b_program
+
+    try:
+        program = load_program(args.program) if args.program else b2b_program()
+        mailer = EmlDirectoryMailer(args.eml) if args.eml else None
+        result = run_demo(
+            program,
+            leads=args.leads,
+            days=args.days,
+            seed=args.seed,
+            db=args.db,
+            mailer=mailer,
+            progress=terminal_progress(err),
+        )
+    except NurtureError as error:
+        print(f"error: {error}", file=err)
+        return 1
+    print(result.text, file=out)
+    return 0
 
 
 def _validate(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
@@ -111,6 +137,15 @@ def _parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("-v", "--verbose", action="store_true", help="log what happens")
     commands = parser.add_subparsers(dest="command", required=True)
+
+    demo = commands.add_parser("demo", help="run the bundled program on synthetic leads")
+    demo.add_argument("--leads", type=int, default=200, help="how many leads (default 200)")
+    demo.add_argument("--days", type=int, default=90, help="simulated days (default 90)")
+    demo.add_argument("--seed", type=int, default=7, help="random seed (default 7)")
+    demo.add_argument("--db", help="storage URL (default: a temporary SQLite file)")
+    demo.add_argument("--eml", help="also write every mail as an .eml file into this folder")
+    demo.add_argument("--program", help="a program file instead of the bundled one")
+    demo.set_defaults(handler=_demo)
 
     validate = commands.add_parser("validate", help="check a program file and lint it")
     validate.add_argument("program", help="the program file (TOML)")
