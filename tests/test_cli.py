@@ -94,3 +94,29 @@ def test_run_stops_cleanly_on_sigterm(program_file: Path, tmp_path: Path) -> Non
     _, err = worker.communicate(timeout=30)
     assert worker.returncode == 0, err.decode()
     assert "stopped" in err.decode()
+
+
+def test_import_reports_bad_rows_and_keeps_good_ones(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    leads = tmp_path / "leads.csv"
+    leads.write_text(
+        "id,email,name,employees\nl1,tanaka@example.co.jp,田中,120\nl2,bad@@example.jp,伊藤,30\n",
+        encoding="utf-8",
+    )
+    db = f"sqlite:///{tmp_path / 'n.db'}"
+    code, out = run_cli("import", str(leads), "--db", db)
+    assert code == 0
+    assert "1 imported" in out
+    err = capsys.readouterr().err
+    assert "line 3, email:" in err
+    activities = tmp_path / "activities.jsonl"
+    activities.write_text(
+        '{"lead_id": "l1", "kind": "download", "at": "2026-04-01T09:00:00+09:00",'
+        ' "properties": {"type": "whitepaper"}}\n'
+        '{"lead_id": "l9", "kind": "download", "at": "2026-04-01T09:00:00+09:00"}\n',
+        encoding="utf-8",
+    )
+    code, out = run_cli("import", str(activities), "--db", db)
+    assert code == 0 and "1 imported" in out
+    assert "line 2, lead_id:" in capsys.readouterr().err

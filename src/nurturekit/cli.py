@@ -4,6 +4,7 @@
     nurturekit validate PROGRAM.toml [--strict]   errors and lint warnings; exit 1 on errors
     nurturekit graph PROGRAM.toml [--scenario N]  the scenarios as Mermaid flowcharts
     nurturekit run --db URL --program FILE        the worker loop; SIGTERM / SIGINT stop it
+    nurturekit import --db URL --program FILE DATA  leads (CSV) or activities (JSONL, CSV)
 
 Exit codes: 0 success, 1 the program or the run failed, 2 the command line was wrong.
 """
@@ -131,6 +132,36 @@ def _run(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     return 0
 
 
+def _import(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    from nurturekit.engine import Engine
+    from nurturekit.importer import import_file
+    from nurturekit.mail import OutboxMailer
+    from nurturekit.program_file import load_program
+    from nurturekit.programs import b2b_program
+    from nurturekit.storage import open_storage
+    from nurturekit.tokens import Links, TokenSigner
+
+    try:
+        program = load_program(args.program) if args.program else b2b_program()
+        storage = open_storage(args.db)
+        # Importing records activities (scores, stages, enrolments) but sends nothing: the
+        # worker (`nurturekit run`) sends what comes due.
+        engine = Engine(
+            program,
+            storage,
+            OutboxMailer(),
+            links=Links("https://example.com/nurturekit", TokenSigner(secret=b"-" * 32)),
+        )
+        summary = import_file(engine, args.file)
+    except NurtureError as error:
+        print(f"error: {error}", file=err)
+        return 1
+    for problem in summary.errors:
+        print(f"{args.file}: {problem}", file=err)
+    print(summary, file=out)
+    return 1 if summary.errors and not summary.imported else 0
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="nurturekit", description="B2B lead nurturing: programs, workers and checks."
@@ -171,6 +202,14 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--eml", help="write mails as .eml files into this folder instead")
     run.add_argument("--idle", type=float, default=1.0, help="seconds to sleep when idle")
     run.set_defaults(handler=_run)
+
+    load = commands.add_parser(
+        "import", help="import leads (CSV) or activities (JSONL or CSV) into a database"
+    )
+    load.add_argument("file", help="the data file")
+    load.add_argument("--db", required=True, help="storage URL: sqlite:///nurture.db, …")
+    load.add_argument("--program", help="a program file (default: the bundled one)")
+    load.set_defaults(handler=_import)
     return parser
 
 
