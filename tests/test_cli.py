@@ -120,3 +120,37 @@ def test_import_reports_bad_rows_and_keeps_good_ones(
     code, out = run_cli("import", str(activities), "--db", db)
     assert code == 0 and "1 imported" in out
     assert "line 2, lead_id:" in capsys.readouterr().err
+
+
+def test_simulate_writes_the_timeline(
+    program_file: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import csv
+
+    leads = tmp_path / "leads.csv"
+    leads.write_text(
+        "id,email,name,employees,time_zone\nl1,tanaka@example.co.jp,田中,120,Asia/Tokyo\n",
+        encoding="utf-8",
+    )
+    activities = tmp_path / "activities.jsonl"
+    activities.write_text(
+        '{"lead_id": "l1", "kind": "download", "at": "2026-04-06T10:00:00+09:00",'
+        ' "properties": {"type": "whitepaper"}}\n',
+        encoding="utf-8",
+    )
+    code, out = run_cli(
+        "simulate",
+        str(program_file),
+        "--leads",
+        str(leads),
+        "--activities",
+        str(activities),
+        "--days",
+        "10",
+    )
+    assert code == 0
+    rows = list(csv.DictReader(io.StringIO(out)))
+    mails = [(r["at"][:10], r["step"]) for r in rows if r["event"] == "mail"]
+    assert mails == [("2026-04-06", "thanks"), ("2026-04-09", "case"), ("2026-04-13", "consult")]
+    assert rows[0]["event"] == "enrolled"
+    assert "3 mails" in capsys.readouterr().err

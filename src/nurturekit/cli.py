@@ -3,6 +3,7 @@
     nurturekit demo [--leads N] [--days N]        the bundled program on synthetic leads
     nurturekit validate PROGRAM.toml [--strict]   errors and lint warnings; exit 1 on errors
     nurturekit graph PROGRAM.toml [--scenario N]  the scenarios as Mermaid flowcharts
+    nurturekit simulate PROGRAM.toml --leads F --activities F --days N   a dry run
     nurturekit run --db URL --program FILE        the worker loop; SIGTERM / SIGINT stop it
     nurturekit import --db URL --program FILE DATA  leads (CSV) or activities (JSONL, CSV)
 
@@ -162,6 +163,35 @@ def _import(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     return 1 if summary.errors and not summary.imported else 0
 
 
+def _simulate(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    from nurturekit.program_file import load_program
+    from nurturekit.simulate import simulate
+
+    try:
+        program = load_program(args.program)
+        if args.out:
+            with open(args.out, "w", encoding="utf-8", newline="") as target:
+                summary = simulate(
+                    program,
+                    args.leads,
+                    args.activities,
+                    days=args.days,
+                    out=target,
+                    format=args.format,
+                )
+        else:
+            summary = simulate(
+                program, args.leads, args.activities, days=args.days, out=out, format=args.format
+            )
+    except NurtureError as error:
+        print(f"error: {error}", file=err)
+        return 1
+    for source, problem in summary.errors:
+        print(f"{source}: {problem}", file=err)
+    print(summary, file=err)
+    return 0
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="nurturekit", description="B2B lead nurturing: programs, workers and checks."
@@ -187,6 +217,17 @@ def _parser() -> argparse.ArgumentParser:
     graph.add_argument("program", help="the program file (TOML)")
     graph.add_argument("--scenario", help="only this scenario")
     graph.set_defaults(handler=_graph)
+
+    sim = commands.add_parser(
+        "simulate", help="dry-run a program on your own leads and activities, print the timeline"
+    )
+    sim.add_argument("program", help="the program file (TOML)")
+    sim.add_argument("--leads", required=True, help="leads, CSV")
+    sim.add_argument("--activities", required=True, help="activities, JSONL or CSV")
+    sim.add_argument("--days", type=int, default=30, help="days to simulate (default 30)")
+    sim.add_argument("--format", choices=("csv", "jsonl"), default="csv")
+    sim.add_argument("--out", help="write the timeline to this file (default: stdout)")
+    sim.set_defaults(handler=_simulate)
 
     run = commands.add_parser("run", help="run the worker loop until SIGTERM or Ctrl-C")
     run.add_argument(

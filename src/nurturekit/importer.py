@@ -268,6 +268,20 @@ def _csv_activity_rows(path: str | os.PathLike[str]) -> Iterator[tuple[int, Acti
             yield line, _row_error(line, exc)
 
 
+def read_activities(path: str | os.PathLike[str]) -> Iterator[tuple[int, Activity | RowError]]:
+    """The activities of a ``.jsonl`` or ``.csv`` file, one ``(line, activity or RowError)``
+    per data row, streamed (see :func:`import_activities` for the columns)."""
+    suffix = os.path.splitext(os.fspath(path))[1].lower()
+    if suffix in _JSONL_SUFFIXES:
+        return _jsonl_rows(path)
+    if suffix == ".csv":
+        return _csv_activity_rows(path)
+    raise ImportFileError(
+        f"{os.fspath(path)}: activities are read from .jsonl or .csv files, "
+        f"not {suffix or 'a file without a suffix'}"
+    )
+
+
 def import_activities(
     engine: Engine, path: str | os.PathLike[str], *, batch_size: int = BATCH_SIZE
 ) -> ImportSummary:
@@ -284,16 +298,7 @@ def import_activities(
 
     Raises :class:`ImportFileError` for another suffix, an unreadable file or a missing column.
     """
-    suffix = os.path.splitext(os.fspath(path))[1].lower()
-    if suffix in _JSONL_SUFFIXES:
-        rows = _jsonl_rows(path)
-    elif suffix == ".csv":
-        rows = _csv_activity_rows(path)
-    else:
-        raise ImportFileError(
-            f"{os.fspath(path)}: activities are read from .jsonl or .csv files, "
-            f"not {suffix or 'a file without a suffix'}"
-        )
+    rows = read_activities(path)
     if batch_size < 1:
         raise ValueError(f"batch_size must be at least 1, got {batch_size}")
     read = imported = duplicates = 0

@@ -90,12 +90,13 @@ import math
 import os
 import re
 import sys
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from datetime import date, time, timedelta
 from types import MappingProxyType
-from typing import Any, cast
+from typing import Any, TypeVar, cast
 
+import attrs
 from dateutil.relativedelta import relativedelta
 
 from nurturekit._time import format_duration, parse_duration
@@ -109,6 +110,7 @@ from nurturekit.handoff import (
     MqlDefinition,
     Sla,
 )
+from nurturekit.lint import LintWarning
 from nurturekit.messages import Sender
 from nurturekit.program import FrequencyCap, Hook, Policies, Program, SendWindow
 from nurturekit.scenario import (
@@ -142,7 +144,17 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover - exercised on Python 3.10 only
     import tomli as tomllib
 
-__all__ = ["dumps_program", "load_program", "loads_program", "program_to_dict"]
+__all__ = [
+    "ProgramCheck",
+    "check_program",
+    "check_program_text",
+    "dumps_program",
+    "load_program",
+    "loads_program",
+    "program_to_dict",
+]
+
+_T = TypeVar("_T")
 
 _NO_HOOKS: Mapping[str, Hook] = MappingProxyType({})
 _BARE_KEY = re.compile(r"[A-Za-z0-9_-]+")
@@ -192,15 +204,7 @@ _STEP_KEYS: Mapping[str, tuple[str, ...]] = {
 def load_program(path: str | os.PathLike[str], hooks: Mapping[str, Hook] = _NO_HOOKS) -> Program:
     """Read the program file at ``path`` (UTF-8 TOML); errors name the file as given."""
     source = os.fspath(path)
-    with open(path, "rb") as file:
-        raw = file.read()
-    try:
-        text = raw.decode("utf-8")
-    except UnicodeDecodeError as error:
-        raise InvalidProgram(
-            source, f"is not UTF-8 text (byte {error.start}); save the file as UTF-8"
-        ) from None
-    return loads_program(text, source, hooks)
+    return loads_program(_read_text(path, source), source, hooks)
 
 
 def loads_program(
@@ -213,8 +217,75 @@ def loads_program(
     ...
     nurturekit.errors.InvalidProgram: program.toml: sender.nam: unknown key 'nam'; the keys ...
     """
+    return _Reader(source).program(_parse(text, source), hooks)
+
+
+@attrs.frozen
+class ProgramCheck:
+    """What :func:`check_program` found: every error it could find, and the lint warnings.
+
+    ``program`` is the program when there are no errors, else ``None``. ``errors`` are
+    :class:`~nurturekit.errors.InvalidProgram` (``where`` is ``"<file>: <TOML path>"``) in file
+    order; ``warnings`` are the lint warnings of every scenario that could be read.
+    """
+
+    program: Program | None
+    errors: tuple[InvalidProgram, ...] = ()
+    warnings: tuple[LintWarning, ...] = ()
+
+
+def check_program(
+    path: str | os.PathLike[str], hooks: Mapping[str, Hook] = _NO_HOOKS
+) -> ProgramCheck:
+    """Check the program file at ``path`` like :func:`check_program_text`.
+
+    A file that cannot be opened raises :class:`OSError`; a file that is not UTF-8 is an error
+    in the result.
+    """
+    source = os.fspath(path)
     try:
-        data = tomllib.loads(text)
+        text = _read_text(path, source)
+    except InvalidProgram as error:
+        return ProgramCheck(None, (error,))
+    return check_program_text(text, source, hooks)
+
+
+def check_program_text(
+    text: str, source: str = "<string>", hooks: Mapping[str, Hook] = _NO_HOOKS
+) -> ProgramCheck:
+    """Read a program from TOML ``text`` and report every error found, not just the first.
+
+    Unlike :func:`loads_program`, which raises the first error, each part of the file (sender,
+    policies, scoring, stages, each template, each scenario, the hand-off) is read on its own,
+    so a typo in one scenario and an unknown template in another are both reported; a part
+    that fails is left out of the checks that need it. Warnings are the lint of each scenario
+    that was read, against the templates that were read.
+
+    >>> check = check_program_text('[scoring]\\n[sender]\\nnam = "Acme"\\n[oops]', "p.toml")
+    >>> [error.where for error in check.errors]
+    ['p.toml: oops', 'p.toml: sender.nam']
+    """
+    try:
+        data = _parse(text, source)
+    except InvalidProgram as error:
+        return ProgramCheck(None, (error,))
+    return _Reader(source).check(data, hooks)
+
+
+def _read_text(path: str | os.PathLike[str], source: str) -> str:
+    with open(path, "rb") as file:
+        raw = file.read()
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as error:
+        raise InvalidProgram(
+            source, f"is not UTF-8 text (byte {error.start}); save the file as UTF-8"
+        ) from None
+
+
+def _parse(text: str, source: str) -> dict[str, Any]:
+    try:
+        return tomllib.loads(text)
     except tomllib.TOMLDecodeError as error:
         message = str(error)
         found = _AT_LINE.search(message)
@@ -225,7 +296,24 @@ def loads_program(
             f"{source}: line {line}, column {column}",
             f"is not valid TOML: {message[: found.start()]}",
         ) from None
-    return _Reader(source).program(data, hooks)
+
+
+def _hook_hint(error: InvalidProgram) -> InvalidProgram:
+    """A Program's missing-hook error, saying how to pass the hook to the loader."""
+    if not error.message.startswith("calls hook"):
+        return error
+    found = re.match(r"calls hook (.+?);", error.message)
+    hook = found.group(1) if found else "'name'"
+    return InvalidProgram(
+        error.where,
+        f"calls hook {hook}; pass the function as load_program(..., hooks={{{hook}: function}})",
+    )
+
+
+# Stands in for a sender that failed to read, so that the scenarios can still be checked.
+_STAND_IN_SENDER = Sender(
+    name="-", address="-", postal_address="-", unsubscribe_mailto="-", reply_to=None
+)
 
 
 def _kind(value: object) -> str:
@@ -422,15 +510,10 @@ class _Reader:
                     handoff=handoff,
                 )
             except InvalidProgram as error:
-                if not error.message.startswith("calls hook"):
+                hinted = _hook_hint(error)
+                if hinted is error:
                     raise
-                found = re.match(r"calls hook (.+?);", error.message)
-                hook = found.group(1) if found else "'name'"
-                raise InvalidProgram(
-                    error.where,
-                    f"calls hook {hook}; pass the function as "
-                    f"load_program(..., hooks={{{hook}: function}})",
-                ) from None
+                raise hinted from None
 
     def sender(self, value: object, path: str) -> Sender:
         keys = ("name", "address", "postal_address", "unsubscribe_mailto", "reply_to")
