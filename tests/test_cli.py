@@ -33,7 +33,25 @@ def run_cli(*argv: str) -> tuple[int, str]:
 def test_validate_a_good_program(program_file: Path) -> None:
     code, out = run_cli("validate", str(program_file))
     assert code == 0
-    assert "3 scenarios" in out
+    assert out.strip().endswith("0 errors, 0 warnings")
+
+
+def test_validate_prints_a_typo_an_unknown_template_and_an_early_sales_pitch(
+    program_file: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    text = program_file.read_text(encoding="utf-8")
+    text = text.replace('template = "wp_thanks"', 'tempalte = "wp_thanks"', 1)
+    text = text.replace('template = "sem_archive"', 'template = "sem_archiv"', 1)
+    text = text.replace("セミナーご参加ありがとうございました", "無料相談のご案内", 1)
+    program_file.write_text(text, encoding="utf-8")
+    code, out = run_cli("validate", str(program_file))
+    assert code == 1
+    errors = [line for line in capsys.readouterr().err.splitlines() if line.startswith("error:")]
+    assert len(errors) == 2
+    assert "steps[0].tempalte: unknown key 'tempalte'" in errors[0]
+    assert "sends template 'sem_archiv'" in errors[1]
+    warnings = [line for line in out.splitlines() if line.startswith("warning:")]
+    assert len(warnings) == 1 and "NK101" in warnings[0] and "無料相談" in warnings[0]
 
 
 def test_validate_reports_a_typo_with_its_path(

@@ -38,7 +38,14 @@ from nurturekit.lead import Lead
 from nurturekit.messages import Sender
 from nurturekit.presets import awareness_interest_consideration, seed002_scoring_model
 from nurturekit.program import FrequencyCap, Policies, Program, SendWindow
-from nurturekit.program_file import dumps_program, load_program, loads_program, program_to_dict
+from nurturekit.program_file import (
+    check_program,
+    check_program_text,
+    dumps_program,
+    load_program,
+    loads_program,
+    program_to_dict,
+)
 from nurturekit.scenario import (
     AdjustScore,
     Branch,
@@ -393,3 +400,96 @@ def test_an_unknown_top_level_table_lists_the_allowed_keys() -> None:
         loads_program(dumps_program(bundled_style_program()) + "\n[polices]\n", "p.toml", HOOKS)
     assert caught.value.where == "p.toml: polices"
     assert "policies" in caught.value.message
+
+
+def three_scenario_program() -> Program:
+    """Scenarios a, b and c, each sending two mails three days apart."""
+
+    def scenario(name: str, first: str) -> Scenario:
+        return Scenario(
+            name=name,
+            trigger=OnActivity(when=activity("download", type=name)),
+            goal=did("meeting_booked"),
+            kpis=("open rate",),
+            steps=[
+                SendMail(id="first", template=first, next="wait"),
+                Wait(id="wait", duration=timedelta(days=3), next="second"),
+                SendMail(id="second", template="case_study"),
+            ],
+        )
+
+    return Program(
+        scoring=seed002_scoring_model(),
+        sender=SENDER,
+        templates=[
+            *TEMPLATES,
+            Template(name="pitch", subject="Thanks", text="Book a meeting with our sales team."),
+        ],
+        scenarios=[scenario("a", "thanks"), scenario("b", "newsletter"), scenario("c", "pitch")],
+    )
+
+
+def test_check_reports_every_error_and_the_lint_warnings() -> None:
+    text = dumps_program(three_scenario_program())
+    a_start, b_start = text.index("[scenarios.a]"), text.index("[scenarios.b]")
+    c_start = text.index("[scenarios.c]")
+    a, b = text[a_start:b_start], text[b_start:c_start]
+    text = (
+        text[:a_start]
+        + a.replace('template = "thanks"', 'tempalte = "thanks"', 1)
+        + b.replace('template = "newsletter"', 'template = "nope"', 1)
+        + text[c_start:]
+    )
+    with pytest.raises(InvalidProgram):  # the loader still stops at the first error
+        loads_program(text, "program.toml")
+
+    check = check_program_text(text, "program.toml")
+
+    assert check.program is None
+    assert [error.where for error in check.errors] == [
+        "program.toml: scenarios.a.steps[0].tempalte",
+        "program.toml: scenarios.b.steps[0].template",
+    ]
+    assert "unknown key 'tempalte'" in check.errors[0].message
+    assert "'nope'" in check.errors[1].message
+    assert [(w.id, w.scenario, w.step) for w in check.warnings] == [("NK101", "c", "first")]
+    assert "book a meeting" in check.warnings[0].message.lower()
+
+
+def test_check_of_a_clean_file_builds_the_program(tmp_path: Path) -> None:
+    program = bundled_style_program()
+    path = tmp_path / "program.toml"
+    path.write_text(dumps_program(program), encoding="utf-8")
+    check = check_program(path, HOOKS)
+    assert check.errors == ()
+    assert check.program == program
+    assert list(check.warnings) == program.lint()
+
+
+def test_check_reports_a_syntax_error_and_not_utf8_as_errors(tmp_path: Path) -> None:
+    check = check_program_text("[sender\n", "program.toml")
+    assert check.program is None
+    assert [error.where for error in check.errors] == ["program.toml: line 1, column 8"]
+    path = tmp_path / "latin1.toml"
+    path.write_bytes("[sender]\nname = 'café'\n".encode("latin-1"))
+    assert "not UTF-8" in check_program(path).errors[0].message
+
+
+def test_check_gives_two_errors_for_two_scenarios_with_unknown_templates() -> None:
+    text = dumps_program(three_scenario_program())
+    text = text.replace('template = "thanks"', 'template = "nope"', 1)
+    text = text.replace('template = "newsletter"', 'template = "nada"', 1)
+    check = check_program_text(text, "program.toml", HOOKS)
+    assert [error.where for error in check.errors] == [
+        "program.toml: scenarios.a.steps[0].template",
+        "program.toml: scenarios.b.steps[0].template",
+    ]
+    assert all(w.id != "NK108" for w in check.warnings)  # the errors say it already
+
+
+def test_check_does_not_call_a_template_that_failed_to_read_missing() -> None:
+    text = dumps_program(three_scenario_program())
+    text = text.replace("[templates.thanks]\n", "[templates.thanks]\nsubjct = 'x'\n", 1)
+    check = check_program_text(text, "program.toml")
+    assert [error.where for error in check.errors] == ["program.toml: templates.thanks.subjct"]
+    assert [w.id for w in check.warnings] == ["NK101"]

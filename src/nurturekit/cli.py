@@ -50,23 +50,24 @@ def _demo(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
 
 
 def _validate(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
-    from nurturekit.program_file import load_program
+    from nurturekit.program_file import check_program
 
     try:
-        program = load_program(args.program)
-    except NurtureError as error:
-        print(f"error: {error}", file=err)
+        checked = check_program(args.program)
+    except OSError as error:
+        print(f"error: cannot read {args.program}: {error.strerror or error}", file=err)
         return 1
-    warnings = program.lint()
-    for warning in warnings:
+    for problem in checked.errors:
+        print(f"error: {problem}", file=err)
+    for warning in checked.warnings:
         print(f"warning: {warning}", file=out)
-    summary = program.describe()
     print(
-        f"{args.program}: {len(summary['scenarios'])} scenarios, "
-        f"{len(summary['templates'])} templates, {len(warnings)} warnings",
+        f"{args.program}: {len(checked.errors)} errors, {len(checked.warnings)} warnings",
         file=out,
     )
-    return 1 if (warnings and args.strict) else 0
+    if checked.errors:
+        return 1
+    return 1 if (checked.warnings and args.strict) else 0
 
 
 def _graph(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:

@@ -515,6 +515,131 @@ class _Reader:
                     raise
                 raise hinted from None
 
+    def check(self, data: dict[str, Any], hooks: Mapping[str, Hook]) -> ProgramCheck:
+        """Read each part on its own, collecting the errors; see :func:`check_program_text`."""
+        errors: list[InvalidProgram] = []
+
+        # part() calls build at once, so the loop variables its lambdas use are current (B023).
+        def part(path: str, build: Callable[[], _T]) -> _T | None:
+            try:
+                with self.at(path):
+                    return build()
+            except InvalidProgram as error:
+                errors.append(error)
+                return None
+
+        for key in data:
+            if key not in _TOP_KEYS:
+                errors.append(
+                    self.fail(
+                        _key(key), f"unknown key {key!r}; the keys here are " + ", ".join(_TOP_KEYS)
+                    )
+                )
+        for key in ("sender", "scoring"):
+            if key not in data:
+                errors.append(self.fail("", f"missing key {key!r}"))
+        sender = None
+        if "sender" in data:
+            sender = part("sender", lambda: self.sender(data["sender"], "sender"))
+        policies = part("policies", lambda: self.policies(data.get("policies", {}), "policies"))
+        scoring = None
+        if "scoring" in data:
+            scoring = part(
+                "scoring",
+                lambda: ScoringModel.from_dict(self.mapping(data["scoring"], "scoring"), "scoring"),
+            )
+        stages = None
+        stages_ok = True
+        if "stages" in data:
+            stages = part(
+                "stages",
+                lambda: StageMachine.from_dict(
+                    self.mapping(data["stages"], "stages"), path="stages"
+                ),
+            )
+            stages_ok = stages is not None
+        templates: dict[str, Template] = {}
+        template_data = part(
+            "templates", lambda: self.mapping(data.get("templates", {}), "templates")
+        )
+        templates_ok = template_data is not None
+        for name, value in (template_data or {}).items():
+            path = _join("templates", name)
+            template = part(path, lambda: self.template(name, value, path))  # noqa: B023
+            if template is None:
+                templates_ok = False
+            else:
+                templates[name] = template
+        scenarios: list[Scenario] = []
+        scenario_data = part(
+            "scenarios", lambda: self.mapping(data.get("scenarios", {}), "scenarios")
+        )
+        all_scenarios = scenario_data is not None
+        for name, value in (scenario_data or {}).items():
+            path = _join("scenarios", name)
+            scenario = part(path, lambda: self.scenario(name, value, path))  # noqa: B023
+            if scenario is None:
+                all_scenarios = False
+            else:
+                scenarios.append(scenario)
+        handoff = None
+        if "handoff" in data:
+            handoff = part("handoff", lambda: self.handoff(data["handoff"], "handoff"))
+        attributes = part("attributes", lambda: self.strs(data.get("attributes", []), "attributes"))
+
+        def build(
+            scenarios: list[Scenario], handoff: HandoffPolicy | None, sender: Sender
+        ) -> Program:
+            try:
+                return Program(
+                    scoring=cast(ScoringModel, scoring),
+                    sender=sender,
+                    stages=stages,
+                    scenarios=scenarios,
+                    templates=templates,
+                    policies=policies or Policies(),
+                    hooks=hooks,
+                    attributes=cast(Any, attributes),
+                    handoff=handoff,
+                )
+            except InvalidProgram as error:
+                raise _hook_hint(error) from None
+
+        # Each scenario against the templates, stages, levels and hooks, one at a time, when
+        # those parts were all read (else a template that failed to read would look missing).
+        checked = scoring is not None and stages_ok and templates_ok and attributes is not None
+        if checked:
+            for scenario in scenarios:
+                part("", lambda: build([scenario], None, sender or _STAND_IN_SENDER))  # noqa: B023
+        program = None
+        if not errors:
+            program = part("", lambda: build(scenarios, handoff, cast(Sender, sender)))
+        elif (
+            handoff is not None
+            and handoff.recycle_into is not None
+            and all_scenarios
+            and handoff.recycle_into not in {s.name for s in scenarios}
+        ):
+            # The whole program's own check, made here as it cannot be built.
+            known = ", ".join(sorted(s.name for s in scenarios)) or "none"
+            errors.append(
+                self.fail(
+                    "handoff.recycle_into",
+                    f"recycles into scenario {handoff.recycle_into!r}, which the program does "
+                    f"not have; its scenarios are {known}",
+                )
+            )
+        warnings = [
+            warning
+            for scenario in scenarios
+            for warning in scenario.lint(templates)
+            # A missing template is an error when the templates could be read, and no news
+            # when one failed to read.
+            if warning.id != "NK108"
+            or not (checked or _sent_template(scenario, warning.step) in (template_data or {}))
+        ]
+        return ProgramCheck(program, tuple(errors), tuple(warnings))
+
     def sender(self, value: object, path: str) -> Sender:
         keys = ("name", "address", "postal_address", "unsubscribe_mailto", "reply_to")
         data = self.table(value, path, keys, required=keys[:4])
@@ -827,6 +952,13 @@ class _Reader:
         first_contact = self.duration(data.get("first_contact", "24h"), f"{path}.first_contact")
         with self.at(path):
             return Sla(first_contact=first_contact, business_hours=hours)
+
+
+def _sent_template(scenario: Scenario, step_id: str | None) -> str | None:
+    for step in scenario.steps:
+        if isinstance(step, SendMail) and step.id == step_id:
+            return step.template
+    return None
 
 
 def _field_of(message: str) -> str:
