@@ -14,6 +14,7 @@ EXPECTED = {
     "whitepaper_follow_up.py": "無料個別相談のご案内",
     "custom_mailer.py": "sent 1, bounced 1",
     "explore_records.py": "'rule': 'pricing page visit'",
+    "seminar_branches.py": "archive     【アーカイブ配信のご案内】",
 }
 
 
