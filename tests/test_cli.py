@@ -99,6 +99,8 @@ def test_run_stops_cleanly_on_sigterm(program_file: Path, tmp_path: Path) -> Non
             str(program_file),
             "--idle",
             "0.1",
+            "--links",
+            "https://example.co.jp/nk",
         ],
         env=env,
         stdout=subprocess.PIPE,
@@ -172,3 +174,33 @@ def test_simulate_writes_the_timeline(
     assert mails == [("2026-04-06", "thanks"), ("2026-04-09", "case"), ("2026-04-13", "consult")]
     assert rows[0]["event"] == "enrolled"
     assert "3 mails" in capsys.readouterr().err
+
+
+def test_run_needs_the_link_secret_the_program_names(
+    program_file: Path,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.delenv("NURTUREKIT_LINK_SECRET", raising=False)
+    code, _ = run_cli(
+        "run",
+        "--db",
+        f"sqlite:///{tmp_path / 'n.db'}",
+        "--program",
+        str(program_file),
+        "--links",
+        "https://example.co.jp/nk",
+    )
+    assert code == 1
+    assert "set NURTUREKIT_LINK_SECRET to a secret of at least 32 bytes" in capsys.readouterr().err
+
+
+def test_run_needs_to_know_where_links_point(
+    program_file: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, _ = run_cli(
+        "run", "--db", f"sqlite:///{tmp_path / 'n.db'}", "--program", str(program_file)
+    )
+    assert code == 1
+    assert "links_base_url" in capsys.readouterr().err

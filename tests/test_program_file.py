@@ -493,3 +493,19 @@ def test_check_does_not_call_a_template_that_failed_to_read_missing() -> None:
     check = check_program_text(text, "program.toml")
     assert [error.where for error in check.errors] == ["program.toml: templates.thanks.subjct"]
     assert [w.id for w in check.warnings] == ["NK101"]
+
+
+def test_link_settings_round_trip_and_are_checked() -> None:
+    from nurturekit.programs import b2b_program
+
+    program = b2b_program()
+    assert program.policies.links_base_url == "https://sellsup.example.co.jp/nk"
+    assert loads_program(dumps_program(program)) == program
+    text = dumps_program(program).replace(
+        'links_base_url = "https://', 'links_base_url = "http://', 1
+    )
+    with pytest.raises(InvalidProgram, match="not an https URL"):
+        loads_program(text, "program.toml")
+    with pytest.raises(InvalidProgram, match="at least 32 bytes"):
+        program.policies.link_secret({"NURTUREKIT_LINK_SECRET": "short"})
+    assert program.policies.link_secret({"NURTUREKIT_LINK_SECRET": "s" * 32}) == b"s" * 32

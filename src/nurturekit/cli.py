@@ -95,14 +95,6 @@ def _run(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     from nurturekit.storage import open_storage
     from nurturekit.tokens import Links, TokenSigner
 
-    secret = os.environ.get("NURTUREKIT_LINK_SECRET", "")
-    if len(secret.encode()) < 32:
-        print(
-            "error: set NURTUREKIT_LINK_SECRET to a secret of at least 32 bytes; it signs the "
-            "unsubscribe, click and open links",
-            file=err,
-        )
-        return 1
     try:
         program = load_program(args.program)
         storage = open_storage(args.db)
@@ -119,12 +111,18 @@ def _run(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
             mailer = EmlDirectoryMailer(args.eml)
         else:
             mailer = ConsoleMailer(stream=out)
-        engine = Engine(
-            program,
-            storage,
-            mailer,
-            links=Links(args.links, TokenSigner(secret=secret.encode())),
-        )
+        # The program says where links point and which variable holds their secret;
+        # --links overrides the base URL.
+        base_url = args.links or program.policies.links_base_url
+        if base_url is None:
+            print(
+                "error: say where your app serves the signed links: links_base_url in the "
+                "program's [policies], or --links https://…",
+                file=err,
+            )
+            return 1
+        secret = program.policies.link_secret(os.environ)
+        engine = Engine(program, storage, mailer, links=Links(base_url, TokenSigner(secret=secret)))
     except (NurtureError, ValueError) as error:
         print(f"error: {error}", file=err)
         return 1
@@ -237,8 +235,8 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--program", required=True, help="the program file (TOML)")
     run.add_argument(
         "--links",
-        default=os.environ.get("NURTUREKIT_LINK_BASE", "https://example.com/nurturekit"),
-        help="https base URL your app serves unsubscribe/click/open links under",
+        help="https base URL your app serves the signed links under (default: the program's "
+        "policies.links_base_url)",
     )
     run.add_argument("--smtp", help="host[:port] of the SMTP server (STARTTLS)")
     run.add_argument("--eml", help="write mails as .eml files into this folder instead")

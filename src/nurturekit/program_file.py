@@ -21,6 +21,8 @@ The file, key by key (durations are text such as ``"3d"``, ``"24h"``, ``"1d12h"`
     frequency_cap = {times = 1, per = "7d"}
     send_window = {start = "09:00", end = "20:00", weekdays = [0, 1, 2, 3, 4]}
     default_time_zone = "Asia/Tokyo"
+    links_base_url = "https://acme.example/nk"   # where your app serves the signed links
+    link_secret_env = "NURTUREKIT_LINK_SECRET"   # the variable holding the signing secret
 
     [scoring]                                # ScoringModel.to_dict() form (required)
     [stages]                                 # StageMachine.to_dict() form (optional)
@@ -655,7 +657,17 @@ class _Reader:
             )
 
     def policies(self, value: object, path: str) -> Policies:
-        data = self.table(value, path, ("frequency_cap", "send_window", "default_time_zone"))
+        data = self.table(
+            value,
+            path,
+            (
+                "frequency_cap",
+                "send_window",
+                "default_time_zone",
+                "links_base_url",
+                "link_secret_env",
+            ),
+        )
         cap = window = None
         if "frequency_cap" in data:
             where = f"{path}.frequency_cap"
@@ -677,8 +689,20 @@ class _Reader:
                     ),
                 )
         zone = self.string(data.get("default_time_zone", "UTC"), f"{path}.default_time_zone")
+        base = None
+        if "links_base_url" in data:
+            base = self.string(data["links_base_url"], f"{path}.links_base_url")
+        secret_env = self.string(
+            data.get("link_secret_env", "NURTUREKIT_LINK_SECRET"), f"{path}.link_secret_env"
+        )
         with self.at(path):
-            return Policies(frequency_cap=cap, send_window=window, default_time_zone=zone)
+            return Policies(
+                frequency_cap=cap,
+                send_window=window,
+                default_time_zone=zone,
+                links_base_url=base,
+                link_secret_env=secret_env,
+            )
 
     def template(self, name: str, value: object, path: str) -> Template:
         keys = ("subject", "text", "html", "defaults", "marketing")
@@ -1004,6 +1028,10 @@ def program_to_dict(program: Program) -> dict[str, Any]:
             "weekdays": list(window.weekdays),
         }
     policies["default_time_zone"] = program.policies.default_time_zone
+    if program.policies.links_base_url is not None:
+        policies["links_base_url"] = program.policies.links_base_url
+    if program.policies.link_secret_env != "NURTUREKIT_LINK_SECRET":
+        policies["link_secret_env"] = program.policies.link_secret_env
     out["policies"] = policies
     out["scoring"] = program.scoring.to_dict()
     if program.stages is not None:
