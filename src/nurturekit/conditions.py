@@ -426,8 +426,20 @@ def _shown(value: Any) -> str:
     return f"it is {value!r}"
 
 
+class _AttributeTest(Condition):
+    """What the attribute tests share: they explain themselves with the value they saw."""
+
+    __slots__ = ()
+    key: str
+
+    def explain(self, view: View) -> Explanation:
+        return Explanation(
+            held=self.evaluate(view), text=f"{self.describe()} ({_shown(view.lead.get(self.key))})"
+        )
+
+
 @attrs.frozen(kw_only=True)
-class AttributeEquals(Condition):
+class AttributeEquals(_AttributeTest):
     """The lead's attribute (or field: company, source, owner …) equals a value."""
 
     tag: ClassVar[str] = "attribute"
@@ -437,12 +449,6 @@ class AttributeEquals(Condition):
     def evaluate(self, view: View) -> bool:
         return _same(view.lead.get(self.key), self.value)
 
-    def explain(self, view: View) -> Explanation:
-        actual = view.lead.get(self.key)
-        return Explanation(
-            held=_same(actual, self.value), text=f"{self.describe()} ({_shown(actual)})"
-        )
-
     def describe(self) -> str:
         return f"{self.key} is {self.value!r}"
 
@@ -451,7 +457,7 @@ class AttributeEquals(Condition):
 
 
 @attrs.frozen(kw_only=True)
-class AttributeIn(Condition):
+class AttributeIn(_AttributeTest):
     """The lead's attribute is one of several values."""
 
     tag: ClassVar[str] = "attribute"
@@ -462,11 +468,6 @@ class AttributeIn(Condition):
         actual = view.lead.get(self.key)
         return any(_same(actual, v) for v in self.values)
 
-    def explain(self, view: View) -> Explanation:
-        return Explanation(
-            held=self.evaluate(view), text=f"{self.describe()} ({_shown(view.lead.get(self.key))})"
-        )
-
     def describe(self) -> str:
         return f"{self.key} is one of " + ", ".join(repr(v) for v in self.values)
 
@@ -475,7 +476,7 @@ class AttributeIn(Condition):
 
 
 @attrs.frozen(kw_only=True)
-class AttributeRange(Condition):
+class AttributeRange(_AttributeTest):
     """The lead's numeric attribute lies in ``[at_least, below)``; either bound may be open."""
 
     tag: ClassVar[str] = "attribute"
@@ -500,11 +501,6 @@ class AttributeRange(Condition):
             return False
         return not (self.below is not None and actual >= self.below)
 
-    def explain(self, view: View) -> Explanation:
-        return Explanation(
-            held=self.evaluate(view), text=f"{self.describe()} ({_shown(view.lead.get(self.key))})"
-        )
-
     def describe(self) -> str:
         bounds = []
         if self.at_least is not None:
@@ -527,7 +523,7 @@ def _num(value: float) -> str:
 
 
 @attrs.frozen(kw_only=True)
-class AttributeExists(Condition):
+class AttributeExists(_AttributeTest):
     """The lead has a value (not ``None``, not empty) for the attribute."""
 
     tag: ClassVar[str] = "attribute"
@@ -537,11 +533,6 @@ class AttributeExists(Condition):
         actual = view.lead.get(self.key)
         return actual is not None and actual != "" and actual != ()
 
-    def explain(self, view: View) -> Explanation:
-        return Explanation(
-            held=self.evaluate(view), text=f"{self.describe()} ({_shown(view.lead.get(self.key))})"
-        )
-
     def describe(self) -> str:
         return f"{self.key} is set"
 
@@ -550,7 +541,7 @@ class AttributeExists(Condition):
 
 
 @attrs.frozen(kw_only=True)
-class AttributeContains(Condition):
+class AttributeContains(_AttributeTest):
     """The attribute, a text or a list, contains the value (case-insensitive for text)."""
 
     tag: ClassVar[str] = "attribute"
@@ -569,11 +560,6 @@ class AttributeContains(Condition):
         if isinstance(actual, tuple):
             return any(_same(item, self.value) for item in actual)
         return False
-
-    def explain(self, view: View) -> Explanation:
-        return Explanation(
-            held=self.evaluate(view), text=f"{self.describe()} ({_shown(view.lead.get(self.key))})"
-        )
 
     def describe(self) -> str:
         return f"{self.key} contains {self.value!r}"

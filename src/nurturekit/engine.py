@@ -323,11 +323,8 @@ class Engine:
         storage = self.storage
         definition, explanation = qualified
         choice = policy.assignment.pick(view)
-        position = (
-            storage.next_in_rotation(",".join(choice.team), len(choice.team))
-            if choice.team
-            else None
-        )
+        key = choice.team_key
+        position = None if key is None else storage.next_in_rotation(key, len(choice.team))
         owner = choice.resolve(position)
         score = view.score
         assert isinstance(score, Score)
@@ -348,7 +345,7 @@ class Engine:
             score_explanation=score.explain(),
             recent=recent,
             owner=owner,
-            deadline=policy.sla.deadline(now, policy.owner_time_zones.get(owner)),
+            deadline=policy.deadline_for(owner, now),
         )
         storage.put_handoff(handoff)
         state.with_sales = True

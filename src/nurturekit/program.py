@@ -12,7 +12,6 @@ import zoneinfo
 from collections.abc import Callable, Iterable, Mapping
 from datetime import datetime, time, timedelta, tzinfo
 from types import MappingProxyType
-from typing import Any
 
 import attrs
 
@@ -291,12 +290,3 @@ class Program:
     def lint(self) -> list[LintWarning]:
         """Every scenario's lint warnings, with the program's templates to read."""
         return [w for s in self.scenarios for w in s.lint(self.templates)]
-
-    def describe(self) -> dict[str, Any]:
-        """A short summary for logs and the CLI."""
-        return {
-            "scenarios": [s.name for s in self.scenarios],
-            "templates": sorted(self.templates),
-            "stages": list(self.stages.names) if self.stages is not None else [],
-            "levels": [lv.name for lv in self.scoring.levels],
-        }
