@@ -295,7 +295,14 @@ leaves: st.SearchStrategy[Condition] = st.one_of(
         st.integers(1, 400),
         st.one_of(st.none(), st.sampled_from(["pricing", "product"])),
     ),
+    st.builds(
+        lambda k, n, m: did(k, at_least=n, at_most=n + m, page="pricing"),
+        kinds,
+        st.integers(0, 3),
+        st.integers(0, 2),
+    ),
     st.builds(lambda k: activity(k), kinds),
+    st.builds(lambda k: activity(k, page="pricing"), kinds),
     st.builds(lambda n: score().at_least(n), st.integers(0, 200)),
     st.builds(lambda n: score("fit").below(n), st.integers(1, 200)),
     st.just(level("MQL")),
@@ -367,3 +374,38 @@ class TestFromDictErrors:
             }
         )
         assert mql == score().at_least(80) & did("seminar_attended")
+
+
+@given(conditions, st.integers(0, 200), st.sampled_from([None, "interest", "awareness"]))
+def test_the_predicate_agrees_with_evaluate(
+    condition: Condition, days: int, stage: str | None
+) -> None:
+    history = [
+        act("page_view", 3, page="pricing"),
+        act("page_view", 40, page="pricing"),
+        act("download", 100),
+        act("email_open", days),
+        act("download", -2),  # after now: never counts
+    ]
+    for sorted_history in (False, True):
+        v = view(
+            lead=lead(job_level="staff", employees=120, industry="it"),
+            score=FakeScore(total=90, fit=30, engagement=60, levels=(), temperature="hot"),
+            stage=stage,
+            activities=sorted(history, key=lambda a: a.at) if sorted_history else history,
+            activities_sorted=sorted_history,
+            activity=act("page_view", 0, page="pricing"),
+        )
+        assert condition.predicate()(v) == condition.evaluate(v)
+        assert condition.predicate() is condition.predicate()  # built once
+
+
+def test_a_trusted_view_sets_every_field_of_view() -> None:
+    import attrs
+
+    from nurturekit.conditions import _VIEW_FIELDS
+
+    assert tuple(f.name for f in attrs.fields(View)) == _VIEW_FIELDS
+    v = view(stage="interest", stage_entered_at=NOW, activities_sorted=True)
+    moved = v.at_stage("consideration", NOW)
+    assert attrs.evolve(v, stage="consideration") == moved

@@ -12,6 +12,8 @@ UTC = timezone.utc
 
 def aware_utc(value: datetime, where: str) -> datetime:
     """Return ``value`` converted to UTC, refusing a naive datetime with :class:`NaiveDatetime`."""
+    if value.__class__ is datetime and value.tzinfo is UTC:
+        return value  # the common case, first: every stored time is already so
     if not isinstance(value, datetime):
         raise NaiveDatetime(
             where, f"expected a timezone-aware datetime, got {type(value).__name__} {value!r}"

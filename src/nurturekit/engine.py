@@ -38,7 +38,7 @@ from nurturekit.activity import (
     Activity,
 )
 from nurturekit.clock import SystemClock
-from nurturekit.conditions import Explanation, View
+from nurturekit.conditions import Explanation, View, _trusted_view
 from nurturekit.errors import MailerUnavailable, NoOpenHandoff, TransitionNotAllowed, UnknownLead
 from nurturekit.handoff import (
     Handoff,
@@ -222,7 +222,7 @@ class Engine:
         A hand-off it causes is told to the sink right after the transaction; if the sink
         fails, the notice stays pending and :meth:`run_due` retries it.
         """
-        now = self.clock.now()
+        now = aware_utc(self.clock.now(), "clock.now()")
         with self.storage.transaction():
             result = self._record(activity, now)
         if result.handoff is not None:
@@ -232,7 +232,7 @@ class Engine:
     def record_many(self, activities: Iterable[Activity]) -> list[RecordResult]:
         """Record several activities in one transaction (all of them or none), in the order
         given."""
-        now = self.clock.now()
+        now = aware_utc(self.clock.now(), "clock.now()")
         with self.storage.transaction():
             results = [self._record(activity, now) for activity in activities]
         if any(r.handoff is not None for r in results):
@@ -263,15 +263,15 @@ class Engine:
         score = program.scoring.score(state.card, now)
         moves: list[StageMove] = []
         stages = self._stages(state)
-        view = View(
-            lead=lead,
-            now=now,
-            activities=history,
-            activities_sorted=True,
-            activity=activity,
-            score=score,
-            stage=None if stages is None else stages.current,
-            stage_entered_at=None if stages is None else stages.entered_at,
+        view = _trusted_view(
+            lead,
+            now,
+            history,
+            activity,
+            score,
+            None if stages is None else stages.current,
+            None if stages is None else stages.entered_at,
+            True,
         )
         if stages is not None:
             moves = stages.advance(view)
@@ -486,12 +486,12 @@ class Engine:
             if enrollment.status not in _RUNNING:
                 continue
             scenario = self.program.scenario(enrollment.scenario)
-            if scenario.goal is not None and scenario.goal.evaluate(view):
+            if scenario.goal is not None and scenario.goal.predicate()(view):
                 done = _end(enrollment, EnrollmentStatus.CONVERTED, now, "reached the goal")
                 self.storage.put_enrollment(done)
                 ended.append(done)
                 continue
-            left = next((e for e in scenario.exits if e.when.evaluate(view)), None)
+            left = next((e for e in scenario.exits if e.when.predicate()(view)), None)
             if left is not None:
                 done = _end(enrollment, EnrollmentStatus.EXITED, now, left.name)
                 self.storage.put_enrollment(done)
@@ -499,7 +499,7 @@ class Engine:
                 continue
             if enrollment.status is EnrollmentStatus.WAITING and enrollment.step is not None:
                 step = scenario.step(enrollment.step)
-                if isinstance(step, WaitFor) and step.condition.evaluate(view):
+                if isinstance(step, WaitFor) and step.condition.predicate()(view):
                     self.storage.put_enrollment(
                         _go(enrollment, step.next, now, EnrollmentStatus.ACTIVE)
                     )
@@ -517,7 +517,7 @@ class Engine:
         candidates: list[Scenario] = [
             s
             for s in program.triggered_by(activity.kind)
-            if isinstance(s.trigger, OnActivity) and s.trigger.when.evaluate(view)
+            if isinstance(s.trigger, OnActivity) and s.trigger.when.predicate()(view)
         ]
         if moves or crossed:
             entered = {m.target for m in moves}
@@ -547,7 +547,7 @@ class Engine:
         if any(e.status in _RUNNING for e in previous):
             return None
         last = previous[-1].entered_at if previous else None
-        if not scenario.reentry.allows(last, now) or not scenario.target.evaluate(view):
+        if not scenario.reentry.allows(last, now) or not scenario.target.predicate()(view):
             return None
         enrollment = Enrollment.start(scenario, view.lead.id, len(previous) + 1, now)
         self.storage.put_enrollment(enrollment)
@@ -731,7 +731,7 @@ class Engine:
                 break
             elif isinstance(step, Branch):
                 view = self._view(lead, state, now)
-                current = _go(current, step.yes if step.when.evaluate(view) else step.no, now)
+                current = _go(current, step.yes if step.when.predicate()(view) else step.no, now)
             elif isinstance(step, AdjustScore):
                 adjusted: dict[str, str | int] = {"points": step.points, "reason": step.reason}
                 state = self._step_activity(lead, current, SCORE_ADJUSTED, adjusted, now) or state

@@ -353,7 +353,7 @@ class Assignment:
         'sato,suzuki'
         """
         for index, rule in enumerate(self.rules):
-            if rule.when.evaluate(view):
+            if rule.when.predicate()(view):
                 return AssignmentChoice(owner=rule.owner, team=rule.team, rule_index=index)
         return AssignmentChoice(owner=self.fallback)
 
@@ -596,9 +596,8 @@ class HandoffPolicy:
     def qualifies(self, view: View) -> tuple[MqlDefinition, Explanation] | None:
         """The first definition that holds for ``view`` and why, or ``None`` if none holds."""
         for definition in self.definitions:
-            explanation = definition.when.explain(view)
-            if explanation.held:
-                return definition, explanation
+            if definition.when.predicate()(view):  # the explanation only for the one that holds
+                return definition, definition.when.explain(view)
         return None
 
     def deadline_for(self, owner: str, at: datetime) -> datetime:

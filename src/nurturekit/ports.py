@@ -137,7 +137,12 @@ class Storage(Protocol):
         ...
 
     def get_state(self, lead_id: str) -> LeadState | None:
-        """The lead's engine state (score card, stage history, levels reached), or ``None``."""
+        """The lead's engine state (score card, stage history, levels reached), or ``None``.
+
+        Change the returned state and :meth:`put_state` it to store the change. Outside a
+        transaction, a change not put is never seen. Inside one, a later ``get_state`` of the
+        same lead may return the changed object (the in-memory store hands out its own, to copy
+        nothing per activity); if the transaction is undone, the state is as it was before."""
         ...
 
     def put_state(self, state: LeadState) -> None:

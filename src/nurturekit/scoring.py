@@ -603,7 +603,7 @@ class ScoringModel:
         entries = tuple(
             Contribution(rule.name, FIT, rule.points, rule.points, None, None, None)
             for rule in self.fit_rules
-            if rule.when.evaluate(view)
+            if rule.when.predicate()(view)
         )
         card.fit = entries
         card.fit_total = sum(c.points for c in entries)
@@ -666,7 +666,7 @@ class ScoringModel:
             if item.rest is not None:
                 if view is None:
                     view = self._view(lead, activity, history)
-                if not item.rest.evaluate(view):
+                if not item.rest.predicate()(view):
                     continue
             entry = _new_contribution(
                 Contribution, (item.name, ENGAGEMENT, item.points, item.points, at, key, kind)

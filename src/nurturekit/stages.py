@@ -21,7 +21,7 @@ forward and back (B2B journeys stall and regress), and every move keeps its time
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -251,6 +251,20 @@ def _move_at(value: datetime) -> datetime:
     return aware_utc(value, "StageMove.at")
 
 
+def _trusted_move(lead_id: str, source: str, target: str, at: datetime, reason: str) -> StageMove:
+    """An automatic :class:`StageMove` the machine made from values it already checked (stage
+    names it declared, a lead's id, an aware UTC time): no validators on the hot path."""
+    move = object.__new__(StageMove)
+    setattr_ = object.__setattr__
+    setattr_(move, "lead_id", lead_id)
+    setattr_(move, "source", source)
+    setattr_(move, "target", target)
+    setattr_(move, "at", at)
+    setattr_(move, "reason", reason)
+    setattr_(move, "manual", False)
+    return move
+
+
 @attrs.frozen(kw_only=True)
 class StageMove:
     """One move of one lead between stages, with its time and reason.
@@ -360,6 +374,10 @@ class StageMachine:
     _by_name: Mapping[str, Stage] = attrs.field(init=False, eq=False, repr=False)
     _outgoing: Mapping[str, tuple[Transition, ...]] = attrs.field(init=False, eq=False, repr=False)
     _dormancy_edges: Mapping[str, Transition] = attrs.field(init=False, eq=False, repr=False)
+    #: Per stage: is it final, and its guarded edges as (target, guard, guard's predicate).
+    _walk: Mapping[str, tuple[bool, tuple[tuple[str, Condition, Callable[[View], bool]], ...]]] = (
+        attrs.field(init=False, eq=False, repr=False)
+    )
 
     @name.validator
     def _check_label(self, _: attrs.Attribute[str], value: str) -> None:
@@ -385,6 +403,14 @@ class StageMachine:
         object.__setattr__(self, "_by_name", by_name)
         object.__setattr__(self, "_outgoing", frozen)
         object.__setattr__(self, "_dormancy_edges", edges)
+        walk = {
+            name: (
+                by_name[name].final,
+                tuple((t.target, t.when, t.when.predicate()) for t in items if t.when is not None),
+            )
+            for name, items in frozen.items()
+        }
+        object.__setattr__(self, "_walk", walk)
         self._check_reachable(frozen)
 
     def _check_stages(self) -> dict[str, Stage]:
@@ -527,30 +553,34 @@ class StageMachine:
         self._known(current, "current")
         who = view.lead.id if lead_id is None else lead_id
         since = None if entered_at is None else aware_utc(entered_at, "entered_at")
+        return self._advance(current, view, who, since)
+
+    def _advance(
+        self, current: str, view: View, who: str, since: datetime | None
+    ) -> list[StageMove]:
+        """:meth:`advance` for arguments already checked (a known stage, an aware UTC time)."""
         moves: list[StageMove] = []
-        visited = {current}
+        visited: tuple[str, ...] = (current,)
         here = current
-        while not self._by_name[here].final:
-            tested = view.at_stage(here, since)
-            for transition in self._outgoing[here]:
-                if transition.when is None or transition.target in visited:
+        walk = self._walk
+        final, edges = walk[here]
+        # The view already stands at ``current`` when the caller made it so (the engine does).
+        tested = view if view.stage == here and view.stage_entered_at == since else None
+        while not final:
+            if tested is None:
+                tested = view.at_stage(here, since)
+            for target, when, holds in edges:
+                if target in visited:
                     continue
                 # Explanations cost words; only the guard that holds needs one, as the reason.
-                if transition.when.evaluate(tested):
-                    explanation = transition.when.explain(tested)
-                    moves.append(
-                        StageMove(
-                            lead_id=who,
-                            source=here,
-                            target=transition.target,
-                            at=view.now,
-                            reason=str(explanation),
-                            manual=False,
-                        )
-                    )
-                    here = transition.target
+                if holds(tested):
+                    reason = str(when.explain(tested))
+                    moves.append(_trusted_move(who, here, target, view.now, reason))
+                    here = target
                     since = view.now
-                    visited.add(here)
+                    visited += (here,)
+                    final, edges = walk[here]
+                    tested = None
                     break
             else:
                 break
@@ -819,10 +849,14 @@ class StageHistory:
 
     def advance(self, view: View) -> list[StageMove]:
         """Make the automatic moves that ``view`` calls for, record them and return them."""
-        moves = self.machine.advance(
-            self.current, view, lead_id=self.lead_id, entered_at=self.entered_at
-        )
-        self.apply(moves)
+        last = self.moves[-1]
+        moves = self.machine._advance(last.target, view, self.lead_id, last.at)
+        if moves:
+            if moves[0].at < last.at:
+                self.apply(moves)  # refuses a move back in time, naming it
+            else:
+                # Made by the machine from where the lead is: they chain and are declared.
+                self.moves.extend(moves)
         return moves
 
     def move(self, target: str, at: datetime, reason: str) -> StageMove:

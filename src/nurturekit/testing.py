@@ -208,6 +208,26 @@ class StorageContract:
         assert again is not None
         assert len(again.card.entries) == 1 and len(again.moves) == 1
 
+    def test_a_state_changed_in_an_undone_transaction_is_as_it_was(self, storage: Storage) -> None:
+        storage.put_state(_state())
+
+        def doomed() -> None:
+            with storage.transaction():
+                state = storage.get_state("l1")
+                assert state is not None
+                state.card.entries.append(state.card.entries[0])
+                state.card.seen.add("key-2")
+                state.moves.append(state.moves[0])
+                state.levels = frozenset()
+                storage.put_state(state)
+                raise _Boom
+
+        _raises(_Boom, doomed)
+        again = storage.get_state("l1")
+        assert again is not None
+        assert len(again.card.entries) == 1 and again.card.seen == {"key-1"}
+        assert len(again.moves) == 1 and again.levels == frozenset({"MQL"})
+
     # ------------------------------------------------------------------ activities
 
     def test_an_activity_key_is_stored_once(self, storage: Storage) -> None:

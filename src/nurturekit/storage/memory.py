@@ -12,9 +12,10 @@ import bisect
 import heapq
 import threading
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import AbstractContextManager
 from datetime import datetime, timedelta
-from typing import TypeVar
+from types import TracebackType
+from typing import Any, TypeVar
 
 import attrs
 
@@ -45,8 +46,11 @@ class InMemoryStorage:
 
     def __init__(self) -> None:
         self._lock = threading.RLock()
-        self._undo: list[Callable[[], None]] | None = None
+        #: Inside a transaction: what undoes each write, as ``(function, *arguments)``.
+        self._undo: list[tuple[Any, ...]] | None = None
         self._depth = 0
+        #: Leads whose live state this transaction handed out (and saved a snapshot of).
+        self._taken: set[str] = set()
         self._leads: dict[str, Lead] = {}
         self._states: dict[str, LeadState] = {}
         self._keys: set[str] = set()
@@ -65,32 +69,17 @@ class InMemoryStorage:
 
     # ------------------------------------------------------------------ transactions
 
-    @contextmanager
-    def transaction(self) -> Iterator[None]:
-        with self._lock:
-            outermost = self._depth == 0
-            if outermost:
-                self._undo = []
-            self._depth += 1
-            try:
-                yield
-            except BaseException:
-                if outermost:
-                    self._rollback()
-                raise
-            finally:
-                self._depth -= 1
-                if outermost:
-                    self._undo = None
+    def transaction(self) -> AbstractContextManager[None]:
+        return _Transaction(self)
 
     def _rollback(self) -> None:
         assert self._undo is not None
         for undo in reversed(self._undo):
-            undo()
+            undo[0](*undo[1:])
 
     def _remember(self, undo: Callable[[], None]) -> None:
         if self._undo is not None:
-            self._undo.append(undo)
+            self._undo.append((undo,))
 
     def _replace(self, table: dict[str, _V], key: str, value: _V) -> None:
         """``table[key] = value``, undone on rollback."""
@@ -119,13 +108,24 @@ class InMemoryStorage:
         yield from list(self._leads.values())
 
     def get_state(self, lead_id: str) -> LeadState | None:
-        state = self._states.get(lead_id)
-        # The engine changes the state it is given; hand out a copy so that a rollback finds
-        # the stored one untouched. ``put_state`` then keeps the object it is given.
-        return None if state is None else _copy_state(state)
+        """The stored state: a copy outside a transaction; inside one, the stored object
+        itself (a snapshot taken on first use restores it if the transaction is undone), so
+        recording an activity copies nothing that outlives the transaction."""
+        with self._lock:
+            state = self._states.get(lead_id)
+            if state is None:
+                return None
+            if self._undo is None:
+                return _copy_state(state)
+            if lead_id not in self._taken:
+                self._taken.add(lead_id)
+                self._undo.append((self._states.__setitem__, lead_id, _copy_state(state)))
+            return state
 
     def put_state(self, state: LeadState) -> None:
         with self._lock:
+            if self._undo is not None and self._states.get(state.lead_id) is state:
+                return  # the object get_state handed out: already stored, snapshot taken
             self._replace(self._states, state.lead_id, state)
 
     # ------------------------------------------------------------------ activities
@@ -136,21 +136,26 @@ class InMemoryStorage:
             if key in self._keys:
                 return False
             self._keys.add(key)
-            history = self._activities.setdefault(activity.lead_id, [])
-            mark = (activity.at, key)
-            if not history or (history[-1].at, history[-1].key) < mark:
+            history = self._activities.get(activity.lead_id)
+            if history is None:
+                history = self._activities[activity.lead_id] = []
+            if not history:
                 history.append(activity)
-                position = len(history) - 1
             else:
-                position = bisect.bisect([(a.at, a.key) for a in history], mark)
-                history.insert(position, activity)
-
-            def undo() -> None:
-                self._keys.discard(key)
-                history.remove(activity)
-
-            self._remember(undo)
+                last = history[-1]
+                if last.at < activity.at or (last.at == activity.at and last.key < key):
+                    history.append(activity)
+                else:
+                    mark = (activity.at, key)
+                    position = bisect.bisect([(a.at, a.key) for a in history], mark)
+                    history.insert(position, activity)
+            if self._undo is not None:
+                self._undo.append((self._forget_activity, history, activity))
             return True
+
+    def _forget_activity(self, history: list[Activity], activity: Activity) -> None:
+        self._keys.discard(activity.key)
+        history.remove(activity)
 
     def activities(self, lead_id: str) -> Sequence[Activity]:
         return self._activities.get(lead_id, ())
@@ -195,7 +200,8 @@ class InMemoryStorage:
 
     def enrollments_of(self, lead_id: str) -> list[Enrollment]:
         found = [self._enrollments[eid] for eid in self._by_lead.get(lead_id, ())]
-        found.sort(key=lambda e: (e.entered_at, e.id))
+        if len(found) > 1:
+            found.sort(key=_entered)
         return found
 
     def enrollments(self, scenario: str | None = None) -> Iterator[Enrollment]:
@@ -351,26 +357,84 @@ class InMemoryStorage:
         return sends[bisect.bisect_left(sends, since) :]
 
 
+def _entered(enrollment: Enrollment) -> tuple[datetime, str]:
+    return (enrollment.entered_at, enrollment.id)
+
+
+class _Transaction:
+    """The context manager of :meth:`InMemoryStorage.transaction` (a class: it is entered
+    once per recorded activity, and a generator-based one costs several times more)."""
+
+    __slots__ = ("_store",)
+
+    def __init__(self, store: InMemoryStorage) -> None:
+        self._store = store
+
+    def __enter__(self) -> None:
+        store = self._store
+        store._lock.acquire()
+        if store._depth == 0:
+            store._undo = []
+        store._depth += 1
+
+    def __exit__(
+        self,
+        kind: type[BaseException] | None,
+        error: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        store = self._store
+        try:
+            store._depth -= 1
+            if store._depth == 0:
+                try:
+                    if kind is not None:
+                        store._rollback()
+                finally:
+                    store._undo = None
+                    store._taken.clear()
+        finally:
+            store._lock.release()
+
+
 def _copy_state(state: LeadState) -> LeadState:
+    """A copy of ``state`` that shares nothing mutable with it (its values are immutable)."""
     card = state.card
-    card_copy = ScoreCard(
-        lead_id=card.lead_id,
-        fit=card.fit,
-        fit_total=card.fit_total,
-        entries=list(card.entries),
-        engagement_points=card.engagement_points,
-        refused=list(card.refused),
-        seen=set(card.seen),
-        last_at=card.last_at,
-        last_key=card.last_key,
-        times=list(card.times),
-    )
-    return LeadState(
-        lead_id=state.lead_id,
-        card=card_copy,
-        moves=list(state.moves),
-        levels=state.levels,
-        with_sales=state.with_sales,
-        disqualified=state.disqualified,
-        qualified=state.qualified,
-    )
+    copy = object.__new__(ScoreCard)
+    copy.lead_id = card.lead_id
+    copy.fit = card.fit
+    copy.fit_total = card.fit_total
+    copy.entries = card.entries.copy()
+    copy.engagement_points = card.engagement_points
+    copy.refused = card.refused.copy()
+    copy.seen = card.seen.copy()
+    copy.last_at = card.last_at
+    copy.last_key = card.last_key
+    copy.times = card.times.copy()
+    held = object.__new__(LeadState)
+    held.lead_id = state.lead_id
+    held.card = copy
+    held.moves = state.moves.copy()
+    held.levels = state.levels
+    held.with_sales = state.with_sales
+    held.disqualified = state.disqualified
+    held.qualified = state.qualified
+    return held
+
+
+#: :func:`_copy_state` sets every field; a test keeps these in step with the classes.
+_COPIED_FIELDS = {
+    ScoreCard: (
+        "lead_id",
+        "fit",
+        "fit_total",
+        "entries",
+        "engagement_points",
+        "refused",
+        "seen",
+        "last_at",
+        "last_key",
+        "times",
+    ),
+    LeadState: ("lead_id", "card", "moves", "levels", "with_sales", "disqualified", "qualified"),
+}
