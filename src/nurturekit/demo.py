@@ -31,6 +31,7 @@ from nurturekit.ports import Mailer, Storage
 from nurturekit.program import Program
 from nurturekit.scenario import Broadcast
 from nurturekit.storage import open_storage
+from nurturekit.storage.sqlite import SQLiteStorage
 from nurturekit.tokens import Links, TokenSigner
 
 __all__ = ["PERSONAS", "DemoResult", "Persona", "run_demo"]
@@ -166,10 +167,17 @@ def run_demo(
     mailer: Mailer | None = None,
     progress: Callable[[int, int], None] | None = None,
 ) -> DemoResult:
-    """Run ``program`` over ``leads`` synthetic leads for ``days`` simulated days."""
+    """Run ``program`` over ``leads`` synthetic leads for ``days`` simulated days.
+
+    Without ``db`` it runs on a temporary SQLite file, deleted at the end; as nothing of it
+    outlives the run, it skips the disk syncs (``synchronous="OFF"``). A ``db`` you name is
+    opened with :func:`~nurturekit.storage.open_storage` and its durable defaults.
+    """
     rng = random.Random(seed)
     with tempfile.TemporaryDirectory() as folder:
-        storage = open_storage(db or f"sqlite:///{Path(folder) / 'demo.db'}")
+        storage = (
+            open_storage(db) if db else SQLiteStorage(Path(folder) / "demo.db", synchronous="OFF")
+        )
         try:
             return _simulate(program, storage, leads, days, rng, mailer, progress)
         finally:
@@ -274,11 +282,9 @@ def _simulate(
         for hour in range(0, 24, 6):
             until = today + timedelta(hours=hour + 6)
             batch = [a for a in plans if today + timedelta(hours=hour) <= a.at < until]
-            for activity in batch:
-                if activity.at > clock.now():
-                    clock.set(activity.at)
-                engine.record(activity)
-                recorded += 1
+            # One transaction for the window; each activity is processed at its own time.
+            engine.record_many(batch)
+            recorded += len(batch)
             if until > clock.now():
                 clock.set(until)
             engine.run_due()

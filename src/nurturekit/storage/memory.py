@@ -199,7 +199,10 @@ class InMemoryStorage:
             self._remember(undo)
 
     def enrollments_of(self, lead_id: str) -> list[Enrollment]:
-        found = [self._enrollments[eid] for eid in self._by_lead.get(lead_id, ())]
+        ids = self._by_lead.get(lead_id)
+        if not ids:
+            return []
+        found = [self._enrollments[eid] for eid in ids]
         if len(found) > 1:
             found.sort(key=_entered)
         return found
