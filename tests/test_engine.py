@@ -410,3 +410,45 @@ def test_re_importing_a_lead_does_not_undo_its_unsubscribe() -> None:
     world.did("download", type="whitepaper")
     world.engine.run_due()
     assert world.sent() == []
+
+
+def test_moving_and_ending_an_enrolment_keep_every_other_field() -> None:
+    import attrs
+
+    from nurturekit.engine import _end, _go
+    from nurturekit.scenario import Enrollment, EnrollmentStatus
+
+    # _go and _end build an Enrollment field by field; a new field must be added there too.
+    assert [f.name for f in attrs.fields(Enrollment)] == [
+        "id",
+        "scenario",
+        "lead_id",
+        "number",
+        "status",
+        "step",
+        "due_at",
+        "entered_at",
+        "ended_at",
+        "reason",
+        "attempt",
+    ]
+    e = Enrollment(
+        id="s/l1/2",
+        scenario="s",
+        lead_id="l1",
+        number=2,
+        status=EnrollmentStatus.WAITING,
+        step="a",
+        due_at=START,
+        entered_at=START,
+        ended_at=None,
+        reason="why",
+        attempt=3,
+    )
+    later = START + timedelta(days=1)
+    assert _go(e, "b", later) == attrs.evolve(
+        e, step="b", due_at=later, status=EnrollmentStatus.ACTIVE, attempt=1
+    )
+    assert _end(e, EnrollmentStatus.EXITED, later, "gone") == attrs.evolve(
+        e, status=EnrollmentStatus.EXITED, step=None, due_at=None, ended_at=later, reason="gone"
+    )

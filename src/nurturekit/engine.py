@@ -929,12 +929,37 @@ def _go(
     due: datetime,
     status: EnrollmentStatus = EnrollmentStatus.ACTIVE,
 ) -> Enrollment:
-    return attrs.evolve(enrollment, step=step, due_at=due, status=status, attempt=1)
+    # Enrollment(...) directly: attrs.evolve reads the fields anew on every call.
+    e = enrollment
+    return Enrollment(
+        id=e.id,
+        scenario=e.scenario,
+        lead_id=e.lead_id,
+        number=e.number,
+        status=status,
+        step=step,
+        due_at=due,
+        entered_at=e.entered_at,
+        ended_at=e.ended_at,
+        reason=e.reason,
+        attempt=1,
+    )
 
 
 def _end(
     enrollment: Enrollment, status: EnrollmentStatus, now: datetime, reason: str
 ) -> Enrollment:
-    return attrs.evolve(
-        enrollment, status=status, step=None, due_at=None, ended_at=now, reason=reason
+    e = enrollment
+    return Enrollment(
+        id=e.id,
+        scenario=e.scenario,
+        lead_id=e.lead_id,
+        number=e.number,
+        status=status,
+        step=None,
+        due_at=None,
+        entered_at=e.entered_at,
+        ended_at=now,
+        reason=reason,
+        attempt=e.attempt,
     )

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import functools
 import html
 import re
 import string
@@ -551,8 +552,13 @@ def message_id(key: str, sender_address: str) -> str:
         >>> message_id("enr-1:welcome:0", "news@example.co.jp")
         '<enr-1=3Awelcome=3A0@example.co.jp>'
     """
-    _check_id(key, "key", TemplateError, "a send key", "enr-1:welcome:0")
     _, domain = _address_parts(sender_address, "Sender.address")
+    return _message_id(key, domain.lower())
+
+
+def _message_id(key: str, domain: str) -> str:
+    """:func:`message_id` for a domain already in lower-case IDNA ASCII form."""
+    _check_id(key, "key", TemplateError, "a send key", "enr-1:welcome:0")
     left = _id_left(key)
     if len(left) > _MAX_ID_LEFT:
         raise TemplateError(
@@ -560,7 +566,7 @@ def message_id(key: str, sender_address: str) -> str:
             f"{_shown(key)} is {len(left)} characters once written into a Message-ID; at most "
             f"{_MAX_ID_LEFT} fit, use a shorter key (ASCII keys of 200 characters always fit)",
         )
-    return f"<{left}@{domain.lower()}>"
+    return f"<{left}@{domain}>"
 
 
 def _text_footer(sender: Sender, unsubscribe_url: str, text: str) -> str:
@@ -593,11 +599,26 @@ def _html_footer(sender: Sender, unsubscribe_url: str, page: str) -> str:
     return page[:at] + footer + page[at:]
 
 
-def _check_sender(sender: Sender, marketing: bool) -> None:
+def _sender_facts(sender: Sender, marketing: bool) -> tuple[str, str | None]:
+    """Check ``sender`` for a mail (marketing or not) and return its domain (IDNA ASCII, lower
+    case) and its unsubscribe ``mailto:`` URL (``None`` if it has none or the mail is not
+    marketing). A program sends thousands of mails from one sender: the answer is kept."""
     if not isinstance(sender, Sender):
         raise TemplateError(
             "sender", f"expected a Sender, got {type(sender).__name__} {_shown(sender)}"
         )
+    return _checked_sender(sender, marketing)
+
+
+@functools.lru_cache(maxsize=64)
+def _checked_sender(sender: Sender, marketing: bool) -> tuple[str, str | None]:
+    _check_sender(sender, marketing)
+    _, domain = _address_parts(sender.address, "Sender.address")
+    mailto = _mailto(sender.unsubscribe_mailto) if marketing else None
+    return domain.lower(), mailto
+
+
+def _check_sender(sender: Sender, marketing: bool) -> None:
     if not isinstance(sender.name, str) or not sender.name.strip():
         raise TemplateError(
             "Sender.name", f"{_shown(sender.name)} is empty; write the sender's name as shown"
@@ -649,9 +670,9 @@ def compose(
     The Message-ID is :func:`message_id` of ``key``, so a retried send keeps its id. Whether
     the lead may receive marketing mail at all is the engine's decision, not checked here.
     """
-    _check_sender(sender, template.marketing)
+    domain, mailto = _sender_facts(sender, template.marketing)
     url = _https_url(unsubscribe_url, "unsubscribe_url")
-    mail_id = message_id(key, sender.address)
+    mail_id = _message_id(key, domain)
     values = lead_values(lead)
     for name, value in extra.items():
         if name in SYSTEM_PLACEHOLDERS:
@@ -674,7 +695,6 @@ def compose(
         text = _text_footer(sender, url, text)
         if page is not None:
             page = _html_footer(sender, url, page)
-        mailto = _mailto(sender.unsubscribe_mailto)
         links = f"<{url}>" if mailto is None else f"<{url}>, <{mailto}>"
         headers = (
             ("List-Unsubscribe", links),

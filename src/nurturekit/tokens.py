@@ -326,7 +326,8 @@ class Links:
         return f"Links({self.base_url!r})"
 
     def _url(self, path: str, token: str) -> str:
-        return f"{self.base_url}/{path}?{urllib.parse.urlencode({'t': token})}"
+        # A token is URL-safe base64 and a dot: nothing in it needs percent-encoding.
+        return f"{self.base_url}/{path}?t={token}"
 
     def unsubscribe_url(self, lead_id: str, ref: str, *, now: datetime) -> str:
         """The one-click unsubscribe URL for ``lead_id`` in the send ``ref``."""
