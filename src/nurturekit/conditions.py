@@ -201,6 +201,8 @@ class Explanation:
             yield from part.lines(indent + 1)
 
     def __str__(self) -> str:
+        if not self.parts:
+            return f"{'✓' if self.held else '✗'} {self.text}"
         return "\n".join(self.lines())
 
 
