@@ -262,21 +262,23 @@ class Engine:
         program.scoring.apply(state.card, lead, activity, history)
         score = program.scoring.score(state.card, now)
         moves: list[StageMove] = []
-        stages = self._stages(state)
+        machine = program.stages
+        last = state.moves[-1] if machine is not None and state.moves else None
         view = _trusted_view(
             lead,
             now,
             history,
             activity,
             score,
-            None if stages is None else stages.current,
-            None if stages is None else stages.entered_at,
+            None if last is None else last.target,
+            None if last is None else last.at,
             True,
         )
-        if stages is not None:
-            moves = stages.advance(view)
+        if last is not None:
+            assert machine is not None
+            moves = StageHistory.adopt(machine, lead.id, state.moves).advance(view)
             if moves:
-                view = view.at_stage(stages.current, stages.entered_at)
+                view = view.at_stage(moves[-1].target, moves[-1].at)
         crossed = [name for name in score.levels if name not in state.levels]
         if crossed:
             state.levels = state.levels | frozenset(crossed)
