@@ -203,7 +203,16 @@ class Explanation:
     def __str__(self) -> str:
         if not self.parts:
             return f"{'✓' if self.held else '✗'} {self.text}"
-        return "\n".join(self.lines())
+        out: list[str] = []
+        _render(self, 0, out)
+        return "\n".join(out)
+
+
+def _render(explanation: Explanation, indent: int, out: list[str]) -> None:
+    """:meth:`Explanation.lines` into ``out``, without a generator per node."""
+    out.append(f"{'  ' * indent}{'✓' if explanation.held else '✗'} {explanation.text}")
+    for part in explanation.parts:
+        _render(part, indent + 1, out)
 
 
 class Condition:
@@ -355,8 +364,8 @@ class _Combination(Condition):
         return lambda view: all(test(view) for test in tests)
 
     def explain(self, view: View) -> Explanation:
-        parts = tuple(part.explain(view) for part in self.parts)
-        held = type(self)._holds(p.held for p in parts)
+        parts = tuple([part.explain(view) for part in self.parts])
+        held = type(self)._holds([p.held for p in parts])
         return Explanation(held=held, text=f"{self.tag} of:", parts=parts)
 
     def describe(self) -> str:
@@ -1062,7 +1071,7 @@ class ScoreRange(Condition):
     def explain(self, view: View) -> Explanation:
         value = self._value(view)
         shown = "no score yet" if value is None else f"it is {value}"
-        return Explanation(held=self.evaluate(view), text=f"{self._text()} ({shown})")
+        return Explanation(held=self.predicate()(view), text=f"{self._text()} ({shown})")
 
     def describe(self) -> str:
         bounds = []
