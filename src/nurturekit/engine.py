@@ -523,7 +523,7 @@ class Engine:
         ]
         if moves or crossed:
             entered = {m.target for m in moves}
-            for scenario in program.scenarios:
+            for scenario in program.triggered_on_entry():
                 trigger = scenario.trigger
                 if (isinstance(trigger, OnStageEntered) and trigger.stage in entered) or (
                     isinstance(trigger, OnLevelCrossed) and trigger.level in crossed

@@ -196,6 +196,8 @@ class Program:
     _by_name: Mapping[str, Scenario] = attrs.field(init=False, eq=False, repr=False)
     _by_kind: Mapping[str, tuple[Scenario, ...]] = attrs.field(init=False, eq=False, repr=False)
     _any_kind: tuple[Scenario, ...] = attrs.field(init=False, eq=False, repr=False)
+    #: The scenarios triggered by entering a stage or crossing a score level, in order.
+    _on_entry: tuple[Scenario, ...] = attrs.field(init=False, eq=False, repr=False)
 
     def __attrs_post_init__(self) -> None:
         by_name: dict[str, Scenario] = {}
@@ -219,9 +221,16 @@ class Program:
         object.__setattr__(
             self,
             "_by_kind",
-            MappingProxyType({k: tuple(v) for k, v in by_kind.items()}),
+            MappingProxyType({k: tuple(v) + tuple(any_kind) for k, v in by_kind.items()}),
         )
         object.__setattr__(self, "_any_kind", tuple(any_kind))
+        object.__setattr__(
+            self,
+            "_on_entry",
+            tuple(
+                s for s in self.scenarios if isinstance(s.trigger, OnStageEntered | OnLevelCrossed)
+            ),
+        )
         recycle_into = None if self.handoff is None else self.handoff.recycle_into
         if recycle_into is not None and recycle_into not in by_name:
             raise InvalidProgram(
@@ -285,7 +294,11 @@ class Program:
 
     def triggered_by(self, kind: str) -> tuple[Scenario, ...]:
         """Scenarios whose activity trigger can match an activity of ``kind``."""
-        return self._by_kind.get(kind, ()) + self._any_kind
+        return self._by_kind.get(kind, self._any_kind)
+
+    def triggered_on_entry(self) -> tuple[Scenario, ...]:
+        """Scenarios triggered by entering a stage or crossing a score level, in order."""
+        return self._on_entry
 
     def lint(self) -> list[LintWarning]:
         """Every scenario's lint warnings, with the program's templates to read."""
