@@ -418,7 +418,7 @@ def test_moving_and_ending_an_enrolment_keep_every_other_field() -> None:
     from nurturekit.engine import _end, _go
     from nurturekit.scenario import Enrollment, EnrollmentStatus
 
-    # _go and _end build an Enrollment field by field; a new field must be added there too.
+    # _changed builds an Enrollment field by field; a new field must be added there too.
     assert [f.name for f in attrs.fields(Enrollment)] == [
         "id",
         "scenario",

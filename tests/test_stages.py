@@ -872,3 +872,11 @@ def test_a_lead_is_always_in_one_of_the_machines_stages_and_moves_chain(
             assert after.target in machine.allowed_targets(before.target)
             assert after.at >= before.at
             assert after.reason.strip()
+
+
+def test_an_automatic_move_is_built_with_every_field() -> None:
+    import attrs
+
+    from nurturekit.stages import _MOVE_FIELDS, StageMove
+
+    assert tuple(f.name for f in attrs.fields(StageMove)) == _MOVE_FIELDS

@@ -32,6 +32,7 @@ from typing import Any, ClassVar, Protocol
 
 import attrs
 
+from nurturekit._fast import trusted
 from nurturekit._time import aware_utc, describe_duration, format_duration, parse_duration
 from nurturekit.activity import Activity
 from nurturekit.errors import InvalidCondition
@@ -158,17 +159,11 @@ def _trusted_view(
 ) -> View:
     """A :class:`View` of values already checked (aware UTC times): the engine makes one per
     recorded activity, so it skips the converters."""
-    view = object.__new__(View)
-    setattr_ = object.__setattr__
-    setattr_(view, "lead", lead)
-    setattr_(view, "now", now)
-    setattr_(view, "activities", activities)
-    setattr_(view, "activity", activity)
-    setattr_(view, "score", score)
-    setattr_(view, "stage", stage)
-    setattr_(view, "stage_entered_at", stage_entered_at)
-    setattr_(view, "activities_sorted", activities_sorted)
-    return view
+    return trusted(
+        View,
+        _VIEW_FIELDS,
+        (lead, now, activities, activity, score, stage, stage_entered_at, activities_sorted),
+    )
 
 
 #: The fields :func:`_trusted_view` sets, in order; a test keeps it in step with :class:`View`.

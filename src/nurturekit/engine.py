@@ -931,8 +931,26 @@ def _go(
     due: datetime,
     status: EnrollmentStatus = EnrollmentStatus.ACTIVE,
 ) -> Enrollment:
-    # Enrollment(...) directly: attrs.evolve reads the fields anew on every call.
-    e = enrollment
+    return _changed(enrollment, status, step, due, enrollment.ended_at, enrollment.reason, 1)
+
+
+def _end(
+    enrollment: Enrollment, status: EnrollmentStatus, now: datetime, reason: str
+) -> Enrollment:
+    return _changed(enrollment, status, None, None, now, reason, enrollment.attempt)
+
+
+def _changed(
+    e: Enrollment,
+    status: EnrollmentStatus,
+    step: str | None,
+    due_at: datetime | None,
+    ended_at: datetime | None,
+    reason: str,
+    attempt: int,
+) -> Enrollment:
+    """``e`` with these fields changed (``Enrollment(...)`` directly: ``attrs.evolve`` reads
+    the fields anew on every call)."""
     return Enrollment(
         id=e.id,
         scenario=e.scenario,
@@ -940,28 +958,9 @@ def _go(
         number=e.number,
         status=status,
         step=step,
-        due_at=due,
+        due_at=due_at,
         entered_at=e.entered_at,
-        ended_at=e.ended_at,
-        reason=e.reason,
-        attempt=1,
-    )
-
-
-def _end(
-    enrollment: Enrollment, status: EnrollmentStatus, now: datetime, reason: str
-) -> Enrollment:
-    e = enrollment
-    return Enrollment(
-        id=e.id,
-        scenario=e.scenario,
-        lead_id=e.lead_id,
-        number=e.number,
-        status=status,
-        step=None,
-        due_at=None,
-        entered_at=e.entered_at,
-        ended_at=now,
+        ended_at=ended_at,
         reason=reason,
-        attempt=e.attempt,
+        attempt=attempt,
     )

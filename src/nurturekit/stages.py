@@ -27,6 +27,7 @@ from typing import Any
 
 import attrs
 
+from nurturekit._fast import trusted
 from nurturekit._time import aware_utc, format_duration, parse_duration
 from nurturekit.activity import Kind
 from nurturekit.conditions import (
@@ -254,15 +255,11 @@ def _move_at(value: datetime) -> datetime:
 def _trusted_move(lead_id: str, source: str, target: str, at: datetime, reason: str) -> StageMove:
     """An automatic :class:`StageMove` the machine made from values it already checked (stage
     names it declared, a lead's id, an aware UTC time): no validators on the hot path."""
-    move = object.__new__(StageMove)
-    setattr_ = object.__setattr__
-    setattr_(move, "lead_id", lead_id)
-    setattr_(move, "source", source)
-    setattr_(move, "target", target)
-    setattr_(move, "at", at)
-    setattr_(move, "reason", reason)
-    setattr_(move, "manual", False)
-    return move
+    return trusted(StageMove, _MOVE_FIELDS, (lead_id, source, target, at, reason, False))
+
+
+#: The fields of :class:`StageMove`, in order (a test keeps them in step).
+_MOVE_FIELDS = ("lead_id", "source", "target", "at", "reason", "manual")
 
 
 @attrs.frozen(kw_only=True)
