@@ -17,6 +17,7 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
+import attrs
 import pytest
 from engine_fixtures import World, program
 
@@ -26,6 +27,7 @@ from nurturekit.errors import StorageError
 from nurturekit.messages import SendStatus
 from nurturekit.ports import LeadState
 from nurturekit.scenario import EnrollmentStatus
+from nurturekit.scoring import ScoreCard
 from nurturekit.storage import sqlite as sqlite_module
 from nurturekit.storage.memory import InMemoryStorage
 from nurturekit.storage.sqlite import SCHEMA_VERSION, SQLiteStorage
@@ -47,6 +49,24 @@ class TestSQLiteContract(StorageContract):
     @pytest.fixture
     def storage(self, tmp_path: Path) -> Iterator[SQLiteStorage]:
         store = SQLiteStorage(tmp_path / "nk.db")
+        yield store
+        store.close()
+
+
+class TestSQLiteContractWithoutCache(StorageContract):
+    @pytest.fixture
+    def storage(self, tmp_path: Path) -> Iterator[SQLiteStorage]:
+        store = SQLiteStorage(tmp_path / "nk.db", cache_size=0)
+        yield store
+        store.close()
+
+
+class TestSQLiteContractWithATinyCache(StorageContract):
+    """A cache that drops leads all the time: every read must still be right."""
+
+    @pytest.fixture
+    def storage(self, tmp_path: Path) -> Iterator[SQLiteStorage]:
+        store = SQLiteStorage(tmp_path / "nk.db", cache_size=3)
         yield store
         store.close()
 
@@ -353,6 +373,149 @@ class TestTransactions:
     def test_mark_sent_of_an_unknown_key_is_refused(self, db: Path) -> None:
         with SQLiteStorage(db) as storage, pytest.raises(StorageError, match="'nope'"):
             storage.mark_sent("nope", SendStatus.SENT, "", T0)
+
+
+class TestCache:
+    """Decoded values are kept per lead while no other connection writes the file."""
+
+    def test_what_another_connection_commits_is_seen_inside_a_transaction(self, db: Path) -> None:
+        one, two = SQLiteStorage(db), SQLiteStorage(db)
+        one.put_lead(make_lead(name="前"))
+        one.add_activity(make_activity(minutes=1))
+        one.put_enrollment(make_enrollment(1))
+        with two.transaction():  # fills two's cache
+            assert two.get_lead("l1") == make_lead(name="前")
+            assert len(two.activities("l1")) == 1
+            assert two.enrollments_of("l1") == [make_enrollment(1)]
+            assert two.get_state("l1") is None
+        with one.transaction():
+            one.put_lead(make_lead(name="後"))
+            one.add_activity(make_activity(minutes=2))
+            one.put_enrollment(make_enrollment(2))
+            one.put_state(LeadState(lead_id="l1", card=ScoreCard(lead_id="l1"), qualified=True))
+        with two.transaction():
+            assert two.get_lead("l1") == make_lead(name="後")
+            assert two.activities("l1") == [make_activity(minutes=1), make_activity(minutes=2)]
+            assert two.enrollments_of("l1") == [make_enrollment(1), make_enrollment(2)]
+            state = two.get_state("l1")
+            assert state is not None and state.qualified
+        one.close()
+        two.close()
+
+    def test_a_write_of_another_process_is_seen(self, db: Path) -> None:
+        with SQLiteStorage(db) as storage:
+            storage.put_lead(make_lead(name="前"))
+            assert storage.get_lead("l1") == make_lead(name="前")
+            child = python(
+                """
+                import sys
+                from nurturekit.storage.sqlite import SQLiteStorage
+                from nurturekit.testing import make_activity, make_lead
+                with SQLiteStorage(sys.argv[1]) as other:
+                    other.put_lead(make_lead(name="後"))
+                    other.add_activity(make_activity(minutes=5))
+                """,
+                db,
+            )
+            _, errors = child.communicate(timeout=60)
+            assert child.returncode == 0, errors.decode()
+            assert storage.get_lead("l1") == make_lead(name="後")
+            with storage.transaction():
+                assert storage.activities("l1") == [make_activity(minutes=5)]
+
+    def test_a_rollback_forgets_what_the_transaction_wrote(self, db: Path) -> None:
+        with SQLiteStorage(db) as storage:
+            storage.put_lead(make_lead(name="前"))
+            storage.put_enrollment(make_enrollment(1))
+            storage.add_activity(make_activity(minutes=1))
+            old_state = LeadState(lead_id="l1", card=ScoreCard(lead_id="l1", last_key="old"))
+            storage.put_state(old_state)
+            with pytest.raises(ZeroDivisionError), storage.transaction():
+                assert len(storage.activities("l1")) == 1
+                storage.put_lead(make_lead(name="後"))
+                storage.add_activity(make_activity(minutes=2))
+                storage.put_enrollment(make_enrollment(2))
+                new_state = LeadState(lead_id="l1", card=ScoreCard(lead_id="l1", last_key="new"))
+                storage.put_state(new_state)
+                assert len(storage.activities("l1")) == 2
+                _ = 1 / 0
+            assert storage.get_lead("l1") == make_lead(name="前")
+            assert storage.activities("l1") == [make_activity(minutes=1)]
+            assert storage.enrollments_of("l1") == [make_enrollment(1)]
+            state = storage.get_state("l1")
+            assert state is not None and state.card.last_key == "old"
+
+    def test_a_write_outside_a_transaction_then_another_connections_is_not_hidden(
+        self, db: Path
+    ) -> None:
+        one, two = SQLiteStorage(db), SQLiteStorage(db)
+        one.put_lead(make_lead(name="一"))
+        assert one.get_lead("l1") == make_lead(name="一")
+        two.put_lead(make_lead(name="二"))
+        assert one.get_lead("l1") == make_lead(name="二")
+        with one.transaction():
+            assert one.get_lead("l1") == make_lead(name="二")
+        one.close()
+        two.close()
+
+    def test_handed_out_values_do_not_change_under_their_holder(self, db: Path) -> None:
+        with SQLiteStorage(db) as storage, storage.transaction():
+            storage.put_lead(make_lead())
+            storage.put_state(LeadState(lead_id="l1", card=ScoreCard(lead_id="l1")))
+            storage.add_activity(make_activity(minutes=5))
+            history = storage.activities("l1")
+            storage.add_activity(make_activity(minutes=1))  # inserted before the first
+            storage.add_activity(make_activity(minutes=9))
+            assert history == [make_activity(minutes=5)]
+            assert storage.activities("l1") == [
+                make_activity(minutes=1),
+                make_activity(minutes=5),
+                make_activity(minutes=9),
+            ]
+            state = storage.get_state("l1")
+            assert state is not None
+            state.card.entries.append(state.card.entries[0] if state.card.entries else None)  # type: ignore[arg-type]
+            state.card.seen.add("x")
+            state.moves.append(None)  # type: ignore[arg-type]
+            again = storage.get_state("l1")
+            assert again is not None
+            assert (again.card.entries, again.card.seen, again.moves) == ([], set(), [])
+            mine = storage.enrollments_of("l1")
+            mine.append(make_enrollment(9))
+            assert storage.enrollments_of("l1") == []
+
+    def test_enrolments_keep_their_order_and_may_move_to_another_lead(self, db: Path) -> None:
+        with SQLiteStorage(db) as storage, storage.transaction():
+            assert storage.enrollments_of("l1") == []
+            assert storage.enrollments_of("l2") == []
+            late = attrs.evolve(make_enrollment(1), entered_at=T0 + timedelta(hours=1))
+            early = make_enrollment(2)
+            storage.put_enrollment(late)
+            storage.put_enrollment(early)
+            assert [e.number for e in storage.enrollments_of("l1")] == [2, 1]
+            moved = attrs.evolve(late, lead_id="l2")
+            storage.put_enrollment(moved)
+            assert storage.enrollments_of("l1") == [early]
+            assert storage.enrollments_of("l2") == [moved]
+
+    def test_the_cache_stays_within_its_size(self, db: Path) -> None:
+        with SQLiteStorage(db, cache_size=50) as storage:
+            with storage.transaction():
+                for n in range(40):
+                    storage.put_lead(make_lead(f"l{n}"))
+                    for minute in range(5):
+                        storage.add_activity(make_activity(f"l{n}", minutes=minute))
+                    assert len(storage.activities(f"l{n}")) == 5
+                    assert storage._cache.weight <= 50
+            for n in range(40):
+                assert len(storage.activities(f"l{n}")) == 5
+                assert storage.get_lead(f"l{n}") == make_lead(f"l{n}")
+            assert storage._cache.weight <= 50
+
+    def test_a_bad_cache_size_is_refused(self, db: Path) -> None:
+        for bad in (-1, 1.5, "10", True):
+            with pytest.raises(StorageError, match="cache_size"):
+                SQLiteStorage(db, cache_size=bad)  # type: ignore[arg-type]
 
 
 # ------------------------------------------------------------------------------ stored form
