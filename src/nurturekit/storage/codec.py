@@ -10,8 +10,10 @@ back into an equal value; times are ISO 8601 with their UTC offset. Activities u
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+from bisect import bisect
+from collections.abc import Callable, Sequence
 from datetime import datetime
+from operator import is_
 from typing import Any, TypeVar
 
 from nurturekit.activity import Activity
@@ -25,8 +27,10 @@ from nurturekit.scoring import Contribution, ScoreCard
 from nurturekit.stages import StageMove
 
 __all__ = [
+    "StateText",
     "activity_from_json",
     "activity_to_json",
+    "encode_state",
     "enrollment_from_json",
     "enrollment_to_json",
     "handoff_from_json",
@@ -42,8 +46,14 @@ __all__ = [
 _T = TypeVar("_T")
 
 
+#: One encoder for every call: ``json.dumps`` with options builds a new one each time.
+_ENCODE = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
+#: A string as that encoder writes it.
+_STRING: Callable[[str], str] = json.encoder.encode_basestring
+
+
 def _dumps(data: Any) -> str:
-    return json.dumps(data, ensure_ascii=False, separators=(",", ":"))
+    return _ENCODE(data)
 
 
 def _time(value: datetime | None) -> str | None:
@@ -162,29 +172,152 @@ def _move(m: StageMove) -> dict[str, Any]:
     }
 
 
-def state_to_json(state: LeadState) -> str:
-    card = state.card
-    return _dumps(
-        {
-            "lead_id": state.lead_id,
-            "card": {
-                "fit": [_contribution(c) for c in card.fit],
-                "fit_total": card.fit_total,
-                "entries": [_contribution(c) for c in card.entries],
-                "engagement_points": card.engagement_points,
-                "refused": [_contribution(c) for c in card.refused],
-                "seen": sorted(card.seen),
-                "last_at": _time(card.last_at),
-                "last_key": card.last_key,
-                "times": [_time(t) for t in card.times],
-            },
-            "moves": [_move(m) for m in state.moves],
-            "levels": sorted(state.levels),
-            "with_sales": state.with_sales,
-            "disqualified": state.disqualified,
-            "qualified": state.qualified,
-        }
+class StateText:
+    """A lead state's JSON text, with the text of each item of its lists kept beside it.
+
+    :func:`encode_state` given the previous one of the same lead encodes only the items that
+    are new since (a score card's ledger, its refused candidates, activity times and stage
+    moves only grow, one activity at a time), so writing a lead's state costs what changed, not
+    the lead's whole history. Items are matched by identity: a state whose lists share no items
+    with ``previous`` is simply encoded in full.
+    """
+
+    __slots__ = ("_parts", "_seen", "text")
+
+    def __init__(self, text: str, parts: tuple[_Items, ...], seen: _Items) -> None:
+        #: The state as compact JSON, what :func:`state_to_json` returns.
+        self.text = text
+        self._parts = parts
+        self._seen = seen
+
+
+#: Items of one list as last encoded: the items themselves (a private tuple) and their texts.
+_Items = tuple[tuple[Any, ...], list[str]]
+
+
+def _items(items: Sequence[_T], previous: _Items | None, encode: Callable[[_T], str]) -> _Items:
+    now = tuple(items)
+    if previous is None:
+        return now, [encode(item) for item in now]
+    old, texts = previous
+    kept = len(old)
+    if not (len(now) >= kept and all(map(is_, now, old))):
+        kept = 0
+        for item, before in zip(now, old, strict=False):
+            if item is not before:
+                break
+            kept += 1
+    # A new list: ``previous`` stays whole whether or not the caller keeps this one.
+    new_texts = texts[:kept]
+    if kept < len(now):
+        new_texts.extend(map(encode, now[kept:]))
+    return now, new_texts
+
+
+def _text(value: Any) -> str:
+    """What :func:`_dumps` writes for ``value``; strings, ints and ``None`` without the
+    encoder's per-call cost."""
+    kind = type(value)
+    if kind is str:
+        return _STRING(value)
+    if kind is int:
+        return int.__repr__(value)
+    if value is None:
+        return "null"
+    if value is True:
+        return "true"
+    if value is False:
+        return "false"
+    return _ENCODE(value)
+
+
+def _contribution_text(c: Contribution) -> str:
+    rule, axis, points, value, at, key, kind = c
+    return (
+        f"[{_text(rule)},{_text(axis)},{_text(points)},{_text(value)},"
+        f"{'null' if at is None else _time_text(at)},{_text(key)},{_text(kind)}]"
     )
+
+
+def _seen(seen: set[str], previous: _Items | None) -> _Items:
+    """The keys of ``seen`` sorted, and their texts; a few new keys are put in place."""
+    if previous is not None:
+        old, texts = previous
+        new = seen.difference(old)
+        if len(seen) == len(old) + len(new) and len(new) <= 8:  # none went, few came
+            if not new:
+                return previous
+            keys = list(old)
+            texts = texts[:]
+            for key in sorted(new):
+                at = bisect(keys, key)
+                keys.insert(at, key)
+                texts.insert(at, _STRING(key))
+            return tuple(keys), texts
+    ordered = tuple(sorted(seen))
+    return ordered, [_STRING(key) for key in ordered]
+
+
+def _time_text(t: datetime) -> str:
+    return f'"{t.isoformat()}"'
+
+
+def _move_text(m: StageMove) -> str:
+    return _ENCODE(_move(m))
+
+
+def encode_state(state: LeadState, previous: StateText | None = None) -> StateText:
+    """``state`` as JSON (see :func:`state_to_json`), encoding again only the items of its lists
+    that ``previous`` (the :class:`StateText` of an earlier state of the same lead) lacks."""
+    card = state.card
+    old = None if previous is None else previous._parts
+    fit = _items(card.fit, None if old is None else old[0], _contribution_text)
+    entries = _items(card.entries, None if old is None else old[1], _contribution_text)
+    refused = _items(card.refused, None if old is None else old[2], _contribution_text)
+    times = _items(card.times, None if old is None else old[3], _time_text)
+    moves = _items(state.moves, None if old is None else old[4], _move_text)
+    seen = _seen(card.seen, None if previous is None else previous._seen)
+    last_at = card.last_at
+    text = "".join(
+        (
+            '{"lead_id":',
+            _text(state.lead_id),
+            ',"card":{"fit":[',
+            ",".join(fit[1]),
+            '],"fit_total":',
+            _text(card.fit_total),
+            ',"entries":[',
+            ",".join(entries[1]),
+            '],"engagement_points":',
+            _text(card.engagement_points),
+            ',"refused":[',
+            ",".join(refused[1]),
+            '],"seen":[',
+            ",".join(seen[1]),
+            '],"last_at":',
+            "null" if last_at is None else _time_text(last_at),
+            ',"last_key":',
+            _text(card.last_key),
+            ',"times":[',
+            ",".join(times[1]),
+            ']},"moves":[',
+            ",".join(moves[1]),
+            '],"levels":[',
+            ",".join(map(_STRING, sorted(state.levels))),
+            '],"with_sales":',
+            _text(state.with_sales),
+            ',"disqualified":',
+            _text(state.disqualified),
+            ',"qualified":',
+            _text(state.qualified),
+            "}",
+        )
+    )
+    return StateText(text, (fit, entries, refused, times, moves), seen)
+
+
+def state_to_json(state: LeadState) -> str:
+    return encode_state(state).text
 
 
 def _state(data: dict[str, Any]) -> LeadState:

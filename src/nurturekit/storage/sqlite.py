@@ -34,8 +34,10 @@ from nurturekit.ports import LeadState, OutboxEntry
 from nurturekit.scenario import Enrollment
 from nurturekit.scoring import ScoreCard
 from nurturekit.storage.codec import (
+    StateText,
     activity_from_json,
     activity_to_json,
+    encode_state,
     enrollment_from_json,
     enrollment_to_json,
     handoff_from_json,
@@ -45,7 +47,6 @@ from nurturekit.storage.codec import (
     mail_from_json,
     mail_to_json,
     state_from_json,
-    state_to_json,
 )
 
 __all__ = ["SCHEMA_VERSION", "SQLiteStorage"]
@@ -346,13 +347,24 @@ class _Entry:
     """What the cache knows of one lead; ``None`` in ``history`` or ``enrollments`` means not
     read yet, and ``has_lead`` / ``has_state`` say whether ``lead`` / ``state`` were."""
 
-    __slots__ = ("enrollments", "has_lead", "has_state", "history", "lead", "state", "weight")
+    __slots__ = (
+        "enrollments",
+        "has_lead",
+        "has_state",
+        "history",
+        "lead",
+        "state",
+        "state_text",
+        "weight",
+    )
 
     def __init__(self) -> None:
         self.has_lead = False
         self.lead: Lead | None = None
         self.has_state = False
         self.state: LeadState | None = None
+        #: The text ``state`` was written as, to write the next state faster (see encode_state).
+        self.state_text: StateText | None = None
         #: Ordered by ``(at, key)``; replaced, never changed, once handed out.
         self.history: list[Activity] | None = None
         #: Ordered by ``(entered_at, id)``.
@@ -395,6 +407,10 @@ class _Cache:
             entries.move_to_end(lead_id)
         return found
 
+    def get(self, lead_id: str) -> _Entry | None:
+        """The entry of ``lead_id`` if there is one, left where it is in the order."""
+        return self._entries.get(lead_id)
+
     def resize(self, entry: _Entry) -> None:
         """Count ``entry`` again after a change, and drop old entries past the budget."""
         weight = 1
@@ -404,6 +420,8 @@ class _Cache:
             weight += len(entry.enrollments)
         if entry.state is not None:
             weight += len(entry.state.card.entries)
+            if entry.state_text is not None:
+                weight += len(entry.state.card.entries)
         self._total += weight - entry.weight
         entry.weight = weight
         self._trim()
@@ -861,6 +879,7 @@ class SQLiteStorage:
             if not entry.has_state:
                 row = self._one(_GET_STATE, (lead_id,))
                 entry.state = None if row is None else state_from_json(row[0])
+                entry.state_text = None
                 entry.has_state = True
                 self._cache.resize(entry)
             state = entry.state
@@ -868,14 +887,18 @@ class SQLiteStorage:
             return None if state is None else _copy_state(state)
 
     def put_state(self, state: LeadState) -> None:
-        body = state_to_json(state)
+        lead_id = state.lead_id
         with self._lock:
-            self._write(_PUT_STATE, (state.lead_id, body))
+            known = self._cache.get(lead_id)
+            # Any earlier text of this lead will do: items are matched by identity.
+            text = encode_state(state, None if known is None else known.state_text)
+            self._write(_PUT_STATE, (lead_id, text.text))
             if not self._depth:
-                self._cache.drop(state.lead_id)
+                self._cache.drop(lead_id)
             else:
-                entry = self._cache.entry(state.lead_id)
+                entry = self._cache.entry(lead_id)
                 entry.state = _copy_state(state)
+                entry.state_text = text
                 entry.has_state = True
                 self._cache.resize(entry)
 
