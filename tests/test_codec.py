@@ -10,10 +10,18 @@ from typing import Any
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from nurturekit.activity import Activity
+from nurturekit.errors import InvalidActivity
 from nurturekit.ports import LeadState
 from nurturekit.scoring import Contribution, ScoreCard
 from nurturekit.stages import StageMove
-from nurturekit.storage.codec import encode_state, state_from_json, state_to_json
+from nurturekit.storage.codec import (
+    activity_from_json,
+    activity_to_json,
+    encode_state,
+    state_from_json,
+    state_to_json,
+)
 
 T0 = datetime(2026, 4, 1, 9, 0, tzinfo=timezone.utc)
 JST = timezone(timedelta(hours=9))
@@ -244,3 +252,24 @@ def test_a_previous_text_of_another_state_only_costs_time() -> None:
     )
     assert encode_state(other, encode_state(one)).text == reference(other)
     assert encode_state(one, encode_state(other)).text == reference(one)
+
+
+properties = st.dictionaries(
+    st.text(min_size=1, max_size=8),
+    st.none() | st.booleans() | st.integers(-(10**9), 10**9) | texts,
+    max_size=4,
+)
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(texts.filter(str.strip), times, properties, st.none() | st.text(min_size=1, max_size=40))
+def test_an_activity_is_written_as_its_dict(
+    lead_id: str, at: datetime, props: dict[str, Any], key: str | None
+) -> None:
+    try:
+        activity = Activity(lead_id=lead_id, kind="page_view", at=at, properties=props, key=key)
+    except InvalidActivity:
+        return
+    text = activity_to_json(activity)
+    assert text == json.dumps(activity.to_dict(), ensure_ascii=False, separators=(",", ":"))
+    assert activity_from_json(text) == activity

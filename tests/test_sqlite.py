@@ -512,6 +512,31 @@ class TestCache:
                 assert storage.get_lead(f"l{n}") == make_lead(f"l{n}")
             assert storage._cache.weight <= 50
 
+    @pytest.mark.parametrize("cache_size", [0, 100_000])
+    def test_states_put_in_a_transaction_are_written_once_at_its_end(
+        self, db: Path, cache_size: int
+    ) -> None:
+        with SQLiteStorage(db, cache_size=cache_size) as storage:
+            other = SQLiteStorage(db)
+            with storage.transaction():
+                for n in range(3):
+                    state = LeadState(lead_id="l1", card=ScoreCard(lead_id="l1", last_key=f"k{n}"))
+                    storage.put_state(state)
+                    state.card.last_key = "changed after put_state"
+                    got = storage.get_state("l1")
+                    assert got is not None and got.card.last_key == f"k{n}"
+                assert other.get_state("l1") is None
+            got = other.get_state("l1")
+            assert got is not None and got.card.last_key == "k2"
+            assert query(db, "SELECT count(*) FROM states") == [(1,)]
+            other.close()
+
+    def test_a_state_put_outside_a_transaction_is_written_at_once(self, db: Path) -> None:
+        with SQLiteStorage(db) as storage, SQLiteStorage(db) as other:
+            storage.put_state(LeadState(lead_id="l1", card=ScoreCard(lead_id="l1", last_key="k")))
+            got = other.get_state("l1")
+            assert got is not None and got.card.last_key == "k"
+
     def test_a_bad_cache_size_is_refused(self, db: Path) -> None:
         for bad in (-1, 1.5, "10", True):
             with pytest.raises(StorageError, match="cache_size"):

@@ -142,7 +142,23 @@ def lead_from_json(text: str | bytes) -> Lead:
 
 
 def activity_to_json(activity: Activity) -> str:
-    return _dumps(activity.to_dict())
+    # What ``_dumps(activity.to_dict())`` writes, without building the dict.
+    properties = activity.properties
+    return "".join(
+        (
+            '{"lead_id":',
+            _STRING(activity.lead_id),
+            ',"kind":',
+            _STRING(activity.kind),
+            ',"at":"',
+            activity.at.isoformat(),
+            '","properties":',
+            _ENCODE(dict(properties)) if properties else "{}",
+            ',"key":',
+            _STRING(activity.key),
+            "}",
+        )
+    )
 
 
 def activity_from_json(text: str | bytes) -> Activity:

@@ -569,6 +569,9 @@ class SQLiteStorage:
             )
         self.busy_timeout = float(busy_timeout)
         self._cache = _Cache(cache_size)
+        #: States put in the open transaction and not written yet, by lead id: see
+        #: _write_states.
+        self._unwritten: dict[str, LeadState] = {}
         self._data_version: int | None = None
         self._lock = threading.RLock()
         self._depth = 0
@@ -673,6 +676,7 @@ class SQLiteStorage:
         with self._lock:
             self._conn.close()
             self._cache.clear()
+            self._unwritten.clear()
 
     def __enter__(self) -> SQLiteStorage:
         return self
@@ -762,13 +766,39 @@ class SQLiteStorage:
             try:
                 self._check_cache()
                 yield
+                if self._unwritten:
+                    self._write_states()
             except BaseException:
                 self._depth = 0
+                self._unwritten.clear()
                 self._cache.clear()  # it may hold writes the rollback undoes
                 self._rollback()
                 raise
             self._depth = 0
             self._commit()
+
+    def _write_states(self) -> None:
+        """Write the states put in this transaction, the last one of each lead, all at once.
+
+        Inside a transaction :meth:`put_state` only keeps the state (a lead's state is put
+        once per activity, and only :meth:`get_state` reads it back); the rows are written
+        here, just before ``COMMIT``, so a batch writes each lead's state once, and in the same
+        SQLite transaction as everything else.
+        """
+        cache = self._cache
+        rows = []
+        for lead_id, state in self._unwritten.items():
+            entry = cache.get(lead_id)
+            # Any earlier text of this lead will do: items are matched by identity.
+            text = encode_state(state, None if entry is None else entry.state_text)
+            if entry is not None and entry.state is state:
+                entry.state_text = text
+            rows.append((lead_id, text.text))
+        self._unwritten.clear()
+        try:
+            self._conn.executemany(_PUT_STATE, rows)
+        except sqlite3.Error as error:
+            raise self._failed(error) from error
 
     def _check_cache(self) -> None:
         """Drop the cache if another connection has committed since it was last checked.
@@ -875,6 +905,9 @@ class SQLiteStorage:
 
     def get_state(self, lead_id: str) -> LeadState | None:
         with self._lock:
+            unwritten = self._unwritten.get(lead_id)
+            if unwritten is not None:
+                return _copy_state(unwritten)
             entry = self._entry(lead_id)
             if not entry.has_state:
                 row = self._one(_GET_STATE, (lead_id,))
@@ -889,18 +922,17 @@ class SQLiteStorage:
     def put_state(self, state: LeadState) -> None:
         lead_id = state.lead_id
         with self._lock:
-            known = self._cache.get(lead_id)
-            # Any earlier text of this lead will do: items are matched by identity.
-            text = encode_state(state, None if known is None else known.state_text)
-            self._write(_PUT_STATE, (lead_id, text.text))
-            if not self._depth:
-                self._cache.drop(lead_id)
-            else:
+            if self._depth:  # written at the end of the transaction: see _write_states
+                kept = self._unwritten[lead_id] = _copy_state(state)
                 entry = self._cache.entry(lead_id)
-                entry.state = _copy_state(state)
-                entry.state_text = text
+                entry.state = kept
                 entry.has_state = True
                 self._cache.resize(entry)
+                return
+            known = self._cache.get(lead_id)
+            text = encode_state(state, None if known is None else known.state_text)
+            self._write(_PUT_STATE, (lead_id, text.text))
+            self._cache.drop(lead_id)
 
     # ------------------------------------------------------------------ activities
 
