@@ -279,7 +279,11 @@ def _time_text(t: datetime) -> str:
 
 
 def _move_text(m: StageMove) -> str:
-    return _ENCODE(_move(m))
+    return (
+        f'{{"lead_id":{_text(m.lead_id)},"source":{_text(m.source)},'
+        f'"target":{_text(m.target)},"at":{_time_text(m.at)},"reason":{_text(m.reason)},'
+        f'"manual":{_text(m.manual)}}}'
+    )
 
 
 def encode_state(state: LeadState, previous: StateText | None = None) -> StateText:
