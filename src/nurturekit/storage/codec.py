@@ -189,45 +189,43 @@ def _move(m: StageMove) -> dict[str, Any]:
 
 
 class StateText:
-    """A lead state's JSON text, with the text of each item of its lists kept beside it.
+    """A lead state's JSON text, with the text of its lists kept beside it.
 
     :func:`encode_state` given the previous one of the same lead encodes only the items that
     are new since (a score card's ledger, its refused candidates, activity times and stage
     moves only grow, one activity at a time), so writing a lead's state costs what changed, not
-    the lead's whole history. Items are matched by identity: a state whose lists share no items
-    with ``previous`` is simply encoded in full.
+    the lead's whole history. Items are matched by identity: a list that is not ``previous``'s
+    items followed by new ones is encoded in full.
     """
 
     __slots__ = ("_parts", "_seen", "text")
 
-    def __init__(self, text: str, parts: tuple[_Items, ...], seen: _Items) -> None:
+    def __init__(self, text: str, parts: tuple[_Items, ...], seen: _Keys) -> None:
         #: The state as compact JSON, what :func:`state_to_json` returns.
         self.text = text
         self._parts = parts
         self._seen = seen
 
 
-#: Items of one list as last encoded: the items themselves (a private tuple) and their texts.
-_Items = tuple[tuple[Any, ...], list[str]]
+#: Items of one list as last encoded: the items themselves (a private tuple) and their texts
+#: joined by commas.
+_Items = tuple[tuple[Any, ...], str]
+#: The keys of ``seen`` sorted, and the text of each.
+_Keys = tuple[tuple[str, ...], list[str]]
 
 
 def _items(items: Sequence[_T], previous: _Items | None, encode: Callable[[_T], str]) -> _Items:
     now = tuple(items)
-    if previous is None:
-        return now, [encode(item) for item in now]
-    old, texts = previous
-    kept = len(old)
-    if not (len(now) >= kept and all(map(is_, now, old))):
-        kept = 0
-        for item, before in zip(now, old, strict=False):
-            if item is not before:
-                break
-            kept += 1
-    # A new list: ``previous`` stays whole whether or not the caller keeps this one.
-    new_texts = texts[:kept]
-    if kept < len(now):
-        new_texts.extend(map(encode, now[kept:]))
-    return now, new_texts
+    if previous is not None:
+        old, joined = previous
+        kept = len(old)
+        if len(now) >= kept and all(map(is_, now, old)):  # the same items, maybe more after
+            if kept == len(now):
+                return previous
+            added = ",".join(map(encode, now[kept:]))
+            return now, f"{joined},{added}" if kept else added
+    # New, or changed before its end (a late activity, a rescore): all of it again.
+    return now, ",".join(map(encode, now))
 
 
 def _text(value: Any) -> str:
@@ -255,7 +253,7 @@ def _contribution_text(c: Contribution) -> str:
     )
 
 
-def _seen(seen: set[str], previous: _Items | None) -> _Items:
+def _seen(seen: set[str], previous: _Keys | None) -> _Keys:
     """The keys of ``seen`` sorted, and their texts; a few new keys are put in place."""
     if previous is not None:
         old, texts = previous
@@ -303,15 +301,15 @@ def encode_state(state: LeadState, previous: StateText | None = None) -> StateTe
             '{"lead_id":',
             _text(state.lead_id),
             ',"card":{"fit":[',
-            ",".join(fit[1]),
+            fit[1],
             '],"fit_total":',
             _text(card.fit_total),
             ',"entries":[',
-            ",".join(entries[1]),
+            entries[1],
             '],"engagement_points":',
             _text(card.engagement_points),
             ',"refused":[',
-            ",".join(refused[1]),
+            refused[1],
             '],"seen":[',
             ",".join(seen[1]),
             '],"last_at":',
@@ -319,9 +317,9 @@ def encode_state(state: LeadState, previous: StateText | None = None) -> StateTe
             ',"last_key":',
             _text(card.last_key),
             ',"times":[',
-            ",".join(times[1]),
+            times[1],
             ']},"moves":[',
-            ",".join(moves[1]),
+            moves[1],
             '],"levels":[',
             ",".join(map(_STRING, sorted(state.levels))),
             '],"with_sales":',
