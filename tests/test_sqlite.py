@@ -537,6 +537,19 @@ class TestCache:
             got = other.get_state("l1")
             assert got is not None and got.card.last_key == "k"
 
+    def test_without_a_cache_nothing_is_kept(self, db: Path) -> None:
+        with SQLiteStorage(db, cache_size=0) as storage, storage.transaction():
+            for n in range(20):
+                storage.put_lead(make_lead(f"l{n}"))
+                storage.add_activity(make_activity(f"l{n}"))
+                storage.put_enrollment(make_enrollment(1, lead_id=f"l{n}"))
+                assert len(storage.activities(f"l{n}")) == 1
+                assert len(storage.enrollments_of(f"l{n}")) == 1
+                assert storage.get_lead(f"l{n}") == make_lead(f"l{n}")
+            assert len(storage._cache) == 0
+            assert storage._cache.weight == 0
+            assert not storage._cache._owner
+
     def test_a_bad_cache_size_is_refused(self, db: Path) -> None:
         for bad in (-1, 1.5, "10", True):
             with pytest.raises(StorageError, match="cache_size"):

@@ -353,6 +353,7 @@ class _Entry:
         "has_state",
         "history",
         "lead",
+        "live",
         "state",
         "state_text",
         "weight",
@@ -370,6 +371,8 @@ class _Entry:
         #: Ordered by ``(entered_at, id)``.
         self.enrollments: list[Enrollment] | None = None
         self.weight = 1
+        #: False once dropped from the cache: its weight then no longer counts.
+        self.live = True
 
 
 class _Cache:
@@ -422,7 +425,8 @@ class _Cache:
             weight += len(entry.state.card.entries)
             if entry.state_text is not None:
                 weight += len(entry.state.card.entries)
-        self._total += weight - entry.weight
+        if entry.live:
+            self._total += weight - entry.weight
         entry.weight = weight
         self._trim()
 
@@ -430,6 +434,7 @@ class _Cache:
         entries = self._entries
         while self._total > self.budget and entries:
             _, old = entries.popitem(last=False)
+            old.live = False
             self._total -= old.weight
             self._forget_owners(old)
 
@@ -439,10 +444,11 @@ class _Cache:
                 self._owner.pop(enrollment.id, None)
 
     def set_enrollments(self, lead_id: str, entry: _Entry, found: list[Enrollment]) -> None:
-        for enrollment in found:
-            self._owner[enrollment.id] = lead_id
         entry.enrollments = found
-        self.resize(entry)
+        if entry.live:
+            for enrollment in found:
+                self._owner[enrollment.id] = lead_id
+            self.resize(entry)
 
     def put_enrollment(self, enrollment: Enrollment) -> None:
         lead_id = enrollment.lead_id
@@ -457,7 +463,7 @@ class _Cache:
                 self.resize(moved_from)
             self._owner.pop(eid, None)
         entry = self.entry(lead_id)
-        if entry.enrollments is None:
+        if entry.enrollments is None or not entry.live:
             return
         mine = [e for e in entry.enrollments if e.id != eid]
         mine.append(enrollment)
@@ -472,6 +478,7 @@ class _Cache:
         from is not this method's business: see :meth:`drop_enrollment`)."""
         old = self._entries.pop(lead_id, None)
         if old is not None:
+            old.live = False
             self._total -= old.weight
             self._forget_owners(old)
 
@@ -482,6 +489,8 @@ class _Cache:
         self.drop(enrollment.lead_id)
 
     def clear(self) -> None:
+        for entry in self._entries.values():
+            entry.live = False
         self._entries.clear()
         self._owner.clear()
         self._total = 0
