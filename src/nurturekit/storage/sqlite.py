@@ -4,6 +4,10 @@ Standard-library :mod:`sqlite3` only. The file is in WAL mode, so readers never 
 writer; every write runs in a ``BEGIN IMMEDIATE`` transaction, so several processes can share
 one file and two workers never claim the same enrolment. The schema carries its version in a
 ``nurturekit_meta`` table and is migrated forward when a file is opened.
+
+What the engine reads per activity (the lead, its state, history and enrolments) is kept
+decoded in a per-store cache that ``PRAGMA data_version`` keeps exact (see :class:`_Cache`),
+and lead states put inside a transaction are written once each, just before its ``COMMIT``.
 """
 
 from __future__ import annotations
@@ -315,32 +319,32 @@ class _Memo(Generic[_T]):
         self._young[text] = value
 
 
-_CARD_FIELDS = tuple(f.name for f in attrs.fields(ScoreCard))
-_STATE_FIELDS = tuple(f.name for f in attrs.fields(LeadState))
-_set = object.__setattr__
+def _state_copier() -> Callable[[LeadState], LeadState]:
+    """The body of :func:`_copy_state`, written out field by field from the attrs fields of
+    :class:`LeadState` and :class:`ScoreCard` (so a field added to either is copied too): a
+    loop of ``getattr`` / ``setattr`` or ``attrs.evolve`` costs several times more, and a
+    cached lead's state is copied twice per activity."""
+    mutable = {"entries": "list", "refused": "list", "times": "list", "seen": "set"}
+    lines = ["def copy(state):", "    card = state.card", "    c = new(ScoreCard)"]
+    for field in attrs.fields(ScoreCard):
+        name = field.name
+        value = f"{mutable[name]}(card.{name})" if name in mutable else f"card.{name}"
+        lines.append(f"    c.{name} = {value}")
+    lines.append("    s = new(LeadState)")
+    for field in attrs.fields(LeadState):
+        name = field.name
+        value = {"card": "c", "moves": "list(state.moves)"}.get(name, f"state.{name}")
+        lines.append(f"    s.{name} = {value}")
+    lines.append("    return s")
+    scope: dict[str, Any] = {"new": object.__new__, "ScoreCard": ScoreCard, "LeadState": LeadState}
+    exec("\n".join(lines), scope)  # our own text, built from attrs fields
+    copy: Callable[[LeadState], LeadState] = scope["copy"]
+    return copy
 
 
-def _copy_state(state: LeadState) -> LeadState:
-    """A copy whose lists and sets can be changed without touching ``state``; their items
-    (contributions, stage moves, times) are immutable and shared.
-
-    Field by field, without validators (the values are already valid): ``attrs.evolve`` twice
-    cost more than the rest of a cache hit.
-    """
-    card = state.card
-    new_card = ScoreCard.__new__(ScoreCard)
-    for name in _CARD_FIELDS:
-        _set(new_card, name, getattr(card, name))
-    _set(new_card, "entries", list(card.entries))
-    _set(new_card, "refused", list(card.refused))
-    _set(new_card, "seen", set(card.seen))
-    _set(new_card, "times", list(card.times))
-    new = LeadState.__new__(LeadState)
-    for name in _STATE_FIELDS:
-        _set(new, name, getattr(state, name))
-    _set(new, "card", new_card)
-    _set(new, "moves", list(state.moves))
-    return new
+#: A copy of a state whose lists and sets can be changed without touching the original; their
+#: items (contributions, stage moves, times) are immutable and shared.
+_copy_state = _state_copier()
 
 
 class _Entry:
@@ -542,7 +546,9 @@ class SQLiteStorage:
     end before giving up with :class:`~nurturekit.errors.StorageError`. ``synchronous`` is
     SQLite's durability setting: ``"FULL"`` (the default) syncs the log at every commit, so a
     committed transaction survives a power cut; ``"NORMAL"`` is faster and may lose the last
-    commits on power loss, never consistency.
+    commits on power loss, never consistency. ``cache_size`` bounds how many decoded values
+    (leads, activities, enrolments, score entries) the store keeps between transactions;
+    ``0`` turns the cache off (see docs/storage.md).
 
     One connection serves every thread of the process; a lock held for a whole
     :meth:`transaction` serialises them. Other processes may open the same file: each
