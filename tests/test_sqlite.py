@@ -512,6 +512,12 @@ class TestCache:
                 assert len(storage.activities(f"l{n}")) == 5
                 assert storage.get_lead(f"l{n}") == make_lead(f"l{n}")
             assert storage._cache.weight <= 50
+            entries = list(storage._cache._entries.values())
+            assert sum(entry.weight for entry in entries) == storage._cache.weight
+            for entry in entries:
+                before = entry.weight
+                storage._cache.resize(entry)
+                assert entry.weight == before
 
     @pytest.mark.parametrize("cache_size", [0, 100_000])
     def test_states_put_in_a_transaction_are_written_once_at_its_end(

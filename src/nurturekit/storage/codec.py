@@ -284,52 +284,36 @@ def _move_text(m: StageMove) -> str:
     )
 
 
+_NO_ITEMS: _Items = ((), "")
+
+
 def encode_state(state: LeadState, previous: StateText | None = None) -> StateText:
     """``state`` as JSON (see :func:`state_to_json`), encoding again only the items of its lists
     that ``previous`` (the :class:`StateText` of an earlier state of the same lead) lacks."""
     card = state.card
-    old = None if previous is None else previous._parts
-    fit = _items(card.fit, None if old is None else old[0], _contribution_text)
-    entries = _items(card.entries, None if old is None else old[1], _contribution_text)
-    refused = _items(card.refused, None if old is None else old[2], _contribution_text)
-    times = _items(card.times, None if old is None else old[3], _time_text)
-    moves = _items(state.moves, None if old is None else old[4], _move_text)
-    seen = _seen(card.seen, None if previous is None else previous._seen)
+    if previous is None:
+        old: tuple[_Items, ...] = (_NO_ITEMS,) * 5
+        old_seen = None
+    else:
+        old, old_seen = previous._parts, previous._seen
+    # An empty list (no fit rules, nothing refused, no idle clock) costs one test.
+    fit = _items(card.fit, old[0], _contribution_text) if card.fit else _NO_ITEMS
+    entries = _items(card.entries, old[1], _contribution_text)
+    refused = _items(card.refused, old[2], _contribution_text) if card.refused else _NO_ITEMS
+    times = _items(card.times, old[3], _time_text) if card.times else _NO_ITEMS
+    moves = _items(state.moves, old[4], _move_text) if state.moves else _NO_ITEMS
+    seen = _seen(card.seen, old_seen)
     last_at = card.last_at
-    text = "".join(
-        (
-            '{"lead_id":',
-            _text(state.lead_id),
-            ',"card":{"fit":[',
-            fit[1],
-            '],"fit_total":',
-            _text(card.fit_total),
-            ',"entries":[',
-            entries[1],
-            '],"engagement_points":',
-            _text(card.engagement_points),
-            ',"refused":[',
-            refused[1],
-            '],"seen":[',
-            ",".join(seen[1]),
-            '],"last_at":',
-            "null" if last_at is None else _time_text(last_at),
-            ',"last_key":',
-            _text(card.last_key),
-            ',"times":[',
-            times[1],
-            ']},"moves":[',
-            moves[1],
-            '],"levels":[',
-            ",".join(map(_STRING, sorted(state.levels))),
-            '],"with_sales":',
-            _text(state.with_sales),
-            ',"disqualified":',
-            _text(state.disqualified),
-            ',"qualified":',
-            _text(state.qualified),
-            "}",
-        )
+    levels = ",".join(map(_STRING, sorted(state.levels))) if state.levels else ""
+    text = (
+        f'{{"lead_id":{_text(state.lead_id)},"card":{{"fit":[{fit[1]}],'
+        f'"fit_total":{_text(card.fit_total)},"entries":[{entries[1]}],'
+        f'"engagement_points":{_text(card.engagement_points)},"refused":[{refused[1]}],'
+        f'"seen":[{",".join(seen[1])}],'
+        f'"last_at":{"null" if last_at is None else _time_text(last_at)},'
+        f'"last_key":{_text(card.last_key)},"times":[{times[1]}]}},'
+        f'"moves":[{moves[1]}],"levels":[{levels}],"with_sales":{_text(state.with_sales)},'
+        f'"disqualified":{_text(state.disqualified)},"qualified":{_text(state.qualified)}}}'
     )
     return StateText(text, (fit, entries, refused, times, moves), seen)
 

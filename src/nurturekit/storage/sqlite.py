@@ -434,6 +434,14 @@ class _Cache:
         entry.weight = weight
         self._trim()
 
+    def grow(self, entry: _Entry) -> None:
+        """Count one more value in ``entry`` (an activity added to its history)."""
+        entry.weight += 1
+        if entry.live:
+            self._total += 1
+            if self._total > self.budget:
+                self._trim()
+
     def _trim(self) -> None:
         entries = self._entries
         while self._total > self.budget and entries:
@@ -976,7 +984,7 @@ class SQLiteStorage:
                 else:
                     entry.history = history = list(history)
                     insort(history, activity, key=_activity_order)
-                self._cache.resize(entry)
+                self._cache.grow(entry)
         self._activity.keep(body, activity)
         return True
 
