@@ -965,7 +965,8 @@ class SQLiteStorage:
             activity.key,
             activity.lead_id,
             activity.kind,
-            _stamp(activity.at, "Activity.at"),
+            # Activity.at is UTC already (its converter), so this is _stamp without the check.
+            activity.at.isoformat(timespec="microseconds"),
             body,
         )
         with self._lock:
