@@ -840,6 +840,62 @@ def test_kill_9_during_a_batch_leaves_all_of_it_or_none(tmp_path: Path) -> None:
             assert len(list(storage.activities_of_kinds(["page_view"]))) == stored
 
 
+STATES = """
+    import sys, time
+    from datetime import datetime, timedelta, timezone
+    from pathlib import Path
+    from nurturekit import Activity
+    from nurturekit.ports import LeadState
+    from nurturekit.scoring import ScoreCard
+    from nurturekit.storage import sqlite
+
+    db, stop_at, inside = sys.argv[1:]
+    encode = sqlite.encode_state
+    calls = 0
+
+    def slow_encode(state, previous=None):
+        # The batch's states are written just before COMMIT: stop in the middle of that.
+        global calls
+        calls += 1
+        if calls == int(stop_at):
+            Path(inside).touch()
+            time.sleep(60)
+        return encode(state, previous)
+
+    sqlite.encode_state = slow_encode
+    storage = sqlite.SQLiteStorage(db)
+    start = datetime(2026, 4, 1, tzinfo=timezone.utc)
+    with storage.transaction():
+        for n in range(1000):
+            lead = f"lead-{n}"
+            storage.add_activity(Activity(lead_id=lead, kind="page_view", at=start))
+            card = ScoreCard(lead_id=lead, seen={f"k{n}"}, last_key=f"k{n}")
+            storage.put_state(LeadState(lead_id=lead, card=card))
+    Path(inside).touch()
+"""
+
+
+def test_kill_9_while_a_batch_writes_its_states_leaves_none_of_it(tmp_path: Path) -> None:
+    db = tmp_path / "nk.db"
+    SQLiteStorage(db).close()
+    inside = tmp_path / "inside"
+    child = python(STATES, db, 500, inside)
+    wait_for(inside, child)
+    os.kill(child.pid, signal.SIGKILL)
+    child.wait(timeout=30)
+    assert query(db, "SELECT count(*) FROM activities") == [(0,)]
+    assert query(db, "SELECT count(*) FROM states") == [(0,)]
+    inside.unlink()
+    child = python(STATES, db, 0, inside)  # not stopped: the whole batch is written
+    _, errors = child.communicate(timeout=60)
+    assert child.returncode == 0, errors.decode()
+    assert query(db, "SELECT count(*) FROM activities") == [(1000,)]
+    assert query(db, "SELECT count(*) FROM states") == [(1000,)]
+    with SQLiteStorage(db) as storage:
+        state = storage.get_state("lead-999")
+        assert state is not None and state.card.seen == {"k999"}
+
+
 ROTATOR = """
     import sys, time
     from pathlib import Path
