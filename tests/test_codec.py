@@ -235,9 +235,11 @@ def test_encoding_from_the_previous_text_equals_encoding_from_scratch(
             change(state, *step)
         current = encode_state(state, previous)
         assert current.text == reference(state)
-        # The previous text is left whole: encoding from it again gives the same answer.
+        # The previous text is left whole: encoding from it again gives the same answer, and
+        # so does its copy without the whole text, which is what a store keeps.
         assert encode_state(state, previous).text == current.text
-        previous = current
+        assert encode_state(state, previous.without_text()).text == current.text
+        previous = current.without_text()
 
 
 def test_a_previous_text_of_another_state_only_costs_time() -> None:

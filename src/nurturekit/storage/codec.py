@@ -206,6 +206,11 @@ class StateText:
         self._parts = parts
         self._seen = seen
 
+    def without_text(self) -> StateText:
+        """This without :attr:`text`, which :func:`encode_state` does not need: what to keep
+        between writes (the whole text is most of the memory)."""
+        return StateText("", self._parts, self._seen)
+
 
 #: Items of one list as last encoded: the items themselves (a private tuple) and their texts
 #: joined by commas.

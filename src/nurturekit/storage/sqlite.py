@@ -556,7 +556,8 @@ class SQLiteStorage:
     committed transaction survives a power cut; ``"NORMAL"`` is faster and may lose the last
     commits on power loss, never consistency. ``cache_size`` bounds how many decoded values
     (leads, activities, enrolments, score entries) the store keeps between transactions;
-    ``0`` turns the cache off (see docs/storage.md).
+    about 1 KB each, so the default is some 100 MB; ``0`` turns the cache off (see
+    docs/storage.md).
 
     One connection serves every thread of the process; a lock held for a whole
     :meth:`transaction` serialises them. Other processes may open the same file: each
@@ -815,7 +816,7 @@ class SQLiteStorage:
             # Any earlier text of this lead will do: items are matched by identity.
             text = encode_state(state, None if entry is None else entry.state_text)
             if entry is not None and entry.state is state:
-                entry.state_text = text
+                entry.state_text = text.without_text()
             rows.append((lead_id, text.text))
         self._unwritten.clear()
         try:
