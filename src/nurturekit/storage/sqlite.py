@@ -289,13 +289,12 @@ _T = TypeVar("_T")
 class _Memo(Generic[_T]):
     """Decoded values by the exact JSON text they were read from or written as.
 
-    The engine reads a lead, its state and its whole history at every activity; decoding them
-    again each time would cost more than the rest of the work. Keyed by the stored text itself,
-    an entry can never be stale, whoever wrote the row and whatever was rolled back. Only
-    values nobody changes go in (leads, activities, enrolments and hand-offs).
-    of :meth:`SQLiteStorage.get_state`); it serves the reads the per-lead cache does not
-    (iterations, claims, and leads it dropped). Two generations of at most ``_MEMO_SIZE`` entries
-    each keep what was used lately, without the bookkeeping of a true LRU.
+    It serves the reads the per-lead cache (:class:`_Cache`) does not: iterations, claims,
+    hand-offs, and leads the cache dropped. Keyed by the stored text itself, an entry can never
+    be stale, whoever wrote the row and whatever was rolled back. Only values nobody changes go
+    in (leads, activities, enrolments and hand-offs). Two generations of at most
+    ``_MEMO_SIZE`` entries each keep what was used lately, without the bookkeeping of a true
+    LRU.
     """
 
     def __init__(self, decode: Callable[[str], _T]) -> None:
@@ -486,8 +485,7 @@ class _Cache:
         self.resize(entry)
 
     def drop(self, lead_id: str) -> None:
-        """Forget what is known of ``lead_id`` (and of the lead an enrolment of it was moved
-        from is not this method's business: see :meth:`drop_enrollment`)."""
+        """Forget what is known of ``lead_id``."""
         old = self._entries.pop(lead_id, None)
         if old is not None:
             old.live = False
@@ -495,6 +493,7 @@ class _Cache:
             self._forget_owners(old)
 
     def drop_enrollment(self, enrollment: Enrollment) -> None:
+        """Forget the lead of ``enrollment``, and the lead it was cached under if another."""
         owner = self._owner.get(enrollment.id)
         if owner is not None:
             self.drop(owner)
@@ -817,6 +816,7 @@ class SQLiteStorage:
             text = encode_state(state, None if entry is None else entry.state_text)
             if entry is not None and entry.state is state:
                 entry.state_text = text.without_text()
+                cache.resize(entry)
             rows.append((lead_id, text.text))
         self._unwritten.clear()
         try:
