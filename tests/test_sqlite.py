@@ -17,6 +17,7 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
+import attrs
 import pytest
 from engine_fixtures import World, program
 
@@ -26,6 +27,8 @@ from nurturekit.errors import StorageError
 from nurturekit.messages import SendStatus
 from nurturekit.ports import LeadState
 from nurturekit.scenario import EnrollmentStatus
+from nurturekit.scoring import Contribution, ScoreCard
+from nurturekit.stages import StageMove
 from nurturekit.storage import sqlite as sqlite_module
 from nurturekit.storage.memory import InMemoryStorage
 from nurturekit.storage.sqlite import SCHEMA_VERSION, SQLiteStorage
@@ -47,6 +50,24 @@ class TestSQLiteContract(StorageContract):
     @pytest.fixture
     def storage(self, tmp_path: Path) -> Iterator[SQLiteStorage]:
         store = SQLiteStorage(tmp_path / "nk.db")
+        yield store
+        store.close()
+
+
+class TestSQLiteContractWithoutCache(StorageContract):
+    @pytest.fixture
+    def storage(self, tmp_path: Path) -> Iterator[SQLiteStorage]:
+        store = SQLiteStorage(tmp_path / "nk.db", cache_size=0)
+        yield store
+        store.close()
+
+
+class TestSQLiteContractWithATinyCache(StorageContract):
+    """A cache that drops leads all the time: every read must still be right."""
+
+    @pytest.fixture
+    def storage(self, tmp_path: Path) -> Iterator[SQLiteStorage]:
+        store = SQLiteStorage(tmp_path / "nk.db", cache_size=3)
         yield store
         store.close()
 
@@ -355,6 +376,221 @@ class TestTransactions:
             storage.mark_sent("nope", SendStatus.SENT, "", T0)
 
 
+class TestCache:
+    """Decoded values are kept per lead while no other connection writes the file."""
+
+    def test_what_another_connection_commits_is_seen_inside_a_transaction(self, db: Path) -> None:
+        one, two = SQLiteStorage(db), SQLiteStorage(db)
+        one.put_lead(make_lead(name="前"))
+        one.add_activity(make_activity(minutes=1))
+        one.put_enrollment(make_enrollment(1))
+        with two.transaction():  # fills two's cache
+            assert two.get_lead("l1") == make_lead(name="前")
+            assert len(two.activities("l1")) == 1
+            assert two.enrollments_of("l1") == [make_enrollment(1)]
+            assert two.get_state("l1") is None
+        with one.transaction():
+            one.put_lead(make_lead(name="後"))
+            one.add_activity(make_activity(minutes=2))
+            one.put_enrollment(make_enrollment(2))
+            one.put_state(LeadState(lead_id="l1", card=ScoreCard(lead_id="l1"), qualified=True))
+        with two.transaction():
+            assert two.get_lead("l1") == make_lead(name="後")
+            assert two.activities("l1") == [make_activity(minutes=1), make_activity(minutes=2)]
+            assert two.enrollments_of("l1") == [make_enrollment(1), make_enrollment(2)]
+            state = two.get_state("l1")
+            assert state is not None and state.qualified
+        one.close()
+        two.close()
+
+    def test_a_write_of_another_process_is_seen(self, db: Path) -> None:
+        with SQLiteStorage(db) as storage:
+            storage.put_lead(make_lead(name="前"))
+            assert storage.get_lead("l1") == make_lead(name="前")
+            child = python(
+                """
+                import sys
+                from nurturekit.storage.sqlite import SQLiteStorage
+                from nurturekit.testing import make_activity, make_lead
+                with SQLiteStorage(sys.argv[1]) as other:
+                    other.put_lead(make_lead(name="後"))
+                    other.add_activity(make_activity(minutes=5))
+                """,
+                db,
+            )
+            _, errors = child.communicate(timeout=60)
+            assert child.returncode == 0, errors.decode()
+            assert storage.get_lead("l1") == make_lead(name="後")
+            with storage.transaction():
+                assert storage.activities("l1") == [make_activity(minutes=5)]
+
+    def test_a_rollback_forgets_what_the_transaction_wrote(self, db: Path) -> None:
+        with SQLiteStorage(db) as storage:
+            storage.put_lead(make_lead(name="前"))
+            storage.put_enrollment(make_enrollment(1))
+            storage.add_activity(make_activity(minutes=1))
+            old_state = LeadState(lead_id="l1", card=ScoreCard(lead_id="l1", last_key="old"))
+            storage.put_state(old_state)
+            with pytest.raises(ZeroDivisionError), storage.transaction():
+                assert len(storage.activities("l1")) == 1
+                storage.put_lead(make_lead(name="後"))
+                storage.add_activity(make_activity(minutes=2))
+                storage.put_enrollment(make_enrollment(2))
+                new_state = LeadState(lead_id="l1", card=ScoreCard(lead_id="l1", last_key="new"))
+                storage.put_state(new_state)
+                assert len(storage.activities("l1")) == 2
+                _ = 1 / 0
+            assert storage.get_lead("l1") == make_lead(name="前")
+            assert storage.activities("l1") == [make_activity(minutes=1)]
+            assert storage.enrollments_of("l1") == [make_enrollment(1)]
+            state = storage.get_state("l1")
+            assert state is not None and state.card.last_key == "old"
+
+    def test_a_write_outside_a_transaction_then_another_connections_is_not_hidden(
+        self, db: Path
+    ) -> None:
+        one, two = SQLiteStorage(db), SQLiteStorage(db)
+        one.put_lead(make_lead(name="一"))
+        assert one.get_lead("l1") == make_lead(name="一")
+        two.put_lead(make_lead(name="二"))
+        assert one.get_lead("l1") == make_lead(name="二")
+        with one.transaction():
+            assert one.get_lead("l1") == make_lead(name="二")
+        one.close()
+        two.close()
+
+    def test_handed_out_values_do_not_change_under_their_holder(self, db: Path) -> None:
+        with SQLiteStorage(db) as storage, storage.transaction():
+            storage.put_lead(make_lead())
+            storage.put_state(LeadState(lead_id="l1", card=ScoreCard(lead_id="l1")))
+            storage.add_activity(make_activity(minutes=5))
+            history = storage.activities("l1")
+            storage.add_activity(make_activity(minutes=1))  # inserted before the first
+            storage.add_activity(make_activity(minutes=9))
+            assert history == [make_activity(minutes=5)]
+            assert storage.activities("l1") == [
+                make_activity(minutes=1),
+                make_activity(minutes=5),
+                make_activity(minutes=9),
+            ]
+            state = storage.get_state("l1")
+            assert state is not None
+            state.card.entries.append(state.card.entries[0] if state.card.entries else None)  # type: ignore[arg-type]
+            state.card.seen.add("x")
+            state.moves.append(None)  # type: ignore[arg-type]
+            again = storage.get_state("l1")
+            assert again is not None
+            assert (again.card.entries, again.card.seen, again.moves) == ([], set(), [])
+            mine = storage.enrollments_of("l1")
+            mine.append(make_enrollment(9))
+            assert storage.enrollments_of("l1") == []
+
+    def test_enrolments_keep_their_order_and_may_move_to_another_lead(self, db: Path) -> None:
+        with SQLiteStorage(db) as storage, storage.transaction():
+            assert storage.enrollments_of("l1") == []
+            assert storage.enrollments_of("l2") == []
+            late = attrs.evolve(make_enrollment(1), entered_at=T0 + timedelta(hours=1))
+            early = make_enrollment(2)
+            storage.put_enrollment(late)
+            storage.put_enrollment(early)
+            assert [e.number for e in storage.enrollments_of("l1")] == [2, 1]
+            moved = attrs.evolve(late, lead_id="l2")
+            storage.put_enrollment(moved)
+            assert storage.enrollments_of("l1") == [early]
+            assert storage.enrollments_of("l2") == [moved]
+
+    def test_the_cache_stays_within_its_size(self, db: Path) -> None:
+        with SQLiteStorage(db, cache_size=50) as storage:
+            with storage.transaction():
+                for n in range(40):
+                    storage.put_lead(make_lead(f"l{n}"))
+                    for minute in range(5):
+                        storage.add_activity(make_activity(f"l{n}", minutes=minute))
+                    assert len(storage.activities(f"l{n}")) == 5
+                    assert storage._cache.weight <= 50
+            for n in range(40):
+                assert len(storage.activities(f"l{n}")) == 5
+                assert storage.get_lead(f"l{n}") == make_lead(f"l{n}")
+            assert storage._cache.weight <= 50
+            entries = list(storage._cache._entries.values())
+            assert sum(entry.weight for entry in entries) == storage._cache.weight
+            for entry in entries:
+                before = entry.weight
+                storage._cache.resize(entry)
+                assert entry.weight == before
+
+    @pytest.mark.parametrize("cache_size", [0, 100_000])
+    def test_states_put_in_a_transaction_are_written_once_at_its_end(
+        self, db: Path, cache_size: int
+    ) -> None:
+        with SQLiteStorage(db, cache_size=cache_size) as storage:
+            other = SQLiteStorage(db)
+            with storage.transaction():
+                for n in range(3):
+                    state = LeadState(lead_id="l1", card=ScoreCard(lead_id="l1", last_key=f"k{n}"))
+                    storage.put_state(state)
+                    state.card.last_key = "changed after put_state"
+                    got = storage.get_state("l1")
+                    assert got is not None and got.card.last_key == f"k{n}"
+                assert other.get_state("l1") is None
+            got = other.get_state("l1")
+            assert got is not None and got.card.last_key == "k2"
+            assert query(db, "SELECT count(*) FROM states") == [(1,)]
+            other.close()
+
+    def test_a_state_put_outside_a_transaction_is_written_at_once(self, db: Path) -> None:
+        with SQLiteStorage(db) as storage, SQLiteStorage(db) as other:
+            storage.put_state(LeadState(lead_id="l1", card=ScoreCard(lead_id="l1", last_key="k")))
+            got = other.get_state("l1")
+            assert got is not None and got.card.last_key == "k"
+
+    def test_a_state_copy_has_every_field_and_lists_of_its_own(self) -> None:
+        move = StageMove(
+            lead_id="l1", source=None, target="awareness", at=T0, reason="start", manual=True
+        )
+        card = ScoreCard(
+            lead_id="l1",
+            fit_total=3,
+            entries=[Contribution("r", "engagement", 5, 5, T0, "k1", "page_view")],
+            engagement_points=5,
+            seen={"k1"},
+            last_at=T0,
+            last_key="k1",
+            times=[T0],
+        )
+        state = LeadState(
+            lead_id="l1", card=card, moves=[move], levels=frozenset({"warm"}), qualified=True
+        )
+        copy = sqlite_module._copy_state(state)
+        for field in attrs.fields(LeadState):
+            if field.name != "card":
+                assert getattr(copy, field.name) == getattr(state, field.name), field.name
+        for field in attrs.fields(ScoreCard):
+            assert getattr(copy.card, field.name) == getattr(card, field.name), field.name
+        assert copy.card is not card
+        for name in ("entries", "refused", "seen", "times"):
+            assert getattr(copy.card, name) is not getattr(card, name), name
+        assert copy.moves is not state.moves
+
+    def test_without_a_cache_nothing_is_kept(self, db: Path) -> None:
+        with SQLiteStorage(db, cache_size=0) as storage, storage.transaction():
+            for n in range(20):
+                storage.put_lead(make_lead(f"l{n}"))
+                storage.add_activity(make_activity(f"l{n}"))
+                storage.put_enrollment(make_enrollment(1, lead_id=f"l{n}"))
+                assert len(storage.activities(f"l{n}")) == 1
+                assert len(storage.enrollments_of(f"l{n}")) == 1
+                assert storage.get_lead(f"l{n}") == make_lead(f"l{n}")
+            assert len(storage._cache) == 0
+            assert storage._cache.weight == 0
+            assert not storage._cache._owner
+
+    def test_a_bad_cache_size_is_refused(self, db: Path) -> None:
+        for bad in (-1, 1.5, "10", True):
+            with pytest.raises(StorageError, match="cache_size"):
+                SQLiteStorage(db, cache_size=bad)  # type: ignore[arg-type]
+
+
 # ------------------------------------------------------------------------------ stored form
 
 
@@ -602,6 +838,62 @@ def test_kill_9_during_a_batch_leaves_all_of_it_or_none(tmp_path: Path) -> None:
         assert query(db, "PRAGMA integrity_check") == [("ok",)]
         with SQLiteStorage(db) as storage:
             assert len(list(storage.activities_of_kinds(["page_view"]))) == stored
+
+
+STATES = """
+    import sys, time
+    from datetime import datetime, timedelta, timezone
+    from pathlib import Path
+    from nurturekit import Activity
+    from nurturekit.ports import LeadState
+    from nurturekit.scoring import ScoreCard
+    from nurturekit.storage import sqlite
+
+    db, stop_at, inside = sys.argv[1:]
+    encode = sqlite.encode_state
+    calls = 0
+
+    def slow_encode(state, previous=None):
+        # The batch's states are written just before COMMIT: stop in the middle of that.
+        global calls
+        calls += 1
+        if calls == int(stop_at):
+            Path(inside).touch()
+            time.sleep(60)
+        return encode(state, previous)
+
+    sqlite.encode_state = slow_encode
+    storage = sqlite.SQLiteStorage(db)
+    start = datetime(2026, 4, 1, tzinfo=timezone.utc)
+    with storage.transaction():
+        for n in range(1000):
+            lead = f"lead-{n}"
+            storage.add_activity(Activity(lead_id=lead, kind="page_view", at=start))
+            card = ScoreCard(lead_id=lead, seen={f"k{n}"}, last_key=f"k{n}")
+            storage.put_state(LeadState(lead_id=lead, card=card))
+    Path(inside).touch()
+"""
+
+
+def test_kill_9_while_a_batch_writes_its_states_leaves_none_of_it(tmp_path: Path) -> None:
+    db = tmp_path / "nk.db"
+    SQLiteStorage(db).close()
+    inside = tmp_path / "inside"
+    child = python(STATES, db, 500, inside)
+    wait_for(inside, child)
+    os.kill(child.pid, signal.SIGKILL)
+    child.wait(timeout=30)
+    assert query(db, "SELECT count(*) FROM activities") == [(0,)]
+    assert query(db, "SELECT count(*) FROM states") == [(0,)]
+    inside.unlink()
+    child = python(STATES, db, 0, inside)  # not stopped: the whole batch is written
+    _, errors = child.communicate(timeout=60)
+    assert child.returncode == 0, errors.decode()
+    assert query(db, "SELECT count(*) FROM activities") == [(1000,)]
+    assert query(db, "SELECT count(*) FROM states") == [(1000,)]
+    with SQLiteStorage(db) as storage:
+        state = storage.get_state("lead-999")
+        assert state is not None and state.card.seen == {"k999"}
 
 
 ROTATOR = """

@@ -10,8 +10,10 @@ back into an equal value; times are ISO 8601 with their UTC offset. Activities u
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+from bisect import bisect
+from collections.abc import Callable, Sequence
 from datetime import datetime
+from operator import is_
 from typing import Any, TypeVar
 
 from nurturekit.activity import Activity
@@ -25,8 +27,10 @@ from nurturekit.scoring import Contribution, ScoreCard
 from nurturekit.stages import StageMove
 
 __all__ = [
+    "StateText",
     "activity_from_json",
     "activity_to_json",
+    "encode_state",
     "enrollment_from_json",
     "enrollment_to_json",
     "handoff_from_json",
@@ -42,8 +46,14 @@ __all__ = [
 _T = TypeVar("_T")
 
 
+#: One encoder for every call: ``json.dumps`` with options builds a new one each time.
+_ENCODE = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
+#: A string as that encoder writes it.
+_STRING: Callable[[str], str] = json.encoder.encode_basestring
+
+
 def _dumps(data: Any) -> str:
-    return json.dumps(data, ensure_ascii=False, separators=(",", ":"))
+    return _ENCODE(data)
 
 
 def _time(value: datetime | None) -> str | None:
@@ -132,7 +142,23 @@ def lead_from_json(text: str | bytes) -> Lead:
 
 
 def activity_to_json(activity: Activity) -> str:
-    return _dumps(activity.to_dict())
+    # What ``_dumps(activity.to_dict())`` writes, without building the dict.
+    properties = activity.properties
+    return "".join(
+        (
+            '{"lead_id":',
+            _STRING(activity.lead_id),
+            ',"kind":',
+            _STRING(activity.kind),
+            ',"at":"',
+            activity.at.isoformat(),
+            '","properties":',
+            _ENCODE(dict(properties)) if properties else "{}",
+            ',"key":',
+            _STRING(activity.key),
+            "}",
+        )
+    )
 
 
 def activity_from_json(text: str | bytes) -> Activity:
@@ -162,29 +188,143 @@ def _move(m: StageMove) -> dict[str, Any]:
     }
 
 
-def state_to_json(state: LeadState) -> str:
-    card = state.card
-    return _dumps(
-        {
-            "lead_id": state.lead_id,
-            "card": {
-                "fit": [_contribution(c) for c in card.fit],
-                "fit_total": card.fit_total,
-                "entries": [_contribution(c) for c in card.entries],
-                "engagement_points": card.engagement_points,
-                "refused": [_contribution(c) for c in card.refused],
-                "seen": sorted(card.seen),
-                "last_at": _time(card.last_at),
-                "last_key": card.last_key,
-                "times": [_time(t) for t in card.times],
-            },
-            "moves": [_move(m) for m in state.moves],
-            "levels": sorted(state.levels),
-            "with_sales": state.with_sales,
-            "disqualified": state.disqualified,
-            "qualified": state.qualified,
-        }
+class StateText:
+    """A lead state's JSON text, with the text of its lists kept beside it.
+
+    :func:`encode_state` given the previous one of the same lead encodes only the items that
+    are new since (a score card's ledger, its refused candidates, activity times and stage
+    moves only grow, one activity at a time), so writing a lead's state costs what changed, not
+    the lead's whole history. Items are matched by identity: a list that is not ``previous``'s
+    items followed by new ones is encoded in full.
+    """
+
+    __slots__ = ("_parts", "_seen", "text")
+
+    def __init__(self, text: str, parts: tuple[_Items, ...], seen: _Keys) -> None:
+        #: The state as compact JSON, what :func:`state_to_json` returns.
+        self.text = text
+        self._parts = parts
+        self._seen = seen
+
+    def without_text(self) -> StateText:
+        """This without :attr:`text`, which :func:`encode_state` does not need: what to keep
+        between writes (the whole text is most of the memory)."""
+        return StateText("", self._parts, self._seen)
+
+
+#: Items of one list as last encoded: the items themselves (a private tuple) and their texts
+#: joined by commas.
+_Items = tuple[tuple[Any, ...], str]
+#: The keys of ``seen`` sorted, and the text of each.
+_Keys = tuple[tuple[str, ...], list[str]]
+
+
+def _items(items: Sequence[_T], previous: _Items | None, encode: Callable[[_T], str]) -> _Items:
+    now = tuple(items)
+    if previous is not None:
+        old, joined = previous
+        kept = len(old)
+        if len(now) >= kept and all(map(is_, now, old)):  # the same items, maybe more after
+            if kept == len(now):
+                return previous
+            added = ",".join(map(encode, now[kept:]))
+            return now, f"{joined},{added}" if kept else added
+    # New, or changed before its end (a late activity, a rescore): all of it again.
+    return now, ",".join(map(encode, now))
+
+
+def _text(value: Any) -> str:
+    """What :func:`_dumps` writes for ``value``; strings, ints and ``None`` without the
+    encoder's per-call cost."""
+    kind = type(value)
+    if kind is str:
+        return _STRING(value)
+    if kind is int:
+        return int.__repr__(value)
+    if value is None:
+        return "null"
+    if value is True:
+        return "true"
+    if value is False:
+        return "false"
+    return _ENCODE(value)
+
+
+def _contribution_text(c: Contribution) -> str:
+    rule, axis, points, value, at, key, kind = c
+    return (
+        f"[{_text(rule)},{_text(axis)},{_text(points)},{_text(value)},"
+        f"{'null' if at is None else _time_text(at)},{_text(key)},{_text(kind)}]"
     )
+
+
+def _seen(seen: set[str], previous: _Keys | None) -> _Keys:
+    """The keys of ``seen`` sorted, and their texts; a few new keys are put in place."""
+    if previous is not None:
+        old, texts = previous
+        new = seen.difference(old)
+        if len(seen) == len(old) + len(new) and len(new) <= 8:  # none went, few came
+            if not new:
+                return previous
+            keys = list(old)
+            texts = texts[:]
+            for key in sorted(new):
+                at = bisect(keys, key)
+                keys.insert(at, key)
+                texts.insert(at, _STRING(key))
+            return tuple(keys), texts
+    ordered = tuple(sorted(seen))
+    return ordered, [_STRING(key) for key in ordered]
+
+
+def _time_text(t: datetime) -> str:
+    return f'"{t.isoformat()}"'
+
+
+def _move_text(m: StageMove) -> str:
+    return (
+        f'{{"lead_id":{_text(m.lead_id)},"source":{_text(m.source)},'
+        f'"target":{_text(m.target)},"at":{_time_text(m.at)},"reason":{_text(m.reason)},'
+        f'"manual":{_text(m.manual)}}}'
+    )
+
+
+_NO_ITEMS: _Items = ((), "")
+
+
+def encode_state(state: LeadState, previous: StateText | None = None) -> StateText:
+    """``state`` as JSON (see :func:`state_to_json`), encoding again only the items of its lists
+    that ``previous`` (the :class:`StateText` of an earlier state of the same lead) lacks."""
+    card = state.card
+    if previous is None:
+        old: tuple[_Items, ...] = (_NO_ITEMS,) * 5
+        old_seen = None
+    else:
+        old, old_seen = previous._parts, previous._seen
+    # An empty list (no fit rules, nothing refused, no idle clock) costs one test.
+    fit = _items(card.fit, old[0], _contribution_text) if card.fit else _NO_ITEMS
+    entries = _items(card.entries, old[1], _contribution_text)
+    refused = _items(card.refused, old[2], _contribution_text) if card.refused else _NO_ITEMS
+    times = _items(card.times, old[3], _time_text) if card.times else _NO_ITEMS
+    moves = _items(state.moves, old[4], _move_text) if state.moves else _NO_ITEMS
+    seen = _seen(card.seen, old_seen)
+    last_at = card.last_at
+    levels = ",".join(map(_STRING, sorted(state.levels))) if state.levels else ""
+    text = (
+        f'{{"lead_id":{_text(state.lead_id)},"card":{{"fit":[{fit[1]}],'
+        f'"fit_total":{_text(card.fit_total)},"entries":[{entries[1]}],'
+        f'"engagement_points":{_text(card.engagement_points)},"refused":[{refused[1]}],'
+        f'"seen":[{",".join(seen[1])}],'
+        f'"last_at":{"null" if last_at is None else _time_text(last_at)},'
+        f'"last_key":{_text(card.last_key)},"times":[{times[1]}]}},'
+        f'"moves":[{moves[1]}],"levels":[{levels}],"with_sales":{_text(state.with_sales)},'
+        f'"disqualified":{_text(state.disqualified)},"qualified":{_text(state.qualified)}}}'
+    )
+    return StateText(text, (fit, entries, refused, times, moves), seen)
+
+
+def state_to_json(state: LeadState) -> str:
+    return encode_state(state).text
 
 
 def _state(data: dict[str, Any]) -> LeadState:

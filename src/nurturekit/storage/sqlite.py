@@ -4,6 +4,10 @@ Standard-library :mod:`sqlite3` only. The file is in WAL mode, so readers never 
 writer; every write runs in a ``BEGIN IMMEDIATE`` transaction, so several processes can share
 one file and two workers never claim the same enrolment. The schema carries its version in a
 ``nurturekit_meta`` table and is migrated forward when a file is opened.
+
+What the engine reads per activity (the lead, its state, history and enrolments) is kept
+decoded in a per-store cache that ``PRAGMA data_version`` keeps exact (see :class:`_Cache`),
+and lead states put inside a transaction are written once each, just before its ``COMMIT``.
 """
 
 from __future__ import annotations
@@ -14,6 +18,8 @@ import random
 import sqlite3
 import threading
 import time
+from bisect import insort
+from collections import OrderedDict
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import datetime, timedelta
@@ -30,9 +36,12 @@ from nurturekit.lead import Lead
 from nurturekit.messages import OutgoingMail, SendStatus
 from nurturekit.ports import LeadState, OutboxEntry
 from nurturekit.scenario import Enrollment
+from nurturekit.scoring import ScoreCard
 from nurturekit.storage.codec import (
+    StateText,
     activity_from_json,
     activity_to_json,
+    encode_state,
     enrollment_from_json,
     enrollment_to_json,
     handoff_from_json,
@@ -42,7 +51,6 @@ from nurturekit.storage.codec import (
     mail_from_json,
     mail_to_json,
     state_from_json,
-    state_to_json,
 )
 
 __all__ = ["SCHEMA_VERSION", "SQLiteStorage"]
@@ -271,6 +279,9 @@ _MARKETING_SENDS = (
 _SYNCHRONOUS = ("OFF", "NORMAL", "FULL", "EXTRA")
 _PAGE = 500
 _MEMO_SIZE = 20_000
+#: Values the per-lead cache keeps by default (see :class:`_Cache`).
+_CACHE_SIZE = 100_000
+_DATA_VERSION = "PRAGMA data_version"
 
 _T = TypeVar("_T")
 
@@ -278,12 +289,12 @@ _T = TypeVar("_T")
 class _Memo(Generic[_T]):
     """Decoded values by the exact JSON text they were read from or written as.
 
-    The engine reads a lead, its state and its whole history at every activity; decoding them
-    again each time would cost more than the rest of the work. Keyed by the stored text itself,
-    an entry can never be stale, whoever wrote the row and whatever was rolled back. Only
-    values nobody changes go in (leads, activities, enrolments, and the private state copies
-    of :meth:`SQLiteStorage.get_state`). Two generations of at most ``_MEMO_SIZE`` entries
-    each keep what was used lately, without the bookkeeping of a true LRU.
+    It serves the reads the per-lead cache (:class:`_Cache`) does not: iterations, claims,
+    hand-offs, and leads the cache dropped. Keyed by the stored text itself, an entry can never
+    be stale, whoever wrote the row and whatever was rolled back. Only values nobody changes go
+    in (leads, activities, enrolments and hand-offs). Two generations of at most
+    ``_MEMO_SIZE`` entries each keep what was used lately, without the bookkeeping of a true
+    LRU.
     """
 
     def __init__(self, decode: Callable[[str], _T]) -> None:
@@ -307,21 +318,201 @@ class _Memo(Generic[_T]):
         self._young[text] = value
 
 
-def _copy_state(state: LeadState) -> LeadState:
-    """A copy whose lists and sets can be changed without touching ``state``; their items
-    (contributions, stage moves, times) are immutable and shared."""
-    card = state.card
-    return attrs.evolve(
-        state,
-        card=attrs.evolve(
-            card,
-            entries=list(card.entries),
-            refused=list(card.refused),
-            seen=set(card.seen),
-            times=list(card.times),
-        ),
-        moves=list(state.moves),
+def _state_copier() -> Callable[[LeadState], LeadState]:
+    """The body of :func:`_copy_state`, written out field by field from the attrs fields of
+    :class:`LeadState` and :class:`ScoreCard` (so a field added to either is copied too): a
+    loop of ``getattr`` / ``setattr`` or ``attrs.evolve`` costs several times more, and a
+    cached lead's state is copied twice per activity."""
+    mutable = {"entries": "list", "refused": "list", "times": "list", "seen": "set"}
+    lines = ["def copy(state):", "    card = state.card", "    c = new(ScoreCard)"]
+    for field in attrs.fields(ScoreCard):
+        name = field.name
+        value = f"{mutable[name]}(card.{name})" if name in mutable else f"card.{name}"
+        lines.append(f"    c.{name} = {value}")
+    lines.append("    s = new(LeadState)")
+    for field in attrs.fields(LeadState):
+        name = field.name
+        value = {"card": "c", "moves": "list(state.moves)"}.get(name, f"state.{name}")
+        lines.append(f"    s.{name} = {value}")
+    lines.append("    return s")
+    scope: dict[str, Any] = {"new": object.__new__, "ScoreCard": ScoreCard, "LeadState": LeadState}
+    exec("\n".join(lines), scope)  # our own text, built from attrs fields
+    copy: Callable[[LeadState], LeadState] = scope["copy"]
+    return copy
+
+
+#: A copy of a state whose lists and sets can be changed without touching the original; their
+#: items (contributions, stage moves, times) are immutable and shared.
+_copy_state = _state_copier()
+
+
+class _Entry:
+    """What the cache knows of one lead; ``None`` in ``history`` or ``enrollments`` means not
+    read yet, and ``has_lead`` / ``has_state`` say whether ``lead`` / ``state`` were."""
+
+    __slots__ = (
+        "enrollments",
+        "has_lead",
+        "has_state",
+        "history",
+        "lead",
+        "live",
+        "state",
+        "state_text",
+        "weight",
     )
+
+    def __init__(self) -> None:
+        self.has_lead = False
+        self.lead: Lead | None = None
+        self.has_state = False
+        self.state: LeadState | None = None
+        #: The text ``state`` was written as, to write the next state faster (see encode_state).
+        self.state_text: StateText | None = None
+        #: Ordered by ``(at, key)``; replaced, never changed, once handed out.
+        self.history: list[Activity] | None = None
+        #: Ordered by ``(entered_at, id)``.
+        self.enrollments: list[Enrollment] | None = None
+        self.weight = 1
+        #: False once dropped from the cache: its weight then no longer counts.
+        self.live = True
+
+
+class _Cache:
+    """Decoded leads, states, activity histories and enrolments by lead id, least recently
+    used first.
+
+    Exact while no other connection has written: :class:`SQLiteStorage` drops it all when
+    ``PRAGMA data_version`` says another connection committed, and when a transaction of its
+    own rolls back; every write of its own goes through it. ``budget`` bounds the number of
+    values kept (a lead, its state's score entries, its activities and enrolments each count
+    one); past it the least recently used leads are dropped.
+    """
+
+    def __init__(self, budget: int) -> None:
+        self.budget = budget
+        self._entries: OrderedDict[str, _Entry] = OrderedDict()
+        self._owner: dict[str, str] = {}  # enrolment id -> lead id, for the cached lists
+        self._total = 0
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    @property
+    def weight(self) -> int:
+        return self._total
+
+    def entry(self, lead_id: str) -> _Entry:
+        entries = self._entries
+        found = entries.get(lead_id)
+        if found is None:
+            found = entries[lead_id] = _Entry()
+            self._total += 1
+            self._trim()
+        else:
+            entries.move_to_end(lead_id)
+        return found
+
+    def get(self, lead_id: str) -> _Entry | None:
+        """The entry of ``lead_id`` if there is one, left where it is in the order."""
+        return self._entries.get(lead_id)
+
+    def resize(self, entry: _Entry) -> None:
+        """Count ``entry`` again after a change, and drop old entries past the budget."""
+        weight = 1
+        if entry.history is not None:
+            weight += len(entry.history)
+        if entry.enrollments is not None:
+            weight += len(entry.enrollments)
+        if entry.state is not None:
+            weight += len(entry.state.card.entries)
+            if entry.state_text is not None:
+                weight += len(entry.state.card.entries)
+        if entry.live:
+            self._total += weight - entry.weight
+        entry.weight = weight
+        self._trim()
+
+    def grow(self, entry: _Entry) -> None:
+        """Count one more value in ``entry`` (an activity added to its history)."""
+        entry.weight += 1
+        if entry.live:
+            self._total += 1
+            if self._total > self.budget:
+                self._trim()
+
+    def _trim(self) -> None:
+        entries = self._entries
+        while self._total > self.budget and entries:
+            _, old = entries.popitem(last=False)
+            old.live = False
+            self._total -= old.weight
+            self._forget_owners(old)
+
+    def _forget_owners(self, entry: _Entry) -> None:
+        if entry.enrollments:
+            for enrollment in entry.enrollments:
+                self._owner.pop(enrollment.id, None)
+
+    def set_enrollments(self, lead_id: str, entry: _Entry, found: list[Enrollment]) -> None:
+        entry.enrollments = found
+        if entry.live:
+            for enrollment in found:
+                self._owner[enrollment.id] = lead_id
+            self.resize(entry)
+
+    def put_enrollment(self, enrollment: Enrollment) -> None:
+        lead_id = enrollment.lead_id
+        eid = enrollment.id
+        owner = self._owner.get(eid)
+        if owner is not None and owner != lead_id:
+            # Moved to another lead: the old lead's list no longer holds it.
+            moved_from = self._entries.get(owner)
+            if moved_from is not None:
+                self._forget_owners(moved_from)
+                moved_from.enrollments = None
+                self.resize(moved_from)
+            self._owner.pop(eid, None)
+        entry = self.entry(lead_id)
+        if entry.enrollments is None or not entry.live:
+            return
+        mine = [e for e in entry.enrollments if e.id != eid]
+        mine.append(enrollment)
+        if len(mine) > 1 and _enrollment_order(mine[-2]) > _enrollment_order(enrollment):
+            mine.sort(key=_enrollment_order)
+        self._owner[eid] = lead_id
+        entry.enrollments = mine
+        self.resize(entry)
+
+    def drop(self, lead_id: str) -> None:
+        """Forget what is known of ``lead_id``."""
+        old = self._entries.pop(lead_id, None)
+        if old is not None:
+            old.live = False
+            self._total -= old.weight
+            self._forget_owners(old)
+
+    def drop_enrollment(self, enrollment: Enrollment) -> None:
+        """Forget the lead of ``enrollment``, and the lead it was cached under if another."""
+        owner = self._owner.get(enrollment.id)
+        if owner is not None:
+            self.drop(owner)
+        self.drop(enrollment.lead_id)
+
+    def clear(self) -> None:
+        for entry in self._entries.values():
+            entry.live = False
+        self._entries.clear()
+        self._owner.clear()
+        self._total = 0
+
+
+def _enrollment_order(enrollment: Enrollment) -> tuple[datetime, str]:
+    return (enrollment.entered_at, enrollment.id)
+
+
+def _activity_order(activity: Activity) -> tuple[datetime, str]:
+    return (activity.at, activity.key)
 
 
 def _stamp(value: datetime, where: str) -> str:
@@ -362,7 +553,10 @@ class SQLiteStorage:
     end before giving up with :class:`~nurturekit.errors.StorageError`. ``synchronous`` is
     SQLite's durability setting: ``"FULL"`` (the default) syncs the log at every commit, so a
     committed transaction survives a power cut; ``"NORMAL"`` is faster and may lose the last
-    commits on power loss, never consistency.
+    commits on power loss, never consistency. ``cache_size`` bounds how many decoded values
+    (leads, activities, enrolments, score entries) the store keeps between transactions;
+    about 1 KB each, so the default is some 100 MB; ``0`` turns the cache off (see
+    docs/storage.md).
 
     One connection serves every thread of the process; a lock held for a whole
     :meth:`transaction` serialises them. Other processes may open the same file: each
@@ -377,6 +571,7 @@ class SQLiteStorage:
         *,
         busy_timeout: float = 10.0,
         synchronous: str = "FULL",
+        cache_size: int = _CACHE_SIZE,
     ) -> None:
         self.path = os.fsdecode(path)
         mode = str(synchronous).upper()
@@ -390,13 +585,22 @@ class SQLiteStorage:
                 f"SQLiteStorage(busy_timeout={busy_timeout!r}): expected a number of seconds "
                 "of 0 or more"
             )
+        if not isinstance(cache_size, int) or isinstance(cache_size, bool) or cache_size < 0:
+            raise StorageError(
+                f"SQLiteStorage(cache_size={cache_size!r}): expected a whole number of values, "
+                "0 or more (0 turns the cache off)"
+            )
         self.busy_timeout = float(busy_timeout)
+        self._cache = _Cache(cache_size)
+        #: States put in the open transaction and not written yet, by lead id: see
+        #: _write_states.
+        self._unwritten: dict[str, LeadState] = {}
+        self._data_version: int | None = None
         self._lock = threading.RLock()
         self._depth = 0
         self._lead = _Memo(lead_from_json)
         self._activity = _Memo(activity_from_json)
         self._enrollment = _Memo(enrollment_from_json)
-        self._state = _Memo(state_from_json)
         self._handoff = _Memo(handoff_from_json)
         try:
             self._conn = sqlite3.connect(
@@ -494,6 +698,8 @@ class SQLiteStorage:
         """Close the connection; an open transaction is rolled back. Closing twice is fine."""
         with self._lock:
             self._conn.close()
+            self._cache.clear()
+            self._unwritten.clear()
 
     def __enter__(self) -> SQLiteStorage:
         return self
@@ -523,7 +729,12 @@ class SQLiteStorage:
             raise self._failed(error) from error
 
     def _write(self, sql: str, params: Sequence[Any]) -> int:
-        """Run one write statement, in its own transaction unless inside one; its row count."""
+        """Run one write statement, in its own transaction unless inside one; its row count.
+
+        Its caller, holding the lock, then brings the cache up to date inside a transaction,
+        and drops what it knows of the row's lead outside one: by then the write is committed
+        and another connection may have written the same row since.
+        """
         with self._lock:
             if self._depth:  # the common case, a batch: skip the context manager
                 return self._run(sql, params).rowcount
@@ -576,13 +787,64 @@ class SQLiteStorage:
             self._begin()
             self._depth = 1
             try:
+                self._check_cache()
                 yield
+                if self._unwritten:
+                    self._write_states()
             except BaseException:
                 self._depth = 0
+                self._unwritten.clear()
+                self._cache.clear()  # it may hold writes the rollback undoes
                 self._rollback()
                 raise
             self._depth = 0
             self._commit()
+
+    def _write_states(self) -> None:
+        """Write the states put in this transaction, the last one of each lead, all at once.
+
+        Inside a transaction :meth:`put_state` only keeps the state (a lead's state is put
+        once per activity, and only :meth:`get_state` reads it back); the rows are written
+        here, just before ``COMMIT``, so a batch writes each lead's state once, and in the same
+        SQLite transaction as everything else.
+        """
+        cache = self._cache
+        rows = []
+        for lead_id, state in self._unwritten.items():
+            entry = cache.get(lead_id)
+            # Any earlier text of this lead will do: items are matched by identity.
+            text = encode_state(state, None if entry is None else entry.state_text)
+            if entry is not None and entry.state is state:
+                entry.state_text = text.without_text()
+                cache.resize(entry)
+            rows.append((lead_id, text.text))
+        self._unwritten.clear()
+        try:
+            self._conn.executemany(_PUT_STATE, rows)
+        except sqlite3.Error as error:
+            raise self._failed(error) from error
+
+    def _check_cache(self) -> None:
+        """Drop the cache if another connection has committed since it was last checked.
+
+        ``PRAGMA data_version`` changes when another connection (of this process or another)
+        commits, and never for this connection's own commits. Inside a ``BEGIN IMMEDIATE``
+        transaction nobody else can commit, so one check at its start covers all of it.
+        """
+        try:
+            (version,) = self._conn.execute(_DATA_VERSION).fetchone()
+        except sqlite3.Error as error:
+            raise self._failed(error) from error
+        if version != self._data_version:
+            self._cache.clear()
+            self._data_version = version
+
+    def _entry(self, lead_id: str) -> _Entry:
+        """The cache entry of ``lead_id``, the cache checked first outside a transaction.
+        Call with the lock held."""
+        if not self._depth:
+            self._check_cache()
+        return self._cache.entry(lead_id)
 
     def _begin(self) -> None:
         """``BEGIN IMMEDIATE``, waiting up to ``busy_timeout`` for another process's write.
@@ -619,9 +881,11 @@ class SQLiteStorage:
             if live:
                 self._conn.execute("COMMIT")
         except sqlite3.Error as error:
+            self._cache.clear()
             self._rollback()
             raise self._failed(error) from error
         if not live:
+            self._cache.clear()
             # SQLite rolls back on its own after some errors (disk full, I/O); writes made after
             # that ran alone, so the unit of work is broken and the caller must hear it.
             raise StorageError(
@@ -640,26 +904,59 @@ class SQLiteStorage:
 
     def put_lead(self, lead: Lead) -> None:
         body = lead_to_json(lead)
-        self._write(_PUT_LEAD, (lead.id, body))
+        with self._lock:
+            self._write(_PUT_LEAD, (lead.id, body))
+            if not self._depth:  # committed already: see _write
+                self._cache.drop(lead.id)
+            else:
+                entry = self._cache.entry(lead.id)
+                entry.lead = lead
+                entry.has_lead = True
         self._lead.keep(body, lead)
 
     def get_lead(self, lead_id: str) -> Lead | None:
-        row = self._one(_GET_LEAD, (lead_id,))
-        return None if row is None else self._lead(row[0])
+        with self._lock:
+            entry = self._entry(lead_id)
+            if not entry.has_lead:
+                row = self._one(_GET_LEAD, (lead_id,))
+                entry.lead = None if row is None else self._lead(row[0])
+                entry.has_lead = True
+            return entry.lead
 
     def leads(self) -> Iterator[Lead]:
         for _, body in self._pages(_LEADS_PAGE):
             yield self._lead(body)
 
     def get_state(self, lead_id: str) -> LeadState | None:
-        row = self._one(_GET_STATE, (lead_id,))
-        # The engine changes the state it is given: hand out a copy, never the memo's own.
-        return None if row is None else _copy_state(self._state(row[0]))
+        with self._lock:
+            unwritten = self._unwritten.get(lead_id)
+            if unwritten is not None:
+                return _copy_state(unwritten)
+            entry = self._entry(lead_id)
+            if not entry.has_state:
+                row = self._one(_GET_STATE, (lead_id,))
+                entry.state = None if row is None else state_from_json(row[0])
+                entry.state_text = None
+                entry.has_state = True
+                self._cache.resize(entry)
+            state = entry.state
+            # The engine changes the state it is given: hand out a copy, never the cache's own.
+            return None if state is None else _copy_state(state)
 
     def put_state(self, state: LeadState) -> None:
-        body = state_to_json(state)
-        self._write(_PUT_STATE, (state.lead_id, body))
-        self._state.keep(body, _copy_state(state))
+        lead_id = state.lead_id
+        with self._lock:
+            if self._depth:  # written at the end of the transaction: see _write_states
+                kept = self._unwritten[lead_id] = _copy_state(state)
+                entry = self._cache.entry(lead_id)
+                entry.state = kept
+                entry.has_state = True
+                self._cache.resize(entry)
+                return
+            known = self._cache.get(lead_id)
+            text = encode_state(state, None if known is None else known.state_text)
+            self._write(_PUT_STATE, (lead_id, text.text))
+            self._cache.drop(lead_id)
 
     # ------------------------------------------------------------------ activities
 
@@ -669,16 +966,39 @@ class SQLiteStorage:
             activity.key,
             activity.lead_id,
             activity.kind,
-            _stamp(activity.at, "Activity.at"),
+            # Activity.at is UTC already (its converter), so this is _stamp without the check.
+            activity.at.isoformat(timespec="microseconds"),
             body,
         )
-        if self._write(_ADD_ACTIVITY, row) == 0:
-            return False
+        with self._lock:
+            if self._write(_ADD_ACTIVITY, row) == 0:
+                return False
+            if not self._depth:
+                self._cache.drop(activity.lead_id)
+                history = None
+            else:
+                entry = self._cache.entry(activity.lead_id)
+                history = entry.history
+            if history is not None:
+                # A new list: the one activities() handed out must not change under its holder.
+                if not history or _activity_order(history[-1]) < _activity_order(activity):
+                    entry.history = [*history, activity]
+                else:
+                    entry.history = history = list(history)
+                    insort(history, activity, key=_activity_order)
+                self._cache.grow(entry)
         self._activity.keep(body, activity)
         return True
 
     def activities(self, lead_id: str) -> Sequence[Activity]:
-        return [self._activity(body) for (body,) in self._all(_ACTIVITIES_OF_LEAD, (lead_id,))]
+        with self._lock:
+            entry = self._entry(lead_id)
+            history = entry.history
+            if history is None:
+                rows = self._all(_ACTIVITIES_OF_LEAD, (lead_id,))
+                entry.history = history = [self._activity(body) for (body,) in rows]
+                self._cache.resize(entry)
+            return history
 
     def activities_of_kinds(self, kinds: Iterable[str]) -> Iterator[Activity]:
         # One index walk per kind: an IN list would make SQLite sort every match per page.
@@ -700,12 +1020,23 @@ class SQLiteStorage:
             None if due is None else _stamp(due, "Enrollment.due_at"),
             body,
         )
-        self._write(_PUT_ENROLLMENT, row)
+        with self._lock:
+            self._write(_PUT_ENROLLMENT, row)
+            if not self._depth:
+                self._cache.drop_enrollment(enrollment)
+            else:
+                self._cache.put_enrollment(enrollment)
         self._enrollment.keep(body, enrollment)
 
     def enrollments_of(self, lead_id: str) -> list[Enrollment]:
-        rows = self._all(_ENROLLMENTS_OF_LEAD, (lead_id,))
-        return [self._enrollment(body) for (body,) in rows]
+        with self._lock:
+            entry = self._entry(lead_id)
+            found = entry.enrollments
+            if found is None:
+                rows = self._all(_ENROLLMENTS_OF_LEAD, (lead_id,))
+                found = [self._enrollment(body) for (body,) in rows]
+                self._cache.set_enrollments(lead_id, entry, found)
+            return list(found)
 
     def enrollments(self, scenario: str | None = None) -> Iterator[Enrollment]:
         if scenario is None:

@@ -1,0 +1,277 @@
+"""The JSON forms of :mod:`nurturekit.storage.codec`: a lead state encoded again from the text
+of an earlier one is the same text as encoded from scratch, in the form written so far."""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime, timedelta, timezone
+from typing import Any
+
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from nurturekit.activity import Activity
+from nurturekit.errors import InvalidActivity
+from nurturekit.ports import LeadState
+from nurturekit.scoring import Contribution, ScoreCard
+from nurturekit.stages import StageMove
+from nurturekit.storage.codec import (
+    activity_from_json,
+    activity_to_json,
+    encode_state,
+    state_from_json,
+    state_to_json,
+)
+
+T0 = datetime(2026, 4, 1, 9, 0, tzinfo=timezone.utc)
+JST = timezone(timedelta(hours=9))
+
+texts = st.text(max_size=12)  # quotes, backslashes, control and non-ASCII characters too
+times = st.builds(
+    lambda minutes, zone: (T0 + timedelta(minutes=minutes)).astimezone(zone),
+    st.integers(0, 10**6),
+    st.sampled_from([timezone.utc, JST]),
+)
+contributions = st.builds(
+    Contribution,
+    texts,
+    st.sampled_from(["fit", "engagement"]),
+    st.integers(-(10**6), 10**6),
+    st.integers(-(10**6), 10**6),
+    st.none() | times,
+    st.none() | texts,
+    st.none() | texts,
+)
+moves = st.builds(
+    lambda n, at, manual: StageMove(
+        lead_id="l1",
+        source=None if n == 0 else f"stage_{n - 1}",
+        target=f"stage_{n}",
+        at=at,
+        reason="by hand" if manual else "entered the initial stage",
+        manual=manual,
+    ),
+    st.integers(0, 5),
+    times,
+    st.booleans(),
+)
+
+
+def reference(state: LeadState) -> str:
+    """The form every stored state has had: compact JSON of this dict, keys in this order."""
+    card = state.card
+
+    def contribution(c: Contribution) -> list[Any]:
+        at = None if c.at is None else c.at.isoformat()
+        return [c.rule, c.axis, c.points, c.value, at, c.activity_key, c.activity_kind]
+
+    data = {
+        "lead_id": state.lead_id,
+        "card": {
+            "fit": [contribution(c) for c in card.fit],
+            "fit_total": card.fit_total,
+            "entries": [contribution(c) for c in card.entries],
+            "engagement_points": card.engagement_points,
+            "refused": [contribution(c) for c in card.refused],
+            "seen": sorted(card.seen),
+            "last_at": None if card.last_at is None else card.last_at.isoformat(),
+            "last_key": card.last_key,
+            "times": [t.isoformat() for t in card.times],
+        },
+        "moves": [
+            {
+                "lead_id": m.lead_id,
+                "source": m.source,
+                "target": m.target,
+                "at": m.at.isoformat(),
+                "reason": m.reason,
+                "manual": m.manual,
+            }
+            for m in state.moves
+        ],
+        "levels": sorted(state.levels),
+        "with_sales": state.with_sales,
+        "disqualified": state.disqualified,
+        "qualified": state.qualified,
+    }
+    return json.dumps(data, ensure_ascii=False, separators=(",", ":"))
+
+
+states = st.builds(
+    lambda fit, entries, refused, seen, last, key, stamps, made, levels, flags: LeadState(
+        lead_id="l1",
+        card=ScoreCard(
+            lead_id="l1",
+            fit=tuple(fit),
+            fit_total=sum(c.points for c in fit),
+            entries=entries,
+            engagement_points=sum(c.points for c in entries),
+            refused=refused,
+            seen=seen,
+            last_at=last,
+            last_key=key,
+            times=sorted(stamps),
+        ),
+        moves=made,
+        levels=frozenset(levels),
+        with_sales=flags[0],
+        disqualified=flags[1],
+        qualified=flags[2],
+    ),
+    st.lists(contributions, max_size=3),
+    st.lists(contributions, max_size=8),
+    st.lists(contributions, max_size=3),
+    st.sets(texts, max_size=12),
+    st.none() | times,
+    texts,
+    st.lists(times, max_size=5),
+    st.lists(moves, max_size=3),
+    st.sets(texts, max_size=3),
+    st.tuples(st.booleans(), st.booleans(), st.booleans()),
+)
+
+#: Changes the engine makes between two writes of a lead's state, and some it does not.
+changes = st.lists(
+    st.tuples(
+        st.sampled_from(
+            [
+                "append",
+                "insert",
+                "remove",
+                "replace",
+                "refuse",
+                "see",
+                "unsee",
+                "time",
+                "move",
+                "level",
+                "rebuild",
+            ]
+        ),
+        st.integers(0, 20),
+        contributions,
+        texts,
+        times,
+        moves,
+    ),
+    max_size=6,
+)
+
+
+def change(
+    state: LeadState, what: str, n: int, c: Contribution, s: str, t: datetime, m: Any
+) -> None:
+    card = state.card
+    if what == "append":
+        card.entries.append(c)
+    elif what == "insert":
+        card.entries.insert(n % (len(card.entries) + 1), c)
+    elif what == "remove" and card.entries:
+        del card.entries[n % len(card.entries)]
+    elif what == "replace" and card.entries:
+        card.entries[n % len(card.entries)] = c
+    elif what == "refuse":
+        card.refused.append(c)
+    elif what == "see":
+        card.seen.add(s)
+    elif what == "unsee" and card.seen:
+        card.seen.discard(sorted(card.seen)[n % len(card.seen)])
+    elif what == "time":
+        card.times.append(t)
+        card.last_at, card.last_key = t, s
+    elif what == "move":
+        state.moves.append(m)
+    elif what == "level":
+        state.levels = state.levels | {s}
+    elif what == "rebuild":  # equal items, other objects
+        card.entries = [Contribution(*e) for e in card.entries]
+
+
+def copy(state: LeadState) -> LeadState:
+    """What a store hands the engine: new lists and sets, the same items."""
+    card = state.card
+    return LeadState(
+        lead_id=state.lead_id,
+        card=ScoreCard(
+            lead_id=card.lead_id,
+            fit=card.fit,
+            fit_total=card.fit_total,
+            entries=list(card.entries),
+            engagement_points=card.engagement_points,
+            refused=list(card.refused),
+            seen=set(card.seen),
+            last_at=card.last_at,
+            last_key=card.last_key,
+            times=list(card.times),
+        ),
+        moves=list(state.moves),
+        levels=state.levels,
+        with_sales=state.with_sales,
+        disqualified=state.disqualified,
+        qualified=state.qualified,
+    )
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(states)
+def test_a_state_is_written_in_its_usual_form_and_read_back_equal(state: LeadState) -> None:
+    text = state_to_json(state)
+    assert text == reference(state)
+    back = state_from_json(text)
+    assert reference(back) == text
+    assert back.card.entries == state.card.entries
+    assert back.moves == state.moves
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(states, st.lists(changes, min_size=1, max_size=4))
+def test_encoding_from_the_previous_text_equals_encoding_from_scratch(
+    state: LeadState, rounds: list[list[tuple[Any, ...]]]
+) -> None:
+    previous = encode_state(state)
+    for steps in rounds:
+        state = copy(state)
+        for step in steps:
+            change(state, *step)
+        current = encode_state(state, previous)
+        assert current.text == reference(state)
+        # The previous text is left whole: encoding from it again gives the same answer, and
+        # so does its copy without the whole text, which is what a store keeps.
+        assert encode_state(state, previous).text == current.text
+        assert encode_state(state, previous.without_text()).text == current.text
+        previous = current.without_text()
+
+
+def test_a_previous_text_of_another_state_only_costs_time() -> None:
+    one = LeadState(
+        lead_id="l1",
+        card=ScoreCard(lead_id="l1", entries=[Contribution("a", "engagement", 1, 1, T0, "k", "x")]),
+    )
+    other = LeadState(
+        lead_id="l2",
+        card=ScoreCard(lead_id="l2", seen={"k1", "k2"}, times=[T0]),
+        moves=[],
+    )
+    assert encode_state(other, encode_state(one)).text == reference(other)
+    assert encode_state(one, encode_state(other)).text == reference(one)
+
+
+properties = st.dictionaries(
+    st.text(min_size=1, max_size=8),
+    st.none() | st.booleans() | st.integers(-(10**9), 10**9) | texts,
+    max_size=4,
+)
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(texts.filter(str.strip), times, properties, st.none() | st.text(min_size=1, max_size=40))
+def test_an_activity_is_written_as_its_dict(
+    lead_id: str, at: datetime, props: dict[str, Any], key: str | None
+) -> None:
+    try:
+        activity = Activity(lead_id=lead_id, kind="page_view", at=at, properties=props, key=key)
+    except InvalidActivity:
+        return
+    text = activity_to_json(activity)
+    assert text == json.dumps(activity.to_dict(), ensure_ascii=False, separators=(",", ":"))
+    assert activity_from_json(text) == activity
