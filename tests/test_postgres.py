@@ -26,6 +26,7 @@ import pytest
 
 from nurturekit.errors import StorageError
 from nurturekit.messages import SendStatus
+from nurturekit.storage import postgres_sql as q
 from nurturekit.storage.postgres import PostgresStorage
 from nurturekit.storage.postgres_sql import SCHEMA_VERSION
 from nurturekit.testing import (
@@ -328,6 +329,27 @@ def test_a_statement_that_failed_inside_a_transaction_fails_the_transaction(
     assert store.get_lead("l1") is None
     store.put_lead(make_lead())  # the store goes on working
     assert store.get_lead("l1") is not None
+
+
+def test_a_statement_that_failed_inside_a_savepoint_undoes_only_the_savepoint(
+    store: PostgresStorage,
+) -> None:
+    with store.transaction():
+        store.put_lead(make_lead("l1"))
+        with pytest.raises(StorageError, match="could not divide"), store.savepoint():
+            store.put_lead(make_lead("l2"))
+            store._all("divide", "SELECT 1 / 0")
+        store.put_lead(make_lead("l3"))  # the transaction goes on
+    assert sorted(lead.id for lead in store.leads()) == ["l1", "l3"]
+
+
+def test_batch_reads_can_use_the_primary_keys(store: PostgresStorage) -> None:
+    """The ids are compared in the columns' collation ("C"), so the index serves them."""
+    with store.transaction():
+        store._run_write("plan", "SET LOCAL enable_seqscan = off", ())
+        for text in (q.GET_LEADS, q.GET_STATES):
+            plan = store._all("explain", f"EXPLAIN {text}", (["l1", "l2"],))
+            assert "Seq Scan" not in " ".join(row[0] for row in plan), plan
 
 
 def test_a_broken_connection_is_replaced_on_the_next_call(

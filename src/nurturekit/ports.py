@@ -122,6 +122,18 @@ class Storage(Protocol):
         write inside is undone and the exception goes on. Nested calls join the outer one."""
         ...
 
+    def savepoint(self) -> AbstractContextManager[None]:
+        """A unit of work nested in a transaction: on an exception inside, only the writes made
+        inside it are undone and the exception goes on, leaving the enclosing transaction
+        usable; on a normal exit its writes become part of that transaction (kept or undone
+        with it). Outside a transaction it is a :meth:`transaction`.
+
+        The engine runs a batch of due steps in one transaction with a savepoint per step, so
+        a step that fails undoes only its own writes. A store without this method is run with
+        one transaction per step.
+        """
+        ...
+
     # -- leads and their state ------------------------------------------------------------
 
     def put_lead(self, lead: Lead) -> None:
@@ -132,12 +144,27 @@ class Storage(Protocol):
         """The stored lead, or ``None``."""
         ...
 
+    def get_leads(self, lead_ids: Iterable[str]) -> dict[str, Lead]:
+        """The stored leads among ``lead_ids``, by id; ids with no stored lead are left out.
+
+        One read for a batch (the engine reads the leads of the due steps it claimed, and of
+        the sends it is about to hand over, this way). A store without this method is read
+        with :meth:`get_lead` per id.
+        """
+        ...
+
     def leads(self) -> Iterator[Lead]:
         """Every stored lead, in no particular order (for broadcasts and reports)."""
         ...
 
     def get_state(self, lead_id: str) -> LeadState | None:
         """The lead's engine state (score card, stage history, levels reached), or ``None``."""
+        ...
+
+    def get_states(self, lead_ids: Iterable[str]) -> dict[str, LeadState]:
+        """The engine states of the leads among ``lead_ids`` that have one, by lead id, each
+        as :meth:`get_state` gives it (the caller may change it). One read for a batch; a
+        store without this method is read with :meth:`get_state` per id."""
         ...
 
     def put_state(self, state: LeadState) -> None:

@@ -83,6 +83,23 @@ class InMemoryStorage:
                 if outermost:
                     self._undo = None
 
+    @contextmanager
+    def savepoint(self) -> Iterator[None]:
+        """Inside a transaction, an exception undoes only the writes made inside this block."""
+        with self._lock:
+            if self._undo is None:
+                with self.transaction():
+                    yield
+                return
+            undo = self._undo
+            mark = len(undo)
+            try:
+                yield
+            except BaseException:
+                while len(undo) > mark:
+                    undo.pop()()
+                raise
+
     def _rollback(self) -> None:
         assert self._undo is not None
         for undo in reversed(self._undo):
@@ -115,6 +132,10 @@ class InMemoryStorage:
     def get_lead(self, lead_id: str) -> Lead | None:
         return self._leads.get(lead_id)
 
+    def get_leads(self, lead_ids: Iterable[str]) -> dict[str, Lead]:
+        leads = self._leads
+        return {i: leads[i] for i in lead_ids if i in leads}
+
     def leads(self) -> Iterator[Lead]:
         yield from list(self._leads.values())
 
@@ -123,6 +144,10 @@ class InMemoryStorage:
         # The engine changes the state it is given; hand out a copy so that a rollback finds
         # the stored one untouched. ``put_state`` then keeps the object it is given.
         return None if state is None else _copy_state(state)
+
+    def get_states(self, lead_ids: Iterable[str]) -> dict[str, LeadState]:
+        states = self._states
+        return {i: _copy_state(states[i]) for i in lead_ids if i in states}
 
     def put_state(self, state: LeadState) -> None:
         with self._lock:

@@ -290,6 +290,28 @@ class PostgresStorage:
             finally:
                 self._depth = 0
 
+    @contextmanager
+    def savepoint(self) -> Iterator[None]:
+        """A PostgreSQL ``SAVEPOINT`` inside a :meth:`transaction`: an exception inside rolls
+        back to it (undoing only the writes made inside) and goes on, and the transaction
+        stays usable, even when a statement inside failed. Outside a transaction, a
+        :meth:`transaction`."""
+        with self._lock:
+            if not self._depth:
+                with self.transaction():
+                    yield
+                return
+            conn = self._connection()
+            pg = self._psycopg
+            self._depth += 1
+            try:
+                with conn.transaction():
+                    yield
+            except pg.Error as error:
+                raise StorageError(f"PostgreSQL could not finish a savepoint: {error}") from error
+            finally:
+                self._depth -= 1
+
     # ------------------------------------------------------------------ leads and state
 
     def put_lead(self, lead: Lead) -> None:
@@ -299,6 +321,10 @@ class PostgresStorage:
         row = self._one("read lead", q.GET_LEAD, (lead_id,))
         return None if row is None else lead_from_json(row[0])
 
+    def get_leads(self, lead_ids: Iterable[str]) -> dict[str, Lead]:
+        rows = self._all("read leads", q.GET_LEADS, (list(lead_ids),))
+        return {lead_id: lead_from_json(body) for lead_id, body in rows}
+
     def leads(self) -> Iterator[Lead]:
         for _, body in self._pages("read leads", q.LEADS_PAGE):
             yield lead_from_json(body)
@@ -306,6 +332,10 @@ class PostgresStorage:
     def get_state(self, lead_id: str) -> LeadState | None:
         row = self._one("read lead state", q.GET_STATE, (lead_id,))
         return None if row is None else state_from_json(row[0])
+
+    def get_states(self, lead_ids: Iterable[str]) -> dict[str, LeadState]:
+        rows = self._all("read lead states", q.GET_STATES, (list(lead_ids),))
+        return {lead_id: state_from_json(body) for lead_id, body in rows}
 
     def put_state(self, state: LeadState) -> None:
         self._run_write("store lead state", q.PUT_STATE, (state.lead_id, state_to_json(state)))

@@ -177,6 +177,9 @@ PUT_LEAD: Final = """
 
 GET_LEAD: Final = "SELECT body FROM {schema}.leads WHERE id = %s"
 
+#: The leads among a list of ids (a ``text[]``), in no particular order.
+GET_LEADS: Final = "SELECT id, body FROM {schema}.leads WHERE id = ANY(%s::text[])"
+
 #: One page of every lead, after the id given (``''`` for the first page).
 LEADS_PAGE: Final = "SELECT id, body FROM {schema}.leads WHERE id > %s ORDER BY id LIMIT %s"
 
@@ -186,6 +189,8 @@ PUT_STATE: Final = """
 """
 
 GET_STATE: Final = "SELECT body FROM {schema}.states WHERE lead_id = %s"
+
+GET_STATES: Final = "SELECT lead_id, body FROM {schema}.states WHERE lead_id = ANY(%s::text[])"
 
 # --------------------------------------------------------------------------- activities
 

@@ -173,6 +173,8 @@ _PUT_STATE = (
     " ON CONFLICT (lead_id) DO UPDATE SET body = excluded.body"
 )
 _GET_STATE = "SELECT body FROM states WHERE lead_id = ?"
+_GET_LEADS = "SELECT id, body FROM leads WHERE id IN ({})"
+_GET_STATES = "SELECT lead_id, body FROM states WHERE lead_id IN ({})"
 
 _ADD_ACTIVITY = (
     "INSERT INTO activities (key, lead_id, kind, at, body) VALUES (?, ?, ?, ?, ?)"
@@ -835,3 +837,45 @@ class SQLiteStorage:
     def marketing_sends_since(self, lead_id: str, since: datetime) -> list[datetime]:
         rows = self._all(_MARKETING_SENDS, (lead_id, _stamp(since, "marketing_sends_since")))
         return [datetime.fromisoformat(at) for (at,) in rows]
+
+    # ------------------------------------------------------------------ batches
+
+    @contextmanager
+    def savepoint(self) -> Iterator[None]:
+        """A SQLite ``SAVEPOINT`` inside a transaction (an exception undoes only the writes
+        made inside it); outside one, a :meth:`transaction`."""
+        with self._lock:
+            if not self._depth:
+                with self.transaction():
+                    yield
+                return
+            name = f"nk_savepoint_{self._depth}"
+            self._run(f"SAVEPOINT {name}")
+            self._depth += 1
+            try:
+                yield
+            except BaseException:
+                self._depth -= 1
+                if self._conn.in_transaction:
+                    self._run(f"ROLLBACK TO {name}")
+                    self._run(f"RELEASE {name}")
+                raise
+            self._depth -= 1
+            self._run(f"RELEASE {name}")
+
+    def get_leads(self, lead_ids: Iterable[str]) -> dict[str, Lead]:
+        return {i: self._lead(body) for i, body in self._by_ids(_GET_LEADS, lead_ids)}
+
+    def get_states(self, lead_ids: Iterable[str]) -> dict[str, LeadState]:
+        # The engine changes the states it is given: hand out copies, never the memo's own.
+        rows = self._by_ids(_GET_STATES, lead_ids)
+        return {i: _copy_state(self._state(body)) for i, body in rows}
+
+    def _by_ids(self, sql: str, ids: Iterable[str]) -> list[Any]:
+        """The rows of ``sql`` (``… WHERE id IN ({})``) for ``ids``, a few hundred at a time."""
+        wanted = list(dict.fromkeys(ids))
+        rows: list[Any] = []
+        for start in range(0, len(wanted), _PAGE):
+            part = wanted[start : start + _PAGE]
+            rows += self._all(sql.format(", ".join("?" * len(part))), part)
+        return rows
