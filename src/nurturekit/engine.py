@@ -589,30 +589,105 @@ class Engine:
         claimed = self.storage.claim_due(now, limit, self.worker, self.lease)
         claimed_at = time.monotonic()
         report.claimed = len(claimed)
-        for index, enrollment in enumerate(claimed):
+        batched = getattr(self.storage, "savepoint", None) is not None
+        index = 0
+        while index < len(claimed):
             if self._stop.is_set():
                 # Asked to stop: give the claims not started back at once, so another worker
                 # can take them without waiting for the lease to run out.
                 for untouched in claimed[index:]:
                     self.storage.put_enrollment(untouched)
                 break
+            if batched and not self._ran_long(claimed_at):
+                chunk = claimed[index : index + _STEPS_PER_TRANSACTION]
+                index += self._run_batch(chunk, now, report, claimed_at)
+                continue
+            enrollment = claimed[index]
+            index += 1
             elapsed = timedelta(seconds=time.monotonic() - claimed_at)
             if elapsed > self.lease / 3 and not self.storage.renew_lease(
                 enrollment.id, self.worker, now + elapsed + self.lease
             ):
                 continue  # the batch ran long and another worker took this one over
-            try:
-                with self.storage.transaction():
-                    self._run_enrollment(enrollment, now, report)
-            except Exception as error:  # a hook or a template failed: retry later, go on
-                log.exception("step %s of %s failed", enrollment.step, enrollment.id)
-                report.failures.append((enrollment.id, f"{type(error).__name__}: {error}"))
-                retry = min(timedelta(minutes=2**enrollment.attempt), timedelta(days=1))
-                self.storage.put_enrollment(
-                    attrs.evolve(enrollment, attempt=enrollment.attempt + 1, due_at=now + retry)
-                )
+            self._run_alone(enrollment, now, report)
         self._deliver(now, report)
         return report.freeze(now)
+
+    def _ran_long(self, claimed_at: float) -> bool:
+        """Whether the claims taken at ``claimed_at`` (``time.monotonic()``) are due a renewal
+        of their leases before their next step runs."""
+        return timedelta(seconds=time.monotonic() - claimed_at) > self.lease / 3
+
+    def _run_alone(self, enrollment: Enrollment, now: datetime, report: _Tally) -> None:
+        """Run one claimed enrolment in a transaction of its own."""
+        try:
+            with self.storage.transaction():
+                self._run_enrollment(enrollment, now, report)
+        except Exception as error:  # a hook or a template failed: retry later, go on
+            self._step_failed(enrollment, error, now, report)
+
+    def _step_failed(
+        self, enrollment: Enrollment, error: Exception, now: datetime, report: _Tally
+    ) -> None:
+        """Log a failed step and put its enrolment back, to be tried again later."""
+        log.exception("step %s of %s failed", enrollment.step, enrollment.id, exc_info=error)
+        report.failures.append((enrollment.id, f"{type(error).__name__}: {error}"))
+        retry = min(timedelta(minutes=2**enrollment.attempt), timedelta(days=1))
+        self.storage.put_enrollment(
+            attrs.evolve(enrollment, attempt=enrollment.attempt + 1, due_at=now + retry)
+        )
+
+    def _run_batch(
+        self, chunk: list[Enrollment], now: datetime, report: _Tally, claimed_at: float
+    ) -> int:
+        """Run claimed enrolments in one transaction, each step in a savepoint of its own (a
+        step that fails undoes only its writes, and its enrolment is put back for a retry);
+        the leads and states they need are read at once. Stops early, before a step, when
+        asked to stop or when the leases are due a renewal; returns how many it started.
+
+        If the transaction fails as a whole (the connection, the commit), the steps it
+        started run again, each in a transaction of its own: a step runs at least once, and
+        no mail of them was handed over yet.
+        """
+        storage = self.storage
+        savepoint = storage.savepoint
+        steps, failures = report.steps, len(report.failures)
+        started = 0
+        try:
+            with storage.transaction():
+                batch = self._prefetch(chunk)
+                for enrollment in chunk:
+                    if started and (self._stop.is_set() or self._ran_long(claimed_at)):
+                        break
+                    started += 1
+                    try:
+                        with savepoint():
+                            self._run_enrollment(enrollment, now, report, batch)
+                    except Exception as error:  # a hook or a template failed: retry later
+                        self._step_failed(enrollment, error, now, report)
+        except Exception as error:
+            log.warning(
+                "a batch of %d steps failed as a whole (%s: %s); running them one by one",
+                started,
+                type(error).__name__,
+                error,
+            )
+            report.steps = steps
+            del report.failures[failures:]
+            for enrollment in chunk[:started]:
+                self._run_alone(enrollment, now, report)
+        return started
+
+    def _prefetch(self, chunk: list[Enrollment]) -> _Batch | None:
+        """The leads and states of ``chunk``'s enrolments, read at once (``None`` when the
+        store cannot read a batch)."""
+        storage = self.storage
+        get_leads = getattr(storage, "get_leads", None)
+        get_states = getattr(storage, "get_states", None)
+        if get_leads is None or get_states is None:
+            return None
+        ids = list(dict.fromkeys(e.lead_id for e in chunk))
+        return _Batch(leads=get_leads(ids), states=get_states(ids), fresh=set(ids))
 
     def stop(self) -> None:
         """Ask :meth:`run_forever` (and a :meth:`run_due` in progress) to stop after the step
@@ -690,14 +765,19 @@ class Engine:
                 told = attrs.evolve(handoff, escalation_notified_at=now)
             self.storage.put_handoff(told)
 
-    def _run_enrollment(self, enrollment: Enrollment, now: datetime, report: _Tally) -> None:
+    def _run_enrollment(
+        self, enrollment: Enrollment, now: datetime, report: _Tally, batch: _Batch | None = None
+    ) -> None:
         storage = self.storage
         scenario = self.program.scenario(enrollment.scenario)
-        lead = storage.get_lead(enrollment.lead_id)
+        known = None if batch is None else batch.take(enrollment.lead_id)
+        lead = storage.get_lead(enrollment.lead_id) if known is None else known[0]
         if lead is None:
             storage.put_enrollment(_end(enrollment, EnrollmentStatus.EXITED, now, "lead removed"))
             return
-        state = storage.get_state(lead.id) or self._new_state(lead, now)
+        state = (storage.get_state(lead.id) if known is None else known[1]) or self._new_state(
+            lead, now
+        )
         current = enrollment
         if current.status is EnrollmentStatus.WAITING and current.step is not None:
             waited = scenario.step(current.step)
@@ -846,21 +926,23 @@ class Engine:
                 return
             # Suppression is checked again right before the hand-over: an unsubscribe that
             # arrived after the send was written still stops it.
+            leads = self._leads({m.lead_id for m in fresh if m.marketing})
             allowed: list[OutgoingMail] = []
-            with storage.transaction():
-                for mail in fresh:
-                    report.tried.add(mail.key)
-                    if mail.marketing:
-                        lead = storage.get_lead(mail.lead_id)
-                        if lead is None or not lead.contactability.can_receive_marketing:
-                            storage.mark_sent(
-                                mail.key,
-                                SendStatus.SUPPRESSED,
-                                "unsubscribed before hand-over",
-                                now,
-                            )
-                            continue
-                    allowed.append(mail)
+            suppressed: list[OutgoingMail] = []
+            for mail in fresh:
+                report.tried.add(mail.key)
+                if mail.marketing:
+                    lead = leads.get(mail.lead_id)
+                    if lead is None or not lead.contactability.can_receive_marketing:
+                        suppressed.append(mail)
+                        continue
+                allowed.append(mail)
+            if suppressed:
+                with storage.transaction():
+                    for mail in suppressed:
+                        storage.mark_sent(
+                            mail.key, SendStatus.SUPPRESSED, "unsubscribed before hand-over", now
+                        )
             if not allowed:
                 continue
             try:
@@ -882,6 +964,17 @@ class Engine:
                     report.bounced += 1
                     self.record_bounce(mail, result.detail, now)
 
+    def _leads(self, lead_ids: set[str]) -> dict[str, Lead]:
+        """The stored leads among ``lead_ids``, in one read when the store can."""
+        if not lead_ids:
+            return {}
+        get_leads = getattr(self.storage, "get_leads", None)
+        if get_leads is not None:
+            found: dict[str, Lead] = get_leads(lead_ids)
+            return found
+        leads = {lead_id: self.storage.get_lead(lead_id) for lead_id in lead_ids}
+        return {lead_id: lead for lead_id, lead in leads.items() if lead is not None}
+
     def record_bounce(self, mail: OutgoingMail, detail: str, at: datetime) -> None:
         """Record a hard bounce of ``mail`` as a ``bounced`` activity of its lead."""
         if self.storage.get_lead(mail.lead_id) is None:
@@ -897,6 +990,28 @@ class Engine:
                 ),
                 at,
             )
+
+
+#: Claimed enrolments run in one transaction (each step in a savepoint of its own).
+_STEPS_PER_TRANSACTION = 50
+
+
+@attrs.define
+class _Batch:
+    """The leads and states of a batch of claimed enrolments, read at once. Each lead's are
+    handed out once: a second step of the same lead in the batch reads the store again, and
+    so sees what the first one wrote."""
+
+    leads: dict[str, Lead]
+    states: dict[str, LeadState]
+    fresh: set[str]
+
+    def take(self, lead_id: str) -> tuple[Lead | None, LeadState | None] | None:
+        """The lead and its state as read for the batch, or ``None``: read the store."""
+        if lead_id not in self.fresh:
+            return None
+        self.fresh.discard(lead_id)
+        return self.leads.get(lead_id), self.states.get(lead_id)
 
 
 @attrs.define
