@@ -405,6 +405,32 @@ def test_iterating_methods_read_page_by_page_and_miss_nothing(
     assert len(list(store.activities_of_kinds(["email_open", "x", "email_open"]))) == 10
 
 
+def test_a_send_marked_on_its_own_commits_without_waiting_for_the_log_flush(
+    store: PostgresStorage, dsn: str, pg_schema: str
+) -> None:
+    store.add_to_outbox(make_mail("k1"))
+    store.add_to_outbox(make_mail("k2"))
+    # The statement turns synchronous_commit off for its own transaction only …
+    with store.transaction():
+        params = ("sent", "", T0, "k1")
+        assert store._count("mark", q.MARK_SENT_WITHOUT_FLUSH, params) == 1
+        assert store._one("show", "SHOW synchronous_commit") == ("off",)
+    assert store._one("show", "SHOW synchronous_commit") == ("on",)
+    # … and mark_sent outside a transaction uses it: committed and seen by others at once.
+    store.mark_sent("k2", SendStatus.SENT, "250 ok", T0)
+    assert store._one("show", "SHOW synchronous_commit") == ("on",)
+    with PostgresStorage(dsn, schema=pg_schema) as other:
+        assert {e.mail.key: e.status for e in other.outbox()} == {
+            "k1": SendStatus.SENT,
+            "k2": SendStatus.SENT,
+        }
+    # Inside a transaction, the mark is part of it and commits like the rest.
+    store.add_to_outbox(make_mail("k3"))
+    with store.transaction():
+        store.mark_sent("k3", SendStatus.DEFERRED, "try later", T0)
+        assert store._one("show", "SHOW synchronous_commit") == ("on",)
+
+
 def test_marking_a_send_the_outbox_does_not_hold_is_an_error(store: PostgresStorage) -> None:
     with pytest.raises(StorageError, match="no send with key 'nope'"):
         store.mark_sent("nope", SendStatus.SENT, "", T0)

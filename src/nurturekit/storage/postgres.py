@@ -475,10 +475,24 @@ class PostgresStorage:
         return self._count("write to the outbox", q.ADD_TO_OUTBOX, params) == 1
 
     def mark_sent(self, key: str, status: SendStatus, detail: str, at: datetime) -> None:
+        """Record what the mailer did with the send ``key``.
+
+        Outside a transaction (the engine records each hand-over as it happens) it is one
+        statement whose commit does not wait for the server's log flush
+        (``synchronous_commit`` off for that transaction alone): it is committed, and seen by
+        every worker, once this returns, so a worker killed right after cannot lose it; only a
+        crash of the PostgreSQL server within a moment of the commit (before the server flushed
+        its log, a fraction of a second) could, and then the send is handed over once more,
+        with the same key. Inside a transaction it is part of that transaction.
+        """
         at = aware_utc(at, "mark_sent(at)")
         # A text column cannot hold NUL; a mailer's diagnostic may (it is only shown).
         params = (SendStatus(status).value, detail.replace("\x00", "\ufffd"), at, key)
-        if self._count("record a send", q.MARK_SENT, params) == 0:
+        with self._lock:
+            alone = self._depth == 0
+            text = q.MARK_SENT_WITHOUT_FLUSH if alone else q.MARK_SENT
+            count = self._run("record a send", text, params).rowcount
+        if count == 0:
             raise StorageError(f"no send with key {key!r} is in the outbox")
 
     def claim_mail(

@@ -343,6 +343,19 @@ MARK_SENT: Final = """
     WHERE key = %s
 """
 
+#: ``MARK_SENT`` as a transaction of its own (autocommit) whose commit is acknowledged as soon as
+#: the server has it, without waiting for the log to reach the disk: ``set_config(…, true)``
+#: sets ``synchronous_commit`` for this one transaction, in an InitPlan evaluated once before
+#: the row is touched. A crash of the server right after could lose the mark (the send is then
+#: handed over again, with the same key); a crash of the client cannot.
+MARK_SENT_WITHOUT_FLUSH: Final = """
+    UPDATE {schema}.outbox
+    SET status = %s, detail = %s, attempts = attempts + 1, updated_at = %s,
+        claimed_by = NULL, lease_until = NULL
+    WHERE key = %s
+      AND (SELECT set_config('synchronous_commit', 'off', true)) IS NOT NULL
+"""
+
 #: Sends to hand over — new ones, and deferred ones due for another try — that no live claim
 #: holds, oldest first, skipping rows another worker is claiming right now.
 CLAIM_MAIL: Final = """
