@@ -254,6 +254,18 @@ class Storage(Protocol):
         """Record a send before it is handed to a mailer; False when its key is already there."""
         ...
 
+    def write_steps(self, mails: Sequence[OutgoingMail], enrollments: Sequence[Enrollment]) -> None:
+        """Write what a batch of steps did: every mail to the outbox, in order (one whose key
+        is already there is skipped, as with :meth:`add_to_outbox`), then every enrolment, in
+        order, as :meth:`put_enrollment` does. All of it or nothing; inside a transaction it
+        is part of it.
+
+        The engine keeps back the writes of the plain steps of a batch (sends, waits, ends)
+        and writes them with this, in one round trip where the store can. A store without
+        this method is written with :meth:`add_to_outbox` and :meth:`put_enrollment`.
+        """
+        ...
+
     def mark_sent(self, key: str, status: SendStatus, detail: str, at: datetime) -> None:
         """Record what the mailer did with the send ``key`` (attempts + 1) and end its claim."""
         ...

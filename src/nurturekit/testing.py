@@ -488,6 +488,40 @@ class StorageContract:
             "550 no such user",
         )
 
+    def test_write_steps_writes_the_outbox_then_the_enrolments(self, storage: Storage) -> None:
+        storage.write_steps([], [])
+        storage.add_to_outbox(make_mail("k1", minutes=0))
+        storage.put_enrollment(make_enrollment(1))
+        storage.put_enrollment(make_enrollment(2))
+        assert len(storage.claim_due(T0, 10, "w", LEASE)) == 2
+        done = make_enrollment(1, status=EnrollmentStatus.COMPLETED)
+        later = make_enrollment(2, due=T0 + timedelta(days=1))
+        copy = attrs.evolve(make_mail("k1", minutes=5), subject="changed")
+        storage.write_steps([copy, make_mail("k2", minutes=1)], [done, later])
+        # k1 was there: skipped, as add_to_outbox does.
+        sent = {e.mail.key: e.mail for e in storage.outbox()}
+        assert sorted(sent) == ["k1", "k2"] and sent["k1"].subject == "件名"
+        assert [m.key for m in storage.pending_mail(10)] == ["k1", "k2"]
+        assert storage.marketing_sends_since("l1", T0) == [T0, T0 + timedelta(minutes=1)]
+        assert [e.status for e in storage.enrollments_of("l1")] == [
+            EnrollmentStatus.COMPLETED,
+            EnrollmentStatus.ACTIVE,
+        ]
+        # Put back, so no longer claimed: due again when its new time comes.
+        assert storage.claim_due(T0 + timedelta(hours=1), 10, "x", LEASE) == []
+        later_ids = storage.claim_due(T0 + timedelta(days=1), 10, "x", LEASE)
+        assert [e.id for e in later_ids] == [later.id]
+
+    def test_write_steps_is_undone_with_its_transaction(self, storage: Storage) -> None:
+        def doomed() -> None:
+            with storage.transaction():
+                storage.write_steps([make_mail("k1")], [make_enrollment(1)])
+                raise _Boom
+
+        _raises(_Boom, doomed)
+        assert list(storage.outbox()) == []
+        assert storage.enrollments_of("l1") == []
+
     def test_sends_are_claimed_by_one_worker_at_a_time(self, storage: Storage) -> None:
         for n in range(5):
             storage.add_to_outbox(make_mail(f"k{n}", minutes=n))

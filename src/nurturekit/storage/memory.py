@@ -322,6 +322,13 @@ class InMemoryStorage:
             self._remember(undo)
             return True
 
+    def write_steps(self, mails: Sequence[OutgoingMail], enrollments: Sequence[Enrollment]) -> None:
+        with self.transaction():
+            for mail in mails:
+                self.add_to_outbox(mail)
+            for enrollment in enrollments:
+                self.put_enrollment(enrollment)
+
     def mark_sent(self, key: str, status: SendStatus, detail: str, at: datetime) -> None:
         with self._lock:
             old = self._outbox[key]

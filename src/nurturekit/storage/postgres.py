@@ -59,6 +59,24 @@ def _utc(value: datetime) -> datetime:
     return value if value.tzinfo is UTC else value.astimezone(UTC)
 
 
+def _mail_params(mail: OutgoingMail) -> tuple[Any, ...]:
+    """The parameters of ``ADD_TO_OUTBOX`` for ``mail``."""
+    return (mail.key, mail.lead_id, mail.marketing, mail.created_at, mail_to_json(mail))
+
+
+def _enrollment_params(enrollment: Enrollment) -> tuple[Any, ...]:
+    """The parameters of ``PUT_ENROLLMENT`` for ``enrollment``."""
+    return (
+        enrollment.id,
+        enrollment.lead_id,
+        enrollment.scenario,
+        enrollment.status.value,
+        enrollment.entered_at,
+        enrollment.due_at,
+        enrollment_to_json(enrollment),
+    )
+
+
 def _import_psycopg() -> Any:
     try:
         import psycopg
@@ -368,16 +386,7 @@ class PostgresStorage:
     # ------------------------------------------------------------------ enrolments
 
     def put_enrollment(self, enrollment: Enrollment) -> None:
-        params = (
-            enrollment.id,
-            enrollment.lead_id,
-            enrollment.scenario,
-            enrollment.status.value,
-            enrollment.entered_at,
-            enrollment.due_at,
-            enrollment_to_json(enrollment),
-        )
-        self._run_write("store enrolment", q.PUT_ENROLLMENT, params)
+        self._run_write("store enrolment", q.PUT_ENROLLMENT, _enrollment_params(enrollment))
 
     def enrollments_of(self, lead_id: str) -> list[Enrollment]:
         rows = self._all("read enrolments", q.ENROLLMENTS_OF_LEAD, (lead_id,))
@@ -471,8 +480,33 @@ class PostgresStorage:
     # ------------------------------------------------------------------ outbox
 
     def add_to_outbox(self, mail: OutgoingMail) -> bool:
-        params = (mail.key, mail.lead_id, mail.marketing, mail.created_at, mail_to_json(mail))
-        return self._count("write to the outbox", q.ADD_TO_OUTBOX, params) == 1
+        return self._count("write to the outbox", q.ADD_TO_OUTBOX, _mail_params(mail)) == 1
+
+    def write_steps(self, mails: Sequence[OutgoingMail], enrollments: Sequence[Enrollment]) -> None:
+        """Both ``executemany`` in one pipeline: one round trip for the whole batch (plus
+        ``BEGIN`` and ``COMMIT`` when called outside a transaction)."""
+        outbox = [_mail_params(mail) for mail in mails]
+        steps = [_enrollment_params(enrollment) for enrollment in enrollments]
+        if not outbox and not steps:
+            return
+        pg = self._psycopg
+        with self._lock, self.transaction():
+            conn = self._connection()
+            try:
+                with conn.pipeline(), conn.cursor() as cursor:
+                    if outbox:
+                        cursor.executemany(self._query(q.ADD_TO_OUTBOX), outbox)
+                    if steps:
+                        cursor.executemany(self._query(q.PUT_ENROLLMENT), steps)
+            except pg.Error as error:
+                raise StorageError(
+                    f"PostgreSQL could not write a batch of steps: {error}"
+                ) from error
+            except UnicodeEncodeError as error:
+                raise StorageError(
+                    f"could not write a batch of steps: it holds text that is not valid Unicode "
+                    f"({error})"
+                ) from error
 
     def mark_sent(self, key: str, status: SendStatus, detail: str, at: datetime) -> None:
         """Record what the mailer did with the send ``key``.

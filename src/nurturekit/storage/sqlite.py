@@ -871,6 +871,13 @@ class SQLiteStorage:
         rows = self._by_ids(_GET_STATES, lead_ids)
         return {i: _copy_state(self._state(body)) for i, body in rows}
 
+    def write_steps(self, mails: Sequence[OutgoingMail], enrollments: Sequence[Enrollment]) -> None:
+        with self.transaction():
+            for mail in mails:
+                self.add_to_outbox(mail)
+            for enrollment in enrollments:
+                self.put_enrollment(enrollment)
+
     def _by_ids(self, sql: str, ids: Iterable[str]) -> list[Any]:
         """The rows of ``sql`` (``… WHERE id IN ({})``) for ``ids``, a few hundred at a time."""
         wanted = list(dict.fromkeys(ids))
