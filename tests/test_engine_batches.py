@@ -1,12 +1,14 @@
-"""``run_due`` runs its claimed steps in batches: one transaction per batch, a savepoint per step,
-and the leads and states of the batch read at once. On every store: a step that fails undoes
-only its own writes and the others are kept; a batch that fails as a whole is run again step by
-step; a store without the batch methods is run one step per transaction.
+"""``run_due`` runs its claimed steps in batches: one transaction per batch, the leads and states
+of the batch read at once, the writes of plain steps kept back and written together, a savepoint
+for a run that writes more. On every store: a step that fails undoes only its own writes and the
+others are kept; a batch that fails as a whole is run again step by step; a store without the
+batch methods is run one step per transaction.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -17,9 +19,11 @@ from nurturekit.conditions import activity
 from nurturekit.engine import Engine
 from nurturekit.errors import StorageError
 from nurturekit.lead import Lead
+from nurturekit.messages import OutgoingMail
 from nurturekit.ports import LeadState, Storage
-from nurturekit.program import Program
+from nurturekit.program import FrequencyCap, Policies, Program
 from nurturekit.scenario import (
+    AdjustScore,
     CallHook,
     Enrollment,
     EnrollmentStatus,
@@ -27,6 +31,7 @@ from nurturekit.scenario import (
     OnActivity,
     Scenario,
     SendMail,
+    SetStage,
 )
 from nurturekit.storage import open_storage
 from nurturekit.storage.memory import InMemoryStorage
@@ -44,7 +49,9 @@ PRICING = Scenario(
 LEADS = ["l1", "l2", "l3", "l4"]
 
 
-def _engine(world: World, *scenarios: Scenario, failing: set[str] | None = None) -> Engine:
+def _engine(
+    world: World, *scenarios: Scenario, failing: set[str] | None = None, **policies: Any
+) -> Engine:
     """An engine over ``world``'s store with ``scenarios`` added; its CRM hook fails for the
     leads in ``failing`` (which the test may change)."""
     base = program()
@@ -65,6 +72,7 @@ def _engine(world: World, *scenarios: Scenario, failing: set[str] | None = None)
             ],
             sender=SENDER,
             hooks={"sync": sync},
+            policies=Policies(**policies),
         ),
         world.storage,
         world.mailer,
@@ -127,6 +135,90 @@ def test_a_failing_step_undoes_only_its_own_writes_and_the_batch_keeps_the_other
     assert _pricing(store, "l2").status is EnrollmentStatus.COMPLETED
 
 
+def test_a_failing_run_that_wrote_more_than_sends_is_undone_in_its_savepoint(
+    store: Storage,
+) -> None:
+    """A run that adjusts the score and moves the stage before its hook fails: its activity,
+    state and send are undone; the other leads' runs, and their writes, are kept."""
+    flow = Scenario(
+        name="hot lead",
+        trigger=OnActivity(when=activity("page_view", page="pricing")),
+        steps=[
+            SendMail(id="pricing", template="pricing", next="bonus"),
+            AdjustScore(id="bonus", points=25, reason="asked for pricing", next="stage"),
+            SetStage(id="stage", stage="consideration", reason="pricing", next="sync"),
+            CallHook(id="sync", hook="sync"),
+        ],
+    )
+    world = World(storage=store)
+    failing = {"l2"}
+    world.engine = _engine(world, flow, failing=failing)
+    for lead_id in LEADS:
+        world.lead(lead_id)
+        world.did("page_view", lead_id, page="pricing")
+    report = world.engine.run_due()
+    assert report.failures == (("hot lead/l2/1", "RuntimeError: CRM refused l2"),)
+    assert sorted(m.lead_id for m in world.mailer.outbox) == ["l1", "l3", "l4"]
+    for lead_id in LEADS:
+        state = store.get_state(lead_id)
+        assert state is not None
+        adjusted = [a for a in store.activities(lead_id) if a.kind == "score_adjusted"]
+        if lead_id == "l2":
+            assert adjusted == [] and state.moves[-1].target != "consideration"
+            assert _pricing(store, lead_id, "hot lead").step == "pricing"
+        else:
+            assert len(adjusted) == 1 and state.moves[-1].target == "consideration"
+            assert _pricing(store, lead_id, "hot lead").status is EnrollmentStatus.COMPLETED
+    failing.clear()
+    world.advance(minutes=5)
+    assert sorted(m.lead_id for m in world.mailer.outbox) == LEADS
+
+
+def test_the_frequency_cap_counts_a_send_of_the_same_run_not_written_yet(store: Storage) -> None:
+    double = Scenario(
+        name="double",
+        trigger=OnActivity(when=activity("page_view", page="pricing")),
+        steps=[
+            SendMail(id="first", template="pricing", next="second"),
+            SendMail(id="second", template="pricing"),
+        ],
+    )
+    world = World(storage=store)
+    world.engine = _engine(
+        world, double, frequency_cap=FrequencyCap(times=1, per=timedelta(days=1))
+    )
+    world.lead("l1")
+    world.did("page_view", "l1", page="pricing")
+    world.engine.run_due()
+    assert [m.step for m in world.mailer.outbox] == ["first"]
+    held = _pricing(store, "l1", "double")
+    assert (held.step, held.due_at) == ("second", world.clock.now() + timedelta(days=1))
+
+
+class _FailingWrite(InMemoryStorage):
+    """A store whose first batch write fails, failing the batch's transaction."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.fail = 1
+
+    def write_steps(self, mails: Sequence[OutgoingMail], enrollments: Sequence[Enrollment]) -> None:
+        if self.fail:
+            self.fail -= 1
+            raise StorageError("the database went away")
+        super().write_steps(mails, enrollments)
+
+
+def test_a_batch_whose_writes_fail_runs_again_step_by_step() -> None:
+    store = _FailingWrite()
+    world = _world(store, failing=set())
+    report = world.engine.run_due()
+    assert store.fail == 0
+    assert (report.claimed, report.steps, report.sent, report.failures) == (4, 8, 4, ())
+    assert sorted(m.lead_id for m in world.mailer.outbox) == LEADS
+    assert all(_pricing(store, lead_id).status is EnrollmentStatus.COMPLETED for lead_id in LEADS)
+
+
 class _FailingBatchRead(InMemoryStorage):
     """A store whose first batch read of lead states fails, failing the batch's transaction."""
 
@@ -158,7 +250,7 @@ class _Minimal:
         self._store = InMemoryStorage()
 
     def __getattr__(self, name: str) -> Any:
-        if name in ("savepoint", "get_leads", "get_states"):
+        if name in ("savepoint", "get_leads", "get_states", "write_steps"):
             raise AttributeError(name)
         return getattr(self._store, name)
 

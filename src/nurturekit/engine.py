@@ -22,6 +22,7 @@ import socket
 import threading
 import time
 from collections.abc import Iterable
+from contextlib import ExitStack
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -640,31 +641,43 @@ class Engine:
     def _run_batch(
         self, chunk: list[Enrollment], now: datetime, report: _Tally, claimed_at: float
     ) -> int:
-        """Run claimed enrolments in one transaction, each step in a savepoint of its own (a
-        step that fails undoes only its writes, and its enrolment is put back for a retry);
-        the leads and states they need are read at once. Stops early, before a step, when
-        asked to stop or when the leases are due a renewal; returns how many it started.
+        """Run claimed enrolments in one transaction, reading the leads and states they need
+        at once. A step that fails undoes only its own writes, and its enrolment is put back
+        for a retry: the sends and advances of plain steps (sends, waits, branches, hooks,
+        ends) are kept back and written together (:meth:`Storage.write_steps`), so a failed
+        run's are simply dropped; a run that reaches a step writing more (a score adjustment,
+        a stage, a hand-off) goes on in a savepoint of its own. Stops early, before a step,
+        when asked to stop or when the leases are due a renewal; returns how many it started.
 
         If the transaction fails as a whole (the connection, the commit), the steps it
         started run again, each in a transaction of its own: a step runs at least once, and
         no mail of them was handed over yet.
         """
         storage = self.storage
-        savepoint = storage.savepoint
         steps, failures = report.steps, len(report.failures)
         started = 0
         try:
             with storage.transaction():
                 batch = self._prefetch(chunk)
+                pending = _Pending()
+                seen: set[str] = set()
                 for enrollment in chunk:
                     if started and (self._stop.is_set() or self._ran_long(claimed_at)):
                         break
                     started += 1
+                    if enrollment.lead_id in seen:
+                        # The lead's earlier step in this batch is written before this one reads.
+                        pending.write(storage)
+                    seen.add(enrollment.lead_id)
                     try:
-                        with savepoint():
-                            self._run_enrollment(enrollment, now, report, batch)
+                        with ExitStack() as stack:
+                            out = _StepWrites(storage, pending, stack)
+                            self._run_enrollment(enrollment, now, report, batch, out)
+                    except _BatchFailed:
+                        raise
                     except Exception as error:  # a hook or a template failed: retry later
                         self._step_failed(enrollment, error, now, report)
+                pending.write(storage)
         except Exception as error:
             log.warning(
                 "a batch of %d steps failed as a whole (%s: %s); running them one by one",
@@ -766,14 +779,25 @@ class Engine:
             self.storage.put_handoff(told)
 
     def _run_enrollment(
-        self, enrollment: Enrollment, now: datetime, report: _Tally, batch: _Batch | None = None
+        self,
+        enrollment: Enrollment,
+        now: datetime,
+        report: _Tally,
+        batch: _Batch | None = None,
+        out: _StepWrites | None = None,
     ) -> None:
+        """Run the enrolment's due steps up to its next wait. In a batch, ``batch`` has its
+        lead and state, and its sends and advance go to ``out``."""
         storage = self.storage
         scenario = self.program.scenario(enrollment.scenario)
         known = None if batch is None else batch.take(enrollment.lead_id)
         lead = storage.get_lead(enrollment.lead_id) if known is None else known[0]
         if lead is None:
-            storage.put_enrollment(_end(enrollment, EnrollmentStatus.EXITED, now, "lead removed"))
+            ended = _end(enrollment, EnrollmentStatus.EXITED, now, "lead removed")
+            if out is None:
+                storage.put_enrollment(ended)
+            else:
+                out.done(ended)
             return
         state = (storage.get_state(lead.id) if known is None else known[1]) or self._new_state(
             lead, now
@@ -789,15 +813,17 @@ class Engine:
                 break
             step = scenario.step(current.step)
             report.steps += 1
+            if out is not None and isinstance(step, (AdjustScore, SetStage, HandOff)):
+                out.settle()  # these write more than a send: go on in a savepoint
             if isinstance(step, SendMail):
-                held = self._hold_send(lead, state, now)
+                held = self._hold_send(lead, state, now, out)
                 if isinstance(held, str):
                     current = _end(current, EnrollmentStatus.EXITED, now, held)
                     break
                 if held is not None:
                     current = attrs.evolve(current, due_at=held)
                     break
-                self._write_send(scenario, step, current, lead, now)
+                self._write_send(scenario, step, current, lead, now, out)
                 current = _go(current, step.next, now, EnrollmentStatus.ACTIVE)
             elif isinstance(step, Wait):
                 due = step.due(now, self.program.policies.zone_of(lead))
@@ -831,7 +857,10 @@ class Engine:
                 break
         else:
             current = attrs.evolve(current, due_at=now)  # a long chain: go on in the next run
-        storage.put_enrollment(current)
+        if out is None:
+            storage.put_enrollment(current)
+        else:
+            out.done(current)
 
     def _step_activity(
         self,
@@ -855,9 +884,11 @@ class Engine:
         )
         return self.storage.get_state(lead.id)
 
-    def _hold_send(self, lead: Lead, state: LeadState, now: datetime) -> str | datetime | None:
+    def _hold_send(
+        self, lead: Lead, state: LeadState, now: datetime, out: _StepWrites | None = None
+    ) -> str | datetime | None:
         """Why a marketing send may not go now: a reason to exit (str), a time to wait until,
-        or ``None`` when it may go."""
+        or ``None`` when it may go. ``out`` holds the sends of this run not written yet."""
         if not lead.contactability.can_receive_marketing:
             return f"suppressed: {lead.contactability.status.value}"
         if state.with_sales:
@@ -869,13 +900,22 @@ class Engine:
         if policies.frequency_cap is not None:
             cap = policies.frequency_cap
             sends = self.storage.marketing_sends_since(lead.id, now - cap.per)
+            if out is not None and out.mails:
+                kept = [m.created_at for m in out.mails if m.marketing and m.lead_id == lead.id]
+                sends = sorted(sends + [at for at in kept if at >= now - cap.per])
             later = max(later, cap.next_allowed(sends, now))
         if policies.send_window is not None:
             later = policies.send_window.next_open(later, policies.zone_of(lead))
         return None if later == now else later
 
     def _write_send(
-        self, scenario: Scenario, step: SendMail, enrollment: Enrollment, lead: Lead, now: datetime
+        self,
+        scenario: Scenario,
+        step: SendMail,
+        enrollment: Enrollment,
+        lead: Lead,
+        now: datetime,
+        out: _StepWrites | None = None,
     ) -> None:
         key = enrollment.send_key()
         template = self.program.templates[step.template]
@@ -890,7 +930,10 @@ class Engine:
             step=step.id,
             enrollment_id=enrollment.id,
         )
-        self.storage.add_to_outbox(mail)
+        if out is None:
+            self.storage.add_to_outbox(mail)
+        else:
+            out.mail(mail)
 
     def _set_stage(self, lead: Lead, state: LeadState, step: SetStage, now: datetime) -> None:
         stages = self._stages(state)
@@ -1012,6 +1055,78 @@ class _Batch:
             return None
         self.fresh.discard(lead_id)
         return self.leads.get(lead_id), self.states.get(lead_id)
+
+
+@attrs.define
+class _Pending:
+    """The sends and advances of a batch's plain step runs, kept back to be written together,
+    in order (before anything that may read them)."""
+
+    mails: list[OutgoingMail] = attrs.Factory(list)
+    enrollments: list[Enrollment] = attrs.Factory(list)
+
+    def write(self, storage: Storage) -> None:
+        if not (self.mails or self.enrollments):
+            return
+        mails, enrollments = self.mails, self.enrollments
+        self.mails, self.enrollments = [], []
+        write_steps = getattr(storage, "write_steps", None)
+        if write_steps is not None:
+            write_steps(mails, enrollments)
+            return
+        for mail in mails:
+            storage.add_to_outbox(mail)
+        for enrollment in enrollments:
+            storage.put_enrollment(enrollment)
+
+
+class _BatchFailed(Exception):
+    """Writing a batch's kept-back writes failed: the batch fails as a whole."""
+
+
+class _StepWrites:
+    """Where one enrolment's run in a batch writes its sends and its advance.
+
+    They are kept back and, when the run ends, join the batch's :class:`_Pending` writes; a run
+    that fails leaves nothing behind. A run that reaches a step writing more (:meth:`settle`)
+    has the batch's kept-back writes written, enters a savepoint (on ``stack``, which the
+    caller leaves with the run's outcome) and writes straight to the store from then on.
+    """
+
+    def __init__(self, storage: Storage, pending: _Pending, stack: ExitStack) -> None:
+        self.storage = storage
+        self.pending = pending
+        self.stack = stack
+        self.mails: list[OutgoingMail] = []
+        self.direct = False
+
+    def mail(self, mail: OutgoingMail) -> None:
+        if self.direct:
+            self.storage.add_to_outbox(mail)
+        else:
+            self.mails.append(mail)
+
+    def settle(self) -> None:
+        if self.direct:
+            return
+        try:
+            self.pending.write(self.storage)
+        except Exception as error:
+            raise _BatchFailed(f"{type(error).__name__}: {error}") from error
+        self.stack.enter_context(self.storage.savepoint())
+        self.direct = True
+        mails, self.mails = self.mails, []
+        for mail in mails:
+            self.storage.add_to_outbox(mail)
+
+    def done(self, enrollment: Enrollment) -> None:
+        """The run ended with ``enrollment``: write it, or keep it back with the sends."""
+        if self.direct:
+            self.storage.put_enrollment(enrollment)
+        else:
+            self.pending.mails += self.mails
+            self.pending.enrollments.append(enrollment)
+            self.mails = []
 
 
 @attrs.define
