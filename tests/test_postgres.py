@@ -431,6 +431,25 @@ def test_a_send_marked_on_its_own_commits_without_waiting_for_the_log_flush(
         assert store._one("show", "SHOW synchronous_commit") == ("on",)
 
 
+def test_claims_on_their_own_commit_without_waiting_for_the_log_flush(
+    store: PostgresStorage,
+) -> None:
+    _seed_due(store, 2)
+    store.add_to_outbox(make_mail("k1"))
+    claim = {"now": T0, "limit": 1, "worker": "w", "until": T0 + LEASE, "retry_before": T0}
+    for text in (q.CLAIM_DUE_WITHOUT_FLUSH, q.CLAIM_MAIL_WITHOUT_FLUSH):
+        with store.transaction():
+            assert len(store._all("claim", text, claim)) == 1
+            assert store._one("show", "SHOW synchronous_commit") == ("off",)
+    # The store uses them outside a transaction only; either way the claims hold.
+    assert len(store.claim_due(T0, 10, "w", LEASE)) == 1
+    with store.transaction():
+        assert store.claim_due(T0, 10, "w", LEASE) == []
+        assert store.claim_mail(T0, 10, "w", LEASE, T0) == []
+        assert store._one("show", "SHOW synchronous_commit") == ("on",)
+    assert store._one("show", "SHOW synchronous_commit") == ("on",)
+
+
 def test_marking_a_send_the_outbox_does_not_hold_is_an_error(store: PostgresStorage) -> None:
     with pytest.raises(StorageError, match="no send with key 'nope'"):
         store.mark_sent("nope", SendStatus.SENT, "", T0)

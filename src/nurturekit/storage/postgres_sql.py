@@ -168,6 +168,19 @@ SET_VERSION: Final = """
     ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value
 """
 
+# --------------------------------------------------------------------------- commits
+
+#: Added to the ``WHERE`` of an ``UPDATE`` run as a transaction of its own (autocommit): its
+#: commit is then acknowledged as soon as the server has it, without waiting for the log to
+#: reach the disk. ``set_config(…, true)`` sets ``synchronous_commit`` for this one transaction,
+#: in an InitPlan evaluated once before any row is touched. Every session sees the commit at
+#: once and no client crash can lose it; a crash of the server right after could. Only for
+#: claims and send marks, whose loss in a server crash at worst hands a send over once more,
+#: with the same key; never inside a longer transaction (it would cover all of it).
+NO_FLUSH_WAIT: Final = (
+    "\n      AND (SELECT set_config('synchronous_commit', 'off', true)) IS NOT NULL\n"
+)
+
 # --------------------------------------------------------------------------- leads and state
 
 PUT_LEAD: Final = """
@@ -267,6 +280,11 @@ CLAIM_DUE: Final = """
     RETURNING e.body
 """
 
+#: ``CLAIM_DUE`` as a transaction of its own, see ``NO_FLUSH_WAIT``.
+CLAIM_DUE_WITHOUT_FLUSH: Final = CLAIM_DUE.replace(
+    "WHERE e.id = due.id\n", "WHERE e.id = due.id" + NO_FLUSH_WAIT
+)
+
 RENEW_LEASE: Final = """
     UPDATE {schema}.enrollments SET lease_until = %s WHERE id = %s AND claimed_by = %s
 """
@@ -343,18 +361,8 @@ MARK_SENT: Final = """
     WHERE key = %s
 """
 
-#: ``MARK_SENT`` as a transaction of its own (autocommit) whose commit is acknowledged as soon as
-#: the server has it, without waiting for the log to reach the disk: ``set_config(…, true)``
-#: sets ``synchronous_commit`` for this one transaction, in an InitPlan evaluated once before
-#: the row is touched. A crash of the server right after could lose the mark (the send is then
-#: handed over again, with the same key); a crash of the client cannot.
-MARK_SENT_WITHOUT_FLUSH: Final = """
-    UPDATE {schema}.outbox
-    SET status = %s, detail = %s, attempts = attempts + 1, updated_at = %s,
-        claimed_by = NULL, lease_until = NULL
-    WHERE key = %s
-      AND (SELECT set_config('synchronous_commit', 'off', true)) IS NOT NULL
-"""
+#: ``MARK_SENT`` as a transaction of its own (autocommit), see ``NO_FLUSH_WAIT``.
+MARK_SENT_WITHOUT_FLUSH: Final = MARK_SENT.rstrip() + NO_FLUSH_WAIT
 
 #: Sends to hand over — new ones, and deferred ones due for another try — that no live claim
 #: holds, oldest first, skipping rows another worker is claiming right now.
@@ -373,6 +381,11 @@ CLAIM_MAIL: Final = """
     WHERE o.key = picked.key
     RETURNING o.seq, o.body
 """
+
+#: ``CLAIM_MAIL`` as a transaction of its own, see ``NO_FLUSH_WAIT``.
+CLAIM_MAIL_WITHOUT_FLUSH: Final = CLAIM_MAIL.replace(
+    "WHERE o.key = picked.key\n", "WHERE o.key = picked.key" + NO_FLUSH_WAIT
+)
 
 #: Not handed over yet, or deferred: in the order they were written.
 PENDING_MAIL: Final = """
