@@ -11,11 +11,11 @@ from __future__ import annotations
 
 import re
 import threading
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import datetime, timedelta
 from types import TracebackType
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 from typing_extensions import Self
 
@@ -50,6 +50,9 @@ __all__ = ["PostgresStorage"]
 
 _Row = tuple[Any, ...]
 _IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,62}")
+#: Entries per generation of a :class:`_Memo`.
+_MEMO_SIZE = 10_000
+_T = TypeVar("_T")
 #: Rows fetched per round trip by the iterating methods (``leads()``, ``outbox()`` …).
 _PAGE = 1000
 
@@ -57,6 +60,33 @@ _PAGE = 1000
 def _utc(value: datetime) -> datetime:
     # psycopg returns timestamptz in the session's time zone; nurturekit's times are UTC.
     return value if value.tzinfo is UTC else value.astimezone(UTC)
+
+
+class _Memo(Generic[_T]):
+    """Decoded values by the exact JSON text they were read from or written as, so a lead read
+    for a batch of steps and again before its sends are handed over is decoded once. Keyed by
+    the text itself, an entry is never stale; only values nobody changes (leads) go in. Two
+    generations of at most ``_MEMO_SIZE`` entries each keep what was used lately."""
+
+    def __init__(self, decode: Callable[[str], _T]) -> None:
+        self._decode = decode
+        self._young: dict[str, _T] = {}
+        self._old: dict[str, _T] = {}
+
+    def __call__(self, text: str) -> _T:
+        value = self._young.get(text)
+        if value is None:
+            value = self._old.get(text)
+            if value is None:
+                value = self._decode(text)
+            self.keep(text, value)
+        return value
+
+    def keep(self, text: str, value: _T) -> None:
+        if len(self._young) >= _MEMO_SIZE:
+            self._old = self._young
+            self._young = {}
+        self._young[text] = value
 
 
 def _mail_params(mail: OutgoingMail) -> tuple[Any, ...]:
@@ -122,6 +152,7 @@ class PostgresStorage:
         self._lock = threading.RLock()
         self._depth = 0
         self._queries: dict[str, bytes] = {}
+        self._lead = _Memo(lead_from_json)
         self._conn: psycopg.Connection[_Row] | None = None
         self._conn = self._connect()
         try:
@@ -333,19 +364,21 @@ class PostgresStorage:
     # ------------------------------------------------------------------ leads and state
 
     def put_lead(self, lead: Lead) -> None:
-        self._run_write("store lead", q.PUT_LEAD, (lead.id, lead_to_json(lead)))
+        body = lead_to_json(lead)
+        self._run_write("store lead", q.PUT_LEAD, (lead.id, body))
+        self._lead.keep(body, lead)
 
     def get_lead(self, lead_id: str) -> Lead | None:
         row = self._one("read lead", q.GET_LEAD, (lead_id,))
-        return None if row is None else lead_from_json(row[0])
+        return None if row is None else self._lead(row[0])
 
     def get_leads(self, lead_ids: Iterable[str]) -> dict[str, Lead]:
         rows = self._all("read leads", q.GET_LEADS, (list(lead_ids),))
-        return {lead_id: lead_from_json(body) for lead_id, body in rows}
+        return {lead_id: self._lead(body) for lead_id, body in rows}
 
     def leads(self) -> Iterator[Lead]:
         for _, body in self._pages("read leads", q.LEADS_PAGE):
-            yield lead_from_json(body)
+            yield self._lead(body)
 
     def get_state(self, lead_id: str) -> LeadState | None:
         row = self._one("read lead state", q.GET_STATE, (lead_id,))
