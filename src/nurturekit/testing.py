@@ -512,6 +512,15 @@ class StorageContract:
         later_ids = storage.claim_due(T0 + timedelta(days=1), 10, "x", LEASE)
         assert [e.id for e in later_ids] == [later.id]
 
+    def test_write_steps_takes_a_key_or_an_enrolment_twice(self, storage: Storage) -> None:
+        first, second = make_mail("k1"), attrs.evolve(make_mail("k1"), subject="second")
+        ended = make_enrollment(1, status=EnrollmentStatus.COMPLETED)
+        exited = make_enrollment(1, status=EnrollmentStatus.EXITED)
+        storage.write_steps([first, second], [ended, exited])  # no due time at all
+        assert [e.mail.subject for e in storage.outbox()] == ["件名"]  # the first one stays
+        assert [e.status for e in storage.enrollments_of("l1")] == [EnrollmentStatus.EXITED]
+        assert storage.claim_due(T0 + timedelta(days=365), 10, "w", LEASE) == []
+
     def test_write_steps_is_undone_with_its_transaction(self, storage: Storage) -> None:
         def doomed() -> None:
             with storage.transaction():

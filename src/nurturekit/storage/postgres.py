@@ -524,30 +524,30 @@ class PostgresStorage:
         return self._count("write to the outbox", q.ADD_TO_OUTBOX, _mail_params(mail)) == 1
 
     def write_steps(self, mails: Sequence[OutgoingMail], enrollments: Sequence[Enrollment]) -> None:
-        """Both ``executemany`` in one pipeline: one round trip for the whole batch (plus
-        ``BEGIN`` and ``COMMIT`` when called outside a transaction)."""
-        outbox = [_mail_params(mail) for mail in mails]
-        steps = [_enrollment_params(enrollment) for enrollment in enrollments]
-        if not outbox and not steps:
+        """One statement for the whole batch (``WRITE_STEPS``): one round trip."""
+        if not mails and not enrollments:
             return
-        pg = self._psycopg
-        with self._lock, self.transaction():
-            conn = self._connection()
-            try:
-                with conn.pipeline(), conn.cursor() as cursor:
-                    if outbox:
-                        cursor.executemany(self._query(q.ADD_TO_OUTBOX), outbox)
-                    if steps:
-                        cursor.executemany(self._query(q.PUT_ENROLLMENT), steps)
-            except pg.Error as error:
-                raise StorageError(
-                    f"PostgreSQL could not write a batch of steps: {error}"
-                ) from error
-            except UnicodeEncodeError as error:
-                raise StorageError(
-                    f"could not write a batch of steps: it holds text that is not valid Unicode "
-                    f"({error})"
-                ) from error
+        first: dict[str, OutgoingMail] = {}
+        for mail in mails:
+            first.setdefault(mail.key, mail)  # a key already there is skipped
+        last = {enrollment.id: enrollment for enrollment in enrollments}  # the last one wins
+        sends = first.values()
+        steps = last.values()
+        params = {
+            "keys": [m.key for m in sends],
+            "mail_leads": [m.lead_id for m in sends],
+            "marketing": [m.marketing for m in sends],
+            "created_at": [m.created_at for m in sends],
+            "mail_bodies": [mail_to_json(m) for m in sends],
+            "ids": [e.id for e in steps],
+            "leads": [e.lead_id for e in steps],
+            "scenarios": [e.scenario for e in steps],
+            "statuses": [e.status.value for e in steps],
+            "entered_at": [e.entered_at for e in steps],
+            "due_at": [e.due_at for e in steps],
+            "bodies": [enrollment_to_json(e) for e in steps],
+        }
+        self._run_write("write a batch of steps", q.WRITE_STEPS, params)
 
     def mark_sent(self, key: str, status: SendStatus, detail: str, at: datetime) -> None:
         """Record what the mailer did with the send ``key``.

@@ -353,6 +353,38 @@ ADD_TO_OUTBOX: Final = """
     ON CONFLICT (key) DO NOTHING
 """
 
+#: A batch of steps in one statement: the sends (``ADD_TO_OUTBOX`` for each, a key already
+#: there skipped) and the enrolments (``PUT_ENROLLMENT`` for each), as arrays of their columns.
+#: A data-modifying CTE runs whether or not the statement reads it; the two touch different
+#: tables, so the one snapshot they share changes nothing. The store passes each key and id
+#: once (an ``ON CONFLICT DO UPDATE`` may not meet the same row twice).
+WRITE_STEPS: Final = """
+    WITH sends AS (
+        INSERT INTO {schema}.outbox (key, lead_id, marketing, created_at, body)
+        SELECT * FROM unnest(
+            %(keys)s::text[], %(mail_leads)s::text[], %(marketing)s::boolean[],
+            %(created_at)s::timestamptz[], %(mail_bodies)s::text[]
+        )
+        ON CONFLICT (key) DO NOTHING
+    )
+    INSERT INTO {schema}.enrollments
+        (id, lead_id, scenario, status, entered_at, due_at, claimed_by, lease_until, body)
+    SELECT id, lead_id, scenario, status, entered_at, due_at, NULL, NULL, body
+    FROM unnest(
+        %(ids)s::text[], %(leads)s::text[], %(scenarios)s::text[], %(statuses)s::text[],
+        %(entered_at)s::timestamptz[], %(due_at)s::timestamptz[], %(bodies)s::text[]
+    ) AS s (id, lead_id, scenario, status, entered_at, due_at, body)
+    ON CONFLICT (id) DO UPDATE SET
+        lead_id = EXCLUDED.lead_id,
+        scenario = EXCLUDED.scenario,
+        status = EXCLUDED.status,
+        entered_at = EXCLUDED.entered_at,
+        due_at = EXCLUDED.due_at,
+        claimed_by = NULL,
+        lease_until = NULL,
+        body = EXCLUDED.body
+"""
+
 #: Records the outcome and ends the claim.
 MARK_SENT: Final = """
     UPDATE {schema}.outbox
