@@ -64,8 +64,9 @@ def _utc(value: datetime) -> datetime:
 
 class _Memo(Generic[_T]):
     """Decoded values by the exact JSON text they were read from or written as, so a lead read
-    for a batch of steps and again before its sends are handed over is decoded once. Keyed by
-    the text itself, an entry is never stale; only values nobody changes (leads) go in. Two
+    for a batch of steps and again before its sends are handed over, or a send written by this
+    worker and claimed by it moments later, is decoded once or not at all. Keyed by the text
+    itself, an entry is never stale; only values nobody changes (leads, sends) go in. Two
     generations of at most ``_MEMO_SIZE`` entries each keep what was used lately."""
 
     def __init__(self, decode: Callable[[str], _T]) -> None:
@@ -87,6 +88,11 @@ class _Memo(Generic[_T]):
             self._old = self._young
             self._young = {}
         self._young[text] = value
+
+    def wrote(self, value: _T, text: str) -> str:
+        """Keep ``value``, written as ``text``; return ``text``."""
+        self.keep(text, value)
+        return text
 
 
 def _mail_params(mail: OutgoingMail) -> tuple[Any, ...]:
@@ -153,6 +159,7 @@ class PostgresStorage:
         self._depth = 0
         self._queries: dict[str, bytes] = {}
         self._lead = _Memo(lead_from_json)
+        self._mail = _Memo(mail_from_json)
         self._conn: psycopg.Connection[_Row] | None = None
         self._conn = self._connect()
         try:
@@ -538,7 +545,7 @@ class PostgresStorage:
             "mail_leads": [m.lead_id for m in sends],
             "marketing": [m.marketing for m in sends],
             "created_at": [m.created_at for m in sends],
-            "mail_bodies": [mail_to_json(m) for m in sends],
+            "mail_bodies": [self._mail.wrote(m, mail_to_json(m)) for m in sends],
             "ids": [e.id for e in steps],
             "leads": [e.lead_id for e in steps],
             "scenarios": [e.scenario for e in steps],
@@ -589,20 +596,20 @@ class PostgresStorage:
         with self._lock:
             text = q.CLAIM_MAIL if self._depth else q.CLAIM_MAIL_WITHOUT_FLUSH
             rows = self._run("claim mail", text, params).fetchall()
-        return [mail_from_json(body) for _, body in sorted(rows)]
+        return [self._mail(body) for _, body in sorted(rows)]
 
     def pending_mail(self, limit: int) -> list[OutgoingMail]:
         if limit <= 0:
             return []
         rows = self._all("read pending mail", q.PENDING_MAIL, (limit,))
-        return [mail_from_json(body) for (body,) in rows]
+        return [self._mail(body) for (body,) in rows]
 
     def outbox(self) -> Iterator[OutboxEntry]:
         for _, status, detail, attempts, updated_at, body in self._pages(
             "read the outbox", q.OUTBOX_PAGE
         ):
             yield OutboxEntry(
-                mail=mail_from_json(body),
+                mail=self._mail(body),
                 status=None if status is None else SendStatus(status),
                 detail=detail,
                 attempts=attempts,
