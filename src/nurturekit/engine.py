@@ -1035,7 +1035,9 @@ class Engine:
             )
 
 
-#: Claimed enrolments run in one transaction (each step in a savepoint of its own).
+#: Claimed enrolments run in one transaction (see :meth:`Engine._run_batch`). At most 64 keep
+#: PostgreSQL's per-transaction cache of subtransactions from overflowing when every run of
+#: a batch needs a savepoint.
 _STEPS_PER_TRANSACTION = 50
 
 
