@@ -301,3 +301,25 @@ def test_a_second_step_of_a_lead_in_the_batch_sees_what_the_first_one_wrote(
     assert world.mailer.outbox == []
     ended = _pricing(store, "l1", "b pricing")
     assert (ended.status, ended.reason) == (EnrollmentStatus.EXITED, "suppressed: owned by sales")
+
+
+def test_delivery_claims_again_while_claims_come_back_full(
+    store: Storage, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Sends are claimed a few at a time; a full claim is followed by another, a short one
+    ends the delivery (what is written after it waits for the next run)."""
+    monkeypatch.setattr("nurturekit.engine._SENDS_PER_CLAIM", 2)
+    world = _world(store, failing=set())
+    claims: list[int] = []
+    claim_mail = store.claim_mail
+
+    def counting(*args: Any) -> list[OutgoingMail]:
+        claimed = claim_mail(*args)
+        claims.append(len(claimed))
+        return claimed
+
+    monkeypatch.setattr(store, "claim_mail", counting)
+    report = world.engine.run_due()
+    assert report.sent == 4
+    assert sorted(m.lead_id for m in world.mailer.outbox) == LEADS
+    assert claims == [0, 2, 2, 0]  # before the steps; then two full claims and a last, empty one

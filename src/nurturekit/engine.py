@@ -963,7 +963,9 @@ class Engine:
         storage = self.storage
         retry_before = now - self.retry_deferred
         while True:
-            claimed = storage.claim_mail(now, 200, self.worker, self.lease, retry_before)
+            claimed = storage.claim_mail(
+                now, _SENDS_PER_CLAIM, self.worker, self.lease, retry_before
+            )
             fresh = [m for m in claimed if m.key not in report.tried]
             if not fresh:
                 return
@@ -986,26 +988,27 @@ class Engine:
                         storage.mark_sent(
                             mail.key, SendStatus.SUPPRESSED, "unsubscribed before hand-over", now
                         )
-            if not allowed:
-                continue
-            try:
-                results = self.mailer.send(allowed)
-            except MailerUnavailable as down:
-                log.warning(
-                    "mailer unavailable, %d sends stay in the outbox: %s", len(allowed), down
-                )
-                return
-            # Each result is recorded (and committed) before the next mail is handed over, so
-            # a worker killed mid-batch repeats at most the mail in flight, with its own key.
-            for mail, result in zip(allowed, results, strict=True):
-                storage.mark_sent(mail.key, result.status, result.detail, now)
-                if result.status is SendStatus.SENT:
-                    report.sent += 1
-                elif result.status is SendStatus.DEFERRED:
-                    report.deferred += 1
-                else:
-                    report.bounced += 1
-                    self.record_bounce(mail, result.detail, now)
+            if allowed:
+                try:
+                    results = self.mailer.send(allowed)
+                except MailerUnavailable as down:
+                    log.warning(
+                        "mailer unavailable, %d sends stay in the outbox: %s", len(allowed), down
+                    )
+                    return
+                # Each result is recorded (and committed) before the next mail is handed over,
+                # so a worker killed mid-batch repeats at most the mail in flight, with its key.
+                for mail, result in zip(allowed, results, strict=True):
+                    storage.mark_sent(mail.key, result.status, result.detail, now)
+                    if result.status is SendStatus.SENT:
+                        report.sent += 1
+                    elif result.status is SendStatus.DEFERRED:
+                        report.deferred += 1
+                    else:
+                        report.bounced += 1
+                        self.record_bounce(mail, result.detail, now)
+            if len(claimed) < _SENDS_PER_CLAIM:
+                return  # that was all there was; sends written since wait for the next run
 
     def _leads(self, lead_ids: set[str]) -> dict[str, Lead]:
         """The stored leads among ``lead_ids``, in one read when the store can."""
@@ -1034,6 +1037,9 @@ class Engine:
                 at,
             )
 
+
+#: Sends claimed from the outbox at a time.
+_SENDS_PER_CLAIM = 200
 
 #: Claimed enrolments run in one transaction (see :meth:`Engine._run_batch`). At most 64 keep
 #: PostgreSQL's per-transaction cache of subtransactions from overflowing when every run of
