@@ -192,7 +192,7 @@ PUT_LEAD: Final = """
 GET_LEAD: Final = "SELECT body FROM {schema}.leads WHERE id = %s"
 
 #: The leads among a list of ids (a ``text[]``), in no particular order.
-GET_LEADS: Final = "SELECT id, body FROM {schema}.leads WHERE id = ANY(%s::text[])"
+GET_LEADS: Final = "SELECT id, body FROM {schema}.leads WHERE id = ANY(%b::text[])"
 
 #: One page of every lead, after the id given (``''`` for the first page).
 LEADS_PAGE: Final = "SELECT id, body FROM {schema}.leads WHERE id > %s ORDER BY id LIMIT %s"
@@ -204,7 +204,7 @@ PUT_STATE: Final = """
 
 GET_STATE: Final = "SELECT body FROM {schema}.states WHERE lead_id = %s"
 
-GET_STATES: Final = "SELECT lead_id, body FROM {schema}.states WHERE lead_id = ANY(%s::text[])"
+GET_STATES: Final = "SELECT lead_id, body FROM {schema}.states WHERE lead_id = ANY(%b::text[])"
 
 # --------------------------------------------------------------------------- activities
 
@@ -358,15 +358,15 @@ ADD_TO_OUTBOX: Final = """
 #: there skipped) and the enrolments (``PUT_ENROLLMENT`` for each), as arrays of their columns.
 #: A data-modifying CTE runs whether or not the statement reads it; the two touch different
 #: tables, so the one snapshot they share changes nothing. The store passes each key and id
-#: once (an ``ON CONFLICT DO UPDATE`` may not meet the same row twice). The arrays of JSON
-#: bodies go in binary (``%(name)b``): as a text array literal, every quote in them would have
-#: to be escaped, which costs psycopg more than the rest of the batch.
+#: once (an ``ON CONFLICT DO UPDATE`` may not meet the same row twice). The arrays go in binary
+#: (``%(name)b``): as a text array literal, every quote in the JSON bodies would have to be
+#: escaped, which costs psycopg more than the rest of the batch.
 WRITE_STEPS: Final = """
     WITH sends AS (
         INSERT INTO {schema}.outbox (key, lead_id, marketing, created_at, body)
         SELECT * FROM unnest(
-            %(keys)s::text[], %(mail_leads)s::text[], %(marketing)s::boolean[],
-            %(created_at)s::timestamptz[], %(mail_bodies)b::text[]
+            %(keys)b::text[], %(mail_leads)b::text[], %(marketing)b::boolean[],
+            %(created_at)b::timestamptz[], %(mail_bodies)b::text[]
         )
         ON CONFLICT (key) DO NOTHING
     )
@@ -374,8 +374,8 @@ WRITE_STEPS: Final = """
         (id, lead_id, scenario, status, entered_at, due_at, claimed_by, lease_until, body)
     SELECT id, lead_id, scenario, status, entered_at, due_at, NULL, NULL, body
     FROM unnest(
-        %(ids)s::text[], %(leads)s::text[], %(scenarios)s::text[], %(statuses)s::text[],
-        %(entered_at)s::timestamptz[], %(due_at)s::timestamptz[], %(bodies)b::text[]
+        %(ids)b::text[], %(leads)b::text[], %(scenarios)b::text[], %(statuses)b::text[],
+        %(entered_at)b::timestamptz[], %(due_at)b::timestamptz[], %(bodies)b::text[]
     ) AS s (id, lead_id, scenario, status, entered_at, due_at, body)
     ON CONFLICT (id) DO UPDATE SET
         lead_id = EXCLUDED.lead_id,
