@@ -608,3 +608,33 @@ def test_without_psycopg_the_store_says_what_to_install() -> None:
     )
     assert done.returncode == 0, done.stderr
     assert "pip install 'nurturekit[postgres]'" in done.stdout
+
+
+# --------------------------------------------------------------------------- round trips
+
+
+def test_run_due_costs_one_statement_per_send_and_a_handful_per_batch(
+    store: PostgresStorage, postgres_dsn: str, pg_schema: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The hand-over record of each send is its own statement (the delivery guarantee wants it
+    committed before the next hand-over); everything else is read and written per batch."""
+    from engine_fixtures import World
+    from test_reliability import seed
+
+    world = World(storage=store)
+    ids = seed(f"{postgres_dsn}{'&' if '?' in postgres_dsn else '?'}schema={pg_schema}", 40)
+    statements: list[str] = []
+    run = PostgresStorage._run
+
+    def counting(self: PostgresStorage, what: str, text: str, params: Any = ()) -> Any:
+        statements.append(what)
+        return run(self, what, text, params)
+
+    monkeypatch.setattr(PostgresStorage, "_run", counting)
+    report = world.engine.run_due(now=datetime.now(timezone.utc), limit=40)
+    assert (report.claimed, report.sent, report.failures) == (40, 40, ())
+    assert {m.enrollment_id for m in world.mailer.outbox} == ids
+    assert statements.count("record a send") == 40
+    # claim sends, claim steps, read leads and states, write the batch, claim the new sends,
+    # re-check their leads (BEGIN and COMMIT aside).
+    assert len(statements) - 40 <= 8, statements
