@@ -26,6 +26,7 @@ import pytest
 
 from nurturekit.errors import StorageError
 from nurturekit.messages import SendStatus
+from nurturekit.storage import postgres_sql as q
 from nurturekit.storage.postgres import PostgresStorage
 from nurturekit.storage.postgres_sql import SCHEMA_VERSION
 from nurturekit.testing import (
@@ -330,6 +331,27 @@ def test_a_statement_that_failed_inside_a_transaction_fails_the_transaction(
     assert store.get_lead("l1") is not None
 
 
+def test_a_statement_that_failed_inside_a_savepoint_undoes_only_the_savepoint(
+    store: PostgresStorage,
+) -> None:
+    with store.transaction():
+        store.put_lead(make_lead("l1"))
+        with pytest.raises(StorageError, match="could not divide"), store.savepoint():
+            store.put_lead(make_lead("l2"))
+            store._all("divide", "SELECT 1 / 0")
+        store.put_lead(make_lead("l3"))  # the transaction goes on
+    assert sorted(lead.id for lead in store.leads()) == ["l1", "l3"]
+
+
+def test_batch_reads_can_use_the_primary_keys(store: PostgresStorage) -> None:
+    """The ids are compared in the columns' collation ("C"), so the index serves them."""
+    with store.transaction():
+        store._run_write("plan", "SET LOCAL enable_seqscan = off", ())
+        for text in (q.GET_LEADS, q.GET_STATES):
+            plan = store._all("explain", f"EXPLAIN {text}", (["l1", "l2"],))
+            assert "Seq Scan" not in " ".join(row[0] for row in plan), plan
+
+
 def test_a_broken_connection_is_replaced_on_the_next_call(
     store: PostgresStorage, postgres_dsn: str, pg_schema: str
 ) -> None:
@@ -381,6 +403,51 @@ def test_iterating_methods_read_page_by_page_and_miss_nothing(
     assert len(list(store.enrollments("a"))) == 5
     assert len(list(store.outbox())) == 10
     assert len(list(store.activities_of_kinds(["email_open", "x", "email_open"]))) == 10
+
+
+def test_a_send_marked_on_its_own_commits_without_waiting_for_the_log_flush(
+    store: PostgresStorage, dsn: str, pg_schema: str
+) -> None:
+    store.add_to_outbox(make_mail("k1"))
+    store.add_to_outbox(make_mail("k2"))
+    # The statement turns synchronous_commit off for its own transaction only …
+    with store.transaction():
+        params = ("sent", "", T0, "k1")
+        assert store._count("mark", q.MARK_SENT_WITHOUT_FLUSH, params) == 1
+        assert store._one("show", "SHOW synchronous_commit") == ("off",)
+    assert store._one("show", "SHOW synchronous_commit") == ("on",)
+    # … and mark_sent outside a transaction uses it: committed and seen by others at once.
+    store.mark_sent("k2", SendStatus.SENT, "250 ok", T0)
+    assert store._one("show", "SHOW synchronous_commit") == ("on",)
+    with PostgresStorage(dsn, schema=pg_schema) as other:
+        assert {e.mail.key: e.status for e in other.outbox()} == {
+            "k1": SendStatus.SENT,
+            "k2": SendStatus.SENT,
+        }
+    # Inside a transaction, the mark is part of it and commits like the rest.
+    store.add_to_outbox(make_mail("k3"))
+    with store.transaction():
+        store.mark_sent("k3", SendStatus.DEFERRED, "try later", T0)
+        assert store._one("show", "SHOW synchronous_commit") == ("on",)
+
+
+def test_claims_on_their_own_commit_without_waiting_for_the_log_flush(
+    store: PostgresStorage,
+) -> None:
+    _seed_due(store, 2)
+    store.add_to_outbox(make_mail("k1"))
+    claim = {"now": T0, "limit": 1, "worker": "w", "until": T0 + LEASE, "retry_before": T0}
+    for text in (q.CLAIM_DUE_WITHOUT_FLUSH, q.CLAIM_MAIL_WITHOUT_FLUSH):
+        with store.transaction():
+            assert len(store._all("claim", text, claim)) == 1
+            assert store._one("show", "SHOW synchronous_commit") == ("off",)
+    # The store uses them outside a transaction only; either way the claims hold.
+    assert len(store.claim_due(T0, 10, "w", LEASE)) == 1
+    with store.transaction():
+        assert store.claim_due(T0, 10, "w", LEASE) == []
+        assert store.claim_mail(T0, 10, "w", LEASE, T0) == []
+        assert store._one("show", "SHOW synchronous_commit") == ("on",)
+    assert store._one("show", "SHOW synchronous_commit") == ("on",)
 
 
 def test_marking_a_send_the_outbox_does_not_hold_is_an_error(store: PostgresStorage) -> None:
@@ -541,3 +608,33 @@ def test_without_psycopg_the_store_says_what_to_install() -> None:
     )
     assert done.returncode == 0, done.stderr
     assert "pip install 'nurturekit[postgres]'" in done.stdout
+
+
+# --------------------------------------------------------------------------- round trips
+
+
+def test_run_due_costs_one_statement_per_send_and_a_handful_per_batch(
+    store: PostgresStorage, postgres_dsn: str, pg_schema: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The hand-over record of each send is its own statement (the delivery guarantee wants it
+    committed before the next hand-over); everything else is read and written per batch."""
+    from engine_fixtures import World
+    from test_reliability import seed
+
+    world = World(storage=store)
+    ids = seed(f"{postgres_dsn}{'&' if '?' in postgres_dsn else '?'}schema={pg_schema}", 40)
+    statements: list[str] = []
+    run = PostgresStorage._run
+
+    def counting(self: PostgresStorage, what: str, text: str, params: Any = ()) -> Any:
+        statements.append(what)
+        return run(self, what, text, params)
+
+    monkeypatch.setattr(PostgresStorage, "_run", counting)
+    report = world.engine.run_due(now=datetime.now(timezone.utc), limit=40)
+    assert (report.claimed, report.sent, report.failures) == (40, 40, ())
+    assert {m.enrollment_id for m in world.mailer.outbox} == ids
+    assert statements.count("record a send") == 40
+    # claim sends, claim steps, read leads and states, write the batch, claim the new sends,
+    # re-check their leads (BEGIN and COMMIT aside).
+    assert len(statements) - 40 <= 8, statements

@@ -22,6 +22,7 @@ import socket
 import threading
 import time
 from collections.abc import Iterable
+from contextlib import ExitStack
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -591,30 +592,117 @@ class Engine:
         claimed = self.storage.claim_due(now, limit, self.worker, self.lease)
         claimed_at = time.monotonic()
         report.claimed = len(claimed)
-        for index, enrollment in enumerate(claimed):
+        batched = getattr(self.storage, "savepoint", None) is not None
+        index = 0
+        while index < len(claimed):
             if self._stop.is_set():
                 # Asked to stop: give the claims not started back at once, so another worker
                 # can take them without waiting for the lease to run out.
                 for untouched in claimed[index:]:
                     self.storage.put_enrollment(untouched)
                 break
+            if batched and not self._ran_long(claimed_at):
+                chunk = claimed[index : index + _STEPS_PER_TRANSACTION]
+                index += self._run_batch(chunk, now, report, claimed_at)
+                continue
+            enrollment = claimed[index]
+            index += 1
             elapsed = timedelta(seconds=time.monotonic() - claimed_at)
             if elapsed > self.lease / 3 and not self.storage.renew_lease(
                 enrollment.id, self.worker, now + elapsed + self.lease
             ):
                 continue  # the batch ran long and another worker took this one over
-            try:
-                with self.storage.transaction():
-                    self._run_enrollment(enrollment, now, report)
-            except Exception as error:  # a hook or a template failed: retry later, go on
-                log.exception("step %s of %s failed", enrollment.step, enrollment.id)
-                report.failures.append((enrollment.id, f"{type(error).__name__}: {error}"))
-                retry = min(timedelta(minutes=2**enrollment.attempt), timedelta(days=1))
-                self.storage.put_enrollment(
-                    attrs.evolve(enrollment, attempt=enrollment.attempt + 1, due_at=now + retry)
-                )
+            self._run_alone(enrollment, now, report)
         self._deliver(now, report)
         return report.freeze(now)
+
+    def _ran_long(self, claimed_at: float) -> bool:
+        """Whether the claims taken at ``claimed_at`` (``time.monotonic()``) are due a renewal
+        of their leases before their next step runs."""
+        return timedelta(seconds=time.monotonic() - claimed_at) > self.lease / 3
+
+    def _run_alone(self, enrollment: Enrollment, now: datetime, report: _Tally) -> None:
+        """Run one claimed enrolment in a transaction of its own."""
+        try:
+            with self.storage.transaction():
+                self._run_enrollment(enrollment, now, report)
+        except Exception as error:  # a hook or a template failed: retry later, go on
+            self._step_failed(enrollment, error, now, report)
+
+    def _step_failed(
+        self, enrollment: Enrollment, error: Exception, now: datetime, report: _Tally
+    ) -> None:
+        """Log a failed step and put its enrolment back, to be tried again later."""
+        log.exception("step %s of %s failed", enrollment.step, enrollment.id, exc_info=error)
+        report.failures.append((enrollment.id, f"{type(error).__name__}: {error}"))
+        retry = min(timedelta(minutes=2**enrollment.attempt), timedelta(days=1))
+        self.storage.put_enrollment(
+            attrs.evolve(enrollment, attempt=enrollment.attempt + 1, due_at=now + retry)
+        )
+
+    def _run_batch(
+        self, chunk: list[Enrollment], now: datetime, report: _Tally, claimed_at: float
+    ) -> int:
+        """Run claimed enrolments in one transaction, reading the leads and states they need
+        at once. A step that fails undoes only its own writes, and its enrolment is put back
+        for a retry: the sends and advances of plain steps (sends, waits, branches, hooks,
+        ends) are kept back and written together (:meth:`Storage.write_steps`), so a failed
+        run's are simply dropped; a run that reaches a step writing more (a score adjustment,
+        a stage, a hand-off) goes on in a savepoint of its own. Stops early, before a step,
+        when asked to stop or when the leases are due a renewal; returns how many it started.
+
+        If the transaction fails as a whole (the connection, the commit), the steps it
+        started run again, each in a transaction of its own: a step runs at least once, and
+        no mail of them was handed over yet.
+        """
+        storage = self.storage
+        steps, failures = report.steps, len(report.failures)
+        started = 0
+        try:
+            with storage.transaction():
+                batch = self._prefetch(chunk)
+                pending = _Pending()
+                seen: set[str] = set()
+                for enrollment in chunk:
+                    if started and (self._stop.is_set() or self._ran_long(claimed_at)):
+                        break
+                    started += 1
+                    if enrollment.lead_id in seen:
+                        # The lead's earlier step in this batch is written before this one reads.
+                        pending.write(storage)
+                    seen.add(enrollment.lead_id)
+                    try:
+                        with ExitStack() as stack:
+                            out = _StepWrites(storage, pending, stack)
+                            self._run_enrollment(enrollment, now, report, batch, out)
+                    except _BatchFailed:
+                        raise
+                    except Exception as error:  # a hook or a template failed: retry later
+                        self._step_failed(enrollment, error, now, report)
+                pending.write(storage)
+        except Exception as error:
+            log.warning(
+                "a batch of %d steps failed as a whole (%s: %s); running them one by one",
+                started,
+                type(error).__name__,
+                error,
+            )
+            report.steps = steps
+            del report.failures[failures:]
+            for enrollment in chunk[:started]:
+                self._run_alone(enrollment, now, report)
+        return started
+
+    def _prefetch(self, chunk: list[Enrollment]) -> _Batch | None:
+        """The leads and states of ``chunk``'s enrolments, read at once (``None`` when the
+        store cannot read a batch)."""
+        storage = self.storage
+        get_leads = getattr(storage, "get_leads", None)
+        get_states = getattr(storage, "get_states", None)
+        if get_leads is None or get_states is None:
+            return None
+        ids = list(dict.fromkeys(e.lead_id for e in chunk))
+        return _Batch(leads=get_leads(ids), states=get_states(ids), fresh=set(ids))
 
     def stop(self) -> None:
         """Ask :meth:`run_forever` (and a :meth:`run_due` in progress) to stop after the step
@@ -692,14 +780,30 @@ class Engine:
                 told = attrs.evolve(handoff, escalation_notified_at=now)
             self.storage.put_handoff(told)
 
-    def _run_enrollment(self, enrollment: Enrollment, now: datetime, report: _Tally) -> None:
+    def _run_enrollment(
+        self,
+        enrollment: Enrollment,
+        now: datetime,
+        report: _Tally,
+        batch: _Batch | None = None,
+        out: _StepWrites | None = None,
+    ) -> None:
+        """Run the enrolment's due steps up to its next wait. In a batch, ``batch`` has its
+        lead and state, and its sends and advance go to ``out``."""
         storage = self.storage
         scenario = self.program.scenario(enrollment.scenario)
-        lead = storage.get_lead(enrollment.lead_id)
+        known = None if batch is None else batch.take(enrollment.lead_id)
+        lead = storage.get_lead(enrollment.lead_id) if known is None else known[0]
         if lead is None:
-            storage.put_enrollment(_end(enrollment, EnrollmentStatus.EXITED, now, "lead removed"))
+            ended = _end(enrollment, EnrollmentStatus.EXITED, now, "lead removed")
+            if out is None:
+                storage.put_enrollment(ended)
+            else:
+                out.done(ended)
             return
-        state = storage.get_state(lead.id) or self._new_state(lead, now)
+        state = (storage.get_state(lead.id) if known is None else known[1]) or self._new_state(
+            lead, now
+        )
         current = enrollment
         if current.status is EnrollmentStatus.WAITING and current.step is not None:
             waited = scenario.step(current.step)
@@ -711,15 +815,17 @@ class Engine:
                 break
             step = scenario.step(current.step)
             report.steps += 1
+            if out is not None and isinstance(step, (AdjustScore, SetStage, HandOff)):
+                out.settle()  # these write more than a send: go on in a savepoint
             if isinstance(step, SendMail):
-                held = self._hold_send(lead, state, now)
+                held = self._hold_send(lead, state, now, out)
                 if isinstance(held, str):
                     current = _end(current, EnrollmentStatus.EXITED, now, held)
                     break
                 if held is not None:
                     current = attrs.evolve(current, due_at=held)
                     break
-                self._write_send(scenario, step, current, lead, now)
+                self._write_send(scenario, step, current, lead, now, out)
                 current = _go(current, step.next, now, EnrollmentStatus.ACTIVE)
             elif isinstance(step, Wait):
                 due = step.due(now, self.program.policies.zone_of(lead))
@@ -753,7 +859,10 @@ class Engine:
                 break
         else:
             current = attrs.evolve(current, due_at=now)  # a long chain: go on in the next run
-        storage.put_enrollment(current)
+        if out is None:
+            storage.put_enrollment(current)
+        else:
+            out.done(current)
 
     def _step_activity(
         self,
@@ -777,9 +886,11 @@ class Engine:
         )
         return self.storage.get_state(lead.id)
 
-    def _hold_send(self, lead: Lead, state: LeadState, now: datetime) -> str | datetime | None:
+    def _hold_send(
+        self, lead: Lead, state: LeadState, now: datetime, out: _StepWrites | None = None
+    ) -> str | datetime | None:
         """Why a marketing send may not go now: a reason to exit (str), a time to wait until,
-        or ``None`` when it may go."""
+        or ``None`` when it may go. ``out`` holds the sends of this run not written yet."""
         if not lead.contactability.can_receive_marketing:
             return f"suppressed: {lead.contactability.status.value}"
         if state.with_sales:
@@ -791,13 +902,22 @@ class Engine:
         if policies.frequency_cap is not None:
             cap = policies.frequency_cap
             sends = self.storage.marketing_sends_since(lead.id, now - cap.per)
+            if out is not None and out.mails:
+                kept = [m.created_at for m in out.mails if m.marketing and m.lead_id == lead.id]
+                sends = sorted(sends + [at for at in kept if at >= now - cap.per])
             later = max(later, cap.next_allowed(sends, now))
         if policies.send_window is not None:
             later = policies.send_window.next_open(later, policies.zone_of(lead))
         return None if later == now else later
 
     def _write_send(
-        self, scenario: Scenario, step: SendMail, enrollment: Enrollment, lead: Lead, now: datetime
+        self,
+        scenario: Scenario,
+        step: SendMail,
+        enrollment: Enrollment,
+        lead: Lead,
+        now: datetime,
+        out: _StepWrites | None = None,
     ) -> None:
         key = enrollment.send_key()
         template = self.program.templates[step.template]
@@ -812,7 +932,10 @@ class Engine:
             step=step.id,
             enrollment_id=enrollment.id,
         )
-        self.storage.add_to_outbox(mail)
+        if out is None:
+            self.storage.add_to_outbox(mail)
+        else:
+            out.mail(mail)
 
     def _set_stage(self, lead: Lead, state: LeadState, step: SetStage, now: datetime) -> None:
         stages = self._stages(state)
@@ -842,47 +965,63 @@ class Engine:
         storage = self.storage
         retry_before = now - self.retry_deferred
         while True:
-            claimed = storage.claim_mail(now, 200, self.worker, self.lease, retry_before)
+            claimed = storage.claim_mail(
+                now, _SENDS_PER_CLAIM, self.worker, self.lease, retry_before
+            )
             fresh = [m for m in claimed if m.key not in report.tried]
             if not fresh:
                 return
             # Suppression is checked again right before the hand-over: an unsubscribe that
             # arrived after the send was written still stops it.
+            leads = self._leads({m.lead_id for m in fresh if m.marketing})
             allowed: list[OutgoingMail] = []
-            with storage.transaction():
-                for mail in fresh:
-                    report.tried.add(mail.key)
-                    if mail.marketing:
-                        lead = storage.get_lead(mail.lead_id)
-                        if lead is None or not lead.contactability.can_receive_marketing:
-                            storage.mark_sent(
-                                mail.key,
-                                SendStatus.SUPPRESSED,
-                                "unsubscribed before hand-over",
-                                now,
-                            )
-                            continue
-                    allowed.append(mail)
-            if not allowed:
-                continue
-            try:
-                results = self.mailer.send(allowed)
-            except MailerUnavailable as down:
-                log.warning(
-                    "mailer unavailable, %d sends stay in the outbox: %s", len(allowed), down
-                )
-                return
-            # Each result is recorded (and committed) before the next mail is handed over, so
-            # a worker killed mid-batch repeats at most the mail in flight, with its own key.
-            for mail, result in zip(allowed, results, strict=True):
-                storage.mark_sent(mail.key, result.status, result.detail, now)
-                if result.status is SendStatus.SENT:
-                    report.sent += 1
-                elif result.status is SendStatus.DEFERRED:
-                    report.deferred += 1
-                else:
-                    report.bounced += 1
-                    self.record_bounce(mail, result.detail, now)
+            suppressed: list[OutgoingMail] = []
+            for mail in fresh:
+                report.tried.add(mail.key)
+                if mail.marketing:
+                    lead = leads.get(mail.lead_id)
+                    if lead is None or not lead.contactability.can_receive_marketing:
+                        suppressed.append(mail)
+                        continue
+                allowed.append(mail)
+            if suppressed:
+                with storage.transaction():
+                    for mail in suppressed:
+                        storage.mark_sent(
+                            mail.key, SendStatus.SUPPRESSED, "unsubscribed before hand-over", now
+                        )
+            if allowed:
+                try:
+                    results = self.mailer.send(allowed)
+                except MailerUnavailable as down:
+                    log.warning(
+                        "mailer unavailable, %d sends stay in the outbox: %s", len(allowed), down
+                    )
+                    return
+                # Each result is recorded (and committed) before the next mail is handed over,
+                # so a worker killed mid-batch repeats at most the mail in flight, with its key.
+                for mail, result in zip(allowed, results, strict=True):
+                    storage.mark_sent(mail.key, result.status, result.detail, now)
+                    if result.status is SendStatus.SENT:
+                        report.sent += 1
+                    elif result.status is SendStatus.DEFERRED:
+                        report.deferred += 1
+                    else:
+                        report.bounced += 1
+                        self.record_bounce(mail, result.detail, now)
+            if len(claimed) < _SENDS_PER_CLAIM:
+                return  # that was all there was; sends written since wait for the next run
+
+    def _leads(self, lead_ids: set[str]) -> dict[str, Lead]:
+        """The stored leads among ``lead_ids``, in one read when the store can."""
+        if not lead_ids:
+            return {}
+        get_leads = getattr(self.storage, "get_leads", None)
+        if get_leads is not None:
+            found: dict[str, Lead] = get_leads(lead_ids)
+            return found
+        leads = {lead_id: self.storage.get_lead(lead_id) for lead_id in lead_ids}
+        return {lead_id: lead for lead_id, lead in leads.items() if lead is not None}
 
     def record_bounce(self, mail: OutgoingMail, detail: str, at: datetime) -> None:
         """Record a hard bounce of ``mail`` as a ``bounced`` activity of its lead."""
@@ -899,6 +1038,105 @@ class Engine:
                 ),
                 at,
             )
+
+
+#: Sends claimed from the outbox at a time.
+_SENDS_PER_CLAIM = 200
+
+#: Claimed enrolments run in one transaction (see :meth:`Engine._run_batch`). At most 64 keep
+#: PostgreSQL's per-transaction cache of subtransactions from overflowing when every run of
+#: a batch needs a savepoint.
+_STEPS_PER_TRANSACTION = 50
+
+
+@attrs.define
+class _Batch:
+    """The leads and states of a batch of claimed enrolments, read at once. Each lead's are
+    handed out once: a second step of the same lead in the batch reads the store again, and
+    so sees what the first one wrote."""
+
+    leads: dict[str, Lead]
+    states: dict[str, LeadState]
+    fresh: set[str]
+
+    def take(self, lead_id: str) -> tuple[Lead | None, LeadState | None] | None:
+        """The lead and its state as read for the batch, or ``None``: read the store."""
+        if lead_id not in self.fresh:
+            return None
+        self.fresh.discard(lead_id)
+        return self.leads.get(lead_id), self.states.get(lead_id)
+
+
+@attrs.define
+class _Pending:
+    """The sends and advances of a batch's plain step runs, kept back to be written together,
+    in order (before anything that may read them)."""
+
+    mails: list[OutgoingMail] = attrs.Factory(list)
+    enrollments: list[Enrollment] = attrs.Factory(list)
+
+    def write(self, storage: Storage) -> None:
+        if not (self.mails or self.enrollments):
+            return
+        mails, enrollments = self.mails, self.enrollments
+        self.mails, self.enrollments = [], []
+        write_steps = getattr(storage, "write_steps", None)
+        if write_steps is not None:
+            write_steps(mails, enrollments)
+            return
+        for mail in mails:
+            storage.add_to_outbox(mail)
+        for enrollment in enrollments:
+            storage.put_enrollment(enrollment)
+
+
+class _BatchFailed(Exception):
+    """Writing a batch's kept-back writes failed: the batch fails as a whole."""
+
+
+class _StepWrites:
+    """Where one enrolment's run in a batch writes its sends and its advance.
+
+    They are kept back and, when the run ends, join the batch's :class:`_Pending` writes; a run
+    that fails leaves nothing behind. A run that reaches a step writing more (:meth:`settle`)
+    has the batch's kept-back writes written, enters a savepoint (on ``stack``, which the
+    caller leaves with the run's outcome) and writes straight to the store from then on.
+    """
+
+    def __init__(self, storage: Storage, pending: _Pending, stack: ExitStack) -> None:
+        self.storage = storage
+        self.pending = pending
+        self.stack = stack
+        self.mails: list[OutgoingMail] = []
+        self.direct = False
+
+    def mail(self, mail: OutgoingMail) -> None:
+        if self.direct:
+            self.storage.add_to_outbox(mail)
+        else:
+            self.mails.append(mail)
+
+    def settle(self) -> None:
+        if self.direct:
+            return
+        try:
+            self.pending.write(self.storage)
+        except Exception as error:
+            raise _BatchFailed(f"{type(error).__name__}: {error}") from error
+        self.stack.enter_context(self.storage.savepoint())
+        self.direct = True
+        mails, self.mails = self.mails, []
+        for mail in mails:
+            self.storage.add_to_outbox(mail)
+
+    def done(self, enrollment: Enrollment) -> None:
+        """The run ended with ``enrollment``: write it, or keep it back with the sends."""
+        if self.direct:
+            self.storage.put_enrollment(enrollment)
+        else:
+            self.pending.mails += self.mails
+            self.pending.enrollments.append(enrollment)
+            self.mails = []
 
 
 @attrs.define

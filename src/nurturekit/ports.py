@@ -122,6 +122,18 @@ class Storage(Protocol):
         write inside is undone and the exception goes on. Nested calls join the outer one."""
         ...
 
+    def savepoint(self) -> AbstractContextManager[None]:
+        """A unit of work nested in a transaction: on an exception inside, only the writes made
+        inside it are undone and the exception goes on, leaving the enclosing transaction
+        usable; on a normal exit its writes become part of that transaction (kept or undone
+        with it). Outside a transaction it is a :meth:`transaction`.
+
+        The engine runs a batch of due steps in one transaction with a savepoint per step, so
+        a step that fails undoes only its own writes. A store without this method is run with
+        one transaction per step.
+        """
+        ...
+
     # -- leads and their state ------------------------------------------------------------
 
     def put_lead(self, lead: Lead) -> None:
@@ -130,6 +142,15 @@ class Storage(Protocol):
 
     def get_lead(self, lead_id: str) -> Lead | None:
         """The stored lead, or ``None``."""
+        ...
+
+    def get_leads(self, lead_ids: Iterable[str]) -> dict[str, Lead]:
+        """The stored leads among ``lead_ids``, by id; ids with no stored lead are left out.
+
+        One read for a batch (the engine reads the leads of the due steps it claimed, and of
+        the sends it is about to hand over, this way). A store without this method is read
+        with :meth:`get_lead` per id.
+        """
         ...
 
     def leads(self) -> Iterator[Lead]:
@@ -143,6 +164,12 @@ class Storage(Protocol):
         transaction, a change not put is never seen. Inside one, a later ``get_state`` of the
         same lead may return the changed object (the in-memory store hands out its own, to copy
         nothing per activity); if the transaction is undone, the state is as it was before."""
+        ...
+
+    def get_states(self, lead_ids: Iterable[str]) -> dict[str, LeadState]:
+        """The engine states of the leads among ``lead_ids`` that have one, by lead id, each
+        as :meth:`get_state` gives it (the caller may change it). One read for a batch; a
+        store without this method is read with :meth:`get_state` per id."""
         ...
 
     def put_state(self, state: LeadState) -> None:
@@ -230,6 +257,18 @@ class Storage(Protocol):
 
     def add_to_outbox(self, mail: OutgoingMail) -> bool:
         """Record a send before it is handed to a mailer; False when its key is already there."""
+        ...
+
+    def write_steps(self, mails: Sequence[OutgoingMail], enrollments: Sequence[Enrollment]) -> None:
+        """Write what a batch of steps did: every mail to the outbox, in order (one whose key
+        is already there is skipped, as with :meth:`add_to_outbox`), then every enrolment, in
+        order, as :meth:`put_enrollment` does. All of it or nothing; inside a transaction it
+        is part of it.
+
+        The engine keeps back the writes of the plain steps of a batch (sends, waits, ends)
+        and writes them with this, in one round trip where the store can. A store without
+        this method is written with :meth:`add_to_outbox` and :meth:`put_enrollment`.
+        """
         ...
 
     def mark_sent(self, key: str, status: SendStatus, detail: str, at: datetime) -> None:

@@ -228,6 +228,30 @@ class StorageContract:
         assert len(again.card.entries) == 1 and again.card.seen == {"key-1"}
         assert len(again.moves) == 1 and again.levels == frozenset({"MQL"})
 
+    def test_leads_and_states_are_read_a_batch_at_a_time(self, storage: Storage) -> None:
+        storage.put_lead(make_lead("l1"))
+        storage.put_lead(make_lead("l2"))
+        storage.put_state(_state("l1"))
+        assert storage.get_leads([]) == {}
+        assert storage.get_states([]) == {}
+        leads = storage.get_leads(["l2", "nobody", "l1", "l2"])
+        assert leads == {"l1": make_lead("l1"), "l2": make_lead("l2")}
+        states = storage.get_states(iter(["l1", "l2", "nobody"]))
+        assert list(states) == ["l1"]
+        assert states["l1"].card.entries == _state().card.entries
+        assert states["l1"].moves == _state().moves
+        # Each state is the caller's to change, as from get_state.
+        states["l1"].card.entries.append(states["l1"].card.entries[0])
+        states["l1"].moves.append(states["l1"].moves[0])
+        again = storage.get_state("l1")
+        assert again is not None
+        assert len(again.card.entries) == 1 and len(again.moves) == 1
+        with storage.transaction():  # a batch read inside a transaction sees its writes
+            storage.put_lead(make_lead("l3"))
+            storage.put_state(_state("l3"))
+            assert set(storage.get_leads(["l3"])) == {"l3"}
+            assert set(storage.get_states(["l3"])) == {"l3"}
+
     # ------------------------------------------------------------------ activities
 
     def test_an_activity_key_is_stored_once(self, storage: Storage) -> None:
@@ -298,6 +322,70 @@ class StorageContract:
         _raises(_Boom, doomed)
         assert storage.get_lead("l1") is None
         assert list(storage.activities("l1")) == []
+
+    def test_an_error_in_a_savepoint_undoes_only_its_writes(self, storage: Storage) -> None:
+        storage.put_enrollment(make_enrollment(1))
+        storage.put_enrollment(make_enrollment(2))
+        claimed = storage.claim_due(T0, 10, "w", LEASE)
+        assert len(claimed) == 2
+
+        def doomed() -> None:
+            with storage.savepoint():
+                storage.put_lead(make_lead("l2"))
+                storage.put_state(_state("l1"))
+                storage.add_activity(make_activity(minutes=1))
+                storage.put_enrollment(make_enrollment(1, status=EnrollmentStatus.COMPLETED))
+                storage.add_to_outbox(make_mail("k2"))
+                storage.mark_sent("k1", SendStatus.SENT, "", T0)
+                with storage.transaction():  # nested: joins the savepoint
+                    storage.add_activity(make_activity(minutes=2))
+                raise _Boom
+
+        with storage.transaction():
+            storage.put_lead(make_lead("l1"))
+            storage.add_to_outbox(make_mail("k1"))
+            _raises(_Boom, doomed)
+            with storage.savepoint():  # a savepoint that ends normally keeps its writes
+                storage.add_activity(make_activity(minutes=3))
+                storage.put_enrollment(make_enrollment(2, status=EnrollmentStatus.COMPLETED))
+            storage.put_lead(make_lead("l3"))
+        assert sorted(lead.id for lead in storage.leads()) == ["l1", "l3"]
+        assert storage.get_state("l1") is None
+        assert [a.at for a in storage.activities("l1")] == [T0 + timedelta(minutes=3)]
+        assert [e.status for e in storage.enrollments_of("l1")] == [
+            EnrollmentStatus.ACTIVE,
+            EnrollmentStatus.COMPLETED,
+        ]
+        assert [(e.mail.key, e.status) for e in storage.outbox()] == [("k1", None)]
+        # Enrolment 1 is still claimed by "w": the savepoint's put_enrollment was undone.
+        assert storage.claim_due(T0, 10, "x", LEASE) == []
+        assert [e.id for e in storage.claim_due(T0 + LEASE, 10, "x", LEASE)] == ["follow-up/l1/1"]
+
+    def test_an_error_after_a_savepoint_undoes_it_with_its_transaction(
+        self, storage: Storage
+    ) -> None:
+        def doomed() -> None:
+            with storage.transaction():
+                storage.put_lead(make_lead())
+                with storage.savepoint():
+                    storage.add_activity(make_activity())
+                raise _Boom
+
+        _raises(_Boom, doomed)
+        assert storage.get_lead("l1") is None
+        assert list(storage.activities("l1")) == []
+
+    def test_a_savepoint_outside_a_transaction_is_a_transaction(self, storage: Storage) -> None:
+        def doomed() -> None:
+            with storage.savepoint():
+                storage.put_lead(make_lead())
+                raise _Boom
+
+        _raises(_Boom, doomed)
+        assert storage.get_lead("l1") is None
+        with storage.savepoint():
+            storage.put_lead(make_lead())
+        assert storage.get_lead("l1") is not None
 
     def test_a_transaction_keeps_its_writes(self, storage: Storage) -> None:
         with storage.transaction():
@@ -419,6 +507,49 @@ class StorageContract:
             SendStatus.BOUNCED,
             "550 no such user",
         )
+
+    def test_write_steps_writes_the_outbox_then_the_enrolments(self, storage: Storage) -> None:
+        storage.write_steps([], [])
+        storage.add_to_outbox(make_mail("k1", minutes=0))
+        storage.put_enrollment(make_enrollment(1))
+        storage.put_enrollment(make_enrollment(2))
+        assert len(storage.claim_due(T0, 10, "w", LEASE)) == 2
+        done = make_enrollment(1, status=EnrollmentStatus.COMPLETED)
+        later = make_enrollment(2, due=T0 + timedelta(days=1))
+        copy = attrs.evolve(make_mail("k1", minutes=5), subject="changed")
+        storage.write_steps([copy, make_mail("k2", minutes=1)], [done, later])
+        # k1 was there: skipped, as add_to_outbox does.
+        sent = {e.mail.key: e.mail for e in storage.outbox()}
+        assert sorted(sent) == ["k1", "k2"] and sent["k1"].subject == "件名"
+        assert [m.key for m in storage.pending_mail(10)] == ["k1", "k2"]
+        assert storage.marketing_sends_since("l1", T0) == [T0, T0 + timedelta(minutes=1)]
+        assert [e.status for e in storage.enrollments_of("l1")] == [
+            EnrollmentStatus.COMPLETED,
+            EnrollmentStatus.ACTIVE,
+        ]
+        # Put back, so no longer claimed: due again when its new time comes.
+        assert storage.claim_due(T0 + timedelta(hours=1), 10, "x", LEASE) == []
+        later_ids = storage.claim_due(T0 + timedelta(days=1), 10, "x", LEASE)
+        assert [e.id for e in later_ids] == [later.id]
+
+    def test_write_steps_takes_a_key_or_an_enrolment_twice(self, storage: Storage) -> None:
+        first, second = make_mail("k1"), attrs.evolve(make_mail("k1"), subject="second")
+        ended = make_enrollment(1, status=EnrollmentStatus.COMPLETED)
+        exited = make_enrollment(1, status=EnrollmentStatus.EXITED)
+        storage.write_steps([first, second], [ended, exited])  # no due time at all
+        assert [e.mail.subject for e in storage.outbox()] == ["件名"]  # the first one stays
+        assert [e.status for e in storage.enrollments_of("l1")] == [EnrollmentStatus.EXITED]
+        assert storage.claim_due(T0 + timedelta(days=365), 10, "w", LEASE) == []
+
+    def test_write_steps_is_undone_with_its_transaction(self, storage: Storage) -> None:
+        def doomed() -> None:
+            with storage.transaction():
+                storage.write_steps([make_mail("k1")], [make_enrollment(1)])
+                raise _Boom
+
+        _raises(_Boom, doomed)
+        assert list(storage.outbox()) == []
+        assert storage.enrollments_of("l1") == []
 
     def test_sends_are_claimed_by_one_worker_at_a_time(self, storage: Storage) -> None:
         for n in range(5):

@@ -12,7 +12,7 @@ import bisect
 import heapq
 import threading
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from contextlib import AbstractContextManager
+from contextlib import AbstractContextManager, contextmanager
 from datetime import datetime, timedelta
 from types import TracebackType
 from typing import Any, TypeVar
@@ -72,6 +72,24 @@ class InMemoryStorage:
     def transaction(self) -> AbstractContextManager[None]:
         return _Transaction(self)
 
+    @contextmanager
+    def savepoint(self) -> Iterator[None]:
+        """Inside a transaction, an exception undoes only the writes made inside this block."""
+        with self._lock:
+            if self._undo is None:
+                with self.transaction():
+                    yield
+                return
+            undo = self._undo
+            mark = len(undo)
+            try:
+                yield
+            except BaseException:
+                while len(undo) > mark:
+                    step = undo.pop()
+                    step[0](*step[1:])
+                raise
+
     def _rollback(self) -> None:
         assert self._undo is not None
         for undo in reversed(self._undo):
@@ -104,6 +122,10 @@ class InMemoryStorage:
     def get_lead(self, lead_id: str) -> Lead | None:
         return self._leads.get(lead_id)
 
+    def get_leads(self, lead_ids: Iterable[str]) -> dict[str, Lead]:
+        leads = self._leads
+        return {i: leads[i] for i in lead_ids if i in leads}
+
     def leads(self) -> Iterator[Lead]:
         yield from list(self._leads.values())
 
@@ -119,8 +141,18 @@ class InMemoryStorage:
                 return _copy_state(state)
             if lead_id not in self._taken:
                 self._taken.add(lead_id)
-                self._undo.append((self._states.__setitem__, lead_id, _copy_state(state)))
+                self._undo.append((self._restore_state, lead_id, _copy_state(state)))
             return state
+
+    def _restore_state(self, lead_id: str, snapshot: LeadState) -> None:
+        """Undo: the state as it was when this transaction first handed it out; a later
+        ``get_state`` in the transaction (after a savepoint rolled back) snapshots it again."""
+        self._states[lead_id] = snapshot
+        self._taken.discard(lead_id)
+
+    def get_states(self, lead_ids: Iterable[str]) -> dict[str, LeadState]:
+        states = self._states
+        return {i: _copy_state(states[i]) for i in lead_ids if i in states}
 
     def put_state(self, state: LeadState) -> None:
         with self._lock:
@@ -305,6 +337,13 @@ class InMemoryStorage:
 
             self._remember(undo)
             return True
+
+    def write_steps(self, mails: Sequence[OutgoingMail], enrollments: Sequence[Enrollment]) -> None:
+        with self.transaction():
+            for mail in mails:
+                self.add_to_outbox(mail)
+            for enrollment in enrollments:
+                self.put_enrollment(enrollment)
 
     def mark_sent(self, key: str, status: SendStatus, detail: str, at: datetime) -> None:
         with self._lock:

@@ -11,11 +11,11 @@ from __future__ import annotations
 
 import re
 import threading
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import datetime, timedelta
 from types import TracebackType
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 from typing_extensions import Self
 
@@ -50,6 +50,9 @@ __all__ = ["PostgresStorage"]
 
 _Row = tuple[Any, ...]
 _IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,62}")
+#: Entries per generation of a :class:`_Memo`.
+_MEMO_SIZE = 10_000
+_T = TypeVar("_T")
 #: Rows fetched per round trip by the iterating methods (``leads()``, ``outbox()`` …).
 _PAGE = 1000
 
@@ -57,6 +60,57 @@ _PAGE = 1000
 def _utc(value: datetime) -> datetime:
     # psycopg returns timestamptz in the session's time zone; nurturekit's times are UTC.
     return value if value.tzinfo is UTC else value.astimezone(UTC)
+
+
+class _Memo(Generic[_T]):
+    """Decoded values by the exact JSON text they were read from or written as, so a lead read
+    for a batch of steps and again before its sends are handed over, or a send written by this
+    worker and claimed by it moments later, is decoded once or not at all. Keyed by the text
+    itself, an entry is never stale; only values nobody changes (leads, sends) go in. Two
+    generations of at most ``_MEMO_SIZE`` entries each keep what was used lately."""
+
+    def __init__(self, decode: Callable[[str], _T]) -> None:
+        self._decode = decode
+        self._young: dict[str, _T] = {}
+        self._old: dict[str, _T] = {}
+
+    def __call__(self, text: str) -> _T:
+        value = self._young.get(text)
+        if value is None:
+            value = self._old.get(text)
+            if value is None:
+                value = self._decode(text)
+            self.keep(text, value)
+        return value
+
+    def keep(self, text: str, value: _T) -> None:
+        if len(self._young) >= _MEMO_SIZE:
+            self._old = self._young
+            self._young = {}
+        self._young[text] = value
+
+    def wrote(self, value: _T, text: str) -> str:
+        """Keep ``value``, written as ``text``; return ``text``."""
+        self.keep(text, value)
+        return text
+
+
+def _mail_params(mail: OutgoingMail) -> tuple[Any, ...]:
+    """The parameters of ``ADD_TO_OUTBOX`` for ``mail``."""
+    return (mail.key, mail.lead_id, mail.marketing, mail.created_at, mail_to_json(mail))
+
+
+def _enrollment_params(enrollment: Enrollment) -> tuple[Any, ...]:
+    """The parameters of ``PUT_ENROLLMENT`` for ``enrollment``."""
+    return (
+        enrollment.id,
+        enrollment.lead_id,
+        enrollment.scenario,
+        enrollment.status.value,
+        enrollment.entered_at,
+        enrollment.due_at,
+        enrollment_to_json(enrollment),
+    )
 
 
 def _import_psycopg() -> Any:
@@ -104,6 +158,8 @@ class PostgresStorage:
         self._lock = threading.RLock()
         self._depth = 0
         self._queries: dict[str, bytes] = {}
+        self._lead = _Memo(lead_from_json)
+        self._mail = _Memo(mail_from_json)
         self._conn: psycopg.Connection[_Row] | None = None
         self._conn = self._connect()
         try:
@@ -290,22 +346,54 @@ class PostgresStorage:
             finally:
                 self._depth = 0
 
+    @contextmanager
+    def savepoint(self) -> Iterator[None]:
+        """A PostgreSQL ``SAVEPOINT`` inside a :meth:`transaction`: an exception inside rolls
+        back to it (undoing only the writes made inside) and goes on, and the transaction
+        stays usable, even when a statement inside failed. Outside a transaction, a
+        :meth:`transaction`."""
+        with self._lock:
+            if not self._depth:
+                with self.transaction():
+                    yield
+                return
+            conn = self._connection()
+            pg = self._psycopg
+            self._depth += 1
+            try:
+                with conn.transaction():
+                    yield
+            except pg.Error as error:
+                raise StorageError(f"PostgreSQL could not finish a savepoint: {error}") from error
+            finally:
+                self._depth -= 1
+
     # ------------------------------------------------------------------ leads and state
 
     def put_lead(self, lead: Lead) -> None:
-        self._run_write("store lead", q.PUT_LEAD, (lead.id, lead_to_json(lead)))
+        body = lead_to_json(lead)
+        self._run_write("store lead", q.PUT_LEAD, (lead.id, body))
+        self._lead.keep(body, lead)
 
     def get_lead(self, lead_id: str) -> Lead | None:
         row = self._one("read lead", q.GET_LEAD, (lead_id,))
-        return None if row is None else lead_from_json(row[0])
+        return None if row is None else self._lead(row[0])
+
+    def get_leads(self, lead_ids: Iterable[str]) -> dict[str, Lead]:
+        rows = self._all("read leads", q.GET_LEADS, (list(lead_ids),))
+        return {lead_id: self._lead(body) for lead_id, body in rows}
 
     def leads(self) -> Iterator[Lead]:
         for _, body in self._pages("read leads", q.LEADS_PAGE):
-            yield lead_from_json(body)
+            yield self._lead(body)
 
     def get_state(self, lead_id: str) -> LeadState | None:
         row = self._one("read lead state", q.GET_STATE, (lead_id,))
         return None if row is None else state_from_json(row[0])
+
+    def get_states(self, lead_ids: Iterable[str]) -> dict[str, LeadState]:
+        rows = self._all("read lead states", q.GET_STATES, (list(lead_ids),))
+        return {lead_id: state_from_json(body) for lead_id, body in rows}
 
     def put_state(self, state: LeadState) -> None:
         self._run_write("store lead state", q.PUT_STATE, (state.lead_id, state_to_json(state)))
@@ -338,16 +426,7 @@ class PostgresStorage:
     # ------------------------------------------------------------------ enrolments
 
     def put_enrollment(self, enrollment: Enrollment) -> None:
-        params = (
-            enrollment.id,
-            enrollment.lead_id,
-            enrollment.scenario,
-            enrollment.status.value,
-            enrollment.entered_at,
-            enrollment.due_at,
-            enrollment_to_json(enrollment),
-        )
-        self._run_write("store enrolment", q.PUT_ENROLLMENT, params)
+        self._run_write("store enrolment", q.PUT_ENROLLMENT, _enrollment_params(enrollment))
 
     def enrollments_of(self, lead_id: str) -> list[Enrollment]:
         rows = self._all("read enrolments", q.ENROLLMENTS_OF_LEAD, (lead_id,))
@@ -364,12 +443,20 @@ class PostgresStorage:
     def claim_due(
         self, now: datetime, limit: int, worker: str, lease: timedelta
     ) -> list[Enrollment]:
-        """Claim due enrolments in one statement, skipping rows other workers are claiming."""
+        """Claim due enrolments in one statement, skipping rows other workers are claiming.
+
+        Outside a transaction the claim's commit does not wait for the server's log flush, as
+        with :meth:`mark_sent` (a server crash right after could lose the claim, and the work
+        is then claimable again); so does :meth:`claim_mail`'s."""
         now = aware_utc(now, "claim_due(now)")
         if limit <= 0:
             return []
         params = {"now": now, "limit": limit, "worker": worker, "until": now + lease}
-        rows = self._all("claim due enrolments", q.CLAIM_DUE, params)
+        with self._lock:
+            # On its own, the claim's commit does not wait for the log flush (see
+            # ``postgres_sql.NO_FLUSH_WAIT``): lost only in a server crash, with the steps.
+            text = q.CLAIM_DUE if self._depth else q.CLAIM_DUE_WITHOUT_FLUSH
+            rows = self._run("claim due enrolments", text, params).fetchall()
         claimed = [enrollment_from_json(body) for (body,) in rows]
         claimed.sort(key=lambda e: (e.due_at, e.id))
         return claimed
@@ -441,14 +528,53 @@ class PostgresStorage:
     # ------------------------------------------------------------------ outbox
 
     def add_to_outbox(self, mail: OutgoingMail) -> bool:
-        params = (mail.key, mail.lead_id, mail.marketing, mail.created_at, mail_to_json(mail))
-        return self._count("write to the outbox", q.ADD_TO_OUTBOX, params) == 1
+        return self._count("write to the outbox", q.ADD_TO_OUTBOX, _mail_params(mail)) == 1
+
+    def write_steps(self, mails: Sequence[OutgoingMail], enrollments: Sequence[Enrollment]) -> None:
+        """One statement for the whole batch (``WRITE_STEPS``): one round trip."""
+        if not mails and not enrollments:
+            return
+        first: dict[str, OutgoingMail] = {}
+        for mail in mails:
+            first.setdefault(mail.key, mail)  # a key already there is skipped
+        last = {enrollment.id: enrollment for enrollment in enrollments}  # the last one wins
+        sends = first.values()
+        steps = last.values()
+        params = {
+            "keys": [m.key for m in sends],
+            "mail_leads": [m.lead_id for m in sends],
+            "marketing": [m.marketing for m in sends],
+            "created_at": [m.created_at for m in sends],
+            "mail_bodies": [self._mail.wrote(m, mail_to_json(m)) for m in sends],
+            "ids": [e.id for e in steps],
+            "leads": [e.lead_id for e in steps],
+            "scenarios": [e.scenario for e in steps],
+            "statuses": [e.status.value for e in steps],
+            "entered_at": [e.entered_at for e in steps],
+            "due_at": [e.due_at for e in steps],
+            "bodies": [enrollment_to_json(e) for e in steps],
+        }
+        self._run_write("write a batch of steps", q.WRITE_STEPS, params)
 
     def mark_sent(self, key: str, status: SendStatus, detail: str, at: datetime) -> None:
+        """Record what the mailer did with the send ``key``.
+
+        Outside a transaction (the engine records each hand-over as it happens) it is one
+        statement whose commit does not wait for the server's log flush
+        (``synchronous_commit`` off for that transaction alone): it is committed, and seen by
+        every worker, once this returns, so a worker killed right after cannot lose it; only a
+        crash of the PostgreSQL server within a moment of the commit (before the server flushed
+        its log, a fraction of a second) could, and then the send is handed over once more,
+        with the same key. Inside a transaction it is part of that transaction.
+        """
         at = aware_utc(at, "mark_sent(at)")
         # A text column cannot hold NUL; a mailer's diagnostic may (it is only shown).
         params = (SendStatus(status).value, detail.replace("\x00", "\ufffd"), at, key)
-        if self._count("record a send", q.MARK_SENT, params) == 0:
+        with self._lock:
+            alone = self._depth == 0
+            text = q.MARK_SENT_WITHOUT_FLUSH if alone else q.MARK_SENT
+            count = self._run("record a send", text, params).rowcount
+        if count == 0:
             raise StorageError(f"no send with key {key!r} is in the outbox")
 
     def claim_mail(
@@ -467,21 +593,23 @@ class PostgresStorage:
             "until": now + lease,
             "retry_before": retry_before,
         }
-        rows = self._all("claim mail", q.CLAIM_MAIL, params)
-        return [mail_from_json(body) for _, body in sorted(rows)]
+        with self._lock:
+            text = q.CLAIM_MAIL if self._depth else q.CLAIM_MAIL_WITHOUT_FLUSH
+            rows = self._run("claim mail", text, params).fetchall()
+        return [self._mail(body) for _, body in sorted(rows)]
 
     def pending_mail(self, limit: int) -> list[OutgoingMail]:
         if limit <= 0:
             return []
         rows = self._all("read pending mail", q.PENDING_MAIL, (limit,))
-        return [mail_from_json(body) for (body,) in rows]
+        return [self._mail(body) for (body,) in rows]
 
     def outbox(self) -> Iterator[OutboxEntry]:
         for _, status, detail, attempts, updated_at, body in self._pages(
             "read the outbox", q.OUTBOX_PAGE
         ):
             yield OutboxEntry(
-                mail=mail_from_json(body),
+                mail=self._mail(body),
                 status=None if status is None else SendStatus(status),
                 detail=detail,
                 attempts=attempts,

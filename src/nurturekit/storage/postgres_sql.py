@@ -3,7 +3,8 @@ one named statement per thing the store does.
 
 Every table is written ``{schema}.table``; the store fills in its schema once, quoted with
 ``psycopg.sql.Identifier``, so a statement here is plain text with psycopg's ``%s`` /
-``%(name)s`` parameters and no other braces or percent signs. This module imports nothing.
+``%(name)s`` parameters (``%(name)b`` for one passed in binary) and no other braces or percent
+signs. This module imports nothing.
 
 Ids and keys are ``COLLATE "C"``: PostgreSQL then orders them by code point, as Python's ``<``
 on ``str`` does, whatever the database's collation. Bodies are the compact JSON of
@@ -168,6 +169,19 @@ SET_VERSION: Final = """
     ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value
 """
 
+# --------------------------------------------------------------------------- commits
+
+#: Added to the ``WHERE`` of an ``UPDATE`` run as a transaction of its own (autocommit): its
+#: commit is then acknowledged as soon as the server has it, without waiting for the log to
+#: reach the disk. ``set_config(…, true)`` sets ``synchronous_commit`` for this one transaction,
+#: in an InitPlan evaluated once before any row is touched. Every session sees the commit at
+#: once and no client crash can lose it; a crash of the server right after could. Only for
+#: claims and send marks, whose loss in a server crash at worst hands a send over once more,
+#: with the same key; never inside a longer transaction (it would cover all of it).
+NO_FLUSH_WAIT: Final = (
+    "\n      AND (SELECT set_config('synchronous_commit', 'off', true)) IS NOT NULL\n"
+)
+
 # --------------------------------------------------------------------------- leads and state
 
 PUT_LEAD: Final = """
@@ -176,6 +190,9 @@ PUT_LEAD: Final = """
 """
 
 GET_LEAD: Final = "SELECT body FROM {schema}.leads WHERE id = %s"
+
+#: The leads among a list of ids (a ``text[]``), in no particular order.
+GET_LEADS: Final = "SELECT id, body FROM {schema}.leads WHERE id = ANY(%b::text[])"
 
 #: One page of every lead, after the id given (``''`` for the first page).
 LEADS_PAGE: Final = "SELECT id, body FROM {schema}.leads WHERE id > %s ORDER BY id LIMIT %s"
@@ -186,6 +203,8 @@ PUT_STATE: Final = """
 """
 
 GET_STATE: Final = "SELECT body FROM {schema}.states WHERE lead_id = %s"
+
+GET_STATES: Final = "SELECT lead_id, body FROM {schema}.states WHERE lead_id = ANY(%b::text[])"
 
 # --------------------------------------------------------------------------- activities
 
@@ -262,6 +281,11 @@ CLAIM_DUE: Final = """
     RETURNING e.body
 """
 
+#: ``CLAIM_DUE`` as a transaction of its own, see ``NO_FLUSH_WAIT``.
+CLAIM_DUE_WITHOUT_FLUSH: Final = CLAIM_DUE.replace(
+    "WHERE e.id = due.id\n", "WHERE e.id = due.id" + NO_FLUSH_WAIT
+)
+
 RENEW_LEASE: Final = """
     UPDATE {schema}.enrollments SET lease_until = %s WHERE id = %s AND claimed_by = %s
 """
@@ -330,6 +354,40 @@ ADD_TO_OUTBOX: Final = """
     ON CONFLICT (key) DO NOTHING
 """
 
+#: A batch of steps in one statement: the sends (``ADD_TO_OUTBOX`` for each, a key already
+#: there skipped) and the enrolments (``PUT_ENROLLMENT`` for each), as arrays of their columns.
+#: A data-modifying CTE runs whether or not the statement reads it; the two touch different
+#: tables, so the one snapshot they share changes nothing. The store passes each key and id
+#: once (an ``ON CONFLICT DO UPDATE`` may not meet the same row twice). The arrays go in binary
+#: (``%(name)b``): as a text array literal, every quote in the JSON bodies would have to be
+#: escaped, which costs psycopg more than the rest of the batch.
+WRITE_STEPS: Final = """
+    WITH sends AS (
+        INSERT INTO {schema}.outbox (key, lead_id, marketing, created_at, body)
+        SELECT * FROM unnest(
+            %(keys)b::text[], %(mail_leads)b::text[], %(marketing)b::boolean[],
+            %(created_at)b::timestamptz[], %(mail_bodies)b::text[]
+        )
+        ON CONFLICT (key) DO NOTHING
+    )
+    INSERT INTO {schema}.enrollments
+        (id, lead_id, scenario, status, entered_at, due_at, claimed_by, lease_until, body)
+    SELECT id, lead_id, scenario, status, entered_at, due_at, NULL, NULL, body
+    FROM unnest(
+        %(ids)b::text[], %(leads)b::text[], %(scenarios)b::text[], %(statuses)b::text[],
+        %(entered_at)b::timestamptz[], %(due_at)b::timestamptz[], %(bodies)b::text[]
+    ) AS s (id, lead_id, scenario, status, entered_at, due_at, body)
+    ON CONFLICT (id) DO UPDATE SET
+        lead_id = EXCLUDED.lead_id,
+        scenario = EXCLUDED.scenario,
+        status = EXCLUDED.status,
+        entered_at = EXCLUDED.entered_at,
+        due_at = EXCLUDED.due_at,
+        claimed_by = NULL,
+        lease_until = NULL,
+        body = EXCLUDED.body
+"""
+
 #: Records the outcome and ends the claim.
 MARK_SENT: Final = """
     UPDATE {schema}.outbox
@@ -337,6 +395,9 @@ MARK_SENT: Final = """
         claimed_by = NULL, lease_until = NULL
     WHERE key = %s
 """
+
+#: ``MARK_SENT`` as a transaction of its own (autocommit), see ``NO_FLUSH_WAIT``.
+MARK_SENT_WITHOUT_FLUSH: Final = MARK_SENT.rstrip() + NO_FLUSH_WAIT
 
 #: Sends to hand over — new ones, and deferred ones due for another try — that no live claim
 #: holds, oldest first, skipping rows another worker is claiming right now.
@@ -355,6 +416,11 @@ CLAIM_MAIL: Final = """
     WHERE o.key = picked.key
     RETURNING o.seq, o.body
 """
+
+#: ``CLAIM_MAIL`` as a transaction of its own, see ``NO_FLUSH_WAIT``.
+CLAIM_MAIL_WITHOUT_FLUSH: Final = CLAIM_MAIL.replace(
+    "WHERE o.key = picked.key\n", "WHERE o.key = picked.key" + NO_FLUSH_WAIT
+)
 
 #: Not handed over yet, or deferred: in the order they were written.
 PENDING_MAIL: Final = """

@@ -1166,3 +1166,50 @@ class SQLiteStorage:
     def marketing_sends_since(self, lead_id: str, since: datetime) -> list[datetime]:
         rows = self._all(_MARKETING_SENDS, (lead_id, _stamp(since, "marketing_sends_since")))
         return [datetime.fromisoformat(at) for (at,) in rows]
+
+    # ------------------------------------------------------------------ batches
+
+    @contextmanager
+    def savepoint(self) -> Iterator[None]:
+        """A SQLite ``SAVEPOINT`` inside a transaction (an exception undoes only the writes
+        made inside it); outside one, a :meth:`transaction`."""
+        with self._lock:
+            if not self._depth:
+                with self.transaction():
+                    yield
+                return
+            name = f"nk_savepoint_{self._depth}"
+            # States kept back for the commit are written first, so that the savepoint's
+            # rollback leaves them as they were; the cache may hold what the rollback undoes.
+            self._write_states()
+            self._run(f"SAVEPOINT {name}")
+            self._depth += 1
+            try:
+                yield
+            except BaseException:
+                self._depth -= 1
+                if self._conn.in_transaction:
+                    self._run(f"ROLLBACK TO {name}")
+                    self._run(f"RELEASE {name}")
+                self._unwritten.clear()
+                self._cache.clear()
+                raise
+            self._depth -= 1
+            self._run(f"RELEASE {name}")
+
+    def get_leads(self, lead_ids: Iterable[str]) -> dict[str, Lead]:
+        # One at a time through the cache: a cached lead costs no query, and a state this
+        # transaction has not written yet is seen.
+        found = {i: self.get_lead(i) for i in dict.fromkeys(lead_ids)}
+        return {i: lead for i, lead in found.items() if lead is not None}
+
+    def get_states(self, lead_ids: Iterable[str]) -> dict[str, LeadState]:
+        found = {i: self.get_state(i) for i in dict.fromkeys(lead_ids)}
+        return {i: state for i, state in found.items() if state is not None}
+
+    def write_steps(self, mails: Sequence[OutgoingMail], enrollments: Sequence[Enrollment]) -> None:
+        with self.transaction():
+            for mail in mails:
+                self.add_to_outbox(mail)
+            for enrollment in enrollments:
+                self.put_enrollment(enrollment)
