@@ -14,7 +14,7 @@ from bisect import bisect
 from collections.abc import Callable, Sequence
 from datetime import datetime
 from operator import is_
-from typing import Any, TypeVar
+from typing import Any, Generic, TypeVar
 
 from nurturekit.activity import Activity
 from nurturekit.errors import NurtureError, StorageError
@@ -25,6 +25,8 @@ from nurturekit.ports import LeadState
 from nurturekit.scenario import Enrollment
 from nurturekit.scoring import Contribution, ScoreCard
 from nurturekit.stages import StageMove
+
+_M = TypeVar("_M")
 
 __all__ = [
     "StateText",
@@ -520,3 +522,39 @@ def _handoff(d: dict[str, Any]) -> Handoff:
 
 def handoff_from_json(text: str | bytes) -> Handoff:
     return _reading("hand-off", text, _handoff)
+
+
+class Memo(Generic[_M]):
+    """Decoded values by the exact JSON text they were read from or written as.
+
+    Keyed by the stored text itself, an entry can never be stale, whoever wrote the row and
+    whatever was rolled back; only values nobody changes go in (leads, activities, enrolments,
+    hand-offs, sends). Two generations of at most ``size`` entries each keep what was used
+    lately, without the bookkeeping of a true LRU. The SQL stores share it.
+    """
+
+    def __init__(self, decode: Callable[[str], _M], size: int) -> None:
+        self._decode = decode
+        self._size = size
+        self._young: dict[str, _M] = {}
+        self._old: dict[str, _M] = {}
+
+    def __call__(self, text: str) -> _M:
+        value = self._young.get(text)
+        if value is None:
+            value = self._old.get(text)
+            if value is None:
+                value = self._decode(text)
+            self.keep(text, value)
+        return value
+
+    def keep(self, text: str, value: _M) -> None:
+        if len(self._young) >= self._size:
+            self._old = self._young
+            self._young = {}
+        self._young[text] = value
+
+    def wrote(self, value: _M, text: str) -> str:
+        """Keep ``value``, written as ``text``; return ``text``."""
+        self.keep(text, value)
+        return text

@@ -11,11 +11,11 @@ from __future__ import annotations
 
 import re
 import threading
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import datetime, timedelta
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, Generic, TypeVar
+from typing import TYPE_CHECKING, Any
 
 from typing_extensions import Self
 
@@ -29,6 +29,7 @@ from nurturekit.ports import LeadState, OutboxEntry
 from nurturekit.scenario import Enrollment
 from nurturekit.storage import postgres_sql as q
 from nurturekit.storage.codec import (
+    Memo,
     activity_from_json,
     activity_to_json,
     enrollment_from_json,
@@ -50,9 +51,8 @@ __all__ = ["PostgresStorage"]
 
 _Row = tuple[Any, ...]
 _IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,62}")
-#: Entries per generation of a :class:`_Memo`.
+#: Entries per generation of a :class:`~nurturekit.storage.codec.Memo`.
 _MEMO_SIZE = 10_000
-_T = TypeVar("_T")
 #: Rows fetched per round trip by the iterating methods (``leads()``, ``outbox()`` …).
 _PAGE = 1000
 
@@ -60,39 +60,6 @@ _PAGE = 1000
 def _utc(value: datetime) -> datetime:
     # psycopg returns timestamptz in the session's time zone; nurturekit's times are UTC.
     return value if value.tzinfo is UTC else value.astimezone(UTC)
-
-
-class _Memo(Generic[_T]):
-    """Decoded values by the exact JSON text they were read from or written as, so a lead read
-    for a batch of steps and again before its sends are handed over, or a send written by this
-    worker and claimed by it moments later, is decoded once or not at all. Keyed by the text
-    itself, an entry is never stale; only values nobody changes (leads, sends) go in. Two
-    generations of at most ``_MEMO_SIZE`` entries each keep what was used lately."""
-
-    def __init__(self, decode: Callable[[str], _T]) -> None:
-        self._decode = decode
-        self._young: dict[str, _T] = {}
-        self._old: dict[str, _T] = {}
-
-    def __call__(self, text: str) -> _T:
-        value = self._young.get(text)
-        if value is None:
-            value = self._old.get(text)
-            if value is None:
-                value = self._decode(text)
-            self.keep(text, value)
-        return value
-
-    def keep(self, text: str, value: _T) -> None:
-        if len(self._young) >= _MEMO_SIZE:
-            self._old = self._young
-            self._young = {}
-        self._young[text] = value
-
-    def wrote(self, value: _T, text: str) -> str:
-        """Keep ``value``, written as ``text``; return ``text``."""
-        self.keep(text, value)
-        return text
 
 
 def _mail_params(mail: OutgoingMail) -> tuple[Any, ...]:
@@ -158,8 +125,8 @@ class PostgresStorage:
         self._lock = threading.RLock()
         self._depth = 0
         self._queries: dict[str, bytes] = {}
-        self._lead = _Memo(lead_from_json)
-        self._mail = _Memo(mail_from_json)
+        self._lead = Memo(lead_from_json, _MEMO_SIZE)
+        self._mail = Memo(mail_from_json, _MEMO_SIZE)
         self._conn: psycopg.Connection[_Row] | None = None
         self._conn = self._connect()
         try:

@@ -24,7 +24,7 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import datetime, timedelta
 from types import TracebackType
-from typing import Any, Generic, TypeVar
+from typing import Any
 
 import attrs
 
@@ -38,6 +38,7 @@ from nurturekit.ports import LeadState, OutboxEntry
 from nurturekit.scenario import Enrollment
 from nurturekit.scoring import ScoreCard
 from nurturekit.storage.codec import (
+    Memo,
     StateText,
     activity_from_json,
     activity_to_json,
@@ -282,40 +283,6 @@ _MEMO_SIZE = 20_000
 #: Values the per-lead cache keeps by default (see :class:`_Cache`).
 _CACHE_SIZE = 100_000
 _DATA_VERSION = "PRAGMA data_version"
-
-_T = TypeVar("_T")
-
-
-class _Memo(Generic[_T]):
-    """Decoded values by the exact JSON text they were read from or written as.
-
-    It serves the reads the per-lead cache (:class:`_Cache`) does not: iterations, claims,
-    hand-offs, and leads the cache dropped. Keyed by the stored text itself, an entry can never
-    be stale, whoever wrote the row and whatever was rolled back. Only values nobody changes go
-    in (leads, activities, enrolments and hand-offs). Two generations of at most
-    ``_MEMO_SIZE`` entries each keep what was used lately, without the bookkeeping of a true
-    LRU.
-    """
-
-    def __init__(self, decode: Callable[[str], _T]) -> None:
-        self._decode = decode
-        self._young: dict[str, _T] = {}
-        self._old: dict[str, _T] = {}
-
-    def __call__(self, text: str) -> _T:
-        value = self._young.get(text)
-        if value is None:
-            value = self._old.get(text)
-            if value is None:
-                value = self._decode(text)
-            self.keep(text, value)
-        return value
-
-    def keep(self, text: str, value: _T) -> None:
-        if len(self._young) >= _MEMO_SIZE:
-            self._old = self._young
-            self._young = {}
-        self._young[text] = value
 
 
 def _state_copier() -> Callable[[LeadState], LeadState]:
@@ -598,10 +565,10 @@ class SQLiteStorage:
         self._data_version: int | None = None
         self._lock = threading.RLock()
         self._depth = 0
-        self._lead = _Memo(lead_from_json)
-        self._activity = _Memo(activity_from_json)
-        self._enrollment = _Memo(enrollment_from_json)
-        self._handoff = _Memo(handoff_from_json)
+        self._lead = Memo(lead_from_json, _MEMO_SIZE)
+        self._activity = Memo(activity_from_json, _MEMO_SIZE)
+        self._enrollment = Memo(enrollment_from_json, _MEMO_SIZE)
+        self._handoff = Memo(handoff_from_json, _MEMO_SIZE)
         try:
             self._conn = sqlite3.connect(
                 self.path,
