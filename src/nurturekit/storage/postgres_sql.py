@@ -227,11 +227,8 @@ ACTIVITIES_OF_KIND_PAGE: Final = """
 
 # --------------------------------------------------------------------------- enrolments
 
-#: Insert or replace; either way the enrolment is no longer claimed.
-PUT_ENROLLMENT: Final = """
-    INSERT INTO {schema}.enrollments
-        (id, lead_id, scenario, status, entered_at, due_at, claimed_by, lease_until, body)
-    VALUES (%s, %s, %s, %s, %s, %s, NULL, NULL, %s)
+#: How an enrolment row written again replaces the stored one (and ends its claim).
+_ENROLLMENT_REPLACED: Final = """
     ON CONFLICT (id) DO UPDATE SET
         lead_id = EXCLUDED.lead_id,
         scenario = EXCLUDED.scenario,
@@ -242,6 +239,16 @@ PUT_ENROLLMENT: Final = """
         lease_until = NULL,
         body = EXCLUDED.body
 """
+
+#: Insert or replace; either way the enrolment is no longer claimed.
+PUT_ENROLLMENT: Final = (
+    """
+    INSERT INTO {schema}.enrollments
+        (id, lead_id, scenario, status, entered_at, due_at, claimed_by, lease_until, body)
+    VALUES (%s, %s, %s, %s, %s, %s, NULL, NULL, %s)
+"""
+    + _ENROLLMENT_REPLACED
+)
 
 ENROLLMENTS_OF_LEAD: Final = """
     SELECT body FROM {schema}.enrollments WHERE lead_id = %s ORDER BY entered_at, id
@@ -361,7 +368,8 @@ ADD_TO_OUTBOX: Final = """
 #: once (an ``ON CONFLICT DO UPDATE`` may not meet the same row twice). The arrays go in binary
 #: (``%(name)b``): as a text array literal, every quote in the JSON bodies would have to be
 #: escaped, which costs psycopg more than the rest of the batch.
-WRITE_STEPS: Final = """
+WRITE_STEPS: Final = (
+    """
     WITH sends AS (
         INSERT INTO {schema}.outbox (key, lead_id, marketing, created_at, body)
         SELECT * FROM unnest(
@@ -377,16 +385,9 @@ WRITE_STEPS: Final = """
         %(ids)b::text[], %(leads)b::text[], %(scenarios)b::text[], %(statuses)b::text[],
         %(entered_at)b::timestamptz[], %(due_at)b::timestamptz[], %(bodies)b::text[]
     ) AS s (id, lead_id, scenario, status, entered_at, due_at, body)
-    ON CONFLICT (id) DO UPDATE SET
-        lead_id = EXCLUDED.lead_id,
-        scenario = EXCLUDED.scenario,
-        status = EXCLUDED.status,
-        entered_at = EXCLUDED.entered_at,
-        due_at = EXCLUDED.due_at,
-        claimed_by = NULL,
-        lease_until = NULL,
-        body = EXCLUDED.body
 """
+    + _ENROLLMENT_REPLACED
+)
 
 #: Records the outcome and ends the claim.
 MARK_SENT: Final = """
