@@ -343,6 +343,21 @@ def test_explain_agrees_with_evaluate(condition: Condition) -> None:
     assert condition.explain(v).held == condition.evaluate(v)
 
 
+@given(conditions, st.integers(0, 200), st.sampled_from([None, "interest", "consideration"]))
+def test_explain_text_is_the_rendered_explanation(
+    condition: Condition, total: int, stage: str | None
+) -> None:
+    v = view(
+        lead=lead(job_level="staff", employees=120, industry="it"),
+        score=FakeScore(total=total, fit=30, engagement=total - 30, levels=(), temperature="hot"),
+        stage=stage,
+        activities=[act("page_view", 3, page="pricing"), act("download", 100)],
+        activity=act("page_view", 0, page="pricing"),
+    )
+    assert condition.explain_text(v) == str(condition.explain(v))
+    assert condition.explain_text(view()) == str(condition.explain(view()))
+
+
 class TestFromDictErrors:
     @pytest.mark.parametrize(
         ("data", "where", "says"),

@@ -32,7 +32,7 @@ from typing import Any, ClassVar, Protocol
 
 import attrs
 
-from nurturekit._fast import trusted
+from nurturekit._fast import maker
 from nurturekit._time import aware_utc, describe_duration, format_duration, parse_duration
 from nurturekit.activity import Activity
 from nurturekit.errors import InvalidCondition
@@ -147,23 +147,21 @@ class View:
         )
 
 
-def _trusted_view(
-    lead: Lead,
-    now: datetime,
-    activities: Sequence[Activity],
-    activity: Activity | None,
-    score: ScoreLike | None,
-    stage: str | None,
-    stage_entered_at: datetime | None,
-    activities_sorted: bool,
-) -> View:
-    """A :class:`View` of values already checked (aware UTC times): the engine makes one per
-    recorded activity, so it skips the converters."""
-    return trusted(
-        View,
-        _VIEW_FIELDS,
-        (lead, now, activities, activity, score, stage, stage_entered_at, activities_sorted),
-    )
+#: A :class:`View` of values already checked (aware UTC times), its fields given in order: the
+#: engine makes one per recorded activity, so it skips the converters.
+_trusted_view: Callable[
+    [
+        Lead,
+        datetime,
+        Sequence[Activity],
+        Activity | None,
+        ScoreLike | None,
+        str | None,
+        datetime | None,
+        bool,
+    ],
+    View,
+] = maker(View)
 
 
 #: The fields :func:`_trusted_view` sets, in order; a test keeps it in step with :class:`View`.
@@ -210,6 +208,10 @@ def _render(explanation: Explanation, indent: int, out: list[str]) -> None:
         _render(part, indent + 1, out)
 
 
+#: Builds an :class:`Explanation` from (held, text, parts).
+_explanation = maker(Explanation)
+
+
 class Condition:
     """A predicate over a :class:`View`. Subclasses are frozen attrs classes.
 
@@ -218,9 +220,10 @@ class Condition:
 
     #: ``_predicate`` caches :meth:`predicate` and ``_described`` :meth:`describe` (outside the
     #: attrs fields: not compared, not hashed, not stored).
-    __slots__ = ("_described", "_predicate")
+    __slots__ = ("_described", "_predicate", "_writes")
     _predicate: Callable[[View], bool]
     _described: str
+    _writes: Callable[[View, list[str]], bool]
     #: The dict key that names this kind of condition in :meth:`to_dict`.
     tag: ClassVar[str] = ""
 
@@ -237,7 +240,8 @@ class Condition:
         >>> from datetime import datetime, timezone
         >>> from nurturekit import Lead
         >>> holds = did("download").predicate()
-        >>> holds(View(lead=Lead(id="l1"), now=datetime(2026, 4, 1, tzinfo=timezone.utc)))
+        >>> lead = Lead(id="l1", email="l1@example.co.jp")
+        >>> holds(View(lead=lead, now=datetime(2026, 4, 1, tzinfo=timezone.utc)))
         False
         """
         try:
@@ -263,6 +267,41 @@ class Condition:
     def explain(self, view: View) -> Explanation:
         """Say which parts held and which did not, in words a marketer can read."""
         raise NotImplementedError
+
+    def explain_text(self, view: View) -> str:
+        """``str(self.explain(view))``, the same text, written without building the tree: a
+        stage machine gives it as the reason of every automatic move.
+
+        >>> from datetime import datetime, timezone
+        >>> from nurturekit import Lead
+        >>> lead = Lead(id="l1", email="l1@example.co.jp")
+        >>> v = View(lead=lead, now=datetime(2026, 4, 1, tzinfo=timezone.utc))
+        >>> print((did("download") | score().at_least(50)).explain_text(v))
+        ✗ any of:
+          ✗ did download at least once (found 0)
+          ✗ score is at least 50 (no score yet)
+        """
+        try:
+            writes = self._writes
+        except AttributeError:
+            writes = self._writer(0)
+            object.__setattr__(self, "_writes", writes)
+        out: list[str] = []
+        writes(view, out)
+        return "\n".join(out)
+
+    def _writer(self, indent: int) -> Callable[[View, list[str]], bool]:
+        """A function that appends the lines of this condition's explanation, at ``indent``,
+        to a list and returns whether it held; a subclass overrides it where it can write its
+        line without an :class:`Explanation`."""
+        explain = self.explain
+
+        def writes(view: View, out: list[str]) -> bool:
+            made = explain(view)
+            _render(made, indent, out)
+            return made.held
+
+        return writes
 
     def describe(self) -> str:
         """Say what the condition asks, without a view: ``"employees is at least 100"``."""
@@ -361,7 +400,23 @@ class _Combination(Condition):
     def explain(self, view: View) -> Explanation:
         parts = tuple([part.explain(view) for part in self.parts])
         held = type(self)._holds([p.held for p in parts])
-        return Explanation(held=held, text=f"{self.tag} of:", parts=parts)
+        return _explanation(held, f"{self.tag} of:", parts)
+
+    def _writer(self, indent: int) -> Callable[[View, list[str]], bool]:
+        writers = tuple(part._writer(indent + 1) for part in self.parts)
+        holds = type(self)._holds
+        pad = "  " * indent
+        yes, no = f"{pad}✓ {self.tag} of:", f"{pad}✗ {self.tag} of:"
+
+        def writes(view: View, out: list[str]) -> bool:
+            at = len(out)
+            out.append(no)
+            held = holds([write(view, out) for write in writers])
+            if held:
+                out[at] = yes
+            return held
+
+        return writes
 
     def describe(self) -> str:
         return "(" + f" {self._joiner} ".join(part.describe() for part in self.parts) + ")"
@@ -413,7 +468,22 @@ class Not(Condition):
 
     def explain(self, view: View) -> Explanation:
         inner = self.part.explain(view)
-        return Explanation(held=not inner.held, text="not:", parts=(inner,))
+        return _explanation(not inner.held, "not:", (inner,))
+
+    def _writer(self, indent: int) -> Callable[[View, list[str]], bool]:
+        inner = self.part._writer(indent + 1)
+        pad = "  " * indent
+        yes, no = f"{pad}✓ not:", f"{pad}✗ not:"
+
+        def writes(view: View, out: list[str]) -> bool:
+            at = len(out)
+            out.append(no)
+            held = not inner(view, out)
+            if held:
+                out[at] = yes
+            return held
+
+        return writes
 
     def describe(self) -> str:
         return f"not {self.part.describe()}"
@@ -435,7 +505,7 @@ class Always(Condition):
         return True
 
     def explain(self, view: View) -> Explanation:
-        return Explanation(held=True, text="always")
+        return _explanation(True, "always", ())
 
     def describe(self) -> str:
         return "always"
@@ -454,7 +524,7 @@ class Never(Condition):
         return False
 
     def explain(self, view: View) -> Explanation:
-        return Explanation(held=False, text="never")
+        return _explanation(False, "never", ())
 
     def describe(self) -> str:
         return "never"
@@ -902,7 +972,22 @@ class Did(Condition):
     def explain(self, view: View) -> Explanation:
         found = self.count(view)
         held = found >= self.at_least and (self.at_most is None or found <= self.at_most)
-        return Explanation(held=held, text=f"{self._text()} (found {found})")
+        return _explanation(held, f"{self._text()} (found {found})", ())
+
+    def _writer(self, indent: int) -> Callable[[View, list[str]], bool]:
+        count, at_least, at_most = self.count, self.at_least, self.at_most
+        yes, no = (
+            f"{'  ' * indent}✓ {self._text()} (found ",
+            f"{'  ' * indent}✗ {self._text()} (found ",
+        )
+
+        def writes(view: View, out: list[str]) -> bool:
+            found = count(view)
+            held = found >= at_least and (at_most is None or found <= at_most)
+            out.append(f"{yes if held else no}{found})")
+            return held
+
+        return writes
 
     def describe(self) -> str:
         what = _what(self.kinds, self.where)
@@ -984,9 +1069,9 @@ class ActivityIs(Condition):
     def explain(self, view: View) -> Explanation:
         current = view.activity
         if current is None:
-            return Explanation(held=False, text=f"{self._text()} (no activity is being processed)")
+            return _explanation(False, f"{self._text()} (no activity is being processed)", ())
         shown = _what((current.kind,), tuple(sorted(current.properties.items())))
-        return Explanation(held=self.evaluate(view), text=f"{self._text()} (it is {shown})")
+        return _explanation(self.evaluate(view), f"{self._text()} (it is {shown})", ())
 
     def describe(self) -> str:
         return f"this activity is {_what(self.kinds, self.where)}"
@@ -1066,7 +1151,21 @@ class ScoreRange(Condition):
     def explain(self, view: View) -> Explanation:
         value = self._value(view)
         shown = "no score yet" if value is None else f"it is {value}"
-        return Explanation(held=self.predicate()(view), text=f"{self._text()} ({shown})")
+        return _explanation(self.predicate()(view), f"{self._text()} ({shown})", ())
+
+    def _writer(self, indent: int) -> Callable[[View, list[str]], bool]:
+        holds, value_of = self.predicate(), self._value
+        yes, no = f"{'  ' * indent}✓ {self._text()} (", f"{'  ' * indent}✗ {self._text()} ("
+
+        def writes(view: View, out: list[str]) -> bool:
+            value = value_of(view)
+            held = holds(view)
+            out.append(
+                f"{yes if held else no}{'no score yet' if value is None else f'it is {value}'})"
+            )
+            return held
+
+        return writes
 
     def describe(self) -> str:
         bounds = []
@@ -1140,7 +1239,7 @@ class LevelReached(Condition):
             shown = f"score {current.total}, levels reached: " + (
                 ", ".join(current.levels) or "none"
             )
-        return Explanation(held=self.evaluate(view), text=f"{self._text()} ({shown})")
+        return _explanation(self.evaluate(view), f"{self._text()} ({shown})", ())
 
     def describe(self) -> str:
         return f"score has reached level {self.name!r}"
@@ -1166,7 +1265,7 @@ class TemperatureIs(Condition):
 
     def explain(self, view: View) -> Explanation:
         current = None if view.score is None else view.score.temperature
-        return Explanation(held=self.evaluate(view), text=f"{self._text()} ({_shown(current)})")
+        return _explanation(self.evaluate(view), f"{self._text()} ({_shown(current)})", ())
 
     def describe(self) -> str:
         return "temperature is " + " or ".join(self.names)
@@ -1194,7 +1293,7 @@ class InStage(Condition):
         return view.stage in self.names
 
     def explain(self, view: View) -> Explanation:
-        return Explanation(held=self.evaluate(view), text=f"{self._text()} ({_shown(view.stage)})")
+        return _explanation(self.evaluate(view), f"{self._text()} ({_shown(view.stage)})", ())
 
     def describe(self) -> str:
         return "stage is " + " or ".join(self.names)
@@ -1228,7 +1327,7 @@ class InStageFor(Condition):
             shown = "when the lead entered its stage is not known"
         else:
             shown = f"in {view.stage or 'its stage'} since {since:%Y-%m-%d %H:%M} UTC"
-        return Explanation(held=self.evaluate(view), text=f"{self._text()} ({shown})")
+        return _explanation(self.evaluate(view), f"{self._text()} ({shown})", ())
 
     def describe(self) -> str:
         return f"in the current stage for at least {describe_duration(self.at_least)}"
@@ -1258,7 +1357,7 @@ class Consented(Condition):
             shown = "no opt-in is recorded"
         else:
             shown = f"opted in {consent.at.isoformat()} by {consent.method}"
-        return Explanation(held=self.evaluate(view), text=f"{self._text()} ({shown})")
+        return _explanation(self.evaluate(view), f"{self._text()} ({shown})", ())
 
     def describe(self) -> str:
         return "has opted in"
@@ -1303,7 +1402,7 @@ class ContactStatusIs(Condition):
         shown = f"it is {current.status.value}"
         if current.reason:
             shown += f": {current.reason}"
-        return Explanation(held=self.evaluate(view), text=f"{self._text()} ({shown})")
+        return _explanation(self.evaluate(view), f"{self._text()} ({shown})", ())
 
     def describe(self) -> str:
         return "contactability is " + " or ".join(s.value for s in self.statuses)

@@ -28,6 +28,7 @@ from typing import Any
 
 import attrs
 
+from nurturekit._fast import maker
 from nurturekit._time import aware_utc
 from nurturekit.activity import (
     BOUNCED,
@@ -107,6 +108,10 @@ class RecordResult:
     ended: tuple[Enrollment, ...] = ()
     #: The hand-off to sales this activity caused, if it did.
     handoff: Handoff | None = None
+
+
+#: Builds a :class:`RecordResult` from all its fields in order (one per recorded activity).
+_make_result = maker(RecordResult)
 
 
 @attrs.frozen(kw_only=True)
@@ -299,14 +304,8 @@ class Engine:
         else:
             enrolled = []
         storage.put_state(state)
-        return RecordResult(
-            activity=activity,
-            stored=True,
-            score=score,
-            moves=tuple(moves),
-            enrolled=tuple(enrolled),
-            ended=tuple(ended),
-            handoff=handoff,
+        return _make_result(
+            activity, True, score, tuple(moves), tuple(enrolled), tuple(ended), handoff
         )
 
     # ------------------------------------------------------------------ hand-off to sales

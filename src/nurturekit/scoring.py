@@ -34,6 +34,7 @@ from typing import Any, NamedTuple
 
 import attrs
 
+from nurturekit._fast import maker
 from nurturekit._time import (
     UTC,
     aware_utc,
@@ -336,6 +337,10 @@ class Score:
                     what += f" — until {c.at:%Y-%m-%d %H:%M} UTC"
                 lines.append(f"  {worth:>5} {what}")
         return "\n".join(lines)
+
+
+#: Builds a :class:`Score` from its fields in order (the engine reads one per activity).
+_make_score = maker(Score)
 
 
 @attrs.define(kw_only=True, eq=False)
@@ -800,15 +805,15 @@ class ScoringModel:
             engagement = sum(c.value for c in lines)
         fit = card.fit_total
         total = fit + engagement
-        return Score(
-            lead_id=card.lead_id,
-            at=now,
-            total=total,
-            fit=fit,
-            engagement=engagement,
-            ledger=ledger,
-            levels=self._level_names[: bisect.bisect_right(self._level_marks, total)],
-            temperature=self._band(total, fit, engagement),
+        return _make_score(
+            card.lead_id,
+            now,
+            total,
+            fit,
+            engagement,
+            ledger,
+            self._level_names[: bisect.bisect_right(self._level_marks, total)],
+            self._band(total, fit, engagement),
         )
 
     def _band(self, total: int, fit: int, engagement: int) -> str | None:

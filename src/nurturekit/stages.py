@@ -27,7 +27,7 @@ from typing import Any
 
 import attrs
 
-from nurturekit._fast import trusted
+from nurturekit._fast import maker
 from nurturekit._time import aware_utc, format_duration, parse_duration
 from nurturekit.activity import Kind
 from nurturekit.conditions import (
@@ -255,7 +255,7 @@ def _move_at(value: datetime) -> datetime:
 def _trusted_move(lead_id: str, source: str, target: str, at: datetime, reason: str) -> StageMove:
     """An automatic :class:`StageMove` the machine made from values it already checked (stage
     names it declared, a lead's id, an aware UTC time): no validators on the hot path."""
-    return trusted(StageMove, _MOVE_FIELDS, (lead_id, source, target, at, reason, False))
+    return _make_move(lead_id, source, target, at, reason, False)
 
 
 #: The fields of :class:`StageMove`, in order (a test keeps them in step).
@@ -301,6 +301,10 @@ class StageMove:
     @manual.validator
     def _check_manual(self, _: attrs.Attribute[bool], value: bool) -> None:
         _check_flag(value, "StageMove.manual")
+
+
+#: Builds an automatic move from checked parts (see :func:`_trusted_move`).
+_make_move = maker(StageMove)
 
 
 # --------------------------------------------------------------------------- the machine
@@ -571,7 +575,7 @@ class StageMachine:
                     continue
                 # Explanations cost words; only the guard that holds needs one, as the reason.
                 if holds(tested):
-                    reason = str(when.explain(tested))
+                    reason = when.explain_text(tested)
                     moves.append(_trusted_move(who, here, target, view.now, reason))
                     here = target
                     since = view.now
