@@ -70,9 +70,10 @@ from nurturekit.scenario import (
     SetStage,
     Wait,
     WaitFor,
+    _make_enrollment,
 )
 from nurturekit.scoring import Score
-from nurturekit.stages import StageHistory, StageMove
+from nurturekit.stages import StageHistory, StageMove, _advance_moves
 from nurturekit.templates import compose
 from nurturekit.tokens import Links
 
@@ -87,6 +88,7 @@ _CONTACT_EFFECT = {
     COMPLAINED: ContactStatus.DO_NOT_CONTACT,
 }
 _RUNNING = (EnrollmentStatus.ACTIVE, EnrollmentStatus.WAITING)
+_ACTIVE, _WAITING = _RUNNING
 #: The lifecycle stage that sales feedback moves a lead to, where the stage machine has it.
 _LIFECYCLE_STAGE = {
     Outcome.ACCEPTED: "sql",
@@ -282,12 +284,15 @@ class Engine:
         )
         if last is not None:
             assert machine is not None
-            moves = StageHistory.adopt(machine, lead.id, state.moves).advance(view)
-            if moves:
-                view = view.at_stage(moves[-1].target, moves[-1].at)
-        crossed = [name for name in score.levels if name not in state.levels]
-        if crossed:
-            state.levels = state.levels | frozenset(crossed)
+            moves, view = _advance_moves(machine, lead.id, state.moves, view)
+        crossed: list[str] = []
+        if score.levels:
+            held = state.levels
+            for name in score.levels:
+                if name not in held:
+                    crossed.append(name)
+            if crossed:
+                state.levels = held | frozenset(crossed)
         if activity.kind == HANDED_OFF:
             state.with_sales = True
         handoff = None
@@ -305,7 +310,13 @@ class Engine:
             enrolled = []
         storage.put_state(state)
         return _make_result(
-            activity, True, score, tuple(moves), tuple(enrolled), tuple(ended), handoff
+            activity,
+            True,
+            score,
+            tuple(moves) if moves else (),
+            tuple(enrolled) if enrolled else (),
+            tuple(ended) if ended else (),
+            handoff,
         )
 
     # ------------------------------------------------------------------ hand-off to sales
@@ -484,27 +495,32 @@ class Engine:
     def _goals_and_waits(self, view: View, now: datetime) -> list[Enrollment]:
         """End enrolments whose goal or an exit now holds; wake the ones waiting for this."""
         ended: list[Enrollment] = []
-        for enrollment in self.storage.enrollments_of(view.lead.id):
-            if enrollment.status not in _RUNNING:
+        storage = self.storage
+        for enrollment in storage.enrollments_of(view.lead.id):
+            status = enrollment.status
+            if status is not _ACTIVE and status is not _WAITING:
                 continue
             scenario = self.program.scenario(enrollment.scenario)
-            if scenario.goal is not None and scenario.goal.predicate()(view):
+            goal = scenario.goal
+            if goal is not None and goal.predicate()(view):
                 done = _end(enrollment, EnrollmentStatus.CONVERTED, now, "reached the goal")
-                self.storage.put_enrollment(done)
+                storage.put_enrollment(done)
                 ended.append(done)
                 continue
-            left = next((e for e in scenario.exits if e.when.predicate()(view)), None)
+            left = None
+            for exit_ in scenario.exits:
+                if exit_.when.predicate()(view):
+                    left = exit_
+                    break
             if left is not None:
                 done = _end(enrollment, EnrollmentStatus.EXITED, now, left.name)
-                self.storage.put_enrollment(done)
+                storage.put_enrollment(done)
                 ended.append(done)
                 continue
-            if enrollment.status is EnrollmentStatus.WAITING and enrollment.step is not None:
+            if status is _WAITING and enrollment.step is not None:
                 step = scenario.step(enrollment.step)
                 if isinstance(step, WaitFor) and step.condition.predicate()(view):
-                    self.storage.put_enrollment(
-                        _go(enrollment, step.next, now, EnrollmentStatus.ACTIVE)
-                    )
+                    storage.put_enrollment(_go(enrollment, step.next, now, _ACTIVE))
         return ended
 
     def _triggers(
@@ -516,11 +532,11 @@ class Engine:
         now: datetime,
     ) -> list[Enrollment]:
         program = self.program
-        candidates: list[Scenario] = [
-            s
-            for s in program.triggered_by(activity.kind)
-            if isinstance(s.trigger, OnActivity) and s.trigger.when.predicate()(view)
-        ]
+        candidates: list[Scenario] = []
+        for scenario in program.triggered_by(activity.kind):
+            trigger = scenario.trigger
+            if isinstance(trigger, OnActivity) and trigger.when.predicate()(view):
+                candidates.append(scenario)
         if moves or crossed:
             entered = {m.target for m in moves}
             for scenario in program.triggered_on_entry():
@@ -529,12 +545,13 @@ class Engine:
                     isinstance(trigger, OnLevelCrossed) and trigger.level in crossed
                 ):
                     candidates.append(scenario)
+            # Scenarios are deep frozen values: dedupe by name, not by (deep) hash.
+            candidates = list({s.name: s for s in candidates}.values())
         if not candidates:
             return []
         mine = self.storage.enrollments_of(view.lead.id)
         enrolled = []
-        # Scenarios are deep frozen values: dedupe by name, not by (deep) hash.
-        for scenario in {s.name: s for s in candidates}.values():
+        for scenario in candidates:
             enrollment = self._enrol(scenario, view, mine, now)
             if enrollment is not None:
                 enrolled.append(enrollment)
@@ -545,13 +562,18 @@ class Engine:
     ) -> Enrollment | None:
         """Enrol the lead of ``view`` in ``scenario`` if it is not in it, may re-enter and is
         in the target."""
-        previous = [e for e in mine if e.scenario == scenario.name]
-        if any(e.status in _RUNNING for e in previous):
-            return None
-        last = previous[-1].entered_at if previous else None
+        name = scenario.name
+        entries = 0
+        last = None
+        for e in mine:
+            if e.scenario == name:
+                if e.status is _ACTIVE or e.status is _WAITING:
+                    return None
+                entries += 1
+                last = e.entered_at
         if not scenario.reentry.allows(last, now) or not scenario.target.predicate()(view):
             return None
-        enrollment = Enrollment.start(scenario, view.lead.id, len(previous) + 1, now)
+        enrollment = Enrollment.start(scenario, view.lead.id, entries + 1, now)
         self.storage.put_enrollment(enrollment)
         return enrollment
 
@@ -1186,18 +1208,19 @@ def _changed(
     reason: str,
     attempt: int,
 ) -> Enrollment:
-    """``e`` with these fields changed (``Enrollment(...)`` directly: ``attrs.evolve`` reads
-    the fields anew on every call)."""
-    return Enrollment(
-        id=e.id,
-        scenario=e.scenario,
-        lead_id=e.lead_id,
-        number=e.number,
-        status=status,
-        step=step,
-        due_at=due_at,
-        entered_at=e.entered_at,
-        ended_at=ended_at,
-        reason=reason,
-        attempt=attempt,
+    """``e`` with these fields changed, built from checked parts: ``e``'s own, an
+    :class:`EnrollmentStatus`, and times put in aware UTC here (``attrs.evolve`` would read the
+    fields anew and run every converter on every call)."""
+    return _make_enrollment(
+        e.id,
+        e.scenario,
+        e.lead_id,
+        e.number,
+        status,
+        step,
+        None if due_at is None else aware_utc(due_at, "Enrollment.due_at"),
+        e.entered_at,
+        None if ended_at is None else aware_utc(ended_at, "Enrollment.ended_at"),
+        reason,
+        attempt,
     )

@@ -221,9 +221,9 @@ class Program:
         object.__setattr__(
             self,
             "_by_kind",
-            MappingProxyType({k: tuple(v) + tuple(any_kind) for k, v in by_kind.items()}),
+            MappingProxyType({k: _once(v + any_kind) for k, v in by_kind.items()}),
         )
-        object.__setattr__(self, "_any_kind", tuple(any_kind))
+        object.__setattr__(self, "_any_kind", _once(any_kind))
         object.__setattr__(
             self,
             "_on_entry",
@@ -293,7 +293,7 @@ class Program:
             raise InvalidProgram("scenario", f"the program has no scenario {name!r}") from None
 
     def triggered_by(self, kind: str) -> tuple[Scenario, ...]:
-        """Scenarios whose activity trigger can match an activity of ``kind``."""
+        """Scenarios whose activity trigger can match an activity of ``kind``, each once."""
         return self._by_kind.get(kind, self._any_kind)
 
     def triggered_on_entry(self) -> tuple[Scenario, ...]:
@@ -303,3 +303,8 @@ class Program:
     def lint(self) -> list[LintWarning]:
         """Every scenario's lint warnings, with the program's templates to read."""
         return [w for s in self.scenarios for w in s.lint(self.templates)]
+
+
+def _once(scenarios: list[Scenario]) -> tuple[Scenario, ...]:
+    """``scenarios`` without repeats (by name: scenarios are deep values), in program order."""
+    return tuple({s.name: s for s in scenarios}.values())

@@ -37,6 +37,7 @@ import attrs
 from dateutil.relativedelta import relativedelta
 from dateutil.tz import resolve_imaginary
 
+from nurturekit._fast import maker
 from nurturekit._time import UTC, aware_utc, describe_duration
 from nurturekit.conditions import Condition, always
 from nurturekit.errors import InvalidScenario
@@ -803,17 +804,27 @@ class Enrollment:
     @classmethod
     def start(cls, scenario: Scenario, lead_id: str, number: int, now: datetime) -> Enrollment:
         """A new enrolment at the scenario's first step, due at once."""
-        return cls(
-            id=f"{_id_part(scenario.name)}/{_id_part(lead_id)}/{number}",
-            scenario=scenario.name,
-            lead_id=lead_id,
-            number=number,
-            status=EnrollmentStatus.ACTIVE,
-            step=scenario.start,
-            due_at=now,
-            entered_at=now,
+        at = aware_utc(now, "Enrollment")
+        name = scenario.name
+        return _make_enrollment(
+            f"{_id_part(name)}/{_id_part(lead_id)}/{number}",
+            name,
+            lead_id,
+            number,
+            EnrollmentStatus.ACTIVE,
+            scenario.steps[0].id,
+            at,
+            at,
+            None,
+            "",
+            1,
         )
 
     def send_key(self) -> str:
         """The idempotency key of a send at the current step and attempt."""
         return f"{self.id}/{self.step}/{self.attempt}"
+
+
+#: Builds an :class:`Enrollment` from all its fields in order, already checked (an
+#: :class:`EnrollmentStatus`, aware UTC times): the engine makes one at every move.
+_make_enrollment = maker(Enrollment)

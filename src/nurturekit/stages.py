@@ -560,6 +560,13 @@ class StageMachine:
         self, current: str, view: View, who: str, since: datetime | None
     ) -> list[StageMove]:
         """:meth:`advance` for arguments already checked (a known stage, an aware UTC time)."""
+        return self._walk_from(current, view, who, since)[0]
+
+    def _walk_from(
+        self, current: str, view: View, who: str, since: datetime | None
+    ) -> tuple[list[StageMove], View | None]:
+        """:meth:`_advance`, and the view at the stage the walk ended in when it moved (for
+        the engine, which reads on at that stage); ``None`` when it did not move."""
         moves: list[StageMove] = []
         visited: tuple[str, ...] = (current,)
         here = current
@@ -585,7 +592,9 @@ class StageMachine:
                     break
             else:
                 break
-        return moves
+        if not moves:
+            return moves, None
+        return moves, (tested if tested is not None else view.at_stage(here, since))
 
     def move(
         self, current: str, target: str, at: datetime, reason: str, lead_id: str | None = None
@@ -850,15 +859,7 @@ class StageHistory:
 
     def advance(self, view: View) -> list[StageMove]:
         """Make the automatic moves that ``view`` calls for, record them and return them."""
-        last = self.moves[-1]
-        moves = self.machine._advance(last.target, view, self.lead_id, last.at)
-        if moves:
-            if moves[0].at < last.at:
-                self.apply(moves)  # refuses a move back in time, naming it
-            else:
-                # Made by the machine from where the lead is: they chain and are declared.
-                self.moves.extend(moves)
-        return moves
+        return _advance_moves(self.machine, self.lead_id, self.moves, view)[0]
 
     def move(self, target: str, at: datetime, reason: str) -> StageMove:
         """Make a manual move to ``target`` for ``reason``, record it and return it."""
@@ -884,6 +885,24 @@ class StageHistory:
 
 
 # --------------------------------------------------------------------------- presets
+
+
+def _advance_moves(
+    machine: StageMachine, lead_id: str, moves: list[StageMove], view: View
+) -> tuple[list[StageMove], View]:
+    """:meth:`StageHistory.advance` over the history ``moves`` (which the new moves extend),
+    without a history object: the new moves, and ``view`` at the stage where they ended (``view``
+    itself when there were none). The engine's path, once per recorded activity."""
+    last = moves[-1]
+    made, moved = machine._walk_from(last.target, view, lead_id, last.at)
+    if moved is None:
+        return made, view
+    if made[0].at < last.at:
+        StageHistory.adopt(machine, lead_id, moves).apply(made)  # refuses a move back in time
+    else:
+        # Made by the machine from where the lead is: they chain and are declared.
+        moves.extend(made)
+    return made, moved
 
 
 def awareness_interest_consideration() -> StageMachine:
