@@ -463,6 +463,8 @@ class Not(Condition):
         return not self.part.evaluate(view)
 
     def _compile(self) -> Callable[[View], bool]:
+        if isinstance(self.part, Did):
+            return self.part._test(True)
         inner = self.part.predicate()
         return lambda view: not inner(view)
 
@@ -938,6 +940,10 @@ class Did(Condition):
         return self.at_least <= found <= self.at_most
 
     def _compile(self) -> Callable[[View], bool]:
+        return self._test(False)
+
+    def _test(self, negated: bool) -> Callable[[View], bool]:
+        """The compiled test, or (``negated``) its opposite: ``~did(...)`` in one call."""
         kinds = frozenset(self.kinds) if self.kinds else None
         matches = _matcher(self.where)
         within, at_least, at_most = self.within, self.at_least, self.at_most
@@ -964,8 +970,8 @@ class Did(Condition):
                 if found == enough:
                     break
             if at_most is None:
-                return found >= at_least
-            return at_least <= found <= at_most
+                return (found >= at_least) is not negated
+            return (at_least <= found <= at_most) is not negated
 
         return holds
 

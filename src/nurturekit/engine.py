@@ -254,7 +254,8 @@ class Engine:
             raise UnknownLead(activity.lead_id)
         if not storage.add_activity(activity):
             return RecordResult(activity=activity, stored=False)
-        now = max(clock_now, activity.at)
+        at = activity.at
+        now = at if at > clock_now else clock_now
         effect = _CONTACT_EFFECT.get(activity.kind)
         if effect is not None and lead.contactability.status is not effect:
             lead = attrs.evolve(
@@ -537,9 +538,10 @@ class Engine:
             trigger = scenario.trigger
             if isinstance(trigger, OnActivity) and trigger.when.predicate()(view):
                 candidates.append(scenario)
-        if moves or crossed:
+        on_entry = program.triggered_on_entry()
+        if on_entry and (moves or crossed):
             entered = {m.target for m in moves}
-            for scenario in program.triggered_on_entry():
+            for scenario in on_entry:
                 trigger = scenario.trigger
                 if (isinstance(trigger, OnStageEntered) and trigger.stage in entered) or (
                     isinstance(trigger, OnLevelCrossed) and trigger.level in crossed

@@ -66,11 +66,14 @@ class InMemoryStorage:
         self._handoffs: dict[str, Handoff] = {}
         self._rotations: dict[str, int] = {}
         self._sends: dict[str, list[datetime]] = {}
+        #: The context manager of every transaction: it keeps no state of its own (the depth and
+        #: the undo log are the store's), so one serves them all, nested ones included.
+        self._transaction = _Transaction(self)
 
     # ------------------------------------------------------------------ transactions
 
     def transaction(self) -> AbstractContextManager[None]:
-        return _Transaction(self)
+        return self._transaction
 
     @contextmanager
     def savepoint(self) -> Iterator[None]:
@@ -207,28 +210,32 @@ class InMemoryStorage:
             old = self._enrollments.get(eid)
             claim = self._claims.pop(eid, None)
             self._enrollments[eid] = enrollment
-            ids = self._by_lead.setdefault(enrollment.lead_id, [])
-            added = eid not in ids
+            ids = self._by_lead.get(enrollment.lead_id)
+            if ids is None:
+                ids = self._by_lead[enrollment.lead_id] = []
+            added = old is None and eid not in ids
             if added:
                 ids.append(eid)
-            pushed = enrollment.status in _RUNNING and enrollment.due_at is not None
-            if pushed:
-                assert enrollment.due_at is not None
+            if enrollment.due_at is not None and enrollment.status in _RUNNING:
                 heapq.heappush(self._due, (enrollment.due_at, eid))
+            if self._undo is not None:
+                self._undo.append((self._unput_enrollment, eid, old, ids if added else None, claim))
 
-            def undo() -> None:
-                if old is None:
-                    self._enrollments.pop(eid, None)
-                else:
-                    self._enrollments[eid] = old
-                    if old.status in _RUNNING and old.due_at is not None:
-                        heapq.heappush(self._due, (old.due_at, eid))
-                if added:
-                    ids.remove(eid)
-                if claim is not None:
-                    self._claims[eid] = claim
-
-            self._remember(undo)
+    def _unput_enrollment(
+        self, eid: str, old: Enrollment | None, ids: list[str] | None, claim: datetime | None
+    ) -> None:
+        """Undo of :meth:`put_enrollment`: the old value back (and in the due heap if it was
+        due; the heap skips entries that no longer match), the lead's list and the claim."""
+        if old is None:
+            self._enrollments.pop(eid, None)
+        else:
+            self._enrollments[eid] = old
+            if old.status in _RUNNING and old.due_at is not None:
+                heapq.heappush(self._due, (old.due_at, eid))
+        if ids is not None:
+            ids.remove(eid)
+        if claim is not None:
+            self._claims[eid] = claim
 
     def enrollments_of(self, lead_id: str) -> list[Enrollment]:
         ids = self._by_lead.get(lead_id)
