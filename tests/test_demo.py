@@ -5,8 +5,12 @@ from __future__ import annotations
 import io
 import subprocess
 import sys
+from datetime import datetime
+
+import pytest
 
 from nurturekit.cli import main
+from nurturekit.engine import RunReport
 
 
 def demo(*argv: str) -> str:
@@ -41,3 +45,26 @@ def test_python_m_nurturekit_demo_is_quiet_in_a_pipe() -> None:
     assert run.returncode == 0, run.stderr
     assert run.stderr == ""  # no progress line when not on a terminal
     assert "funnel" in run.stdout
+
+
+def test_each_tick_runs_everything_due_not_only_one_claim(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """With claims of two enrolments at a time, a tick must still run everything due: the
+    demo's result is the one it gives with the default claim size."""
+    from nurturekit.demo import run_demo
+    from nurturekit.engine import Engine
+    from nurturekit.programs import b2b_program
+
+    whole = run_demo(b2b_program(), leads=80, days=20)
+    claims: list[int] = []
+    run_due = Engine.run_due
+
+    def small_claims(self: Engine, now: datetime | None = None, limit: int = 500) -> RunReport:
+        report = run_due(self, now, limit=2)
+        claims.append(report.claimed)
+        return report
+
+    monkeypatch.setattr(Engine, "run_due", small_claims)
+    assert run_demo(b2b_program(), leads=80, days=20) == whole
+    assert max(claims) == 2  # some ticks had more due than one claim takes
