@@ -29,7 +29,7 @@ from typing import Any
 import attrs
 
 from nurturekit._fast import maker
-from nurturekit._time import aware_utc
+from nurturekit._time import UTC, aware_utc
 from nurturekit.activity import (
     BOUNCED,
     COMPLAINED,
@@ -230,7 +230,9 @@ class Engine:
         A hand-off it causes is told to the sink right after the transaction; if the sink
         fails, the notice stays pending and :meth:`run_due` retries it.
         """
-        now = aware_utc(self.clock.now(), "clock.now()")
+        now = self.clock.now()
+        if now.tzinfo is not UTC or now.__class__ is not datetime:
+            now = aware_utc(now, "clock.now()")
         with self.storage.transaction():
             result = self._record(activity, now)
         if result.handoff is not None:
@@ -305,7 +307,10 @@ class Engine:
                 handoff = self._hand_off(lead, state, view, qualified, now)
             state.qualified = qualified is not None
         ended = self._goals_and_waits(view, now)
-        if not state.with_sales:
+        if not state.with_sales and (
+            program.triggered_by(activity.kind)
+            or ((moves or crossed) and program.triggered_on_entry())
+        ):
             enrolled = self._triggers(view, activity, moves, crossed, now)
         else:
             enrolled = []
