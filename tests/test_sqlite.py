@@ -933,3 +933,15 @@ def test_two_processes_moving_one_rotation_at_once_each_get_their_own_positions(
     assert sorted(got[0] + got[1]) == list(range(100))
     with SQLiteStorage(db) as storage:
         assert storage.next_in_rotation("sales", 1000) == 100
+
+
+def test_stored_times_have_one_fixed_width_form(tmp_path: Path) -> None:
+    with SQLiteStorage(tmp_path / "nk.db") as storage:
+        for n, at in enumerate([T0, T0.replace(microsecond=7), T0.astimezone(JST)]):
+            storage.add_activity(Activity(lead_id=f"l{n}", kind="page_view", at=at))
+    rows = query(tmp_path / "nk.db", "SELECT at FROM activities ORDER BY seq")
+    assert rows == [
+        ("2026-04-01T09:00:00.000000+00:00",),
+        ("2026-04-01T09:00:00.000007+00:00",),
+        ("2026-04-01T09:00:00.000000+00:00",),
+    ]

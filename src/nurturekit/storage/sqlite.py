@@ -47,6 +47,7 @@ from nurturekit.storage.codec import (
     enrollment_to_json,
     handoff_from_json,
     handoff_to_json,
+    iso_time,
     lead_from_json,
     lead_to_json,
     mail_from_json,
@@ -484,7 +485,14 @@ def _activity_order(activity: Activity) -> tuple[datetime, str]:
 
 def _stamp(value: datetime, where: str) -> str:
     """The one stored form of a time: UTC, to the microsecond, fixed width."""
-    return aware_utc(value, where).isoformat(timespec="microseconds")
+    return _utc_stamp(aware_utc(value, where))
+
+
+def _utc_stamp(value: datetime) -> str:
+    """:func:`_stamp` of a time in UTC already: ``isoformat(timespec="microseconds")``, from
+    the codec's remembered ``isoformat()`` (which leaves out a microsecond of 0)."""
+    text = iso_time(value)
+    return text if value.microsecond else f"{text[:19]}.000000{text[19:]}"
 
 
 def _optional_stamp(value: datetime | None, where: str) -> str | None:
@@ -934,7 +942,7 @@ class SQLiteStorage:
             activity.lead_id,
             activity.kind,
             # Activity.at is UTC already (its converter), so this is _stamp without the check.
-            activity.at.isoformat(timespec="microseconds"),
+            _utc_stamp(activity.at),
             body,
         )
         with self._lock:
