@@ -945,3 +945,16 @@ def test_stored_times_have_one_fixed_width_form(tmp_path: Path) -> None:
         ("2026-04-01T09:00:00.000007+00:00",),
         ("2026-04-01T09:00:00.000000+00:00",),
     ]
+
+
+def test_a_new_file_has_large_pages_and_an_old_one_keeps_its_own(tmp_path: Path) -> None:
+    SQLiteStorage(tmp_path / "new.db").close()
+    assert query(tmp_path / "new.db", "PRAGMA page_size") == [(16384,)]
+    old = tmp_path / "old.db"
+    conn = sqlite3.connect(old)
+    conn.execute("PRAGMA page_size = 4096")
+    conn.execute("VACUUM")
+    conn.close()
+    with SQLiteStorage(old) as storage:
+        storage.add_activity(Activity(lead_id="l1", kind="page_view", at=T0))
+    assert query(old, "PRAGMA page_size") == [(4096,)]
