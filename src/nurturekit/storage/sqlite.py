@@ -572,6 +572,9 @@ class SQLiteStorage:
         #: States put in the open transaction and not written yet, by lead id: see
         #: _write_states.
         self._unwritten: dict[str, LeadState] = {}
+        #: Leads whose cached state get_state handed out itself in the open transaction: see
+        #: get_state.
+        self._lent: set[str] = set()
         self._data_version: int | None = None
         self._lock = threading.RLock()
         self._depth = 0
@@ -770,11 +773,12 @@ class SQLiteStorage:
             try:
                 self._check_cache()
                 yield
-                if self._unwritten:
+                if self._unwritten or self._lent:
                     self._write_states()
             except BaseException:
                 self._depth = 0
                 self._unwritten.clear()
+                self._lent.clear()
                 self._cache.clear()  # it may hold writes the rollback undoes
                 self._rollback()
                 raise
@@ -788,8 +792,21 @@ class SQLiteStorage:
         once per activity, and only :meth:`get_state` reads it back); the rows are written
         here, just before ``COMMIT``, so a batch writes each lead's state once, and in the same
         SQLite transaction as everything else.
+
+        A state :meth:`get_state` lent in the transaction and not put back may have been
+        changed without being written: the cache forgets it, and reads it from the file again.
         """
         cache = self._cache
+        lent = self._lent
+        if lent:
+            for lead_id in lent.difference(self._unwritten):
+                entry = cache.get(lead_id)
+                if entry is not None:
+                    entry.has_state = False
+                    entry.state = None
+                    entry.state_text = None
+                    cache.resize(entry)
+            lent.clear()
         rows = []
         for lead_id, state in self._unwritten.items():
             entry = cache.get(lead_id)
@@ -909,10 +926,15 @@ class SQLiteStorage:
             yield self._lead(body)
 
     def get_state(self, lead_id: str) -> LeadState | None:
+        """The lead's state. Outside a transaction, a copy. Inside one, the cache's own object,
+        as the port allows (and as the in-memory store does), so that recording an activity
+        copies no state: a change put is written at the end of the transaction, and a lent
+        state not put back is dropped from the cache then (see :meth:`_write_states`); a
+        rollback drops the whole cache."""
         with self._lock:
             unwritten = self._unwritten.get(lead_id)
-            if unwritten is not None:
-                return _copy_state(unwritten)
+            if unwritten is not None:  # inside a transaction: the object put
+                return unwritten
             entry = self._entry(lead_id)
             if not entry.has_state:
                 row = self._one(_GET_STATE, (lead_id,))
@@ -921,16 +943,25 @@ class SQLiteStorage:
                 entry.has_state = True
                 self._cache.resize(entry)
             state = entry.state
-            # The engine changes the state it is given: hand out a copy, never the cache's own.
-            return None if state is None else _copy_state(state)
+            if state is None:
+                return None
+            if self._depth:
+                self._lent.add(lead_id)
+                return state
+            # The caller may change the state it is given: never the cache's own out here.
+            return _copy_state(state)
 
     def put_state(self, state: LeadState) -> None:
         lead_id = state.lead_id
         with self._lock:
             if self._depth:  # written at the end of the transaction: see _write_states
-                kept = self._unwritten[lead_id] = _copy_state(state)
                 entry = self._cache.entry(lead_id)
-                entry.state = kept
+                if entry.state is not state:
+                    # Not the object get_state lent: the caller's own, which it may go on
+                    # changing; keep a copy. The lent one is kept as it is.
+                    state = _copy_state(state)
+                self._unwritten[lead_id] = state
+                entry.state = state
                 entry.has_state = True
                 self._cache.resize(entry)
                 return
@@ -1173,6 +1204,7 @@ class SQLiteStorage:
                     self._run(f"ROLLBACK TO {name}")
                     self._run(f"RELEASE {name}")
                 self._unwritten.clear()
+                self._lent.clear()
                 self._cache.clear()
                 raise
             self._depth -= 1
