@@ -974,26 +974,30 @@ class SQLiteStorage:
 
     def add_activity(self, activity: Activity) -> bool:
         body = activity_to_json(activity)
-        row = (
-            activity.key,
-            activity.lead_id,
-            activity.kind,
-            # Activity.at is UTC already (its converter), so this is _stamp without the check.
-            _utc_stamp(activity.at),
-            body,
-        )
+        lead_id = activity.lead_id
+        at = activity.at
+        key = activity.key
+        # Activity.at is UTC already (its converter), so this is _stamp without the check.
+        row = (key, lead_id, activity.kind, _utc_stamp(at), body)
         with self._lock:
-            if self._write(_ADD_ACTIVITY, row) == 0:
-                return False
             if not self._depth:
-                self._cache.drop(activity.lead_id)
-                history = None
-            else:
-                entry = self._cache.entry(activity.lead_id)
-                history = entry.history
+                if self._write(_ADD_ACTIVITY, row) == 0:
+                    return False
+                self._cache.drop(lead_id)
+                self._activity.keep(body, activity)
+                return True
+            # Inside a transaction (a batch: the common case), without _write's indirection.
+            try:
+                if self._conn.execute(_ADD_ACTIVITY, row).rowcount == 0:
+                    return False
+            except sqlite3.Error as error:
+                raise self._failed(error) from error
+            entry = self._cache.entry(lead_id)
+            history = entry.history
             if history is not None:
                 # A new list: the one activities() handed out must not change under its holder.
-                if not history or _activity_order(history[-1]) < _activity_order(activity):
+                last = history[-1] if history else None
+                if last is None or last.at < at or (last.at == at and last.key < key):
                     entry.history = [*history, activity]
                 else:
                     entry.history = history = list(history)
