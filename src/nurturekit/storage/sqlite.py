@@ -811,10 +811,12 @@ class SQLiteStorage:
         for lead_id, state in self._unwritten.items():
             entry = cache.get(lead_id)
             # Any earlier text of this lead will do: items are matched by identity.
-            text = encode_state(state, None if entry is None else entry.state_text)
+            previous = None if entry is None else entry.state_text
+            text = encode_state(state, previous)
             if entry is not None and entry.state is state:
                 entry.state_text = text.without_text()
-                cache.resize(entry)
+                if previous is None:  # put_state counted the state's entries once only
+                    cache.resize(entry)
             rows.append((lead_id, text.text))
         self._unwritten.clear()
         try:
