@@ -19,6 +19,7 @@ from nurturekit.storage.codec import (
     activity_from_json,
     activity_to_json,
     encode_state,
+    iso_time,
     state_from_json,
     state_to_json,
 )
@@ -275,3 +276,12 @@ def test_an_activity_is_written_as_its_dict(
     text = activity_to_json(activity)
     assert text == json.dumps(activity.to_dict(), ensure_ascii=False, separators=(",", ":"))
     assert activity_from_json(text) == activity
+
+
+def test_a_remembered_time_text_is_never_that_of_an_equal_time_in_another_zone() -> None:
+    tokyo = T0.astimezone(JST)
+    assert tokyo == T0
+    for _ in range(2):  # the second round reads what the first remembered
+        assert iso_time(T0) == "2026-04-01T09:00:00+00:00"
+        assert iso_time(tokyo) == "2026-04-01T18:00:00+09:00"
+        assert iso_time(T0.replace(microsecond=5)) == "2026-04-01T09:00:00.000005+00:00"

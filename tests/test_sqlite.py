@@ -473,17 +473,37 @@ class TestCache:
                 make_activity(minutes=5),
                 make_activity(minutes=9),
             ]
-            state = storage.get_state("l1")
-            assert state is not None
-            state.card.entries.append(state.card.entries[0] if state.card.entries else None)  # type: ignore[arg-type]
-            state.card.seen.add("x")
-            state.moves.append(None)  # type: ignore[arg-type]
-            again = storage.get_state("l1")
-            assert again is not None
-            assert (again.card.entries, again.card.seen, again.moves) == ([], set(), [])
             mine = storage.enrollments_of("l1")
             mine.append(make_enrollment(9))
             assert storage.enrollments_of("l1") == []
+
+    def test_a_state_changed_but_not_put_is_never_seen_after_its_transaction(
+        self, db: Path
+    ) -> None:
+        with SQLiteStorage(db) as storage:
+            storage.put_state(LeadState(lead_id="l1", card=ScoreCard(lead_id="l1")))
+            with storage.transaction():
+                # Inside a transaction the store lends its own object, as the port allows.
+                state = storage.get_state("l1")
+                assert state is not None and storage.get_state("l1") is state
+                state.card.seen.add("x")
+                state.moves.append(None)  # type: ignore[arg-type]
+            again = storage.get_state("l1")
+            assert again is not None and (again.card.seen, again.moves) == (set(), [])
+            # Outside one, a copy: changing it changes nothing stored.
+            again.card.seen.add("y")
+            fresh = storage.get_state("l1")
+            assert fresh is not None and fresh.card.seen == set()
+            with storage.transaction():
+                state = storage.get_state("l1")
+                assert state is not None
+                state.card.seen.add("z")
+                storage.put_state(state)
+            kept = storage.get_state("l1")
+            assert kept is not None and kept.card.seen == {"z"}
+        with SQLiteStorage(db) as storage:
+            state = storage.get_state("l1")
+            assert state is not None and state.card.seen == {"z"}
 
     def test_enrolments_keep_their_order_and_may_move_to_another_lead(self, db: Path) -> None:
         with SQLiteStorage(db) as storage, storage.transaction():
@@ -933,3 +953,28 @@ def test_two_processes_moving_one_rotation_at_once_each_get_their_own_positions(
     assert sorted(got[0] + got[1]) == list(range(100))
     with SQLiteStorage(db) as storage:
         assert storage.next_in_rotation("sales", 1000) == 100
+
+
+def test_stored_times_have_one_fixed_width_form(tmp_path: Path) -> None:
+    with SQLiteStorage(tmp_path / "nk.db") as storage:
+        for n, at in enumerate([T0, T0.replace(microsecond=7), T0.astimezone(JST)]):
+            storage.add_activity(Activity(lead_id=f"l{n}", kind="page_view", at=at))
+    rows = query(tmp_path / "nk.db", "SELECT at FROM activities ORDER BY seq")
+    assert rows == [
+        ("2026-04-01T09:00:00.000000+00:00",),
+        ("2026-04-01T09:00:00.000007+00:00",),
+        ("2026-04-01T09:00:00.000000+00:00",),
+    ]
+
+
+def test_a_new_file_has_large_pages_and_an_old_one_keeps_its_own(tmp_path: Path) -> None:
+    SQLiteStorage(tmp_path / "new.db").close()
+    assert query(tmp_path / "new.db", "PRAGMA page_size") == [(16384,)]
+    old = tmp_path / "old.db"
+    conn = sqlite3.connect(old)
+    conn.execute("PRAGMA page_size = 4096")
+    conn.execute("VACUUM")
+    conn.close()
+    with SQLiteStorage(old) as storage:
+        storage.add_activity(Activity(lead_id="l1", kind="page_view", at=T0))
+    assert query(old, "PRAGMA page_size") == [(4096,)]

@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 from bisect import bisect
 from collections.abc import Callable, Sequence
-from datetime import datetime
+from datetime import datetime, timezone
 from operator import is_
 from typing import Any, Generic, TypeVar
 
@@ -37,6 +37,7 @@ __all__ = [
     "enrollment_to_json",
     "handoff_from_json",
     "handoff_to_json",
+    "iso_time",
     "lead_from_json",
     "lead_to_json",
     "mail_from_json",
@@ -54,12 +55,57 @@ _ENCODE = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
 _STRING: Callable[[str], str] = json.encoder.encode_basestring
 
 
+#: The C encoder behind ``_ENCODE``, without the Python-level set-up ``encode`` does at every
+#: call (no check for circular references: use it for values whose checks rule them out).
+_MAKE_ENCODER: Any = getattr(json.encoder, "c_make_encoder", None)  # not in the stubs
+_C_ENCODE: Callable[[Any, int], Sequence[str]] | None = (
+    None
+    if _MAKE_ENCODER is None
+    else _MAKE_ENCODER(
+        None, json.JSONEncoder().default, _STRING, None, ":", ",", False, False, True
+    )
+)
+
+
+def _fast_encode(data: Any) -> str:
+    """What ``_ENCODE`` writes for ``data``, which holds no cycle."""
+    if _C_ENCODE is None:
+        return _ENCODE(data)
+    return "".join(_C_ENCODE(data, 0))
+
+
 def _dumps(data: Any) -> str:
     return _ENCODE(data)
 
 
+_UTC = timezone.utc
+#: ``isoformat()`` of UTC times lately written, in two generations (see :class:`Memo`): a time
+#: is usually written several times (an activity's, then its score entry's and the state's
+#: last one), and ``isoformat`` costs as much as a dozen dict look-ups.
+_ISO_SIZE = 8192
+_iso_young: dict[datetime, str] = {}
+_iso_old: dict[datetime, str] = {}
+
+
+def iso_time(value: datetime) -> str:
+    """``value.isoformat()``, remembered for plain ``datetime`` values in UTC (equal ones
+    write the same text; a time in another zone equal to one of them would not)."""
+    global _iso_young, _iso_old
+    if value.tzinfo is not _UTC or type(value) is not datetime:
+        return value.isoformat()
+    text = _iso_young.get(value)
+    if text is None:
+        text = _iso_old.get(value)
+        if text is None:
+            text = value.isoformat()
+        if len(_iso_young) >= _ISO_SIZE:
+            _iso_old, _iso_young = _iso_young, {}
+        _iso_young[value] = text
+    return text
+
+
 def _time(value: datetime | None) -> str | None:
-    return None if value is None else value.isoformat()
+    return None if value is None else iso_time(value)
 
 
 def _parse_time(value: str | None) -> datetime | None:
@@ -153,9 +199,9 @@ def activity_to_json(activity: Activity) -> str:
             ',"kind":',
             _STRING(activity.kind),
             ',"at":"',
-            activity.at.isoformat(),
+            iso_time(activity.at),
             '","properties":',
-            _ENCODE(dict(properties)) if properties else "{}",
+            _fast_encode(dict(properties)) if properties else "{}",
             ',"key":',
             _STRING(activity.key),
             "}",
@@ -249,7 +295,7 @@ def _text(value: Any) -> str:
         return "true"
     if value is False:
         return "false"
-    return _ENCODE(value)
+    return _fast_encode(value)
 
 
 def _contribution_text(c: Contribution) -> str:
@@ -280,7 +326,7 @@ def _seen(seen: set[str], previous: _Keys | None) -> _Keys:
 
 
 def _time_text(t: datetime) -> str:
-    return f'"{t.isoformat()}"'
+    return f'"{iso_time(t)}"'
 
 
 def _move_text(m: StageMove) -> str:

@@ -47,6 +47,7 @@ from nurturekit.storage.codec import (
     enrollment_to_json,
     handoff_from_json,
     handoff_to_json,
+    iso_time,
     lead_from_json,
     lead_to_json,
     mail_from_json,
@@ -278,6 +279,8 @@ _MARKETING_SENDS = (
 # =============================================================================================
 
 _SYNCHRONOUS = ("OFF", "NORMAL", "FULL", "EXTRA")
+#: The page size of a new file, in bytes (SQLite's default is 4096).
+_PAGE_SIZE = 16384
 _PAGE = 500
 _MEMO_SIZE = 20_000
 #: Values the per-lead cache keeps by default (see :class:`_Cache`).
@@ -484,7 +487,14 @@ def _activity_order(activity: Activity) -> tuple[datetime, str]:
 
 def _stamp(value: datetime, where: str) -> str:
     """The one stored form of a time: UTC, to the microsecond, fixed width."""
-    return aware_utc(value, where).isoformat(timespec="microseconds")
+    return _utc_stamp(aware_utc(value, where))
+
+
+def _utc_stamp(value: datetime) -> str:
+    """:func:`_stamp` of a time in UTC already: ``isoformat(timespec="microseconds")``, from
+    the codec's remembered ``isoformat()`` (which leaves out a microsecond of 0)."""
+    text = iso_time(value)
+    return text if value.microsecond else f"{text[:19]}.000000{text[19:]}"
 
 
 def _optional_stamp(value: datetime | None, where: str) -> str | None:
@@ -562,6 +572,9 @@ class SQLiteStorage:
         #: States put in the open transaction and not written yet, by lead id: see
         #: _write_states.
         self._unwritten: dict[str, LeadState] = {}
+        #: Leads whose cached state get_state handed out itself in the open transaction: see
+        #: get_state.
+        self._lent: set[str] = set()
         self._data_version: int | None = None
         self._lock = threading.RLock()
         self._depth = 0
@@ -596,6 +609,10 @@ class SQLiteStorage:
             # Read-only checks first: switching the journal mode writes to the file, and a
             # file we refuse must be left exactly as it was.
             self._version(conn)
+            # Takes effect only in a new file (an existing one keeps its page size): a batch
+            # dirties pages all over the states and the activity indexes, and each page costs
+            # a WAL frame and a checkpoint copy, so fewer, larger pages write it faster.
+            conn.execute(f"PRAGMA page_size = {_PAGE_SIZE}")
             (journal,) = conn.execute("PRAGMA journal_mode = WAL").fetchone()
             if str(journal).lower() not in ("wal", "memory"):
                 raise StorageError(
@@ -756,11 +773,12 @@ class SQLiteStorage:
             try:
                 self._check_cache()
                 yield
-                if self._unwritten:
+                if self._unwritten or self._lent:
                     self._write_states()
             except BaseException:
                 self._depth = 0
                 self._unwritten.clear()
+                self._lent.clear()
                 self._cache.clear()  # it may hold writes the rollback undoes
                 self._rollback()
                 raise
@@ -774,16 +792,31 @@ class SQLiteStorage:
         once per activity, and only :meth:`get_state` reads it back); the rows are written
         here, just before ``COMMIT``, so a batch writes each lead's state once, and in the same
         SQLite transaction as everything else.
+
+        A state :meth:`get_state` lent in the transaction and not put back may have been
+        changed without being written: the cache forgets it, and reads it from the file again.
         """
         cache = self._cache
+        lent = self._lent
+        if lent:
+            for lead_id in lent.difference(self._unwritten):
+                entry = cache.get(lead_id)
+                if entry is not None:
+                    entry.has_state = False
+                    entry.state = None
+                    entry.state_text = None
+                    cache.resize(entry)
+            lent.clear()
         rows = []
         for lead_id, state in self._unwritten.items():
             entry = cache.get(lead_id)
             # Any earlier text of this lead will do: items are matched by identity.
-            text = encode_state(state, None if entry is None else entry.state_text)
+            previous = None if entry is None else entry.state_text
+            text = encode_state(state, previous)
             if entry is not None and entry.state is state:
                 entry.state_text = text.without_text()
-                cache.resize(entry)
+                if previous is None:  # put_state counted the state's entries once only
+                    cache.resize(entry)
             rows.append((lead_id, text.text))
         self._unwritten.clear()
         try:
@@ -895,10 +928,15 @@ class SQLiteStorage:
             yield self._lead(body)
 
     def get_state(self, lead_id: str) -> LeadState | None:
+        """The lead's state. Outside a transaction, a copy. Inside one, the cache's own object,
+        as the port allows (and as the in-memory store does), so that recording an activity
+        copies no state: a change put is written at the end of the transaction, and a lent
+        state not put back is dropped from the cache then (see :meth:`_write_states`); a
+        rollback drops the whole cache."""
         with self._lock:
             unwritten = self._unwritten.get(lead_id)
-            if unwritten is not None:
-                return _copy_state(unwritten)
+            if unwritten is not None:  # inside a transaction: the object put
+                return unwritten
             entry = self._entry(lead_id)
             if not entry.has_state:
                 row = self._one(_GET_STATE, (lead_id,))
@@ -907,16 +945,25 @@ class SQLiteStorage:
                 entry.has_state = True
                 self._cache.resize(entry)
             state = entry.state
-            # The engine changes the state it is given: hand out a copy, never the cache's own.
-            return None if state is None else _copy_state(state)
+            if state is None:
+                return None
+            if self._depth:
+                self._lent.add(lead_id)
+                return state
+            # The caller may change the state it is given: never the cache's own out here.
+            return _copy_state(state)
 
     def put_state(self, state: LeadState) -> None:
         lead_id = state.lead_id
         with self._lock:
             if self._depth:  # written at the end of the transaction: see _write_states
-                kept = self._unwritten[lead_id] = _copy_state(state)
                 entry = self._cache.entry(lead_id)
-                entry.state = kept
+                if entry.state is not state:
+                    # Not the object get_state lent: the caller's own, which it may go on
+                    # changing; keep a copy. The lent one is kept as it is.
+                    state = _copy_state(state)
+                self._unwritten[lead_id] = state
+                entry.state = state
                 entry.has_state = True
                 self._cache.resize(entry)
                 return
@@ -929,26 +976,30 @@ class SQLiteStorage:
 
     def add_activity(self, activity: Activity) -> bool:
         body = activity_to_json(activity)
-        row = (
-            activity.key,
-            activity.lead_id,
-            activity.kind,
-            # Activity.at is UTC already (its converter), so this is _stamp without the check.
-            activity.at.isoformat(timespec="microseconds"),
-            body,
-        )
+        lead_id = activity.lead_id
+        at = activity.at
+        key = activity.key
+        # Activity.at is UTC already (its converter), so this is _stamp without the check.
+        row = (key, lead_id, activity.kind, _utc_stamp(at), body)
         with self._lock:
-            if self._write(_ADD_ACTIVITY, row) == 0:
-                return False
             if not self._depth:
-                self._cache.drop(activity.lead_id)
-                history = None
-            else:
-                entry = self._cache.entry(activity.lead_id)
-                history = entry.history
+                if self._write(_ADD_ACTIVITY, row) == 0:
+                    return False
+                self._cache.drop(lead_id)
+                self._activity.keep(body, activity)
+                return True
+            # Inside a transaction (a batch: the common case), without _write's indirection.
+            try:
+                if self._conn.execute(_ADD_ACTIVITY, row).rowcount == 0:
+                    return False
+            except sqlite3.Error as error:
+                raise self._failed(error) from error
+            entry = self._cache.entry(lead_id)
+            history = entry.history
             if history is not None:
                 # A new list: the one activities() handed out must not change under its holder.
-                if not history or _activity_order(history[-1]) < _activity_order(activity):
+                last = history[-1] if history else None
+                if last is None or last.at < at or (last.at == at and last.key < key):
                     entry.history = [*history, activity]
                 else:
                     entry.history = history = list(history)
@@ -1159,6 +1210,7 @@ class SQLiteStorage:
                     self._run(f"ROLLBACK TO {name}")
                     self._run(f"RELEASE {name}")
                 self._unwritten.clear()
+                self._lent.clear()
                 self._cache.clear()
                 raise
             self._depth -= 1
