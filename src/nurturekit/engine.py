@@ -307,11 +307,11 @@ class Engine:
                 handoff = self._hand_off(lead, state, view, qualified, now)
             state.qualified = qualified is not None
         ended = self._goals_and_waits(view, now)
+        triggered = program.triggered_by(activity.kind)
         if not state.with_sales and (
-            program.triggered_by(activity.kind)
-            or ((moves or crossed) and program.triggered_on_entry())
+            triggered or ((moves or crossed) and program.triggered_on_entry())
         ):
-            enrolled = self._triggers(view, activity, moves, crossed, now)
+            enrolled = self._triggers(view, triggered, moves, crossed, now)
         else:
             enrolled = []
         storage.put_state(state)
@@ -532,14 +532,17 @@ class Engine:
     def _triggers(
         self,
         view: View,
-        activity: Activity,
+        triggered: tuple[Scenario, ...],
         moves: list[StageMove],
         crossed: list[str],
         now: datetime,
     ) -> list[Enrollment]:
+        """Enrol the lead in the scenarios this activity triggers: ``triggered`` (those whose
+        activity trigger can match its kind) and those entered by its stage moves or level
+        crossings."""
         program = self.program
         candidates: list[Scenario] = []
-        for scenario in program.triggered_by(activity.kind):
+        for scenario in triggered:
             trigger = scenario.trigger
             if isinstance(trigger, OnActivity) and trigger.when.predicate()(view):
                 candidates.append(scenario)

@@ -805,6 +805,14 @@ class ScoringModel:
             engagement = sum(c.value for c in lines)
         fit = card.fit_total
         total = fit + engagement
+        temperature = None
+        if self.bands:  # the first band the axis reaches; bands are sorted, highest first
+            axis = self.band_axis
+            value = total if axis == "total" else engagement if axis == ENGAGEMENT else fit
+            for band in self.bands:
+                if band.at_least is None or value >= band.at_least:
+                    temperature = band.name
+                    break
         return _make_score(
             card.lead_id,
             now,
@@ -813,16 +821,8 @@ class ScoringModel:
             engagement,
             ledger,
             self._level_names[: bisect.bisect_right(self._level_marks, total)],
-            self._band(total, fit, engagement),
+            temperature,
         )
-
-    def _band(self, total: int, fit: int, engagement: int) -> str | None:
-        axis = self.band_axis
-        value = total if axis == "total" else engagement if axis == ENGAGEMENT else fit
-        for band in self.bands:
-            if band.at_least is None or value >= band.at_least:
-                return band.name
-        return None
 
     def rescore(self, lead: Lead, activities: Iterable[Activity], now: datetime) -> Score:
         """Score the whole history from scratch (the reference that :meth:`apply` must match)."""
