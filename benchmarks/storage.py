@@ -1,6 +1,6 @@
 """Benchmark: the database stores.
 
-    python benchmarks/storage.py [--activities 50000] [--sends 5000] [--dsn postgresql://...]
+    python benchmarks/storage.py [--activities 50000] [--sends 5000] [--runs 3] [--dsn ...]
 
 1. SQLite ``record_many``: activities per second through ``Engine.record_many`` in batches of
    1,000 (one transaction per batch) — target ≥ 30k/s (the SQLite FAQ's ~50k inserts/s in one
@@ -8,15 +8,18 @@
    durable commit.
 2. PostgreSQL ``run_due``: steps per second with 1 and with 2 worker processes draining
    ``--sends`` due sends (each a real step: compose, outbox row, hand-over to a mailer that
-   appends to a file) — target ≥ 1,000 steps/s per worker, and 2 workers ≥ 1.6× one.
+   appends to a file) — target ≥ 1,000 steps/s per worker, and 2 workers ≥ 1.6× one. The
+   clock starts when every worker process is up and connected, and stops at the last send.
 
-Not a test: run it by hand. PostgreSQL figures need ``--dsn`` (or NURTUREKIT_TEST_POSTGRES_DSN).
+Medians of ``--runs`` runs. Not a test: run it by hand. PostgreSQL figures need ``--dsn`` (or
+NURTUREKIT_TEST_POSTGRES_DSN).
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import statistics
 import sys
 import tempfile
 import time
@@ -80,10 +83,17 @@ def postgres_rate(dsn: str, sends: int, workers: int) -> float:
     seed(url, sends)
     with tempfile.TemporaryDirectory() as folder:
         log = Path(folder) / "sent.log"
+        go = Path(folder) / "go"
+        names = [f"w{n}" for n in range(workers)]
+        procs = [start(url, log, name, idle=1.0, go=go) for name in names]
+        # Time the workers' run_due, not their start-up (Python, imports, connecting): each
+        # waits, ready, until every one is, then they start together.
+        while not all(Path(f"{log}.{name}.started").exists() for name in names):
+            time.sleep(0.01)
         started = time.perf_counter()
-        procs = [start(url, log, f"w{n}", idle=1.0) for n in range(workers)]
+        go.touch()
         while len(read_log(log)) < sends:
-            time.sleep(0.05)
+            time.sleep(0.01)
         elapsed = time.perf_counter() - started
         for proc in procs:
             proc.wait()
@@ -94,20 +104,37 @@ def postgres_rate(dsn: str, sends: int, workers: int) -> float:
     return sends / elapsed
 
 
+def _runs(values: list[float]) -> str:
+    return (
+        f"{statistics.median(values):,.0f}/s (runs: " + ", ".join(f"{v:,.0f}" for v in values) + ")"
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--activities", type=int, default=50_000)
     parser.add_argument("--sends", type=int, default=5_000)
+    parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--dsn", default=os.environ.get("NURTUREKIT_TEST_POSTGRES_DSN"))
     args = parser.parse_args()
-    batch, single = sqlite_rates(args.activities)
-    print(f"SQLite record_many: {batch:,.0f} activities/s; single durable record: {single:,.0f}/s")
+    rates = [sqlite_rates(args.activities) for _ in range(args.runs)]
+    print(f"medians of {args.runs} runs")
+    print(f"SQLite record_many: {_runs([batch for batch, _ in rates])} activities")
+    print(f"SQLite single durable record: {_runs([single for _, single in rates])}")
     if args.dsn:
-        one = postgres_rate(args.dsn, args.sends, 1)
-        two = postgres_rate(args.dsn, args.sends, 2)
+        ones, twos, ratios = [], [], []
+        for _ in range(args.runs):
+            one = postgres_rate(args.dsn, args.sends, 1)
+            two = postgres_rate(args.dsn, args.sends, 2)
+            ones.append(one)
+            twos.append(two)
+            ratios.append(two / one)
+        print(f"PostgreSQL run_due, 1 worker: {_runs(ones)} steps")
+        print(f"PostgreSQL run_due, 2 workers: {_runs(twos)} steps")
         print(
-            f"PostgreSQL run_due: 1 worker {one:,.0f} steps/s; 2 workers {two:,.0f} steps/s "
-            f"({two / one:.2f}x)"
+            f"2 workers vs 1: {statistics.median(ratios):.2f}x (runs: "
+            + ", ".join(f"{r:.2f}x" for r in ratios)
+            + ")"
         )
 
 

@@ -7,7 +7,10 @@ With ``forever`` it runs :meth:`Engine.run_forever` instead, until SIGTERM or SI
 mailer takes 20 ms per mail, so a signal lands mid-batch.
 
 Each log line is ``key<TAB>enrollment<TAB>step``, written with one ``os.write`` on a file opened
-with O_APPEND, so lines from several processes never interleave.
+with O_APPEND, so lines from several processes never interleave. The worker touches
+``LOG_PATH.WORKER_NAME.started`` when it is ready; with ``NURTUREKIT_WORKER_GO`` set to a path,
+it then waits for that file to exist before it starts (benchmarks/storage.py uses it to time the
+workers' run, not their start-up).
 """
 
 from __future__ import annotations
@@ -58,8 +61,11 @@ def main() -> None:
         worker=name,
         lease=timedelta(seconds=2),
     )
-    quiet_since = time.monotonic()
     Path(f"{log_path}.{name}.started").touch()
+    go = os.environ.get("NURTUREKIT_WORKER_GO")
+    while go and not Path(go).exists():  # the benchmark starts every worker at once
+        time.sleep(0.005)
+    quiet_since = time.monotonic()
     if forever:
         engine.run_forever(idle_sleep=0.1, limit=50)
         return

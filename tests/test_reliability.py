@@ -56,13 +56,23 @@ def seed(url: str, count: int) -> set[str]:
 
 
 def start(
-    url: str, log: Path, name: str, idle: float = 3.0, forever: bool = False
+    url: str,
+    log: Path,
+    name: str,
+    idle: float = 3.0,
+    forever: bool = False,
+    go: Path | None = None,
 ) -> subprocess.Popen[bytes]:
+    """A worker process; with ``go``, it waits for that file to exist before it starts."""
+    env = dict(os.environ)
+    if go is not None:
+        env["NURTUREKIT_WORKER_GO"] = str(go)
     return subprocess.Popen(
         [sys.executable, str(WORKER), url, str(log), name, str(idle)]
         + (["forever"] if forever else []),
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
+        env=env,
     )
 
 
