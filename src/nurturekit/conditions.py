@@ -404,14 +404,18 @@ class _Combination(Condition):
 
     def _writer(self, indent: int) -> Callable[[View, list[str]], bool]:
         writers = tuple(part._writer(indent + 1) for part in self.parts)
-        holds = type(self)._holds
+        # any: held once one part held; all: held unless one part did not. Every part writes.
+        decisive = type(self)._holds is any
         pad = "  " * indent
         yes, no = f"{pad}✓ {self.tag} of:", f"{pad}✗ {self.tag} of:"
 
         def writes(view: View, out: list[str]) -> bool:
             at = len(out)
             out.append(no)
-            held = holds([write(view, out) for write in writers])
+            held = not decisive
+            for write in writers:
+                if write(view, out) is decisive:
+                    held = decisive
             if held:
                 out[at] = yes
             return held
@@ -1160,12 +1164,16 @@ class ScoreRange(Condition):
         return _explanation(self.predicate()(view), f"{self._text()} ({shown})", ())
 
     def _writer(self, indent: int) -> Callable[[View, list[str]], bool]:
-        holds, value_of = self.predicate(), self._value
+        value_of, low, high = self._value, self.at_least, self.below
         yes, no = f"{'  ' * indent}✓ {self._text()} (", f"{'  ' * indent}✗ {self._text()} ("
 
         def writes(view: View, out: list[str]) -> bool:
             value = value_of(view)
-            held = holds(view)
+            held = (
+                value is not None
+                and (low is None or value >= low)
+                and (high is None or value < high)
+            )
             out.append(
                 f"{yes if held else no}{'no score yet' if value is None else f'it is {value}'})"
             )

@@ -252,12 +252,6 @@ def _move_at(value: datetime) -> datetime:
     return aware_utc(value, "StageMove.at")
 
 
-def _trusted_move(lead_id: str, source: str, target: str, at: datetime, reason: str) -> StageMove:
-    """An automatic :class:`StageMove` the machine made from values it already checked (stage
-    names it declared, a lead's id, an aware UTC time): no validators on the hot path."""
-    return _make_move(lead_id, source, target, at, reason, False)
-
-
 #: The fields of :class:`StageMove`, in order (a test keeps them in step).
 _MOVE_FIELDS = ("lead_id", "source", "target", "at", "reason", "manual")
 
@@ -303,7 +297,8 @@ class StageMove:
         _check_flag(value, "StageMove.manual")
 
 
-#: Builds an automatic move from checked parts (see :func:`_trusted_move`).
+#: Builds an automatic :class:`StageMove` the machine made from values it already checked
+#: (stage names it declared, a lead's id, an aware UTC time): no validators on the hot path.
 _make_move = maker(StageMove)
 
 
@@ -583,7 +578,7 @@ class StageMachine:
                 # Explanations cost words; only the guard that holds needs one, as the reason.
                 if holds(tested):
                     reason = when.explain_text(tested)
-                    moves.append(_trusted_move(who, here, target, view.now, reason))
+                    moves.append(_make_move(who, here, target, view.now, reason, False))
                     here = target
                     since = view.now
                     visited += (here,)
