@@ -42,7 +42,9 @@ MIX = [
 ]
 
 
-def record_rate(leads: int, per_lead: int) -> float:
+def workload(leads: int, per_lead: int) -> tuple[World, list[Activity]]:
+    """``leads`` leads of mixed fit in a fresh world, and ``per_lead`` random activities each
+    over 30 days, in time order; the world's clock stands at the last one."""
     world = World()
     rng = random.Random(1)
     for n in range(leads):
@@ -60,6 +62,11 @@ def record_rate(leads: int, per_lead: int) -> float:
             activities.append(Activity(lead_id=f"l{n}", kind=kind, at=at, properties=props))
     activities.sort(key=lambda a: a.at)
     world.clock.set(activities[-1].at)
+    return world, activities
+
+
+def record_rate(leads: int, per_lead: int) -> float:
+    world, activities = workload(leads, per_lead)
     gc.collect()
     gc.freeze()
     record = world.engine.record

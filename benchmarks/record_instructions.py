@@ -16,40 +16,18 @@ this one says whether a change made the pipeline do less work.
 from __future__ import annotations
 
 import gc
-import random
 import sys
-from datetime import timedelta
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from engine_fixtures import START, World
-from pipeline import MIX
-
-from nurturekit import Activity
+from pipeline import workload
 
 
 def main() -> None:
     leads = int(sys.argv[1]) if len(sys.argv) > 1 else 2000
     full = (sys.argv[2] if len(sys.argv) > 2 else "full") == "full"
-    world = World()
-    rng = random.Random(1)
-    for n in range(leads):
-        world.lead(
-            f"l{n}",
-            job_level=rng.choice(["staff", "section_manager", "department_head"]),
-            industry=rng.choice(["it", "retail", "finance"]),
-            employees=rng.choice([10, 60, 300]),
-        )
-    activities = []
-    for n in range(leads):
-        for _ in range(3):
-            kind, props = rng.choice(MIX)
-            at = START + timedelta(minutes=rng.randrange(60 * 24 * 30))
-            activities.append(Activity(lead_id=f"l{n}", kind=kind, at=at, properties=props))
-    activities.sort(key=lambda a: a.at)
-    world.clock.set(activities[-1].at)
+    world, activities = workload(leads, 3)
     gc.collect()
     gc.freeze()
     if full:

@@ -1164,16 +1164,12 @@ class ScoreRange(Condition):
         return _explanation(self.predicate()(view), f"{self._text()} ({shown})", ())
 
     def _writer(self, indent: int) -> Callable[[View, list[str]], bool]:
-        value_of, low, high = self._value, self.at_least, self.below
+        holds, value_of = self.predicate(), self._value
         yes, no = f"{'  ' * indent}✓ {self._text()} (", f"{'  ' * indent}✗ {self._text()} ("
 
         def writes(view: View, out: list[str]) -> bool:
             value = value_of(view)
-            held = (
-                value is not None
-                and (low is None or value >= low)
-                and (high is None or value < high)
-            )
+            held = holds(view)
             out.append(
                 f"{yes if held else no}{'no score yet' if value is None else f'it is {value}'})"
             )

@@ -29,7 +29,7 @@ from typing import Any
 import attrs
 
 from nurturekit._fast import maker
-from nurturekit._time import UTC, aware_utc
+from nurturekit._time import aware_utc
 from nurturekit.activity import (
     BOUNCED,
     COMPLAINED,
@@ -230,9 +230,7 @@ class Engine:
         A hand-off it causes is told to the sink right after the transaction; if the sink
         fails, the notice stays pending and :meth:`run_due` retries it.
         """
-        now = self.clock.now()
-        if now.tzinfo is not UTC or now.__class__ is not datetime:
-            now = aware_utc(now, "clock.now()")
+        now = aware_utc(self.clock.now(), "clock.now()")
         with self.storage.transaction():
             result = self._record(activity, now)
         if result.handoff is not None:
@@ -256,8 +254,7 @@ class Engine:
             raise UnknownLead(activity.lead_id)
         if not storage.add_activity(activity):
             return RecordResult(activity=activity, stored=False)
-        at = activity.at
-        now = at if at > clock_now else clock_now
+        now = max(clock_now, activity.at)
         effect = _CONTACT_EFFECT.get(activity.kind)
         if effect is not None and lead.contactability.status is not effect:
             lead = attrs.evolve(
@@ -288,14 +285,10 @@ class Engine:
         if last is not None:
             assert machine is not None
             moves, view = _advance_moves(machine, lead.id, state.moves, view)
-        crossed: list[str] = []
-        if score.levels:
-            held = state.levels
-            for name in score.levels:
-                if name not in held:
-                    crossed.append(name)
-            if crossed:
-                state.levels = held | frozenset(crossed)
+        levels = score.levels
+        crossed = [name for name in levels if name not in state.levels] if levels else []
+        if crossed:
+            state.levels = state.levels | frozenset(crossed)
         if activity.kind == HANDED_OFF:
             state.with_sales = True
         handoff = None

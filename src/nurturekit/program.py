@@ -306,5 +306,6 @@ class Program:
 
 
 def _once(scenarios: list[Scenario]) -> tuple[Scenario, ...]:
-    """``scenarios`` without repeats (by name: scenarios are deep values), in program order."""
+    """``scenarios`` without repeats (by name: scenarios are deep values), each where it first
+    appears."""
     return tuple({s.name: s for s in scenarios}.values())

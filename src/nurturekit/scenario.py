@@ -812,7 +812,7 @@ class Enrollment:
             lead_id,
             number,
             EnrollmentStatus.ACTIVE,
-            scenario.steps[0].id,
+            scenario.start,
             at,
             at,
             None,

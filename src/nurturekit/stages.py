@@ -879,9 +879,6 @@ class StageHistory:
         return total
 
 
-# --------------------------------------------------------------------------- presets
-
-
 def _advance_moves(
     machine: StageMachine, lead_id: str, moves: list[StageMove], view: View
 ) -> tuple[list[StageMove], View]:
@@ -898,6 +895,9 @@ def _advance_moves(
         # Made by the machine from where the lead is: they chain and are declared.
         moves.extend(made)
     return made, moved
+
+
+# --------------------------------------------------------------------------- presets
 
 
 def awareness_interest_consideration() -> StageMachine:
