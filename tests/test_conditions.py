@@ -15,6 +15,7 @@ from nurturekit.conditions import (
     AllOf,
     AnyOf,
     Condition,
+    Explanation,
     Not,
     View,
     activity,
@@ -424,3 +425,34 @@ def test_a_trusted_view_sets_every_field_of_view() -> None:
     v = view(stage="interest", stage_entered_at=NOW, activities_sorted=True)
     moved = v.at_stage("consideration", NOW)
     assert attrs.evolve(v, stage="consideration") == moved
+
+
+@attrs.frozen
+class Counted(Condition):
+    """A condition of the application's own that notes every time it is tested."""
+
+    calls: list[int] = attrs.field(factory=list, eq=False)
+
+    def evaluate(self, view: View) -> bool:
+        self.calls.append(1)
+        return True
+
+    def explain(self, view: View) -> Explanation:
+        return Explanation(held=self.evaluate(view), text="counted")
+
+    def describe(self) -> str:
+        return "counted"
+
+
+def test_a_combination_tests_its_cheap_parts_first_and_keeps_its_order_in_words() -> None:
+    v = view(score=FakeScore(total=90))
+    counted = Counted()
+    either = AnyOf(parts=(counted, score().at_least(50)))
+    both = AllOf(parts=(counted, ~did("download"), score().at_least(100)))
+    assert either.predicate()(v) is True
+    assert both.predicate()(v) is False
+    assert counted.calls == []  # the score settled both without the costly part
+    assert AllOf(parts=(counted, score().at_least(50))).predicate()(v) is True
+    assert counted.calls == [1]
+    assert either.describe() == "(counted or score is at least 50)"
+    assert either.explain(v).parts[0].text == "counted"

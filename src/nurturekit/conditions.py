@@ -235,7 +235,11 @@ class Condition:
         """:meth:`evaluate` as a plain function of the view, built once and kept.
 
         The same answer for every view, several times faster on a composite condition: the
-        engine calls it for each recorded activity, for every guard, trigger and goal.
+        engine calls it for each recorded activity, for every guard, trigger and goal. Parts
+        of ``all`` / ``any`` that read only the lead, the activity, the score or the stage are
+        tested before parts that count the history, so ``did("download") | score().at_least(50)``
+        counts nothing for a lead at 50 points; a condition of your own keeps its place among
+        the costly ones, and :meth:`explain` keeps the declared order.
 
         >>> from datetime import datetime, timezone
         >>> from nurturekit import Lead
@@ -383,7 +387,11 @@ class _Combination(Condition):
         return type(self)._holds(part.evaluate(view) for part in self.parts)
 
     def _compile(self) -> Callable[[View], bool]:
-        tests = tuple(part.predicate() for part in self.parts)
+        # Parts that only read the lead, the activity or the score go first: a Did counts the
+        # history, and a cheap part often settles the answer without it. The answer is the
+        # same (those parts are pure and never raise), the declared order stays for the texts.
+        ordered = sorted(self.parts, key=lambda part: not _cheap(part))
+        tests = tuple(part.predicate() for part in ordered)
         wanted = type(self)._holds is any  # any: stop at the first that holds; all: that fails
         if len(tests) == 1:
             return tests[0]
@@ -450,6 +458,16 @@ class AnyOf(_Combination):
     _joiner: ClassVar[str] = "or"
     _holds: ClassVar[Callable[[Iterable[object]], bool]] = any
     parts: tuple[Condition, ...] = attrs.field(converter=_parts)
+
+
+def _cheap(condition: Condition) -> bool:
+    """Whether ``condition`` is one of ours that reads only the lead, the activity, the score
+    or the stage (no history), and cannot raise: safe to test before any other part."""
+    if isinstance(condition, _Combination):
+        return all(_cheap(part) for part in condition.parts)
+    if isinstance(condition, Not):
+        return _cheap(condition.part)
+    return isinstance(condition, _CHEAP)
 
 
 def _one_part(value: Condition) -> Condition:
@@ -1607,6 +1625,21 @@ def _read_contactability(data: Mapping[str, Any], path: str) -> Condition:
     _allowed(data, path, ("contactability",))
     return ContactStatusIs(statuses=data["contactability"])
 
+
+#: The leaf conditions :func:`_cheap` lets a combination test first.
+_CHEAP = (
+    Always,
+    Never,
+    _AttributeTest,
+    ActivityIs,
+    ScoreRange,
+    LevelReached,
+    TemperatureIs,
+    InStage,
+    InStageFor,
+    Consented,
+    ContactStatusIs,
+)
 
 _READERS = {
     "all": _read_all,
