@@ -14,17 +14,6 @@ class TestInMemoryContract(StorageContract):
         return InMemoryStorage()
 
 
-def test_a_state_copy_sets_every_field() -> None:
-    import attrs
-
-    from nurturekit.ports import LeadState
-    from nurturekit.scoring import ScoreCard
-    from nurturekit.storage.memory import _COPIED_FIELDS
-
-    for cls in (ScoreCard, LeadState):
-        assert _COPIED_FIELDS[cls] == tuple(f.name for f in attrs.fields(cls))
-
-
 def test_inside_a_transaction_the_store_hands_out_its_state_and_copies_it_once() -> None:
     from nurturekit.testing import _state
 

@@ -27,8 +27,7 @@ from nurturekit.errors import StorageError
 from nurturekit.messages import SendStatus
 from nurturekit.ports import LeadState
 from nurturekit.scenario import EnrollmentStatus
-from nurturekit.scoring import Contribution, ScoreCard
-from nurturekit.stages import StageMove
+from nurturekit.scoring import ScoreCard
 from nurturekit.storage import sqlite as sqlite_module
 from nurturekit.storage.memory import InMemoryStorage
 from nurturekit.storage.sqlite import SCHEMA_VERSION, SQLiteStorage
@@ -563,34 +562,6 @@ class TestCache:
             storage.put_state(LeadState(lead_id="l1", card=ScoreCard(lead_id="l1", last_key="k")))
             got = other.get_state("l1")
             assert got is not None and got.card.last_key == "k"
-
-    def test_a_state_copy_has_every_field_and_lists_of_its_own(self) -> None:
-        move = StageMove(
-            lead_id="l1", source=None, target="awareness", at=T0, reason="start", manual=True
-        )
-        card = ScoreCard(
-            lead_id="l1",
-            fit_total=3,
-            entries=[Contribution("r", "engagement", 5, 5, T0, "k1", "page_view")],
-            engagement_points=5,
-            seen={"k1"},
-            last_at=T0,
-            last_key="k1",
-            times=[T0],
-        )
-        state = LeadState(
-            lead_id="l1", card=card, moves=[move], levels=frozenset({"warm"}), qualified=True
-        )
-        copy = sqlite_module._copy_state(state)
-        for field in attrs.fields(LeadState):
-            if field.name != "card":
-                assert getattr(copy, field.name) == getattr(state, field.name), field.name
-        for field in attrs.fields(ScoreCard):
-            assert getattr(copy.card, field.name) == getattr(card, field.name), field.name
-        assert copy.card is not card
-        for name in ("entries", "refused", "seen", "times"):
-            assert getattr(copy.card, name) is not getattr(card, name), name
-        assert copy.moves is not state.moves
 
     def test_without_a_cache_nothing_is_kept(self, db: Path) -> None:
         with SQLiteStorage(db, cache_size=0) as storage, storage.transaction():

@@ -25,7 +25,7 @@ from nurturekit.lead import Lead
 from nurturekit.messages import OutgoingMail, SendStatus
 from nurturekit.ports import LeadState, OutboxEntry
 from nurturekit.scenario import Enrollment, EnrollmentStatus
-from nurturekit.scoring import ScoreCard
+from nurturekit.storage._states import Snapshot, copy_state, snapshot_state, state_from_snapshot
 
 __all__ = ["InMemoryStorage"]
 
@@ -141,21 +141,21 @@ class InMemoryStorage:
             if state is None:
                 return None
             if self._undo is None:
-                return _copy_state(state)
+                return copy_state(state)
             if lead_id not in self._taken:
                 self._taken.add(lead_id)
-                self._undo.append((self._restore_state, lead_id, _copy_state(state)))
+                self._undo.append((self._restore_state, lead_id, snapshot_state(state)))
             return state
 
-    def _restore_state(self, lead_id: str, snapshot: LeadState) -> None:
+    def _restore_state(self, lead_id: str, snapshot: Snapshot) -> None:
         """Undo: the state as it was when this transaction first handed it out; a later
         ``get_state`` in the transaction (after a savepoint rolled back) snapshots it again."""
-        self._states[lead_id] = snapshot
+        self._states[lead_id] = state_from_snapshot(snapshot)
         self._taken.discard(lead_id)
 
     def get_states(self, lead_ids: Iterable[str]) -> dict[str, LeadState]:
         states = self._states
-        return {i: _copy_state(states[i]) for i in lead_ids if i in states}
+        return {i: copy_state(states[i]) for i in lead_ids if i in states}
 
     def put_state(self, state: LeadState) -> None:
         with self._lock:
@@ -444,46 +444,3 @@ class _Transaction:
                     store._taken.clear()
         finally:
             store._lock.release()
-
-
-def _copy_state(state: LeadState) -> LeadState:
-    """A copy of ``state`` that shares nothing mutable with it (its values are immutable)."""
-    card = state.card
-    copy = object.__new__(ScoreCard)
-    copy.lead_id = card.lead_id
-    copy.fit = card.fit
-    copy.fit_total = card.fit_total
-    copy.entries = card.entries.copy()
-    copy.engagement_points = card.engagement_points
-    copy.refused = card.refused.copy()
-    copy.seen = card.seen.copy()
-    copy.last_at = card.last_at
-    copy.last_key = card.last_key
-    copy.times = card.times.copy()
-    held = object.__new__(LeadState)
-    held.lead_id = state.lead_id
-    held.card = copy
-    held.moves = state.moves.copy()
-    held.levels = state.levels
-    held.with_sales = state.with_sales
-    held.disqualified = state.disqualified
-    held.qualified = state.qualified
-    return held
-
-
-#: :func:`_copy_state` sets every field; a test keeps these in step with the classes.
-_COPIED_FIELDS = {
-    ScoreCard: (
-        "lead_id",
-        "fit",
-        "fit_total",
-        "entries",
-        "engagement_points",
-        "refused",
-        "seen",
-        "last_at",
-        "last_key",
-        "times",
-    ),
-    LeadState: ("lead_id", "card", "moves", "levels", "with_sales", "disqualified", "qualified"),
-}

@@ -20,13 +20,11 @@ import threading
 import time
 from bisect import insort
 from collections import OrderedDict
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import datetime, timedelta
 from types import TracebackType
 from typing import Any
-
-import attrs
 
 from nurturekit._time import aware_utc
 from nurturekit.activity import Activity
@@ -36,7 +34,7 @@ from nurturekit.lead import Lead
 from nurturekit.messages import OutgoingMail, SendStatus
 from nurturekit.ports import LeadState, OutboxEntry
 from nurturekit.scenario import Enrollment
-from nurturekit.scoring import ScoreCard
+from nurturekit.storage._states import copy_state
 from nurturekit.storage.codec import (
     Memo,
     StateText,
@@ -286,34 +284,6 @@ _MEMO_SIZE = 20_000
 #: Values the per-lead cache keeps by default (see :class:`_Cache`).
 _CACHE_SIZE = 100_000
 _DATA_VERSION = "PRAGMA data_version"
-
-
-def _state_copier() -> Callable[[LeadState], LeadState]:
-    """The body of :func:`_copy_state`, written out field by field from the attrs fields of
-    :class:`LeadState` and :class:`ScoreCard` (so a field added to either is copied too): a
-    loop of ``getattr`` / ``setattr`` or ``attrs.evolve`` costs several times more, and a
-    cached lead's state is copied twice per activity."""
-    mutable = {"entries": "list", "refused": "list", "times": "list", "seen": "set"}
-    lines = ["def copy(state):", "    card = state.card", "    c = new(ScoreCard)"]
-    for field in attrs.fields(ScoreCard):
-        name = field.name
-        value = f"{mutable[name]}(card.{name})" if name in mutable else f"card.{name}"
-        lines.append(f"    c.{name} = {value}")
-    lines.append("    s = new(LeadState)")
-    for field in attrs.fields(LeadState):
-        name = field.name
-        value = {"card": "c", "moves": "list(state.moves)"}.get(name, f"state.{name}")
-        lines.append(f"    s.{name} = {value}")
-    lines.append("    return s")
-    scope: dict[str, Any] = {"new": object.__new__, "ScoreCard": ScoreCard, "LeadState": LeadState}
-    exec("\n".join(lines), scope)  # our own text, built from attrs fields
-    copy: Callable[[LeadState], LeadState] = scope["copy"]
-    return copy
-
-
-#: A copy of a state whose lists and sets can be changed without touching the original; their
-#: items (contributions, stage moves, times) are immutable and shared.
-_copy_state = _state_copier()
 
 
 class _Entry:
@@ -951,7 +921,7 @@ class SQLiteStorage:
                 self._lent.add(lead_id)
                 return state
             # The caller may change the state it is given: never the cache's own out here.
-            return _copy_state(state)
+            return copy_state(state)
 
     def put_state(self, state: LeadState) -> None:
         lead_id = state.lead_id
@@ -961,7 +931,7 @@ class SQLiteStorage:
                 if entry.state is not state:
                     # Not the object get_state lent: the caller's own, which it may go on
                     # changing; keep a copy. The lent one is kept as it is.
-                    state = _copy_state(state)
+                    state = copy_state(state)
                 self._unwritten[lead_id] = state
                 entry.state = state
                 entry.has_state = True
