@@ -407,6 +407,26 @@ class StorageContract:
         assert sorted(e.id for e in storage.enrollments("other")) == ["other/l1/1"]
         assert len(list(storage.enrollments())) == 4
 
+    def test_an_enrolment_put_under_another_lead_is_that_leads_alone(
+        self, storage: Storage
+    ) -> None:
+        first = make_enrollment(1)
+        storage.put_enrollment(first)
+        moved = attrs.evolve(first, lead_id="l2")
+
+        def doomed() -> None:
+            with storage.transaction():
+                storage.put_enrollment(moved)
+                assert [e.lead_id for e in storage.enrollments_of("l2")] == ["l2"]
+                raise _Boom
+
+        _raises(_Boom, doomed)
+        assert storage.enrollments_of("l1") == [first]
+        assert storage.enrollments_of("l2") == []
+        storage.put_enrollment(moved)
+        assert storage.enrollments_of("l1") == []
+        assert storage.enrollments_of("l2") == [moved]
+
     def test_claim_due_returns_what_is_due_earliest_first_ties_by_id(
         self, storage: Storage
     ) -> None:
