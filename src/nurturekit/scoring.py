@@ -55,6 +55,7 @@ from nurturekit.conditions import (
     ScoreRange,
     TemperatureIs,
     View,
+    _trusted_view,
     condition_from_dict,
 )
 from nurturekit.errors import InvalidScoringModel, NurtureError
@@ -712,10 +713,11 @@ class ScoringModel:
 
     def _view(self, lead: Lead, activity: Activity, history: Sequence[Activity]) -> View:
         """The view a history rule sees: the activities up to this one, each key once."""
-        mark = (activity.at, activity.key)
-        before = {h.key: h for h in history if (h.at, h.key) < mark}
-        return View(
-            lead=lead, now=activity.at, activities=[*before.values(), activity], activity=activity
+        at, key = activity.at, activity.key
+        before = {h.key: h for h in history if h.at < at or (h.at == at and h.key < key)}
+        # Parts already checked: an activity's time is aware UTC.
+        return _trusted_view(
+            lead, at, [*before.values(), activity], activity, None, None, None, False
         )
 
     def _apply_late(
