@@ -995,7 +995,25 @@ class Did(Condition):
                 return (found >= at_least) is not negated
             return (at_least <= found <= at_most) is not negated
 
-        return holds
+        def holds_by_kind(view: View) -> bool:
+            # No window to stop at: the kind (a field of the activity itself) rules most
+            # activities out before their time is read.
+            assert kinds is not None
+            now = view.now
+            found = 0
+            for item in reversed(view.activities):
+                if item.kind not in kinds or item.at > now:
+                    continue
+                if matches is not None and not matches(item.properties):
+                    continue
+                found += 1
+                if found == enough:
+                    break
+            if at_most is None:
+                return (found >= at_least) is not negated
+            return (at_least <= found <= at_most) is not negated
+
+        return holds if within is not None or kinds is None else holds_by_kind
 
     def explain(self, view: View) -> Explanation:
         found = self.count(view)
