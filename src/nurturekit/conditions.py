@@ -28,7 +28,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from datetime import datetime, timedelta
-from typing import Any, ClassVar, Protocol
+from typing import Any, ClassVar, Protocol, cast
 
 import attrs
 
@@ -463,11 +463,13 @@ class AnyOf(_Combination):
 def _cheap(condition: Condition) -> bool:
     """Whether ``condition`` is one of ours that reads only the lead, the activity, the score
     or the stage (no history), and cannot raise: safe to test before any other part."""
-    if isinstance(condition, _Combination):
-        return all(_cheap(part) for part in condition.parts)
-    if isinstance(condition, Not):
-        return _cheap(condition.part)
-    return isinstance(condition, _CHEAP)
+    kind = type(condition)
+    if kind is AllOf or kind is AnyOf:
+        return all(_cheap(part) for part in cast(_Combination, condition).parts)
+    if kind is Not:
+        return _cheap(cast(Not, condition).part)
+    # Our own classes only: a subclass of yours may test something costly, or raise.
+    return kind in _CHEAP
 
 
 def _one_part(value: Condition) -> Condition:
@@ -1645,18 +1647,24 @@ def _read_contactability(data: Mapping[str, Any], path: str) -> Condition:
 
 
 #: The leaf conditions :func:`_cheap` lets a combination test first.
-_CHEAP = (
-    Always,
-    Never,
-    _AttributeTest,
-    ActivityIs,
-    ScoreRange,
-    LevelReached,
-    TemperatureIs,
-    InStage,
-    InStageFor,
-    Consented,
-    ContactStatusIs,
+_CHEAP = frozenset(
+    (
+        Always,
+        Never,
+        AttributeEquals,
+        AttributeIn,
+        AttributeRange,
+        AttributeExists,
+        AttributeContains,
+        ActivityIs,
+        ScoreRange,
+        LevelReached,
+        TemperatureIs,
+        InStage,
+        InStageFor,
+        Consented,
+        ContactStatusIs,
+    )
 )
 
 _READERS = {
