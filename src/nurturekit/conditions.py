@@ -387,9 +387,9 @@ class _Combination(Condition):
         return type(self)._holds(part.evaluate(view) for part in self.parts)
 
     def _compile(self) -> Callable[[View], bool]:
-        # Parts that only read the lead, the activity or the score go first: a Did counts the
-        # history, and a cheap part often settles the answer without it. The answer is the
-        # same (those parts are pure and never raise), the declared order stays for the texts.
+        # Parts that only read the lead, the activity, the score or the stage go first: a Did
+        # counts the history, and a cheap part often settles the answer without it. The answer
+        # is the same (those parts are pure and never raise); the texts keep the declared order.
         ordered = sorted(self.parts, key=lambda part: not _cheap(part))
         tests = tuple(part.predicate() for part in ordered)
         wanted = type(self)._holds is any  # any: stop at the first that holds; all: that fails
@@ -997,25 +997,7 @@ class Did(Condition):
                 return (found >= at_least) is not negated
             return (at_least <= found <= at_most) is not negated
 
-        def holds_by_kind(view: View) -> bool:
-            # No window to stop at: the kind (a field of the activity itself) rules most
-            # activities out before their time is read.
-            assert kinds is not None
-            now = view.now
-            found = 0
-            for item in reversed(view.activities):
-                if item.kind not in kinds or item.at > now:
-                    continue
-                if matches is not None and not matches(item.properties):
-                    continue
-                found += 1
-                if found == enough:
-                    break
-            if at_most is None:
-                return (found >= at_least) is not negated
-            return (at_least <= found <= at_most) is not negated
-
-        return holds if within is not None or kinds is None else holds_by_kind
+        return holds
 
     def explain(self, view: View) -> Explanation:
         found = self.count(view)

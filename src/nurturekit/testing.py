@@ -302,7 +302,7 @@ class StorageContract:
         lead = storage.get_lead("l1")
         assert lead is not None and lead.name == "田中"
         assert storage.get_lead("l2") is None
-        assert [lead.id for lead in storage.leads()] == ["l1"]
+        assert [each.id for each in storage.leads()] == ["l1"]
         assert storage.get_leads(["l1", "l2"]) == {"l1": lead}
         assert storage.get_state("l1") is None
         assert list(storage.activities("l1")) == []

@@ -233,16 +233,11 @@ class InMemoryStorage:
             old = self._enrollments.get(eid)
             claim = self._claims.pop(eid, None)
             self._enrollments[eid] = enrollment
-            row = self._row(enrollment.lead_id)
-            if row.enrollments is None:
-                row.enrollments = {}
-            mine = row.enrollments
             # An enrolment that moved to another lead (a store's caller may do that) leaves
             # its old lead's row.
-            moved = None if old is None or old.lead_id == enrollment.lead_id else old.lead_id
-            if moved is not None:
-                self._row(moved).enrollments.pop(eid, None)  # type: ignore[union-attr]
-            mine[eid] = enrollment
+            if old is not None and old.lead_id != enrollment.lead_id:
+                del self._rows[old.lead_id].enrollments[eid]
+            self._row(enrollment.lead_id).enrollments[eid] = enrollment
             if enrollment.due_at is not None and enrollment.status in _RUNNING:
                 heapq.heappush(self._due, (enrollment.due_at, eid))
             if self._undo is not None:
@@ -254,16 +249,12 @@ class InMemoryStorage:
         """Undo of :meth:`put_enrollment`: the old value back (and in the due heap if it was
         due; the heap skips entries that no longer match), in its lead's row, and the claim."""
         eid = new.id
-        row = self._rows[new.lead_id]
-        assert row.enrollments is not None
-        del row.enrollments[eid]
+        del self._rows[new.lead_id].enrollments[eid]
         if old is None:
             self._enrollments.pop(eid, None)
         else:
             self._enrollments[eid] = old
-            mine = self._row(old.lead_id).enrollments
-            assert mine is not None
-            mine[eid] = old
+            self._rows[old.lead_id].enrollments[eid] = old
             if old.status in _RUNNING and old.due_at is not None:
                 heapq.heappush(self._due, (old.due_at, eid))
         if claim is not None:
@@ -439,8 +430,7 @@ class InMemoryStorage:
 
 
 class _Row:
-    """What the store keeps of one lead. ``enrollments`` is ``None`` until the lead has one:
-    most leads are in no scenario."""
+    """What the store keeps of one lead."""
 
     __slots__ = ("enrollments", "history", "lead", "state")
 
@@ -448,7 +438,7 @@ class _Row:
         self.lead: Lead | None = None
         self.state: LeadState | None = None
         self.history: list[Activity] = []
-        self.enrollments: dict[str, Enrollment] | None = None
+        self.enrollments: dict[str, Enrollment] = {}
 
 
 def _set_lead(row: _Row, lead: Lead | None) -> None:

@@ -959,11 +959,8 @@ class SQLiteStorage:
                 self._activity.keep(body, activity)
                 return True
             # Inside a transaction (a batch: the common case), without _write's indirection.
-            try:
-                if self._conn.execute(_ADD_ACTIVITY, row).rowcount == 0:
-                    return False
-            except sqlite3.Error as error:
-                raise self._failed(error) from error
+            if self._run(_ADD_ACTIVITY, row).rowcount == 0:
+                return False
             entry = self._cache.entry(lead_id)
             history = entry.history
             if history is not None:
