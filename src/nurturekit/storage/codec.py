@@ -26,7 +26,6 @@ from nurturekit.scenario import Enrollment
 from nurturekit.scoring import Contribution, ScoreCard
 from nurturekit.stages import StageMove
 
-_K = TypeVar("_K")
 _M = TypeVar("_M")
 
 __all__ = [
@@ -80,14 +79,30 @@ def _dumps(data: Any) -> str:
 
 
 _UTC = timezone.utc
+#: ``isoformat()`` of UTC times lately written: a time is usually written several times (an
+#: activity's, then its score entry's and the state's last one), and ``isoformat`` costs as
+#: much as a dozen dict look-ups. :class:`Memo`'s two generations, written out in
+#: :func:`iso_time`: calling a Memo would add 60 ns to every time written, several per activity.
+_ISO_SIZE = 8192
+_iso_young: dict[datetime, str] = {}
+_iso_old: dict[datetime, str] = {}
 
 
 def iso_time(value: datetime) -> str:
     """``value.isoformat()``, remembered for plain ``datetime`` values in UTC (equal ones
     write the same text; a time in another zone equal to one of them would not)."""
+    global _iso_young, _iso_old
     if value.tzinfo is not _UTC or type(value) is not datetime:
         return value.isoformat()
-    return _ISO_TEXT(value)
+    text = _iso_young.get(value)
+    if text is None:
+        text = _iso_old.get(value)
+        if text is None:
+            text = value.isoformat()
+        if len(_iso_young) >= _ISO_SIZE:
+            _iso_old, _iso_young = _iso_young, {}
+        _iso_young[value] = text
+    return text
 
 
 def _time(value: datetime | None) -> str | None:
@@ -556,23 +571,22 @@ def handoff_from_json(text: str | bytes) -> Handoff:
     return _reading("hand-off", text, _handoff)
 
 
-class Memo(Generic[_K, _M]):
+class Memo(Generic[_M]):
     """Decoded values by the exact JSON text they were read from or written as.
 
     Keyed by the stored text itself, an entry can never be stale, whoever wrote the row and
     whatever was rolled back; only values nobody changes go in (leads, activities, enrolments,
     hand-offs, sends). Two generations of at most ``size`` entries each keep what was used
-    lately, without the bookkeeping of a true LRU. The SQL stores share it; the codec keeps
-    the text of UTC times in one too (keyed by the time, which is as immutable).
+    lately, without the bookkeeping of a true LRU. The SQL stores share it.
     """
 
-    def __init__(self, decode: Callable[[_K], _M], size: int) -> None:
+    def __init__(self, decode: Callable[[str], _M], size: int) -> None:
         self._decode = decode
         self._size = size
-        self._young: dict[_K, _M] = {}
-        self._old: dict[_K, _M] = {}
+        self._young: dict[str, _M] = {}
+        self._old: dict[str, _M] = {}
 
-    def __call__(self, text: _K) -> _M:
+    def __call__(self, text: str) -> _M:
         value = self._young.get(text)
         if value is None:
             value = self._old.get(text)
@@ -581,19 +595,13 @@ class Memo(Generic[_K, _M]):
             self.keep(text, value)
         return value
 
-    def keep(self, text: _K, value: _M) -> None:
+    def keep(self, text: str, value: _M) -> None:
         if len(self._young) >= self._size:
             self._old = self._young
             self._young = {}
         self._young[text] = value
 
-    def wrote(self, value: _M, text: _K) -> _K:
+    def wrote(self, value: _M, text: str) -> str:
         """Keep ``value``, written as ``text``; return ``text``."""
         self.keep(text, value)
         return text
-
-
-#: ``isoformat()`` of UTC times lately written (see :func:`iso_time`): a time is usually
-#: written several times (an activity's, then its score entry's and the state's last one), and
-#: ``isoformat`` costs as much as a dozen dict look-ups.
-_ISO_TEXT: Memo[datetime, str] = Memo(datetime.isoformat, 8192)
