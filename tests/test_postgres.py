@@ -26,6 +26,7 @@ import pytest
 
 from nurturekit.errors import StorageError
 from nurturekit.messages import SendStatus
+from nurturekit.ports import Storage
 from nurturekit.storage import postgres_sql as q
 from nurturekit.storage.postgres import PostgresStorage
 from nurturekit.storage.postgres_sql import SCHEMA_VERSION
@@ -102,8 +103,13 @@ class TestPostgresContract(StorageContract):
     @pytest.fixture
     def storage(self, dsn: str, pg_schema: str) -> Iterator[PostgresStorage]:
         store = PostgresStorage(dsn, schema=pg_schema)
+        self.dsn = dsn
         yield store
         store.close()
+
+    def open_again(self, storage: Storage) -> Storage:
+        assert isinstance(storage, PostgresStorage)
+        return PostgresStorage(self.dsn, schema=storage.schema)
 
 
 # --------------------------------------------------------------------------- claims
@@ -412,7 +418,7 @@ def test_a_send_marked_on_its_own_commits_without_waiting_for_the_log_flush(
     store.add_to_outbox(make_mail("k2"))
     # The statement turns synchronous_commit off for its own transaction only …
     with store.transaction():
-        params = ("sent", "", T0, "k1")
+        params = ("sent", "", T0, None, "k1")
         assert store._count("mark", q.MARK_SENT_WITHOUT_FLUSH, params) == 1
         assert store._one("show", "SHOW synchronous_commit") == ("off",)
     assert store._one("show", "SHOW synchronous_commit") == ("on",)
@@ -445,7 +451,7 @@ def test_claims_on_their_own_commit_without_waiting_for_the_log_flush(
     assert len(store.claim_due(T0, 10, "w", LEASE)) == 1
     with store.transaction():
         assert store.claim_due(T0, 10, "w", LEASE) == []
-        assert store.claim_mail(T0, 10, "w", LEASE, T0) == []
+        assert store.claim_mail(T0, 10, "w", LEASE) == []
         assert store._one("show", "SHOW synchronous_commit") == ("on",)
     assert store._one("show", "SHOW synchronous_commit") == ("on",)
 

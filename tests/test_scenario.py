@@ -481,6 +481,7 @@ def test_ended_statuses() -> None:
         EnrollmentStatus.CONVERTED,
         EnrollmentStatus.EXITED,
         EnrollmentStatus.COMPLETED,
+        EnrollmentStatus.FAILED,
     }
 
 

@@ -25,10 +25,11 @@ from nurturekit import Activity
 from nurturekit.engine import Engine
 from nurturekit.errors import StorageError
 from nurturekit.messages import SendStatus
-from nurturekit.ports import LeadState
+from nurturekit.ports import LeadState, Storage
 from nurturekit.scenario import EnrollmentStatus
 from nurturekit.scoring import ScoreCard
 from nurturekit.storage import sqlite as sqlite_module
+from nurturekit.storage.codec import state_to_json
 from nurturekit.storage.memory import InMemoryStorage
 from nurturekit.storage.sqlite import SCHEMA_VERSION, SQLiteStorage
 from nurturekit.testing import (
@@ -52,6 +53,10 @@ class TestSQLiteContract(StorageContract):
         yield store
         store.close()
 
+    def open_again(self, storage: Storage) -> Storage:
+        assert isinstance(storage, SQLiteStorage)
+        return SQLiteStorage(storage.path)
+
 
 class TestSQLiteContractWithoutCache(StorageContract):
     @pytest.fixture
@@ -59,6 +64,10 @@ class TestSQLiteContractWithoutCache(StorageContract):
         store = SQLiteStorage(tmp_path / "nk.db", cache_size=0)
         yield store
         store.close()
+
+    def open_again(self, storage: Storage) -> Storage:
+        assert isinstance(storage, SQLiteStorage)
+        return SQLiteStorage(storage.path, cache_size=0)
 
 
 class TestSQLiteContractWithATinyCache(StorageContract):
@@ -69,6 +78,10 @@ class TestSQLiteContractWithATinyCache(StorageContract):
         store = SQLiteStorage(tmp_path / "nk.db", cache_size=3)
         yield store
         store.close()
+
+    def open_again(self, storage: Storage) -> Storage:
+        assert isinstance(storage, SQLiteStorage)
+        return SQLiteStorage(storage.path, cache_size=3)
 
 
 @pytest.fixture
@@ -216,6 +229,12 @@ class _AtVersion1(SQLiteStorage):
     _migrations = sqlite_module._MIGRATIONS[:1]
 
 
+class _AtVersion2(SQLiteStorage):
+    """The nurturekit of schema version 2: hand-offs and rotations, no fenced delivery yet."""
+
+    _migrations = sqlite_module._MIGRATIONS[:2]
+
+
 class _WithNotes(SQLiteStorage):
     """A future nurturekit whose next schema version adds a column."""
 
@@ -264,12 +283,39 @@ class TestMigrations:
             storage.put_handoff(make_handoff())
             assert storage.handoffs_of("l1") == [make_handoff()]
             assert storage.next_in_rotation("team", 3) == 0
-        assert query(db, "SELECT value FROM nurturekit_meta") == [("2",)]
+        assert query(db, "SELECT value FROM nurturekit_meta") == [(str(SCHEMA_VERSION),)]
         names = {name for (name,) in query(db, "SELECT name FROM sqlite_master")}
         assert {"handoffs", "rotations", "handoffs_by_lead", "handoffs_breaches"} <= names
         assert "handoffs_notices" in names
-        with pytest.raises(StorageError, match="version 2, newer than this nurturekit's version 1"):
+        newer = f"version {SCHEMA_VERSION}, newer than this nurturekit's version 1"
+        with pytest.raises(StorageError, match=newer):
             _AtVersion1(db)
+
+    def test_a_version_2_file_gets_retry_times_and_suppression_flags_from_its_data(
+        self, db: Path
+    ) -> None:
+        with _AtVersion2(db) as storage:
+            storage.put_lead(make_lead())
+            storage.add_to_outbox(make_mail("k1"))
+        state = LeadState(lead_id="l1", card=ScoreCard(lead_id="l1"), with_sales=True)
+        conn = sqlite3.connect(db)
+        with conn:
+            conn.execute(
+                "UPDATE outbox SET status = 'deferred', attempts = 1, updated_at = ?",
+                ("2026-04-01T09:00:00.000000+00:00",),
+            )
+            conn.execute(
+                "INSERT INTO states (lead_id, body) VALUES ('l1', ?)", (state_to_json(state),)
+            )
+        conn.close()
+        with SQLiteStorage(db) as storage:
+            (entry,) = storage.outbox()
+            assert entry.retry_at == T0
+            assert storage.claim_mail(T0 - timedelta(seconds=1), 10, "w", LEASE) == []
+            assert [m.key for m in storage.claim_mail(T0, 10, "w", LEASE)] == ["k1"]
+            held = storage.hold_mail(["k1"], "w")
+            assert held["k1"].with_sales and not held["k1"].disqualified
+            assert held["k1"].attempts == 1
 
     def test_a_version_0_file_gets_every_table(self, db: Path) -> None:
         conn = sqlite3.connect(db)
@@ -836,7 +882,7 @@ STATES = """
     from datetime import datetime, timedelta, timezone
     from pathlib import Path
     from nurturekit import Activity
-    from nurturekit.ports import LeadState
+    from nurturekit.ports import LeadState, Storage
     from nurturekit.scoring import ScoreCard
     from nurturekit.storage import sqlite
 

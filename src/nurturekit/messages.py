@@ -7,11 +7,12 @@ the MIME message from an :class:`OutgoingMail` is :func:`nurturekit.templates.bu
 from __future__ import annotations
 
 import enum
-from datetime import datetime
+from datetime import datetime, timedelta
 
 import attrs
 
 from nurturekit._time import aware_utc
+from nurturekit.errors import InvalidInput
 
 __all__ = ["OutgoingMail", "SendResult", "SendStatus", "Sender"]
 
@@ -44,17 +45,48 @@ class SendStatus(str, enum.Enum):
     BOUNCED = "bounced"
     #: Refused for now (an SMTP 4xx, a dropped connection): try again later.
     DEFERRED = "deferred"
-    #: Never handed over: the lead unsubscribed or was blocked after the send was written.
+    #: Never handed over: the lead unsubscribed, bounced, complained, went to sales or was
+    #: disqualified after the send was written.
     SUPPRESSED = "suppressed"
+    #: Refused for good, and not the recipient's fault (a message that cannot be built, an
+    #: unsafe header, a message too large, a request the provider calls bad): never retried,
+    #: and the lead is not marked bounced.
+    REJECTED = "rejected"
+    #: Given up by the engine: deferred (or broke the mailer) on every one of its attempts
+    #: (``Engine(max_attempts=...)``); kept with its last error and never tried again.
+    FAILED = "failed"
+
+    @property
+    def final(self) -> bool:
+        """Whether nothing more happens to a send in this status (all but ``DEFERRED``)."""
+        return self is not SendStatus.DEFERRED
+
+
+def _retry_after(value: timedelta | None) -> timedelta | None:
+    if value is not None and (not isinstance(value, timedelta) or value < timedelta(0)):
+        raise InvalidInput(
+            "SendResult.retry_after",
+            f"expected a timedelta of 0 or more, or None, got {value!r}",
+        )
+    return value
 
 
 @attrs.frozen(kw_only=True)
 class SendResult:
-    """The outcome of one :class:`OutgoingMail`, matched to it by ``key``."""
+    """The outcome of one :class:`OutgoingMail`, matched to it by ``key``.
+
+    A mailer may say when to try a ``DEFERRED`` send again with ``retry_after`` (a provider's
+    ``Retry-After``); without it the engine backs off on its own (see
+    :class:`~nurturekit.engine.Engine`)::
+
+        SendResult(key=mail.key, status=SendStatus.DEFERRED, detail="429 slow down",
+                   retry_after=timedelta(seconds=30))
+    """
 
     key: str
-    status: SendStatus
+    status: SendStatus = attrs.field(converter=SendStatus)
     detail: str = ""
+    retry_after: timedelta | None = attrs.field(default=None, converter=_retry_after)
 
 
 def _utc(value: datetime) -> datetime:

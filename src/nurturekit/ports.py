@@ -21,7 +21,7 @@ from nurturekit.scenario import Enrollment
 from nurturekit.scoring import ScoreCard
 from nurturekit.stages import StageMove
 
-__all__ = ["Clock", "HandoffSink", "LeadState", "Mailer", "OutboxEntry", "Storage"]
+__all__ = ["Clock", "HandoffSink", "LeadState", "Mailer", "OutboxEntry", "SendCheck", "Storage"]
 
 
 @attrs.define(kw_only=True, eq=False)
@@ -55,6 +55,25 @@ class OutboxEntry:
     detail: str = ""
     attempts: int = 0
     updated_at: datetime | None = None
+    #: A deferred send is not claimed again before this time.
+    retry_at: datetime | None = None
+
+
+@attrs.frozen(kw_only=True)
+class SendCheck:
+    """What the store holds, right now, about a claimed send and its lead: read fresh by
+    :meth:`Storage.hold_mail` right before the send is handed to a mailer.
+
+    ``lead`` is ``None`` when the lead is no longer stored; ``with_sales`` and
+    ``disqualified`` are the lead's :class:`LeadState` flags (false without a state);
+    ``attempts`` counts the hand-overs tried so far.
+    """
+
+    key: str
+    attempts: int
+    lead: Lead | None
+    with_sales: bool = False
+    disqualified: bool = False
 
 
 class Clock(Protocol):
@@ -89,10 +108,17 @@ class Mailer(Protocol):
         so a worker killed mid-batch repeats at most the one mail in flight. A list is fine
         for mailers whose hand-over is one step (an in-memory outbox).
 
-        A refusal of one recipient (bounced or deferred) is a result, not an exception; an
-        adapter raises (:class:`~nurturekit.errors.MailerUnavailable`) only when it could not
-        try at all, and then before giving any result. It may reuse one connection for the
-        whole batch.
+        A refusal of one mail (bounced, deferred, or rejected: a mail that cannot be built or
+        that the server refuses for what it is, not for its recipient) is a result, not an
+        exception. An adapter raises :class:`~nurturekit.errors.MailerUnavailable` when it
+        cannot go on at all (no connection, authentication refused), before its first result
+        or between two: the results given so far are recorded and the rest stay in the outbox.
+        It may reuse one connection for the whole batch.
+
+        Between two results of a mailer that yields them, the engine reads the next mail's
+        suppression and claim again; if that mail may no longer go, the engine closes the
+        iterator (``close()``, so a ``finally`` in the generator runs) without asking for
+        more, and calls :meth:`send` again with the mails that may still go.
         """
         ...
 
@@ -112,14 +138,35 @@ class HandoffSink(Protocol):
 class Storage(Protocol):
     """Where leads, activities, per-lead state, enrolments and the outbox live.
 
+    Every method below is required: the engine calls each of them and has no fallback.
+
     Every method may be called inside :meth:`transaction`; the writes of one transaction take
     effect together or not at all, and an adapter that cannot promise that (none of ours) must
     say so. Outside a transaction each write stands alone. Times are aware UTC.
+
+    **Threads.** A store must be safe to share between threads: any method may be called from
+    any thread, and a transaction opened by one thread is invisible to the others until it
+    ends (they wait for it, or work on a connection of their own). Two store objects on one
+    database (two processes, or two objects in one process) must also work together: what
+    one commits, the other sees from its next call on, and claims never overlap.
+
+    **Claims.** Due enrolments (:meth:`claim_due`), outbox sends (:meth:`claim_mail`) and
+    hand-off notices (:meth:`claim_notices`) are claimed for a ``worker`` — a token the
+    engine makes unique per claim — until a lease ends. A lease that ends exactly at ``now``
+    has expired: the work is claimable again at that instant. A claim ends when its work is
+    written back (:meth:`put_enrollment`, :meth:`mark_sent`, a notice no longer owed), when
+    its holder renews it to a time already past, or when its lease runs out and another
+    worker claims the work.
     """
 
     def transaction(self) -> AbstractContextManager[None]:
         """A unit of work: on a normal exit every write inside is kept, on an exception every
         write inside is undone and the exception goes on. Nested calls join the outer one."""
+        ...
+
+    def close(self) -> None:
+        """Release what the store holds (connections, files); closing twice is fine. The store
+        is not used after it."""
         ...
 
     def savepoint(self) -> AbstractContextManager[None]:
@@ -129,8 +176,7 @@ class Storage(Protocol):
         with it). Outside a transaction it is a :meth:`transaction`.
 
         The engine runs a batch of due steps in one transaction with a savepoint per step, so
-        a step that fails undoes only its own writes. A store without this method is run with
-        one transaction per step.
+        a step that fails undoes only its own writes.
         """
         ...
 
@@ -147,9 +193,7 @@ class Storage(Protocol):
     def get_leads(self, lead_ids: Iterable[str]) -> dict[str, Lead]:
         """The stored leads among ``lead_ids``, by id; ids with no stored lead are left out.
 
-        One read for a batch (the engine reads the leads of the due steps it claimed, and of
-        the sends it is about to hand over, this way). A store without this method is read
-        with :meth:`get_lead` per id.
+        One read for a batch (the engine reads the leads of the due steps it claimed this way).
         """
         ...
 
@@ -168,8 +212,7 @@ class Storage(Protocol):
 
     def get_states(self, lead_ids: Iterable[str]) -> dict[str, LeadState]:
         """The engine states of the leads among ``lead_ids`` that have one, by lead id, each
-        as :meth:`get_state` gives it (the caller may change it). One read for a batch; a
-        store without this method is read with :meth:`get_state` per id."""
+        as :meth:`get_state` gives it (the caller may change it). One read for a batch."""
         ...
 
     def put_state(self, state: LeadState) -> None:
@@ -224,6 +267,17 @@ class Storage(Protocol):
         """
         ...
 
+    def renew_leases(self, enrollment_ids: Sequence[str], worker: str, until: datetime) -> set[str]:
+        """Set the lease of each of ``worker``'s claims among ``enrollment_ids`` to end at
+        ``until``, and return the ids ``worker`` still holds; the others are left alone.
+
+        This is the fence the engine puts in front of a batch of steps, inside the batch's
+        transaction: only the returned ids are run. Until that transaction ends, no other
+        worker can claim them (PostgreSQL locks the rows; SQLite and the in-memory store run
+        one transaction at a time). ``until`` at or before ``now`` gives the claims back.
+        """
+        ...
+
     # -- hand-offs ----------------------------------------------------------------------------
 
     def put_handoff(self, handoff: Handoff) -> None:
@@ -245,7 +299,19 @@ class Storage(Protocol):
 
     def awaiting_notice(self, limit: int) -> list[Handoff]:
         """Hand-offs owing the sink a notice (see :attr:`Handoff.awaiting_notice`), oldest
-        hand-off first."""
+        hand-off first, claimed or not (for reports)."""
+        ...
+
+    def claim_notices(
+        self, now: datetime, limit: int, worker: str, lease: timedelta
+    ) -> list[Handoff]:
+        """Claim up to ``limit`` hand-offs owing the sink a notice, oldest hand-off first,
+        for ``worker`` until ``now + lease``: two workers never hold the same notice.
+
+        :meth:`put_handoff` leaves the claim as it is: the notice stops being owed once the
+        hand-off is put with its notice time, and a notice still owed (the sink failed) is
+        claimable again when the lease runs out.
+        """
         ...
 
     def next_in_rotation(self, team: str, size: int) -> int:
@@ -266,13 +332,23 @@ class Storage(Protocol):
         is part of it.
 
         The engine keeps back the writes of the plain steps of a batch (sends, waits, ends)
-        and writes them with this, in one round trip where the store can. A store without
-        this method is written with :meth:`add_to_outbox` and :meth:`put_enrollment`.
+        and writes them with this, in one round trip where the store can.
         """
         ...
 
-    def mark_sent(self, key: str, status: SendStatus, detail: str, at: datetime) -> None:
-        """Record what the mailer did with the send ``key`` (attempts + 1) and end its claim."""
+    def mark_sent(
+        self,
+        key: str,
+        status: SendStatus,
+        detail: str,
+        at: datetime,
+        retry_at: datetime | None = None,
+    ) -> None:
+        """Record what became of the send ``key`` (attempts + 1) and end its claim.
+
+        ``retry_at`` is when a ``DEFERRED`` send may be claimed again (``None``: at once).
+        ``SUPPRESSED`` sends were not handed over, but count the attempt all the same.
+        """
         ...
 
     def pending_mail(self, limit: int) -> list[OutgoingMail]:
@@ -280,14 +356,26 @@ class Storage(Protocol):
         ...
 
     def claim_mail(
-        self, now: datetime, limit: int, worker: str, lease: timedelta, retry_before: datetime
+        self, now: datetime, limit: int, worker: str, lease: timedelta
     ) -> list[OutgoingMail]:
-        """Claim up to ``limit`` sends to hand to a mailer, oldest first (outbox order).
+        """Claim up to ``limit`` sends to hand to a mailer, oldest first (outbox order), for
+        ``worker`` until ``now + lease``.
 
-        Claimable: sends not yet handed over, and deferred ones whose last attempt was at or
-        before ``retry_before`` — unless another claim on them is still live (its lease runs
-        to ``now + lease``). :meth:`mark_sent` ends the claim. Two workers never hold the same
-        send, so no send is handed over twice except after a worker died mid-hand-over.
+        Claimable: sends not yet handed over, and deferred ones whose ``retry_at`` is at or
+        before ``now`` — unless another claim on them is still live. :meth:`mark_sent` ends
+        the claim. Two workers never hold the same send at once.
+        """
+        ...
+
+    def hold_mail(
+        self, keys: Sequence[str], worker: str, until: datetime | None = None
+    ) -> dict[str, SendCheck]:
+        """The fence in front of a hand-over: of the sends among ``keys``, those ``worker``
+        still holds (claimed and not yet marked), each with its lead's suppression read fresh
+        from the store, by key. With ``until``, their leases are set to end then.
+
+        A send missing from the answer was taken over by another worker (or marked): it must
+        not be handed over. Costs one read (one statement) whatever the number of keys.
         """
         ...
 

@@ -753,6 +753,9 @@ class EnrollmentStatus(str, enum.Enum):
     EXITED = "exited"
     #: Walked to the end of its steps.
     COMPLETED = "completed"
+    #: Its step failed on every one of its attempts (``Engine(max_attempts=...)``): given up,
+    #: with the last error in ``reason``.
+    FAILED = "failed"
 
     @property
     def ended(self) -> bool:
@@ -760,6 +763,7 @@ class EnrollmentStatus(str, enum.Enum):
             EnrollmentStatus.CONVERTED,
             EnrollmentStatus.EXITED,
             EnrollmentStatus.COMPLETED,
+            EnrollmentStatus.FAILED,
         )
 
 

@@ -20,6 +20,8 @@ test-time dependency only); importing this module does not.
 
 from __future__ import annotations
 
+import threading
+import time
 from collections.abc import Callable
 from datetime import datetime, timedelta, timezone
 from typing import Any
@@ -28,7 +30,7 @@ import attrs
 
 from nurturekit.activity import Activity
 from nurturekit.handoff import Handoff, HandoffStatus
-from nurturekit.lead import Contactability, Lead
+from nurturekit.lead import Contactability, ContactStatus, Lead
 from nurturekit.messages import OutgoingMail, Sender, SendStatus
 from nurturekit.ports import LeadState, Storage
 from nurturekit.scenario import Enrollment, EnrollmentStatus
@@ -576,21 +578,236 @@ class StorageContract:
     def test_sends_are_claimed_by_one_worker_at_a_time(self, storage: Storage) -> None:
         for n in range(5):
             storage.add_to_outbox(make_mail(f"k{n}", minutes=n))
-        retry_before = T0 - timedelta(minutes=5)
-        one = storage.claim_mail(T0, 3, "w1", LEASE, retry_before)
-        two = storage.claim_mail(T0, 3, "w2", LEASE, retry_before)
+        one = storage.claim_mail(T0, 3, "w1", LEASE)
+        two = storage.claim_mail(T0, 3, "w2", LEASE)
         assert [m.key for m in one] == ["k0", "k1", "k2"]
         assert [m.key for m in two] == ["k3", "k4"]
-        assert storage.claim_mail(T0, 10, "w3", LEASE, retry_before) == []
+        assert storage.claim_mail(T0, 10, "w3", LEASE) == []
         storage.mark_sent("k0", SendStatus.SENT, "", T0)
-        storage.mark_sent("k1", SendStatus.DEFERRED, "451 later", T0)
-        # k2 is still claimed by w1; k1 was deferred just now, so not yet again.
-        assert storage.claim_mail(T0 + timedelta(minutes=1), 10, "w3", LEASE, T0 - LEASE) == []
-        # Once w1's lease on k2..k4 has run out and k1's retry time has come, they come back.
-        later = T0 + LEASE
-        again = storage.claim_mail(later, 10, "w3", LEASE, T0)
+        storage.mark_sent("k1", SendStatus.DEFERRED, "451 later", T0, T0 + LEASE)
+        # k2 is still claimed by w1; k1 waits for its retry time.
+        assert storage.claim_mail(T0 + timedelta(minutes=1), 10, "w3", LEASE) == []
+        # A lease that ends exactly now has expired, and k1's retry time has come.
+        again = storage.claim_mail(T0 + LEASE, 10, "w3", LEASE)
         assert [m.key for m in again] == ["k1", "k2", "k3", "k4"]
         assert [m.key for m in storage.pending_mail(10)] == ["k1", "k2", "k3", "k4"]
+        (entry,) = [e for e in storage.outbox() if e.mail.key == "k1"]
+        assert (entry.status, entry.retry_at, entry.attempts) == (
+            SendStatus.DEFERRED,
+            T0 + LEASE,
+            1,
+        )
+
+    def test_a_deferred_send_without_a_retry_time_is_claimable_at_once(
+        self, storage: Storage
+    ) -> None:
+        storage.add_to_outbox(make_mail("k1"))
+        storage.claim_mail(T0, 10, "w1", LEASE)
+        storage.mark_sent("k1", SendStatus.DEFERRED, "451 later", T0)
+        assert [m.key for m in storage.claim_mail(T0, 10, "w2", LEASE)] == ["k1"]
+
+    def test_rejected_failed_and_suppressed_sends_are_final(self, storage: Storage) -> None:
+        for key, status in [
+            ("k1", SendStatus.REJECTED),
+            ("k2", SendStatus.FAILED),
+            ("k3", SendStatus.SUPPRESSED),
+        ]:
+            storage.add_to_outbox(make_mail(key))
+            storage.mark_sent(key, status, f"{status.value}: why", T0, T0)
+        assert storage.pending_mail(10) == []
+        assert storage.claim_mail(T0 + timedelta(days=30), 10, "w", LEASE) == []
+        entries = {e.mail.key: e for e in storage.outbox()}
+        assert entries["k2"].detail == "failed: why" and entries["k2"].retry_at is None
+
+    def test_hold_mail_answers_only_for_the_claim_that_holds_the_send(
+        self, storage: Storage
+    ) -> None:
+        storage.put_lead(make_lead("l1"))
+        for n in range(3):
+            storage.add_to_outbox(make_mail(f"k{n}", minutes=n))
+        storage.claim_mail(T0, 2, "w1", LEASE)  # k0, k1
+        held = storage.hold_mail(["k0", "k1", "k2"], "w1")
+        assert sorted(held) == ["k0", "k1"]
+        assert held["k0"].lead == make_lead("l1") and held["k0"].attempts == 0
+        assert storage.hold_mail(["k0"], "w2") == {}
+        # w1's lease ran out and w2 took k0 over: w1's fence no longer passes for it.
+        assert [m.key for m in storage.claim_mail(T0 + LEASE, 1, "w2", LEASE)] == ["k0"]
+        assert sorted(storage.hold_mail(["k0", "k1"], "w1")) == ["k1"]
+        assert sorted(storage.hold_mail(["k0", "k1"], "w2")) == ["k0"]
+        # A marked send is held by nobody.
+        storage.mark_sent("k0", SendStatus.SENT, "", T0 + LEASE)
+        assert storage.hold_mail(["k0"], "w2") == {}
+
+    def test_hold_mail_renews_the_leases_it_reads(self, storage: Storage) -> None:
+        storage.add_to_outbox(make_mail("k1"))
+        storage.claim_mail(T0, 10, "w1", LEASE)
+        assert sorted(storage.hold_mail(["k1"], "w1", T0 + 3 * LEASE)) == ["k1"]
+        assert storage.claim_mail(T0 + 2 * LEASE, 10, "w2", LEASE) == []
+        assert [m.key for m in storage.claim_mail(T0 + 3 * LEASE, 10, "w2", LEASE)] == ["k1"]
+        # Renewing to a time already past gives the send back.
+        storage.hold_mail(["k1"], "w2", T0)
+        assert [m.key for m in storage.claim_mail(T0 + 3 * LEASE, 10, "w3", LEASE)] == ["k1"]
+
+    def test_hold_mail_reads_the_leads_suppression_fresh(self, storage: Storage) -> None:
+        for lead_id in ("l1", "l2", "l3"):
+            storage.put_lead(make_lead(lead_id))
+            storage.add_to_outbox(make_mail(f"k-{lead_id}", lead_id=lead_id))
+        storage.add_to_outbox(make_mail("k-gone", lead_id="gone"))
+        storage.claim_mail(T0, 10, "w1", LEASE)
+        keys = ["k-l1", "k-l2", "k-l3", "k-gone"]
+        before = storage.hold_mail(keys, "w1")
+        assert all(not c.with_sales and not c.disqualified for c in before.values())
+        unsubscribed = Contactability(status=ContactStatus.UNSUBSCRIBED, since=T0)
+        storage.put_lead(make_lead("l1", contactability=unsubscribed))
+        sales = _state("l2")
+        sales.with_sales = True
+        storage.put_state(sales)
+        with storage.transaction():
+            dropped = _state("l3")
+            dropped.disqualified = True
+            storage.put_state(dropped)
+        after = storage.hold_mail(keys, "w1")
+        lead = after["k-l1"].lead
+        assert lead is not None and lead.contactability.status is ContactStatus.UNSUBSCRIBED
+        assert after["k-l2"].with_sales and not after["k-l2"].disqualified
+        assert after["k-l3"].disqualified and not after["k-l3"].with_sales
+        assert after["k-gone"].lead is None
+
+    def test_renew_leases_is_the_fence_of_a_batch_of_steps(self, storage: Storage) -> None:
+        for n in (1, 2, 3):
+            storage.put_enrollment(make_enrollment(n))
+        ids = [e.id for e in storage.claim_due(T0, 2, "w1", LEASE)]
+        third = make_enrollment(3).id
+        assert storage.renew_leases([*ids, third], "w1", T0 + 2 * LEASE) == set(ids)
+        assert storage.renew_leases(ids, "w2", T0 + 9 * LEASE) == set()
+        # Renewed: not claimable when the first lease would have run out …
+        assert [e.id for e in storage.claim_due(T0 + LEASE, 10, "w2", LEASE)] == [
+            make_enrollment(3).id
+        ]
+        # … and claimable once the renewed one ends (a lease ending at now has expired).
+        taken = storage.claim_due(T0 + 2 * LEASE, 10, "w3", LEASE)
+        assert set(ids) <= {e.id for e in taken}
+        assert storage.renew_leases(ids, "w1", T0 + 9 * LEASE) == set()
+        # A renewal to a time already past gives the claims back.
+        assert storage.renew_leases(ids, "w3", T0) == set(ids)
+        assert len(storage.claim_due(T0 + 2 * LEASE, 10, "w4", LEASE)) == 2
+
+    def test_notices_are_claimed_by_one_worker_at_a_time(self, storage: Storage) -> None:
+        for n in range(3):
+            storage.put_handoff(make_handoff(f"h{n}", minutes=n))
+        one = storage.claim_notices(T0, 2, "w1", LEASE)
+        assert [h.id for h in one] == ["h0", "h1"]
+        assert [h.id for h in storage.claim_notices(T0, 5, "w2", LEASE)] == ["h2"]
+        assert storage.claim_notices(T0, 5, "w3", LEASE) == []
+        # Putting a hand-off keeps its claim; once told, the notice is owed no more.
+        storage.put_handoff(attrs.evolve(one[0], notify_attempts=1))
+        storage.put_handoff(attrs.evolve(one[1], notified_at=T0))
+        assert storage.claim_notices(T0 + timedelta(minutes=1), 5, "w3", LEASE) == []
+        assert [h.id for h in storage.claim_notices(T0 + LEASE, 5, "w3", LEASE)] == [
+            "h0",
+            "h2",
+        ]
+        assert [h.id for h in storage.awaiting_notice(10)] == ["h0", "h2"]
+
+    def test_closing_twice_is_fine(self, storage: Storage) -> None:
+        storage.close()
+        storage.close()
+
+    # ------------------------------------------------------------------ threads
+
+    def test_two_threads_never_see_each_others_transaction_half_done(
+        self, storage: Storage
+    ) -> None:
+        storage.put_lead(make_lead("a", name="0"))
+        storage.put_lead(make_lead("b", name="0"))
+        seen: list[tuple[str, str]] = []
+        errors: list[BaseException] = []
+        done = threading.Event()
+
+        def writer() -> None:
+            try:
+                for n in range(1, 60):
+                    with storage.transaction():
+                        storage.put_lead(make_lead("a", name=str(n)))
+                        time.sleep(0.0005)
+                        storage.put_lead(make_lead("b", name=str(n)))
+            except BaseException as error:  # pragma: no cover - reported below
+                errors.append(error)
+            finally:
+                done.set()
+
+        def reader() -> None:
+            try:
+                while not done.is_set():
+                    with storage.transaction():
+                        a, b = storage.get_lead("a"), storage.get_lead("b")
+                    assert a is not None and b is not None
+                    seen.append((a.name or "", b.name or ""))
+            except BaseException as error:  # pragma: no cover - reported below
+                errors.append(error)
+
+        threads = [threading.Thread(target=writer), threading.Thread(target=reader)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(timeout=60)
+        assert errors == []
+        assert seen and all(a == b for a, b in seen)
+        final = storage.get_lead("b")
+        assert final is not None and final.name == "59"
+
+    def test_two_threads_claiming_sends_never_share_one(self, storage: Storage) -> None:
+        for n in range(200):
+            storage.add_to_outbox(make_mail(f"k{n:03}", minutes=n))
+        claims: dict[str, list[str]] = {"w1": [], "w2": []}
+
+        def work(worker: str) -> None:
+            while batch := storage.claim_mail(T0, 7, worker, LEASE):
+                for mail in batch:
+                    claims[worker].append(mail.key)
+                    storage.mark_sent(mail.key, SendStatus.SENT, "", T0)
+
+        threads = [threading.Thread(target=work, args=(w,)) for w in claims]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(timeout=60)
+        every = claims["w1"] + claims["w2"]
+        assert sorted(every) == [f"k{n:03}" for n in range(200)]  # each once
+        assert storage.pending_mail(10) == []
+
+    # ------------------------------------------------------------------ two store objects
+
+    def open_again(self, storage: Storage) -> Storage | None:
+        """Another store object on the same database as ``storage``, or ``None`` when the
+        store cannot have one (the in-memory store). Override it for a database store."""
+        return None
+
+    def test_two_store_objects_on_one_database_work_together(self, storage: Storage) -> None:
+        other = self.open_again(storage)
+        if other is None:
+            import pytest
+
+            pytest.skip("this store keeps its data in its own object: there is no second one")
+        try:
+            storage.put_lead(make_lead("l1", name="before"))
+            storage.put_enrollment(make_enrollment(1))
+            storage.put_enrollment(make_enrollment(2))
+            assert other.get_lead("l1") == make_lead("l1", name="before")
+            storage.put_lead(make_lead("l1", name="after"))
+            seen = other.get_lead("l1")
+            assert seen is not None and seen.name == "after"
+            one = storage.claim_due(T0, 1, "w1", LEASE)
+            two = other.claim_due(T0, 5, "w2", LEASE)
+            assert len(one) == len(two) == 1 and one[0].id != two[0].id
+            for n in range(4):
+                storage.add_to_outbox(make_mail(f"k{n}", minutes=n))
+            mine = storage.claim_mail(T0, 2, "w1", LEASE)
+            theirs = other.claim_mail(T0, 5, "w2", LEASE)
+            assert {m.key for m in mine}.isdisjoint(m.key for m in theirs)
+            assert other.hold_mail([m.key for m in mine], "w2") == {}
+        finally:
+            other.close()
 
     def test_marketing_sends_since(self, storage: Storage) -> None:
         storage.add_to_outbox(make_mail("a", minutes=0))

@@ -20,10 +20,11 @@ from typing import Any, TypeVar
 import attrs
 
 from nurturekit.activity import Activity
+from nurturekit.errors import StorageError
 from nurturekit.handoff import Handoff, HandoffStatus
 from nurturekit.lead import Lead
 from nurturekit.messages import OutgoingMail, SendStatus
-from nurturekit.ports import LeadState, OutboxEntry
+from nurturekit.ports import LeadState, OutboxEntry, SendCheck
 from nurturekit.scenario import Enrollment, EnrollmentStatus
 from nurturekit.storage._states import Snapshot, copy_state, snapshot_state, state_from_snapshot
 
@@ -41,7 +42,8 @@ class InMemoryStorage:
     >>> with storage.transaction():
     ...     pass
 
-    Thread-safe: one lock guards it, held for a whole transaction.
+    Thread-safe: one lock guards it, held for a whole transaction and by every read, so a
+    thread never sees another thread's transaction half done.
     """
 
     def __init__(self) -> None:
@@ -61,8 +63,11 @@ class InMemoryStorage:
         self._claimants: dict[str, str] = {}
         self._outbox: dict[str, OutboxEntry] = {}
         self._pending: dict[str, None] = {}
-        self._mail_claims: dict[str, datetime] = {}
+        #: Claimed sends: key → (worker, lease end).
+        self._mail_claims: dict[str, tuple[str, datetime]] = {}
         self._handoffs: dict[str, Handoff] = {}
+        #: Claimed hand-off notices: hand-off id → (worker, lease end).
+        self._notice_claims: dict[str, tuple[str, datetime]] = {}
         self._rotations: dict[str, int] = {}
         self._sends: dict[str, list[datetime]] = {}
         #: The context manager of every transaction: it keeps no state of its own (the depth and
@@ -73,6 +78,9 @@ class InMemoryStorage:
 
     def transaction(self) -> AbstractContextManager[None]:
         return self._transaction
+
+    def close(self) -> None:
+        """Nothing to release: the data stays readable until the store is dropped."""
 
     @contextmanager
     def savepoint(self) -> Iterator[None]:
@@ -132,20 +140,24 @@ class InMemoryStorage:
             row.lead = lead
 
     def get_lead(self, lead_id: str) -> Lead | None:
-        row = self._rows.get(lead_id)
-        return None if row is None else row.lead
+        with self._lock:
+            row = self._rows.get(lead_id)
+            return None if row is None else row.lead
 
     def get_leads(self, lead_ids: Iterable[str]) -> dict[str, Lead]:
         rows = self._rows
         found = {}
-        for lead_id in lead_ids:
-            row = rows.get(lead_id)
-            if row is not None and row.lead is not None:
-                found[lead_id] = row.lead
+        with self._lock:
+            for lead_id in lead_ids:
+                row = rows.get(lead_id)
+                if row is not None and row.lead is not None:
+                    found[lead_id] = row.lead
         return found
 
     def leads(self) -> Iterator[Lead]:
-        yield from [row.lead for row in list(self._rows.values()) if row.lead is not None]
+        with self._lock:
+            found = [row.lead for row in self._rows.values() if row.lead is not None]
+        yield from found
 
     def get_state(self, lead_id: str) -> LeadState | None:
         """The stored state: a copy outside a transaction; inside one, the stored object
@@ -172,10 +184,11 @@ class InMemoryStorage:
     def get_states(self, lead_ids: Iterable[str]) -> dict[str, LeadState]:
         rows = self._rows
         found = {}
-        for lead_id in lead_ids:
-            row = rows.get(lead_id)
-            if row is not None and row.state is not None:
-                found[lead_id] = copy_state(row.state)
+        with self._lock:
+            for lead_id in lead_ids:
+                row = rows.get(lead_id)
+                if row is not None and row.state is not None:
+                    found[lead_id] = copy_state(row.state)
         return found
 
     def put_state(self, state: LeadState) -> None:
@@ -215,15 +228,19 @@ class InMemoryStorage:
         history.remove(activity)
 
     def activities(self, lead_id: str) -> Sequence[Activity]:
-        row = self._rows.get(lead_id)
-        return () if row is None else row.history
+        """Inside a transaction the stored list itself (read-only for the caller); outside one
+        a copy, which another thread's writes leave alone."""
+        with self._lock:
+            row = self._rows.get(lead_id)
+            if row is None:
+                return ()
+            return row.history if self._depth else tuple(row.history)
 
     def activities_of_kinds(self, kinds: Iterable[str]) -> Iterator[Activity]:
         wanted = frozenset(kinds)
-        for row in list(self._rows.values()):
-            for activity in row.history:
-                if activity.kind in wanted:
-                    yield activity
+        with self._lock:
+            found = [a for row in self._rows.values() for a in row.history if a.kind in wanted]
+        yield from found
 
     # ------------------------------------------------------------------ enrolments
 
@@ -232,6 +249,7 @@ class InMemoryStorage:
             eid = enrollment.id
             old = self._enrollments.get(eid)
             claim = self._claims.pop(eid, None)
+            claimant = self._claimants.pop(eid, None)
             self._enrollments[eid] = enrollment
             # An enrolment that moved to another lead (a store's caller may do that) leaves
             # its old lead's row.
@@ -241,10 +259,14 @@ class InMemoryStorage:
             if enrollment.due_at is not None and enrollment.status in _RUNNING:
                 heapq.heappush(self._due, (enrollment.due_at, eid))
             if self._undo is not None:
-                self._undo.append((self._unput_enrollment, enrollment, old, claim))
+                self._undo.append((self._unput_enrollment, enrollment, old, claim, claimant))
 
     def _unput_enrollment(
-        self, new: Enrollment, old: Enrollment | None, claim: datetime | None
+        self,
+        new: Enrollment,
+        old: Enrollment | None,
+        claim: datetime | None,
+        claimant: str | None,
     ) -> None:
         """Undo of :meth:`put_enrollment`: the old value back (and in the due heap if it was
         due; the heap skips entries that no longer match), in its lead's row, and the claim."""
@@ -259,18 +281,23 @@ class InMemoryStorage:
                 heapq.heappush(self._due, (old.due_at, eid))
         if claim is not None:
             self._claims[eid] = claim
+        if claimant is not None:
+            self._claimants[eid] = claimant
 
     def enrollments_of(self, lead_id: str) -> list[Enrollment]:
-        row = self._rows.get(lead_id)
-        if row is None or not row.enrollments:
-            return []
-        found = list(row.enrollments.values())
+        with self._lock:
+            row = self._rows.get(lead_id)
+            if row is None or not row.enrollments:
+                return []
+            found = list(row.enrollments.values())
         if len(found) > 1:
             found.sort(key=_entered)
         return found
 
     def enrollments(self, scenario: str | None = None) -> Iterator[Enrollment]:
-        for enrollment in list(self._enrollments.values()):
+        with self._lock:
+            found = list(self._enrollments.values())
+        for enrollment in found:
             if scenario is None or enrollment.scenario == scenario:
                 yield enrollment
 
@@ -281,6 +308,7 @@ class InMemoryStorage:
             for eid, expires in list(self._claims.items()):
                 if expires <= now:  # the worker died or gave up: its claim lapses
                     del self._claims[eid]
+                    self._claimants.pop(eid, None)
                     lapsed = self._enrollments[eid]
                     if lapsed.status in _RUNNING and lapsed.due_at is not None:
                         heapq.heappush(self._due, (lapsed.due_at, eid))
@@ -310,6 +338,15 @@ class InMemoryStorage:
             self._claims[enrollment_id] = max(claim, until)
             return True
 
+    def renew_leases(self, enrollment_ids: Sequence[str], worker: str, until: datetime) -> set[str]:
+        with self._lock:
+            held = set()
+            for eid in enrollment_ids:
+                if eid in self._claims and self._claimants.get(eid) == worker:
+                    self._replace(self._claims, eid, until)
+                    held.add(eid)
+            return held
+
     # ------------------------------------------------------------------ hand-offs
 
     def put_handoff(self, handoff: Handoff) -> None:
@@ -317,28 +354,49 @@ class InMemoryStorage:
             self._replace(self._handoffs, handoff.id, handoff)
 
     def handoffs_of(self, lead_id: str) -> list[Handoff]:
-        found = [h for h in self._handoffs.values() if h.lead_id == lead_id]
+        with self._lock:
+            found = [h for h in self._handoffs.values() if h.lead_id == lead_id]
         return sorted(found, key=lambda h: (h.at, h.id))
 
     def handoffs(self) -> Iterator[Handoff]:
-        yield from list(self._handoffs.values())
+        with self._lock:
+            found = list(self._handoffs.values())
+        yield from found
 
     def due_breaches(self, now: datetime, limit: int) -> list[Handoff]:
-        due = [
-            h
-            for h in self._handoffs.values()
-            if h.status is HandoffStatus.OPEN
-            and h.deadline is not None
-            and h.deadline <= now
-            and h.escalated_at is None
-        ]
+        with self._lock:
+            due = [
+                h
+                for h in self._handoffs.values()
+                if h.status is HandoffStatus.OPEN
+                and h.deadline is not None
+                and h.deadline <= now
+                and h.escalated_at is None
+            ]
         due.sort(key=lambda h: (h.deadline, h.id))
         return due[:limit]
 
     def awaiting_notice(self, limit: int) -> list[Handoff]:
-        owed = [h for h in self._handoffs.values() if h.awaiting_notice is not None]
+        with self._lock:
+            owed = [h for h in self._handoffs.values() if h.awaiting_notice is not None]
         owed.sort(key=lambda h: (h.at, h.id))
         return owed[:limit]
+
+    def claim_notices(
+        self, now: datetime, limit: int, worker: str, lease: timedelta
+    ) -> list[Handoff]:
+        with self._lock:
+            claims = self._notice_claims
+            owed = [
+                h
+                for h in self._handoffs.values()
+                if h.awaiting_notice is not None and (h.id not in claims or claims[h.id][1] <= now)
+            ]
+            owed.sort(key=lambda h: (h.at, h.id))
+            claimed = owed[: max(limit, 0)]
+            for handoff in claimed:
+                self._replace(claims, handoff.id, (worker, now + lease))
+            return claimed
 
     def next_in_rotation(self, team: str, size: int) -> int:
         with self._lock:
@@ -375,14 +433,32 @@ class InMemoryStorage:
             for enrollment in enrollments:
                 self.put_enrollment(enrollment)
 
-    def mark_sent(self, key: str, status: SendStatus, detail: str, at: datetime) -> None:
+    def mark_sent(
+        self,
+        key: str,
+        status: SendStatus,
+        detail: str,
+        at: datetime,
+        retry_at: datetime | None = None,
+    ) -> None:
+        status = SendStatus(status)
         with self._lock:
-            old = self._outbox[key]
+            old = self._outbox.get(key)
+            if old is None:
+                raise StorageError(
+                    f"mark_sent({key!r}): no send with this key is in the outbox; write it "
+                    "with add_to_outbox first"
+                )
             was_pending = key in self._pending
             self._outbox[key] = attrs.evolve(
-                old, status=status, detail=detail, attempts=old.attempts + 1, updated_at=at
+                old,
+                status=status,
+                detail=detail,
+                attempts=old.attempts + 1,
+                updated_at=at,
+                retry_at=retry_at if status is SendStatus.DEFERRED else None,
             )
-            if status is not SendStatus.DEFERRED:
+            if status.final:
                 self._pending.pop(key, None)
             claim = self._mail_claims.pop(key, None)
 
@@ -396,37 +472,60 @@ class InMemoryStorage:
             self._remember(undo)
 
     def claim_mail(
-        self, now: datetime, limit: int, worker: str, lease: timedelta, retry_before: datetime
+        self, now: datetime, limit: int, worker: str, lease: timedelta
     ) -> list[OutgoingMail]:
         with self._lock:
             claimed: list[OutgoingMail] = []
             for key in self._pending:
                 if len(claimed) >= limit:
                     break
-                expires = self._mail_claims.get(key)
-                if expires is not None and expires > now:
+                claim = self._mail_claims.get(key)
+                if claim is not None and claim[1] > now:
                     continue
                 entry = self._outbox[key]
-                if (
-                    entry.status is SendStatus.DEFERRED
-                    and entry.updated_at is not None
-                    and entry.updated_at > retry_before
-                ):
+                if entry.retry_at is not None and entry.retry_at > now:
                     continue
-                self._mail_claims[key] = now + lease
+                self._replace(self._mail_claims, key, (worker, now + lease))
                 claimed.append(entry.mail)
             return claimed
 
+    def hold_mail(
+        self, keys: Sequence[str], worker: str, until: datetime | None = None
+    ) -> dict[str, SendCheck]:
+        with self._lock:
+            held: dict[str, SendCheck] = {}
+            for key in keys:
+                claim = self._mail_claims.get(key)
+                if claim is None or claim[0] != worker or key not in self._pending:
+                    continue
+                if until is not None:
+                    self._replace(self._mail_claims, key, (worker, until))
+                entry = self._outbox[key]
+                row = self._rows.get(entry.mail.lead_id)
+                state = None if row is None else row.state
+                held[key] = SendCheck(
+                    key=key,
+                    attempts=entry.attempts,
+                    lead=None if row is None else row.lead,
+                    with_sales=state is not None and state.with_sales,
+                    disqualified=state is not None and state.disqualified,
+                )
+            return held
+
     def pending_mail(self, limit: int) -> list[OutgoingMail]:
-        keys = list(self._pending)[:limit]
-        return [self._outbox[key].mail for key in keys]
+        with self._lock:
+            keys = list(self._pending)[:limit]
+            return [self._outbox[key].mail for key in keys]
 
     def outbox(self) -> Iterator[OutboxEntry]:
-        yield from list(self._outbox.values())
+        with self._lock:
+            found = list(self._outbox.values())
+        yield from found
 
     def marketing_sends_since(self, lead_id: str, since: datetime) -> list[datetime]:
-        sends = self._sends.get(lead_id, [])
-        return sends[bisect.bisect_left(sends, since) :]
+        with self._lock:
+            sends = self._sends.get(lead_id, [])
+            return sends[bisect.bisect_left(sends, since) :]
 
 
 class _Row:

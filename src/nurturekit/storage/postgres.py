@@ -25,7 +25,7 @@ from nurturekit.errors import StorageError
 from nurturekit.handoff import Handoff
 from nurturekit.lead import Lead
 from nurturekit.messages import OutgoingMail, SendStatus
-from nurturekit.ports import LeadState, OutboxEntry
+from nurturekit.ports import LeadState, OutboxEntry, SendCheck
 from nurturekit.scenario import Enrollment
 from nurturekit.storage import postgres_sql as q
 from nurturekit.storage.codec import (
@@ -363,7 +363,8 @@ class PostgresStorage:
         return {lead_id: state_from_json(body) for lead_id, body in rows}
 
     def put_state(self, state: LeadState) -> None:
-        self._run_write("store lead state", q.PUT_STATE, (state.lead_id, state_to_json(state)))
+        params = (state.lead_id, state_to_json(state), state.with_sales, state.disqualified)
+        self._run_write("store lead state", q.PUT_STATE, params)
 
     def _run_write(self, what: str, text: str, params: Any) -> None:
         with self._lock:
@@ -439,6 +440,11 @@ class PostgresStorage:
         params = (until, enrollment_id, worker)
         return self._count("renew lease", q.RENEW_LEASE, params) == 1
 
+    def renew_leases(self, enrollment_ids: Sequence[str], worker: str, until: datetime) -> set[str]:
+        until = aware_utc(until, "renew_leases(until)")
+        params = {"ids": list(enrollment_ids), "worker": worker, "until": until}
+        return {eid for (eid,) in self._all("renew leases", q.RENEW_LEASES, params)}
+
     def release_claims(self, worker: str) -> int:
         """End every claim ``worker`` holds, so other workers may take those enrolments at
         once instead of waiting for the leases to run out; returns how many were released.
@@ -484,6 +490,16 @@ class PostgresStorage:
         rows = self._all("read hand-offs awaiting a notice", q.AWAITING_NOTICE, (limit,))
         return [handoff_from_json(body) for (body,) in rows]
 
+    def claim_notices(
+        self, now: datetime, limit: int, worker: str, lease: timedelta
+    ) -> list[Handoff]:
+        now = aware_utc(now, "claim_notices(now)")
+        if limit <= 0:
+            return []
+        params = {"now": now, "limit": limit, "worker": worker, "until": now + lease}
+        rows = self._all("claim hand-off notices", q.CLAIM_NOTICES, params)
+        return [handoff_from_json(body) for _, _, body in sorted(rows)]
+
     def next_in_rotation(self, team: str, size: int) -> int:
         if size < 1:
             raise StorageError(f"next_in_rotation({team!r}, size={size!r}): size must be 1 or more")
@@ -523,7 +539,14 @@ class PostgresStorage:
         }
         self._run_write("write a batch of steps", q.WRITE_STEPS, params)
 
-    def mark_sent(self, key: str, status: SendStatus, detail: str, at: datetime) -> None:
+    def mark_sent(
+        self,
+        key: str,
+        status: SendStatus,
+        detail: str,
+        at: datetime,
+        retry_at: datetime | None = None,
+    ) -> None:
         """Record what the mailer did with the send ``key``.
 
         Outside a transaction (the engine records each hand-over as it happens) it is one
@@ -535,8 +558,12 @@ class PostgresStorage:
         with the same key. Inside a transaction it is part of that transaction.
         """
         at = aware_utc(at, "mark_sent(at)")
+        status = SendStatus(status)
+        again = None
+        if retry_at is not None and status is SendStatus.DEFERRED:
+            again = aware_utc(retry_at, "mark_sent(retry_at)")
         # A text column cannot hold NUL; a mailer's diagnostic may (it is only shown).
-        params = (SendStatus(status).value, detail.replace("\x00", "\ufffd"), at, key)
+        params = (status.value, detail.replace("\x00", "\ufffd"), at, again, key)
         with self._lock:
             alone = self._depth == 0
             text = q.MARK_SENT_WITHOUT_FLUSH if alone else q.MARK_SENT
@@ -545,25 +572,41 @@ class PostgresStorage:
             raise StorageError(f"no send with key {key!r} is in the outbox")
 
     def claim_mail(
-        self, now: datetime, limit: int, worker: str, lease: timedelta, retry_before: datetime
+        self, now: datetime, limit: int, worker: str, lease: timedelta
     ) -> list[OutgoingMail]:
         """Claim sends to hand over in one statement, skipping rows other workers are
         claiming."""
         now = aware_utc(now, "claim_mail(now)")
-        retry_before = aware_utc(retry_before, "claim_mail(retry_before)")
         if limit <= 0:
             return []
-        params = {
-            "now": now,
-            "limit": limit,
-            "worker": worker,
-            "until": now + lease,
-            "retry_before": retry_before,
-        }
+        params = {"now": now, "limit": limit, "worker": worker, "until": now + lease}
         with self._lock:
             text = q.CLAIM_MAIL if self._depth else q.CLAIM_MAIL_WITHOUT_FLUSH
             rows = self._run("claim mail", text, params).fetchall()
         return [self._mail(body) for _, body in sorted(rows)]
+
+    def hold_mail(
+        self, keys: Sequence[str], worker: str, until: datetime | None = None
+    ) -> dict[str, SendCheck]:
+        """One statement: a read, or with ``until`` an update of the leases and the read
+        (committed on its own without waiting for the log flush, see ``mark_sent``)."""
+        params: dict[str, Any] = {"keys": list(dict.fromkeys(keys)), "worker": worker}
+        if until is None:
+            text = q.HELD_MAIL
+        else:
+            params["until"] = aware_utc(until, "hold_mail(until)")
+            text = q.RENEW_HELD_MAIL
+        rows = self._all("check sends before their hand-over", text, params)
+        return {
+            key: SendCheck(
+                key=key,
+                attempts=attempts,
+                lead=None if body is None else self._lead(body),
+                with_sales=bool(with_sales),
+                disqualified=bool(disqualified),
+            )
+            for key, attempts, body, with_sales, disqualified in rows
+        }
 
     def pending_mail(self, limit: int) -> list[OutgoingMail]:
         if limit <= 0:
@@ -572,7 +615,7 @@ class PostgresStorage:
         return [self._mail(body) for (body,) in rows]
 
     def outbox(self) -> Iterator[OutboxEntry]:
-        for _, status, detail, attempts, updated_at, body in self._pages(
+        for _, status, detail, attempts, updated_at, retry_at, body in self._pages(
             "read the outbox", q.OUTBOX_PAGE
         ):
             yield OutboxEntry(
@@ -581,6 +624,7 @@ class PostgresStorage:
                 detail=detail,
                 attempts=attempts,
                 updated_at=None if updated_at is None else _utc(updated_at),
+                retry_at=None if retry_at is None else _utc(retry_at),
             )
 
     def marketing_sends_since(self, lead_id: str, since: datetime) -> list[datetime]:

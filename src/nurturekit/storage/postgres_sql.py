@@ -23,7 +23,7 @@ __all__ = ["MIGRATIONS", "SCHEMA_VERSION"]
 # --------------------------------------------------------------------------- migrations
 
 #: The schema version this code writes and understands.
-SCHEMA_VERSION: Final = 2
+SCHEMA_VERSION: Final = 3
 
 #: ``MIGRATIONS[n - 1]`` takes a schema from version ``n - 1`` to ``n``. Append, never edit:
 #: a database records the version it is at, and only later migrations are run on it.
@@ -136,6 +136,22 @@ MIGRATIONS: Final[tuple[tuple[str, ...], ...]] = (
         )
         """,
     ),
+    # 3: fenced delivery. When a deferred send may be tried again; the suppression flags of a
+    # lead's state, read with its sends right before each hand-over (a join, without reading
+    # the state's body); claims on hand-off notices.
+    (
+        "ALTER TABLE {schema}.outbox ADD COLUMN retry_at timestamptz",
+        "UPDATE {schema}.outbox SET retry_at = updated_at WHERE status = 'deferred'",
+        "ALTER TABLE {schema}.states ADD COLUMN with_sales boolean NOT NULL DEFAULT false",
+        "ALTER TABLE {schema}.states ADD COLUMN disqualified boolean NOT NULL DEFAULT false",
+        """
+        UPDATE {schema}.states SET
+            with_sales = coalesce((body::json ->> 'with_sales')::boolean, false),
+            disqualified = coalesce((body::json ->> 'disqualified')::boolean, false)
+        """,
+        "ALTER TABLE {schema}.handoffs ADD COLUMN claimed_by text",
+        "ALTER TABLE {schema}.handoffs ADD COLUMN lease_until timestamptz",
+    ),
 )
 
 # --------------------------------------------------------------------------- the schema version
@@ -198,8 +214,11 @@ GET_LEADS: Final = "SELECT id, body FROM {schema}.leads WHERE id = ANY(%b::text[
 LEADS_PAGE: Final = "SELECT id, body FROM {schema}.leads WHERE id > %s ORDER BY id LIMIT %s"
 
 PUT_STATE: Final = """
-    INSERT INTO {schema}.states (lead_id, body) VALUES (%s, %s)
-    ON CONFLICT (lead_id) DO UPDATE SET body = EXCLUDED.body
+    INSERT INTO {schema}.states (lead_id, body, with_sales, disqualified) VALUES (%s, %s, %s, %s)
+    ON CONFLICT (lead_id) DO UPDATE SET
+        body = EXCLUDED.body,
+        with_sales = EXCLUDED.with_sales,
+        disqualified = EXCLUDED.disqualified
 """
 
 GET_STATE: Final = "SELECT body FROM {schema}.states WHERE lead_id = %s"
@@ -297,6 +316,14 @@ RENEW_LEASE: Final = """
     UPDATE {schema}.enrollments SET lease_until = %s WHERE id = %s AND claimed_by = %s
 """
 
+#: The fence in front of a batch of steps, inside its transaction: the rows stay locked until
+#: it ends, so no other worker can claim them meanwhile (its claim skips locked rows).
+RENEW_LEASES: Final = """
+    UPDATE {schema}.enrollments SET lease_until = %(until)s
+    WHERE id = ANY(%(ids)b::text[]) AND claimed_by = %(worker)s
+    RETURNING id
+"""
+
 RELEASE_CLAIMS: Final = """
     UPDATE {schema}.enrollments SET claimed_by = NULL, lease_until = NULL
     WHERE claimed_by = %s
@@ -341,6 +368,24 @@ AWAITING_NOTICE: Final = """
     WHERE notified_at IS NULL
        OR (escalated_at IS NOT NULL AND escalation_notified_at IS NULL)
     ORDER BY at, id LIMIT %s
+"""
+
+#: Claims notices owed to the sink, as ``CLAIM_DUE`` claims enrolments.
+CLAIM_NOTICES: Final = """
+    WITH owed AS (
+        SELECT id FROM {schema}.handoffs
+        WHERE (notified_at IS NULL
+               OR (escalated_at IS NOT NULL AND escalation_notified_at IS NULL))
+          AND (lease_until IS NULL OR lease_until <= %(now)s)
+        ORDER BY at, id
+        LIMIT %(limit)s
+        FOR UPDATE SKIP LOCKED
+    )
+    UPDATE {schema}.handoffs AS h
+    SET claimed_by = %(worker)s, lease_until = %(until)s
+    FROM owed
+    WHERE h.id = owed.id
+    RETURNING h.at, h.id, h.body
 """
 
 #: Hands out the stored position (kept below ``size``) and stores the next, in one statement:
@@ -392,7 +437,7 @@ WRITE_STEPS: Final = (
 #: Records the outcome and ends the claim.
 MARK_SENT: Final = """
     UPDATE {schema}.outbox
-    SET status = %s, detail = %s, attempts = attempts + 1, updated_at = %s,
+    SET status = %s, detail = %s, attempts = attempts + 1, updated_at = %s, retry_at = %s,
         claimed_by = NULL, lease_until = NULL
     WHERE key = %s
 """
@@ -405,7 +450,8 @@ MARK_SENT_WITHOUT_FLUSH: Final = MARK_SENT.rstrip() + NO_FLUSH_WAIT
 CLAIM_MAIL: Final = """
     WITH picked AS (
         SELECT key FROM {schema}.outbox
-        WHERE (status IS NULL OR (status = 'deferred' AND updated_at <= %(retry_before)s))
+        WHERE (status IS NULL
+               OR (status = 'deferred' AND (retry_at IS NULL OR retry_at <= %(now)s)))
           AND (lease_until IS NULL OR lease_until <= %(now)s)
         ORDER BY seq
         LIMIT %(limit)s
@@ -423,6 +469,31 @@ CLAIM_MAIL_WITHOUT_FLUSH: Final = CLAIM_MAIL.replace(
     "WHERE o.key = picked.key\n", "WHERE o.key = picked.key" + NO_FLUSH_WAIT
 )
 
+#: The fence in front of a hand-over: the sends among the keys that the worker still holds,
+#: with what suppresses mail to their leads, read fresh (one statement, one round trip).
+HELD_MAIL: Final = """
+    SELECT o.key, o.attempts, l.body, s.with_sales, s.disqualified
+    FROM {schema}.outbox AS o
+    LEFT JOIN {schema}.leads AS l ON l.id = o.lead_id
+    LEFT JOIN {schema}.states AS s ON s.lead_id = o.lead_id
+    WHERE o.key = ANY(%(keys)b::text[]) AND o.claimed_by = %(worker)s
+      AND (o.status IS NULL OR o.status = 'deferred')
+"""
+
+#: ``HELD_MAIL`` that also sets the leases of the sends held to end at ``until``.
+RENEW_HELD_MAIL: Final = """
+    WITH held AS (
+        UPDATE {schema}.outbox SET lease_until = %(until)s
+        WHERE key = ANY(%(keys)b::text[]) AND claimed_by = %(worker)s
+          AND (status IS NULL OR status = 'deferred')
+        RETURNING key, lead_id, attempts
+    )
+    SELECT held.key, held.attempts, l.body, s.with_sales, s.disqualified
+    FROM held
+    LEFT JOIN {schema}.leads AS l ON l.id = held.lead_id
+    LEFT JOIN {schema}.states AS s ON s.lead_id = held.lead_id
+"""
+
 #: Not handed over yet, or deferred: in the order they were written.
 PENDING_MAIL: Final = """
     SELECT body FROM {schema}.outbox
@@ -431,7 +502,7 @@ PENDING_MAIL: Final = """
 """
 
 OUTBOX_PAGE: Final = """
-    SELECT key, status, detail, attempts, updated_at, body FROM {schema}.outbox
+    SELECT key, status, detail, attempts, updated_at, retry_at, body FROM {schema}.outbox
     WHERE key > %s
     ORDER BY key LIMIT %s
 """

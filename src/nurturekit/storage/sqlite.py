@@ -21,7 +21,7 @@ import time
 from bisect import insort
 from collections import OrderedDict
 from collections.abc import Iterable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from datetime import datetime, timedelta
 from types import TracebackType
 from typing import Any
@@ -32,7 +32,7 @@ from nurturekit.errors import StorageError
 from nurturekit.handoff import Handoff
 from nurturekit.lead import Lead
 from nurturekit.messages import OutgoingMail, SendStatus
-from nurturekit.ports import LeadState, OutboxEntry
+from nurturekit.ports import LeadState, OutboxEntry, SendCheck
 from nurturekit.scenario import Enrollment
 from nurturekit.storage._states import copy_state
 from nurturekit.storage.codec import (
@@ -158,6 +158,25 @@ _MIGRATIONS: tuple[tuple[int, str], ...] = (
         );
         """,
     ),
+    (
+        3,
+        # Fenced delivery: when a deferred send may be tried again; the suppression flags of
+        # a lead's state, read with its sends right before each hand-over; claims on
+        # hand-off notices.
+        """
+        ALTER TABLE outbox ADD COLUMN retry_at TEXT;
+        UPDATE outbox SET retry_at = updated_at WHERE status = 'deferred';
+
+        ALTER TABLE states ADD COLUMN with_sales INTEGER NOT NULL DEFAULT 0;
+        ALTER TABLE states ADD COLUMN disqualified INTEGER NOT NULL DEFAULT 0;
+        UPDATE states SET
+            with_sales = coalesce(json_extract(body, '$.with_sales'), 0),
+            disqualified = coalesce(json_extract(body, '$.disqualified'), 0);
+
+        ALTER TABLE handoffs ADD COLUMN claimed_by TEXT;
+        ALTER TABLE handoffs ADD COLUMN lease_until TEXT;
+        """,
+    ),
 )
 
 #: The schema version this code writes; a file at a newer one is refused.
@@ -177,8 +196,9 @@ _PUT_LEAD = (
 _GET_LEAD = "SELECT body FROM leads WHERE id = ?"
 _LEADS_PAGE = "SELECT seq, body FROM leads WHERE seq > ? ORDER BY seq LIMIT ?"
 _PUT_STATE = (
-    "INSERT INTO states (lead_id, body) VALUES (?, ?)"
-    " ON CONFLICT (lead_id) DO UPDATE SET body = excluded.body"
+    "INSERT INTO states (lead_id, body, with_sales, disqualified) VALUES (?, ?, ?, ?)"
+    " ON CONFLICT (lead_id) DO UPDATE SET body = excluded.body,"
+    " with_sales = excluded.with_sales, disqualified = excluded.disqualified"
 )
 _GET_STATE = "SELECT body FROM states WHERE lead_id = ?"
 
@@ -216,6 +236,10 @@ _RENEW_LEASE = (
     "UPDATE enrollments SET lease_until = MAX(lease_until, ?)"
     " WHERE id = ? AND claimed_by = ? AND lease_until IS NOT NULL"
 )
+_SET_LEASE = (
+    "UPDATE enrollments SET lease_until = ?"
+    " WHERE id = ? AND claimed_by = ? AND lease_until IS NOT NULL"
+)
 
 _PUT_HANDOFF = (
     "INSERT INTO handoffs (id, lead_id, at, status, deadline, escalated_at, notified_at,"
@@ -237,6 +261,13 @@ _AWAITING_NOTICE = (
     " OR (escalated_at IS NOT NULL AND escalation_notified_at IS NULL)"
     " ORDER BY at, id LIMIT ?"
 )
+_NOTICES_DUE = (
+    "SELECT seq, body FROM handoffs WHERE (notified_at IS NULL"
+    " OR (escalated_at IS NOT NULL AND escalation_notified_at IS NULL))"
+    " AND (lease_until IS NULL OR lease_until <= :now)"
+    " ORDER BY at, id LIMIT :limit"
+)
+_CLAIM_NOTICE = "UPDATE handoffs SET claimed_by = ?, lease_until = ? WHERE seq = ?"
 # Moves the team's position on: the stored one (kept below ``size``) is handed out and the
 # next one stored; ``position`` alone is the row already stored. Read back in the same write
 # transaction (no RETURNING, which needs SQLite 3.35).
@@ -252,21 +283,32 @@ _ADD_MAIL = (
 )
 _MARK_SENT = (
     "UPDATE outbox SET status = ?, detail = ?, attempts = attempts + 1, updated_at = ?,"
-    " claimed_by = NULL, lease_until = NULL WHERE key = ?"
+    " retry_at = ?, claimed_by = NULL, lease_until = NULL WHERE key = ?"
 )
 # As for enrolments, the first test repeats the partial index's WHERE word for word.
 _MAIL_DUE = (
     "SELECT seq, body FROM outbox WHERE (status IS NULL OR status = 'deferred')"
     " AND (lease_until IS NULL OR lease_until <= :now)"
-    " AND (status IS NULL OR updated_at <= :retry_before)"
+    " AND (retry_at IS NULL OR retry_at <= :now)"
     " ORDER BY seq LIMIT :limit"
 )
 _CLAIM_MAIL = "UPDATE outbox SET claimed_by = ?, lease_until = ? WHERE seq = ?"
+#: The fence before a hand-over (see ``hold_mail``); ``{keys}`` is one ``?`` per key.
+_HELD_MAIL = (
+    "SELECT o.key, o.attempts, l.body, s.with_sales, s.disqualified FROM outbox AS o"
+    " LEFT JOIN leads AS l ON l.id = o.lead_id"
+    " LEFT JOIN states AS s ON s.lead_id = o.lead_id"
+    " WHERE o.key IN ({keys}) AND o.claimed_by = ? AND (o.status IS NULL OR o.status = 'deferred')"
+)
+_RENEW_MAIL = (
+    "UPDATE outbox SET lease_until = ? WHERE key IN ({keys}) AND claimed_by = ?"
+    " AND (status IS NULL OR status = 'deferred')"
+)
 _PENDING = (
     "SELECT body FROM outbox WHERE status IS NULL OR status = 'deferred' ORDER BY seq LIMIT ?"
 )
 _OUTBOX_PAGE = (
-    "SELECT seq, body, status, detail, attempts, updated_at FROM outbox"
+    "SELECT seq, body, status, detail, attempts, updated_at, retry_at FROM outbox"
     " WHERE seq > ? ORDER BY seq LIMIT ?"
 )
 _MARKETING_SENDS = (
@@ -280,6 +322,8 @@ _SYNCHRONOUS = ("OFF", "NORMAL", "FULL", "EXTRA")
 #: The page size of a new file, in bytes (SQLite's default is 4096).
 _PAGE_SIZE = 16384
 _PAGE = 500
+#: Keys per statement of hold_mail (SQLite allows 999 parameters in older builds).
+_KEYS_PER_STATEMENT = 500
 _MEMO_SIZE = 20_000
 #: Values the per-lead cache keeps by default (see :class:`_Cache`).
 _CACHE_SIZE = 100_000
@@ -787,7 +831,7 @@ class SQLiteStorage:
                 entry.state_text = text.without_text()
                 if previous is None:  # put_state counted the state's entries once only
                     cache.resize(entry)
-            rows.append((lead_id, text.text))
+            rows.append((lead_id, text.text, state.with_sales, state.disqualified))
         self._unwritten.clear()
         try:
             self._conn.executemany(_PUT_STATE, rows)
@@ -939,7 +983,7 @@ class SQLiteStorage:
                 return
             known = self._cache.get(lead_id)
             text = encode_state(state, None if known is None else known.state_text)
-            self._write(_PUT_STATE, (lead_id, text.text))
+            self._write(_PUT_STATE, (lead_id, text.text, state.with_sales, state.disqualified))
             self._cache.drop(lead_id)
 
     # ------------------------------------------------------------------ activities
@@ -1035,6 +1079,15 @@ class SQLiteStorage:
         row = (_stamp(until, "renew_lease(until)"), enrollment_id, worker)
         return self._write(_RENEW_LEASE, row) == 1
 
+    def renew_leases(self, enrollment_ids: Sequence[str], worker: str, until: datetime) -> set[str]:
+        stamp = _stamp(until, "renew_leases(until)")
+        held = set()
+        with self.transaction():
+            for eid in dict.fromkeys(enrollment_ids):
+                if self._run(_SET_LEASE, (stamp, eid, worker)).rowcount == 1:
+                    held.add(eid)
+        return held
+
     def claim_due(
         self, now: datetime, limit: int, worker: str, lease: timedelta
     ) -> list[Enrollment]:
@@ -1086,6 +1139,21 @@ class SQLiteStorage:
             return []
         return [self._handoff(body) for (body,) in self._all(_AWAITING_NOTICE, (limit,))]
 
+    def claim_notices(
+        self, now: datetime, limit: int, worker: str, lease: timedelta
+    ) -> list[Handoff]:
+        if limit <= 0:
+            return []
+        moment = _stamp(now, "claim_notices(now)")
+        until = _stamp(now + lease, "claim_notices(now + lease)")
+        with self.transaction():
+            rows = self._all(_NOTICES_DUE, {"now": moment, "limit": limit})
+            try:
+                self._conn.executemany(_CLAIM_NOTICE, [(worker, until, seq) for seq, _ in rows])
+            except sqlite3.Error as error:
+                raise self._failed(error) from error
+        return [self._handoff(body) for _, body in rows]
+
     def next_in_rotation(self, team: str, size: int) -> int:
         if size < 1:
             raise StorageError(f"next_in_rotation({team!r}, size={size!r}): size must be 1 or more")
@@ -1106,8 +1174,23 @@ class SQLiteStorage:
         )
         return self._write(_ADD_MAIL, row) == 1
 
-    def mark_sent(self, key: str, status: SendStatus, detail: str, at: datetime) -> None:
-        row = (SendStatus(status).value, detail, _stamp(at, "mark_sent(at)"), key)
+    def mark_sent(
+        self,
+        key: str,
+        status: SendStatus,
+        detail: str,
+        at: datetime,
+        retry_at: datetime | None = None,
+    ) -> None:
+        status = SendStatus(status)
+        again = _optional_stamp(retry_at, "mark_sent(retry_at)")
+        row = (
+            status.value,
+            detail,
+            _stamp(at, "mark_sent(at)"),
+            again if status is SendStatus.DEFERRED else None,
+            key,
+        )
         if self._write(_MARK_SENT, row) == 0:
             raise StorageError(
                 f"mark_sent({key!r}): no send with this key is in the outbox; write it "
@@ -1115,15 +1198,11 @@ class SQLiteStorage:
             )
 
     def claim_mail(
-        self, now: datetime, limit: int, worker: str, lease: timedelta, retry_before: datetime
+        self, now: datetime, limit: int, worker: str, lease: timedelta
     ) -> list[OutgoingMail]:
         if limit <= 0:
             return []
-        params = {
-            "now": _stamp(now, "claim_mail(now)"),
-            "retry_before": _stamp(retry_before, "claim_mail(retry_before)"),
-            "limit": limit,
-        }
+        params = {"now": _stamp(now, "claim_mail(now)"), "limit": limit}
         until = _stamp(now + lease, "claim_mail(now + lease)")
         with self.transaction():
             rows = self._all(_MAIL_DUE, params)
@@ -1133,19 +1212,48 @@ class SQLiteStorage:
                 raise self._failed(error) from error
         return [mail_from_json(body) for _, body in rows]
 
+    def hold_mail(
+        self, keys: Sequence[str], worker: str, until: datetime | None = None
+    ) -> dict[str, SendCheck]:
+        wanted = list(dict.fromkeys(keys))
+        held: dict[str, SendCheck] = {}
+        stamp = None if until is None else _stamp(until, "hold_mail(until)")
+        # A renewal and the read that follows it are one transaction; a read alone is one
+        # statement, which sees one committed state of the file.
+        with self._lock, self.transaction() if until is not None else nullcontext():
+            if self._depth:
+                self._write_states()  # the flags read below are the states' columns
+            for start in range(0, len(wanted), _KEYS_PER_STATEMENT):
+                part = wanted[start : start + _KEYS_PER_STATEMENT]
+                marks = ", ".join("?" * len(part))
+                if stamp is not None:
+                    self._run(_RENEW_MAIL.format(keys=marks), (stamp, *part, worker))
+                for key, attempts, body, with_sales, disqualified in self._all(
+                    _HELD_MAIL.format(keys=marks), (*part, worker)
+                ):
+                    held[key] = SendCheck(
+                        key=key,
+                        attempts=attempts,
+                        lead=None if body is None else self._lead(body),
+                        with_sales=bool(with_sales),
+                        disqualified=bool(disqualified),
+                    )
+        return held
+
     def pending_mail(self, limit: int) -> list[OutgoingMail]:
         if limit <= 0:
             return []
         return [mail_from_json(body) for (body,) in self._all(_PENDING, (limit,))]
 
     def outbox(self) -> Iterator[OutboxEntry]:
-        for _, body, status, detail, attempts, updated_at in self._pages(_OUTBOX_PAGE):
+        for _, body, status, detail, attempts, updated_at, retry_at in self._pages(_OUTBOX_PAGE):
             yield OutboxEntry(
                 mail=mail_from_json(body),
                 status=None if status is None else SendStatus(status),
                 detail=detail,
                 attempts=attempts,
                 updated_at=None if updated_at is None else datetime.fromisoformat(updated_at),
+                retry_at=None if retry_at is None else datetime.fromisoformat(retry_at),
             )
 
     def marketing_sends_since(self, lead_id: str, since: datetime) -> list[datetime]:
