@@ -242,28 +242,6 @@ def test_a_batch_that_fails_as_a_whole_runs_again_step_by_step() -> None:
     assert sorted(m.lead_id for m in world.mailer.outbox) == LEADS
 
 
-class _Minimal:
-    """A store with only the methods of the port before batches (no savepoints, no batch
-    reads): the engine runs it one step per transaction."""
-
-    def __init__(self) -> None:
-        self._store = InMemoryStorage()
-
-    def __getattr__(self, name: str) -> Any:
-        if name in ("savepoint", "get_leads", "get_states", "write_steps"):
-            raise AttributeError(name)
-        return getattr(self._store, name)
-
-
-def test_a_store_without_batch_methods_runs_one_step_per_transaction() -> None:
-    store: Any = _Minimal()
-    world = _world(store, failing={"l3"})
-    report = world.engine.run_due()
-    assert report.failures == (("pricing material/l3/1", "RuntimeError: CRM refused l3"),)
-    assert sorted(m.lead_id for m in world.mailer.outbox) == ["l1", "l2", "l4"]
-    assert _pricing(store, "l3").attempt == 2
-
-
 def test_a_second_step_of_a_lead_in_the_batch_sees_what_the_first_one_wrote(
     store: Storage,
 ) -> None:

@@ -183,7 +183,13 @@ def test_a_failing_sink_loses_nothing(storage: Storage) -> None:
     assert sink.events == []
     (handoff,) = storage.handoffs_of("l1")
     assert handoff.notified_at is None
+    # A failed notice is tried again once its claim has run out (the engine's lease).
     world.engine.run_due()
+    assert sink.events == []
+    world.clock.advance(world.engine.lease + timedelta(seconds=1))
+    world.engine.run_due()
+    assert sink.events == []
+    world.clock.advance(world.engine.lease + timedelta(seconds=1))
     world.engine.run_due()
     assert [e.kind for e in sink.events] == ["handoff"]
     (handoff,) = storage.handoffs_of("l1")

@@ -21,9 +21,10 @@ import signal
 import socket
 import threading
 import time
-from collections.abc import Iterable
+import uuid
+from collections.abc import Callable, Iterable
 from contextlib import ExitStack
-from datetime import datetime, timedelta
+from datetime import datetime, timedelta, timezone
 from typing import Any
 
 import attrs
@@ -41,7 +42,15 @@ from nurturekit.activity import (
 )
 from nurturekit.clock import SystemClock
 from nurturekit.conditions import Explanation, View, _trusted_view
-from nurturekit.errors import MailerUnavailable, NoOpenHandoff, TransitionNotAllowed, UnknownLead
+from nurturekit.errors import (
+    ClockError,
+    InvalidInput,
+    MailerUnavailable,
+    NoOpenHandoff,
+    StorageError,
+    TransitionNotAllowed,
+    UnknownLead,
+)
 from nurturekit.handoff import (
     Handoff,
     HandoffEvent,
@@ -51,8 +60,8 @@ from nurturekit.handoff import (
     Outcome,
 )
 from nurturekit.lead import Contactability, ContactStatus, Lead
-from nurturekit.messages import OutgoingMail, SendStatus
-from nurturekit.ports import Clock, HandoffSink, LeadState, Mailer, Storage
+from nurturekit.messages import OutgoingMail, SendResult, SendStatus
+from nurturekit.ports import Clock, HandoffSink, LeadState, Mailer, SendCheck, Storage
 from nurturekit.program import Program
 from nurturekit.scenario import (
     AdjustScore,
@@ -128,8 +137,19 @@ class RunReport:
     deferred: int = 0
     #: SLA breaches escalated.
     escalated: int = 0
-    #: Enrolments whose step failed (a hook raised …), with the error; they are retried later.
+    #: Enrolments whose step failed (a hook raised …), with the error; they are retried later,
+    #: up to ``Engine(max_attempts=...)`` tries of the step in all.
     failures: tuple[tuple[str, str], ...] = ()
+    #: Sends refused for good for what they are (``SendStatus.REJECTED``): never retried.
+    rejected: int = 0
+    #: Sends not handed over because their lead may no longer get marketing mail (read
+    #: right before the hand-over): unsubscribed, bounced, complained, with sales, disqualified.
+    suppressed: int = 0
+    #: Sends given up after their last attempt (``SendStatus.FAILED``), with their last error.
+    failed: tuple[tuple[str, str], ...] = ()
+    #: Enrolments given up after their step failed on its last attempt
+    #: (``EnrollmentStatus.FAILED``), with the last error.
+    abandoned: tuple[tuple[str, str], ...] = ()
 
 
 class Engine:
@@ -140,8 +160,14 @@ class Engine:
 
     ``links`` builds the signed unsubscribe links that every marketing mail carries; the host
     app serves them (see :mod:`nurturekit.tokens`). ``sink`` hears of hand-offs to sales and
-    SLA breaches (see :mod:`nurturekit.sinks`). ``worker`` names this process in claims,
-    which last ``lease``; a deferred send is tried again ``retry_deferred`` after its last try.
+    SLA breaches (see :mod:`nurturekit.sinks`).
+
+    ``worker`` names this process in claims, which last ``lease`` from the moment they are
+    taken and are renewed while their work goes on. A deferred send is tried again
+    ``retry_deferred`` after its first try, then after twice that, and so on (or when the
+    mailer's ``SendResult.retry_after`` says). A send, or a failing step, is tried at most
+    ``max_attempts`` times: then it is given up (``SendStatus.FAILED`` /
+    ``EnrollmentStatus.FAILED``) and kept with its last error.
     """
 
     def __init__(
@@ -157,7 +183,20 @@ class Engine:
         lease: timedelta = timedelta(minutes=5),
         retry_deferred: timedelta = timedelta(minutes=5),
         max_steps: int = 100,
+        max_attempts: int = 8,
     ) -> None:
+        if not isinstance(lease, timedelta) or lease <= timedelta(0):
+            raise InvalidInput("Engine(lease)", f"expected a positive timedelta, got {lease!r}")
+        if not isinstance(retry_deferred, timedelta) or retry_deferred < timedelta(0):
+            raise InvalidInput(
+                "Engine(retry_deferred)",
+                f"expected a timedelta of 0 or more, got {retry_deferred!r}",
+            )
+        if not isinstance(max_attempts, int) or isinstance(max_attempts, bool) or max_attempts < 1:
+            raise InvalidInput(
+                "Engine(max_attempts)",
+                f"expected a whole number of 1 or more, got {max_attempts!r}",
+            )
         self.program = program
         self.storage = storage
         self.mailer = mailer
@@ -168,6 +207,7 @@ class Engine:
         self.lease = lease
         self.retry_deferred = retry_deferred
         self.max_steps = max_steps
+        self.max_attempts = max_attempts
         self._stop = threading.Event()
 
     # ------------------------------------------------------------------ leads
@@ -234,7 +274,7 @@ class Engine:
         with self.storage.transaction():
             result = self._record(activity, now)
         if result.handoff is not None:
-            self._notify(now)
+            self._notify(_Run(now))
         return result
 
     def record_many(self, activities: Iterable[Activity]) -> list[RecordResult]:
@@ -244,7 +284,7 @@ class Engine:
         with self.storage.transaction():
             results = [self._record(activity, now) for activity in activities]
         if any(r.handoff is not None for r in results):
-            self._notify(now)
+            self._notify(_Run(now))
         return results
 
     def _record(self, activity: Activity, clock_now: datetime) -> RecordResult:
@@ -391,7 +431,14 @@ class Engine:
         outcome is also recorded as an activity (``sales_contacted``, ``sales_accepted``,
         ``sales_not_now``, ``sales_not_a_fit``), so scoring and stages can react to it.
         """
-        outcome = Outcome(outcome)
+        try:
+            outcome = Outcome(outcome)
+        except ValueError:
+            allowed = ", ".join(repr(o.value) for o in Outcome)
+            raise InvalidInput(
+                "feedback(outcome)",
+                f"{outcome!r} is not an outcome sales can report; use one of {allowed}",
+            ) from None
         now = aware_utc(at, "at") if at is not None else self.clock.now()
         policy = self.program.handoff
         with self.storage.transaction():
@@ -607,90 +654,118 @@ class Engine:
 
         Sends left in the outbox by an earlier run (a crash after the outbox write, a deferred
         delivery, an unreachable mail server) are handed over first, with their original keys.
+        Every claim it takes (steps, sends, notices) is fenced: work whose claim another worker
+        took over meanwhile is left to that worker (see docs/engine.md, the delivery guarantee).
         """
-        now = aware_utc(now, "now") if now is not None else self.clock.now()
+        now = _run_time(now if now is not None else self.clock.now(), "run_due(now)")
+        run = _Run(now)
         report = _Tally()
         self._escalate(now, report)
-        self._notify(now)
-        self._deliver(now, report)
-        claimed = self.storage.claim_due(now, limit, self.worker, self.lease)
-        claimed_at = time.monotonic()
-        report.claimed = len(claimed)
-        batched = getattr(self.storage, "savepoint", None) is not None
-        index = 0
-        while index < len(claimed):
-            if self._stop.is_set():
-                # Asked to stop: give the claims not started back at once, so another worker
-                # can take them without waiting for the lease to run out.
-                for untouched in claimed[index:]:
-                    self.storage.put_enrollment(untouched)
-                break
-            if batched and not self._ran_long(claimed_at):
-                chunk = claimed[index : index + _STEPS_PER_TRANSACTION]
-                index += self._run_batch(chunk, now, report, claimed_at)
-                continue
-            enrollment = claimed[index]
-            index += 1
-            elapsed = timedelta(seconds=time.monotonic() - claimed_at)
-            if elapsed > self.lease / 3 and not self.storage.renew_lease(
-                enrollment.id, self.worker, now + elapsed + self.lease
-            ):
-                continue  # the batch ran long and another worker took this one over
-            self._run_alone(enrollment, now, report)
-        self._deliver(now, report)
+        self._notify(run)
+        self._deliver(run, report)
+        self._run_steps(run, limit, report)
+        self._deliver(run, report)
         return report.freeze(now)
 
-    def _ran_long(self, claimed_at: float) -> bool:
-        """Whether the claims taken at ``claimed_at`` (``time.monotonic()``) are due a renewal
-        of their leases before their next step runs."""
-        return timedelta(seconds=time.monotonic() - claimed_at) > self.lease / 3
+    def _claim(self) -> str:
+        """A token for one claim: this worker's name and a random part, so that two claims
+        (of two runs, two threads or two engines with one name) are never mistaken for
+        each other by the fence."""
+        return f"{self.worker}/{uuid.uuid4().hex[:16]}"
 
-    def _run_alone(self, enrollment: Enrollment, now: datetime, report: _Tally) -> None:
-        """Run one claimed enrolment in a transaction of its own."""
+    def _run_steps(self, run: _Run, limit: int, report: _Tally) -> None:
+        """Claim due enrolments and run them in batches, each fenced in its transaction; renew
+        the claims not yet started when a third of their lease has gone by."""
+        storage = self.storage
+        claim = self._claim()
+        claimed = storage.claim_due(run.now, limit, claim, run.lease(self.lease))
+        renewed = time.monotonic()
+        report.claimed = len(claimed)
+        index = 0
+        while index < len(claimed):
+            rest = claimed[index:]
+            if self._stop.is_set():
+                # Asked to stop: give the claims not started back at once (their leases end
+                # now), so another worker can take them without waiting.
+                storage.renew_leases([e.id for e in rest], claim, run.now)
+                return
+            if time.monotonic() - renewed > self.lease.total_seconds() / 3:
+                held = storage.renew_leases([e.id for e in rest], claim, run.until(self.lease))
+                renewed = time.monotonic()
+                claimed = claimed[:index] + [e for e in rest if e.id in held]
+                continue
+            chunk = claimed[index : index + _STEPS_PER_TRANSACTION]
+            index += self._run_batch(chunk, run, report, claim)
+
+    def _run_alone(self, enrollment: Enrollment, run: _Run, report: _Tally, claim: str) -> None:
+        """Run one claimed enrolment in a transaction of its own, fenced like a batch."""
         try:
             with self.storage.transaction():
-                self._run_enrollment(enrollment, now, report)
+                if not self.storage.renew_leases([enrollment.id], claim, run.until(self.lease)):
+                    return  # another worker took it over: it is that worker's now
+                self._run_enrollment(enrollment, run.now, report)
         except Exception as error:  # a hook or a template failed: retry later, go on
-            self._step_failed(enrollment, error, now, report)
+            with self.storage.transaction():
+                if self.storage.renew_leases([enrollment.id], claim, run.until(self.lease)):
+                    self._step_failed(enrollment, error, run.now, report)
 
     def _step_failed(
         self, enrollment: Enrollment, error: Exception, now: datetime, report: _Tally
     ) -> None:
-        """Log a failed step and put its enrolment back, to be tried again later."""
+        """Log a failed step and put its enrolment back, to be tried again later; give it up
+        (``EnrollmentStatus.FAILED``) when that was its last attempt."""
+        what = f"{type(error).__name__}: {error}"
         log.exception("step %s of %s failed", enrollment.step, enrollment.id, exc_info=error)
-        report.failures.append((enrollment.id, f"{type(error).__name__}: {error}"))
+        report.failures.append((enrollment.id, what))
+        if enrollment.attempt >= self.max_attempts:
+            reason = f"step {enrollment.step} failed {enrollment.attempt} times; last: {what}"
+            self.storage.put_enrollment(
+                _end(enrollment, EnrollmentStatus.FAILED, now, reason[:1000])
+            )
+            report.abandoned.append((enrollment.id, what))
+            return
         retry = min(timedelta(minutes=2**enrollment.attempt), timedelta(days=1))
         self.storage.put_enrollment(
             attrs.evolve(enrollment, attempt=enrollment.attempt + 1, due_at=now + retry)
         )
 
-    def _run_batch(
-        self, chunk: list[Enrollment], now: datetime, report: _Tally, claimed_at: float
-    ) -> int:
+    def _run_batch(self, chunk: list[Enrollment], run: _Run, report: _Tally, claim: str) -> int:
         """Run claimed enrolments in one transaction, reading the leads and states they need
-        at once. A step that fails undoes only its own writes, and its enrolment is put back
-        for a retry: the sends and advances of plain steps (sends, waits, branches, hooks,
-        ends) are kept back and written together (:meth:`Storage.write_steps`), so a failed
-        run's are simply dropped; a run that reaches a step writing more (a score adjustment,
-        a stage, a hand-off) goes on in a savepoint of its own. Stops early, before a step,
-        when asked to stop or when the leases are due a renewal; returns how many it started.
+        at once; returns how many it started.
+
+        The transaction begins with the fence (:meth:`Storage.renew_leases`): only the
+        enrolments this run still holds are run, and none of them can be claimed by another
+        worker until the transaction ends. A step that fails undoes only its own writes, and
+        its enrolment is put back for a retry: the sends and advances of plain steps (sends,
+        waits, branches, hooks, ends) are kept back and written together
+        (:meth:`Storage.write_steps`), so a failed run's are simply dropped; a run that
+        reaches a step writing more (a score adjustment, a stage, a hand-off) goes on in a
+        savepoint of its own. Stops early, before a step, when asked to stop.
 
         If the transaction fails as a whole (the connection, the commit), the steps it
         started run again, each in a transaction of its own: a step runs at least once, and
         no mail of them was handed over yet.
         """
         storage = self.storage
-        steps, failures = report.steps, len(report.failures)
+        now = run.now
+        steps, failures, abandoned = report.steps, len(report.failures), len(report.abandoned)
         started = 0
         try:
             with storage.transaction():
-                batch = self._prefetch(chunk)
+                held = storage.renew_leases([e.id for e in chunk], claim, run.until(self.lease))
+                mine = [e for e in chunk if e.id in held]
+                ids = list(dict.fromkeys(e.lead_id for e in mine))
+                batch = _Batch(
+                    leads=storage.get_leads(ids), states=storage.get_states(ids), fresh=set(ids)
+                )
                 pending = _Pending()
                 seen: set[str] = set()
                 for enrollment in chunk:
-                    if started and (self._stop.is_set() or self._ran_long(claimed_at)):
+                    if started and self._stop.is_set():
                         break
                     started += 1
+                    if enrollment.id not in held:
+                        continue  # another worker took it over: it is that worker's now
                     if enrollment.lead_id in seen:
                         # The lead's earlier step in this batch is written before this one reads.
                         pending.write(storage)
@@ -713,20 +788,12 @@ class Engine:
             )
             report.steps = steps
             del report.failures[failures:]
+            del report.abandoned[abandoned:]
+            # Failed before its first step (reading the batch): all of them, one by one.
+            started = started or len(chunk)
             for enrollment in chunk[:started]:
-                self._run_alone(enrollment, now, report)
+                self._run_alone(enrollment, run, report, claim)
         return started
-
-    def _prefetch(self, chunk: list[Enrollment]) -> _Batch | None:
-        """The leads and states of ``chunk``'s enrolments, read at once (``None`` when the
-        store cannot read a batch)."""
-        storage = self.storage
-        get_leads = getattr(storage, "get_leads", None)
-        get_states = getattr(storage, "get_states", None)
-        if get_leads is None or get_states is None:
-            return None
-        ids = list(dict.fromkeys(e.lead_id for e in chunk))
-        return _Batch(leads=get_leads(ids), states=get_states(ids), fresh=set(ids))
 
     def stop(self) -> None:
         """Ask :meth:`run_forever` (and a :meth:`run_due` in progress) to stop after the step
@@ -739,11 +806,19 @@ class Engine:
         idle_sleep: float = 1.0,
         limit: int = 500,
         handle_signals: bool = True,
+        max_backoff: float = 60.0,
     ) -> None:
         """The worker loop: :meth:`run_due` again and again, sleeping ``idle_sleep`` seconds
         when nothing was due, until :meth:`stop` is called or, with ``handle_signals``, the
         process gets SIGTERM or SIGINT. It then finishes the step it is running, hands the
         claims it has not started back to the storage and returns (a CLI exits 0).
+
+        It survives what passes: a mailer that cannot be reached leaves its sends in the
+        outbox, a failing sink leaves its notices owed, and a storage error (a dropped
+        database connection, a locked SQLite file) or a network error is logged and
+        :meth:`run_due` is tried again after a pause that doubles each time, up to
+        ``max_backoff`` seconds, while the error lasts. Any other exception is a bug (in
+        nurturekit, a hook or an adapter): it is logged and raised, and the loop stops.
 
         Run as many workers as you like against one PostgreSQL database: claims are exclusive
         and a dead worker's claims are taken over when their lease runs out.
@@ -752,9 +827,25 @@ class Engine:
         if handle_signals and threading.current_thread() is threading.main_thread():
             for signum in (signal.SIGTERM, signal.SIGINT):
                 previous[signum] = signal.signal(signum, lambda *_: self.stop())
+        pause = 0.0
         try:
             while not self._stop.is_set():
-                report = self.run_due(limit=limit)
+                try:
+                    report = self.run_due(limit=limit)
+                except _TRANSIENT as error:
+                    pause = min(max_backoff, max(pause * 2, idle_sleep, 0.1))
+                    log.warning(
+                        "run_due failed (%s: %s); trying again in %.1f s",
+                        type(error).__name__,
+                        error,
+                        pause,
+                    )
+                    self._stop.wait(pause)
+                    continue
+                except Exception:
+                    log.exception("run_due failed with an error it cannot recover from")
+                    raise
+                pause = 0.0
                 if report.claimed == 0 and report.sent == 0:
                     self._stop.wait(idle_sleep)
         finally:
@@ -780,29 +871,43 @@ class Engine:
                     now,
                 )
                 if result.stored:  # another worker may have escalated it a moment ago
-                    self.storage.put_handoff(attrs.evolve(handoff, escalated_at=now))
+                    self._change_handoff(handoff, lambda h: attrs.evolve(h, escalated_at=now))
                     report.escalated += 1
 
-    def _notify(self, now: datetime) -> None:
-        """Give the sink every notice it is owed; a failing sink leaves them for next time."""
+    def _notify(self, run: _Run) -> None:
+        """Give the sink the notices it is owed, each claimed first, so that one worker posts
+        it; a failing sink leaves the notice owed, to be tried again once its claim runs out.
+
+        A notice is claimed alone, right before it is posted, for the engine's lease: a sink
+        that takes longer than that over one notice may see it once more, from another worker,
+        with the same event id."""
         if self.sink is None:
             return
-        for handoff in self.storage.awaiting_notice(200):
+        now = run.now
+        for _ in range(_NOTICES_PER_RUN):
+            claimed = self.storage.claim_notices(now, 1, self._claim(), run.lease(self.lease))
+            if not claimed:
+                return
+            (handoff,) = claimed
             kind = handoff.awaiting_notice
             assert kind is not None
             try:
                 self.sink.notify(HandoffEvent(kind=kind, handoff=handoff, at=now))
             except Exception as error:
                 log.warning("hand-off sink failed for %s (%s): %s", handoff.id, kind, error)
-                self.storage.put_handoff(
-                    attrs.evolve(handoff, notify_attempts=handoff.notify_attempts + 1)
-                )
+                self._change_handoff(handoff, _tried_notice)
                 return
-            if kind == "handoff":
-                told = attrs.evolve(handoff, notified_at=now)
-            else:
-                told = attrs.evolve(handoff, escalation_notified_at=now)
-            self.storage.put_handoff(told)
+            self._change_handoff(handoff, _told(kind, now))
+
+    def _change_handoff(self, handoff: Handoff, change: Callable[[Handoff], Handoff]) -> None:
+        """Put ``change`` of the hand-off as stored now (it may have changed since ``handoff``
+        was read: sales feedback, an escalation), in a transaction."""
+        with self.storage.transaction():
+            stored = next(
+                (h for h in self.storage.handoffs_of(handoff.lead_id) if h.id == handoff.id),
+                handoff,
+            )
+            self.storage.put_handoff(change(stored))
 
     def _run_enrollment(
         self,
@@ -984,68 +1089,162 @@ class Engine:
             stage_entered_at=None if stages is None else stages.entered_at,
         )
 
-    def _deliver(self, now: datetime, report: _Tally) -> None:
+    def _deliver(self, run: _Run, report: _Tally) -> None:
         """Claim the outbox's sends, hand them to the mailer, and record what it did."""
         storage = self.storage
-        retry_before = now - self.retry_deferred
         while True:
-            claimed = storage.claim_mail(
-                now, _SENDS_PER_CLAIM, self.worker, self.lease, retry_before
-            )
+            claim = self._claim()
+            claimed = storage.claim_mail(run.now, _SENDS_PER_CLAIM, claim, run.lease(self.lease))
             fresh = [m for m in claimed if m.key not in report.tried]
+            if len(fresh) < len(claimed):
+                # Tried in this run already (deferred with no wait, say): give them back.
+                tried = [m.key for m in claimed if m.key in report.tried]
+                storage.hold_mail(tried, claim, run.now)
             if not fresh:
                 return
-            # Suppression is checked again right before the hand-over: an unsubscribe that
-            # arrived after the send was written still stops it.
-            leads = self._leads({m.lead_id for m in fresh if m.marketing})
-            allowed: list[OutgoingMail] = []
-            suppressed: list[OutgoingMail] = []
-            for mail in fresh:
-                report.tried.add(mail.key)
-                if mail.marketing:
-                    lead = leads.get(mail.lead_id)
-                    if lead is None or not lead.contactability.can_receive_marketing:
-                        suppressed.append(mail)
-                        continue
-                allowed.append(mail)
-            if suppressed:
-                with storage.transaction():
-                    for mail in suppressed:
-                        storage.mark_sent(
-                            mail.key, SendStatus.SUPPRESSED, "unsubscribed before hand-over", now
-                        )
-            if allowed:
-                try:
-                    results = self.mailer.send(allowed)
-                except MailerUnavailable as down:
-                    log.warning(
-                        "mailer unavailable, %d sends stay in the outbox: %s", len(allowed), down
-                    )
-                    return
-                # Each result is recorded (and committed) before the next mail is handed over,
-                # so a worker killed mid-batch repeats at most the mail in flight, with its key.
-                for mail, result in zip(allowed, results, strict=True):
-                    storage.mark_sent(mail.key, result.status, result.detail, now)
-                    if result.status is SendStatus.SENT:
-                        report.sent += 1
-                    elif result.status is SendStatus.DEFERRED:
-                        report.deferred += 1
-                    else:
-                        report.bounced += 1
-                        self.record_bounce(mail, result.detail, now)
+            report.tried.update(m.key for m in fresh)
+            if not self._hand_over(fresh, claim, run, report):
+                return  # the mailer cannot be reached: the rest stay in the outbox
             if len(claimed) < _SENDS_PER_CLAIM:
                 return  # that was all there was; sends written since wait for the next run
 
-    def _leads(self, lead_ids: set[str]) -> dict[str, Lead]:
-        """The stored leads among ``lead_ids``, in one read when the store can."""
-        if not lead_ids:
-            return {}
-        get_leads = getattr(self.storage, "get_leads", None)
-        if get_leads is not None:
-            found: dict[str, Lead] = get_leads(lead_ids)
-            return found
-        leads = {lead_id: self.storage.get_lead(lead_id) for lead_id in lead_ids}
-        return {lead_id: lead for lead_id, lead in leads.items() if lead is not None}
+    def _hand_over(self, mails: list[OutgoingMail], claim: str, run: _Run, report: _Tally) -> bool:
+        """Hand claimed sends to the mailer, each one fenced and its lead's suppression read
+        fresh right before it goes; False when the mailer could not be reached.
+
+        A mailer that answers with a list hands its batch over in one step: the whole batch
+        is checked once, right before. One that yields results one by one (SMTP) is checked
+        again before each next mail: if that mail may no longer go (its lead unsubscribed,
+        or its claim was lost), the iterator is closed and the mailer is called again with
+        the mails that still may.
+        """
+        storage = self.storage
+        fence = _Fence(storage, claim, run, self.lease)
+        queue = mails
+        one_by_one = False
+        while queue:
+            if one_by_one:
+                batch, queue = queue[:1], queue[1:]
+            else:
+                batch, queue = queue, []
+            checks = fence.check(batch)
+            group: list[tuple[OutgoingMail, SendCheck]] = []
+            for mail in batch:
+                check = checks.get(mail.key)
+                if check is None:
+                    continue  # another worker holds it now, or it was marked meanwhile
+                why = _suppressed(mail, check)
+                if why is not None:
+                    storage.mark_sent(mail.key, SendStatus.SUPPRESSED, why, run.now)
+                    report.suppressed += 1
+                    continue
+                group.append((mail, check))
+            if not group:
+                continue
+            try:
+                left = self._send_group(group, fence, run, report)
+            except MailerUnavailable as down:
+                log.warning("mailer unavailable, its sends stay in the outbox: %s", down)
+                return False
+            except _MailerBroke as broke:
+                if len(broke.left) > 1:
+                    # Which mail broke it is not known: try the rest one at a time, so that
+                    # a mail that always breaks the mailer holds up only itself.
+                    one_by_one = True
+                    queue = [m for m, _ in broke.left] + queue
+                    continue
+                mail, check = broke.left[0]
+                log.error("the mailer failed on %s", mail.key, exc_info=broke.error)
+                what = f"the mailer raised {type(broke.error).__name__}: {broke.error}"
+                failed = SendResult(key=mail.key, status=SendStatus.DEFERRED, detail=what)
+                self._record_result(mail, check, failed, run, report)
+                continue
+            queue = [m for m, _ in left] + queue
+        return True
+
+    def _send_group(
+        self,
+        group: list[tuple[OutgoingMail, SendCheck]],
+        fence: _Fence,
+        run: _Run,
+        report: _Tally,
+    ) -> list[tuple[OutgoingMail, SendCheck]]:
+        """Hand ``group`` to the mailer and record each result as it comes; return the mails
+        not handed over because the one-by-one check stopped before them."""
+        try:
+            results = self.mailer.send([mail for mail, _ in group])
+        except MailerUnavailable:
+            raise
+        except Exception as error:
+            raise _MailerBroke(group, error) from error
+        stepwise = not isinstance(results, (list, tuple))
+        iterator = iter(results)
+        try:
+            for index, (mail, check) in enumerate(group):
+                if index and stepwise:
+                    # The mailer hands this mail over when asked for its result: check it
+                    # (and renew the claims of the rest when due) right before asking.
+                    again = fence.check([m for m, _ in group[index:]], only_first=True)
+                    fresh = again.get(mail.key)
+                    if fresh is None or _suppressed(mail, fresh) is not None:
+                        return group[index:]
+                    check = fresh
+                try:
+                    result = next(iterator)
+                except StopIteration:
+                    missing = RuntimeError(f"the mailer gave no result for {mail.key}")
+                    raise _MailerBroke([(mail, check), *group[index + 1 :]], missing) from None
+                except MailerUnavailable:
+                    raise
+                except Exception as error:
+                    raise _MailerBroke([(mail, check), *group[index + 1 :]], error) from error
+                self._record_result(mail, check, result, run, report)
+        finally:
+            close = getattr(iterator, "close", None)
+            if close is not None:
+                close()
+        return []
+
+    def _record_result(
+        self,
+        mail: OutgoingMail,
+        check: SendCheck,
+        result: SendResult,
+        run: _Run,
+        report: _Tally,
+    ) -> None:
+        """Record what became of a send (committed before the next mail is handed over, so a
+        worker killed mid-batch repeats at most the mail in flight, with its key)."""
+        now = run.now
+        status = SendStatus(result.status)
+        detail = result.detail
+        attempts = check.attempts + 1
+        retry_at = None
+        if status is SendStatus.DEFERRED:
+            if attempts >= self.max_attempts:
+                status = SendStatus.FAILED
+                detail = f"gave up after {attempts} attempts; last: {detail}"[:2000]
+            else:
+                wait = result.retry_after
+                if wait is None:
+                    wait = self.retry_deferred * 2 ** min(attempts - 1, 16)
+                retry_at = now + wait
+        self.storage.mark_sent(mail.key, status, detail, now, retry_at)
+        if status is SendStatus.SENT:
+            report.sent += 1
+        elif status is SendStatus.DEFERRED:
+            report.deferred += 1
+        elif status is SendStatus.BOUNCED:
+            report.bounced += 1
+            self.record_bounce(mail, detail, now)
+        elif status is SendStatus.REJECTED:
+            report.rejected += 1
+            log.warning("send %s rejected: %s", mail.key, detail)
+        elif status is SendStatus.FAILED:
+            report.failed.append((mail.key, detail))
+            log.error("send %s failed: %s", mail.key, detail)
+        else:
+            report.suppressed += 1
 
     def record_bounce(self, mail: OutgoingMail, detail: str, at: datetime) -> None:
         """Record a hard bounce of ``mail`` as a ``bounced`` activity of its lead."""
@@ -1066,6 +1265,110 @@ class Engine:
 
 #: Sends claimed from the outbox at a time.
 _SENDS_PER_CLAIM = 200
+#: Hand-off notices given to the sink per run, at most.
+_NOTICES_PER_RUN = 200
+#: What :meth:`Engine.run_forever` waits out: a database or a network that is away for now.
+_TRANSIENT = (StorageError, MailerUnavailable, OSError)
+#: The times a run may be given: far enough from the ends of :class:`datetime` that waits,
+#: leases and retries added to them stay representable.
+_EARLIEST = datetime(1900, 1, 1, tzinfo=timezone.utc)
+_LATEST = datetime(9000, 1, 1, tzinfo=timezone.utc)
+
+
+def _run_time(value: datetime, where: str) -> datetime:
+    """``value`` in aware UTC, refused with :class:`ClockError` outside 1900–9000."""
+    now = aware_utc(value, where)
+    if not _EARLIEST <= now < _LATEST:
+        raise ClockError(
+            where,
+            f"{now.isoformat()} is outside the times nurturekit runs at (from 1900 to 9000); "
+            "give the current time, or a simulated time within that span",
+        )
+    return now
+
+
+class _Run:
+    """The time of one run (``now``) and how long it has been going: a lease is counted from
+    when its claim is taken, the run's time plus the time the run has taken so far."""
+
+    __slots__ = ("now", "started")
+
+    def __init__(self, now: datetime) -> None:
+        self.now = now
+        self.started = time.monotonic()
+
+    def lease(self, lease: timedelta) -> timedelta:
+        """``lease`` counted from now instead of from the start of the run."""
+        return lease + timedelta(seconds=time.monotonic() - self.started)
+
+    def until(self, lease: timedelta) -> datetime:
+        """When a lease of ``lease`` taken (or renewed) now ends."""
+        return self.now + self.lease(lease)
+
+
+class _Fence:
+    """A claim on a batch of sends, checked right before each hand-over.
+
+    Each check reads, in one call, which of the sends the claim still holds and what may
+    suppress their leads' mail; once a third of the lease has gone by since the claim was
+    taken or last renewed, the check also renews the leases of the sends it reads.
+    """
+
+    def __init__(self, storage: Storage, claim: str, run: _Run, lease: timedelta) -> None:
+        self.storage = storage
+        self.claim = claim
+        self.run = run
+        self.lease = lease
+        self.renewed = time.monotonic()
+
+    def check(self, mails: list[OutgoingMail], only_first: bool = False) -> dict[str, SendCheck]:
+        """The checks of ``mails`` (of the first one only with ``only_first``, unless the
+        leases are due a renewal: then all of them, renewed)."""
+        if time.monotonic() - self.renewed > self.lease.total_seconds() / 3:
+            until = self.run.until(self.lease)
+            found = self.storage.hold_mail([m.key for m in mails], self.claim, until)
+            self.renewed = time.monotonic()
+            return found
+        keys = [mails[0].key] if only_first else [m.key for m in mails]
+        return self.storage.hold_mail(keys, self.claim)
+
+
+def _tried_notice(handoff: Handoff) -> Handoff:
+    return attrs.evolve(handoff, notify_attempts=handoff.notify_attempts + 1)
+
+
+def _told(kind: str, at: datetime) -> Callable[[Handoff], Handoff]:
+    """The change that records a notice of ``kind`` given to the sink at ``at``."""
+    if kind == "handoff":
+        return lambda handoff: attrs.evolve(handoff, notified_at=at)
+    return lambda handoff: attrs.evolve(handoff, escalation_notified_at=at)
+
+
+def _suppressed(mail: OutgoingMail, check: SendCheck) -> str | None:
+    """Why ``mail`` may not go now, from its lead as the store holds it, or ``None``."""
+    if not mail.marketing:
+        return None
+    lead = check.lead
+    if lead is None:
+        return "suppressed: the lead was removed"
+    if not lead.contactability.can_receive_marketing:
+        return f"suppressed: {lead.contactability.status.value}"
+    if check.with_sales:
+        return "suppressed: owned by sales"
+    if check.disqualified:
+        return "suppressed: disqualified by sales"
+    return None
+
+
+class _MailerBroke(Exception):
+    """The mailer raised something other than :class:`MailerUnavailable` while handing over
+    ``left`` (the first of them, or one of them, is at fault)."""
+
+    def __init__(self, left: list[tuple[OutgoingMail, SendCheck]], error: BaseException) -> None:
+        super().__init__(str(error))
+        self.left = left
+        self.error = error
+
 
 #: Claimed enrolments run in one transaction (see :meth:`Engine._run_batch`). At most 64 keep
 #: PostgreSQL's per-transaction cache of subtransactions from overflowing when every run of
@@ -1104,14 +1407,7 @@ class _Pending:
             return
         mails, enrollments = self.mails, self.enrollments
         self.mails, self.enrollments = [], []
-        write_steps = getattr(storage, "write_steps", None)
-        if write_steps is not None:
-            write_steps(mails, enrollments)
-            return
-        for mail in mails:
-            storage.add_to_outbox(mail)
-        for enrollment in enrollments:
-            storage.put_enrollment(enrollment)
+        storage.write_steps(mails, enrollments)
 
 
 class _BatchFailed(Exception):
@@ -1171,7 +1467,11 @@ class _Tally:
     bounced: int = 0
     deferred: int = 0
     escalated: int = 0
+    rejected: int = 0
+    suppressed: int = 0
     failures: list[tuple[str, str]] = attrs.Factory(list)
+    failed: list[tuple[str, str]] = attrs.Factory(list)
+    abandoned: list[tuple[str, str]] = attrs.Factory(list)
     tried: set[str] = attrs.Factory(set)
 
     def freeze(self, now: datetime) -> RunReport:
@@ -1184,6 +1484,10 @@ class _Tally:
             deferred=self.deferred,
             escalated=self.escalated,
             failures=tuple(self.failures),
+            rejected=self.rejected,
+            suppressed=self.suppressed,
+            failed=tuple(self.failed),
+            abandoned=tuple(self.abandoned),
         )
 
 

@@ -112,7 +112,9 @@ class TransitionNotAllowed(NurtureError):
 
 
 class ClockError(InvalidInput):
-    """A manual clock was set to a naive time or moved backwards."""
+    """A manual clock was set to a naive time or moved backwards, or a run was given a time
+    outside the span nurturekit runs at (1900 to 9000), where waits and leases added to it
+    could not be computed."""
 
 
 class InvalidScenario(InvalidInput):
@@ -147,8 +149,9 @@ class ExpiredToken(InvalidToken):
 
 
 class MailerUnavailable(NurtureError):
-    """The mailer could not try at all (no connection, authentication refused); nothing was sent
-    and the sends stay in the outbox to be retried."""
+    """The mailer cannot go on at all (no connection, authentication refused), raised before
+    its first result or between two: the sends not answered yet stay in the outbox and are
+    retried; the results given before are kept."""
 
 
 class StorageError(NurtureError):

@@ -11,7 +11,7 @@ from typing import Any, Literal
 
 import attrs
 
-from nurturekit.errors import InvalidInput, MailerUnavailable
+from nurturekit.errors import InvalidInput, MailerUnavailable, NurtureError
 from nurturekit.messages import OutgoingMail, SendResult, SendStatus
 from nurturekit.templates import build_message
 
@@ -118,7 +118,10 @@ class SmtpMailer:
 
     A recipient or message refused with a 5xx is
     :attr:`~nurturekit.messages.SendStatus.BOUNCED`, with a 4xx
-    :attr:`~nurturekit.messages.SendStatus.DEFERRED`, and ``detail`` holds the server's reply.
+    :attr:`~nurturekit.messages.SendStatus.DEFERRED`, and ``detail`` holds the server's reply;
+    a message refused as too large (552 after DATA) or that cannot be built (an unsafe
+    header) is :attr:`~nurturekit.messages.SendStatus.REJECTED`: never retried, and the lead
+    is not marked bounced.
     A refused *sender* is always DEFERRED: the lead's address is not at fault.
     If the connection drops mid-batch, that mail and the ones after it are DEFERRED. If the
     mailer cannot connect, upgrade to TLS or log in, :meth:`send` raises
@@ -165,23 +168,36 @@ class SmtpMailer:
         """Send ``mails`` over one connection, yielding each mail's result as soon as the
         server has answered for it, in order.
 
-        Every message is built and the connection opened before this returns: a mail that
-        cannot be built, or a server that cannot be reached (:class:`MailerUnavailable`),
-        raises here and nothing is sent. The connection is closed when the results run out
-        (or the iterator is dropped). An empty batch opens no connection.
+        Every message is built and the connection opened before this returns: a server that
+        cannot be reached raises :class:`MailerUnavailable` here and nothing is sent. A mail
+        that cannot be built (an unsafe header) is ``REJECTED`` in its place, and the others
+        go. The connection is closed when the results run out (or the iterator is closed or
+        dropped). An empty batch opens no connection.
         """
         if not mails:
             return iter(())
-        # Build every message first: a mail that cannot be built raises before anything is sent.
-        built = [(mail, build_message(mail)) for mail in mails]
+        built: list[tuple[OutgoingMail, EmailMessage | SendResult]] = []
+        for mail in mails:
+            try:
+                built.append((mail, build_message(mail)))
+            except NurtureError as error:
+                refused = f"the message cannot be built: {error}"
+                built.append(
+                    (mail, SendResult(key=mail.key, status=SendStatus.REJECTED, detail=refused))
+                )
         client = self._connect()
         return self._hand_over(client, built)
 
     def _hand_over(
-        self, client: smtplib.SMTP, built: list[tuple[OutgoingMail, EmailMessage]]
+        self,
+        client: smtplib.SMTP,
+        built: list[tuple[OutgoingMail, EmailMessage | SendResult]],
     ) -> Iterator[SendResult]:
         try:
             for index, (mail, message) in enumerate(built):
+                if isinstance(message, SendResult):
+                    yield message
+                    continue
                 try:
                     result = self._send_one(client, mail, message)
                     lost = None if client.sock is not None else "the server closed the connection"
@@ -233,6 +249,13 @@ class SmtpMailer:
                 f"{_text(error.smtp_error)}",
             )
         except smtplib.SMTPDataError as error:
+            if error.smtp_code == 552:
+                # Too large (RFC 5321 552 after DATA): the message, not the address, is at fault.
+                return SendResult(
+                    key=mail.key,
+                    status=SendStatus.REJECTED,
+                    detail=f"message refused: 552 {_text(error.smtp_error)}",
+                )
             return self._refused(mail, "message refused", error.smtp_code, error.smtp_error)
         except smtplib.SMTPNotSupportedError as error:
             # A non-ASCII mailbox through a server without SMTPUTF8: this server can never
