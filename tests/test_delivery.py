@@ -481,3 +481,27 @@ def test_an_unsubscribed_lead_still_gets_a_transactional_mail_queued_for_it() ->
     assert lead.contactability == Contactability(
         status=ContactStatus.UNSUBSCRIBED, since=lead.contactability.since, reason="unsubscribed"
     )
+
+
+@pytest.mark.parametrize("kind", ["outbox", "console", "eml"])
+def test_every_mailer_rejects_a_mail_it_cannot_build_and_hands_over_the_rest(
+    kind: str, tmp_path: Path
+) -> None:
+    import io
+
+    from nurturekit.mail import ConsoleMailer, EmlDirectoryMailer
+
+    good = case_study_mail("a@example.co.jp", key="good")
+    bad = attrs.evolve(good, key="bad", subject="Hi\r\nBcc: everyone@example.com")
+    mailer: OutboxMailer | ConsoleMailer | EmlDirectoryMailer
+    if kind == "outbox":
+        mailer = OutboxMailer()
+    elif kind == "console":
+        mailer = ConsoleMailer(io.StringIO())
+    else:
+        mailer = EmlDirectoryMailer(tmp_path / "mail")
+    results = list(mailer.send([bad, good]))
+    assert [(r.key, r.status) for r in results] == [
+        ("bad", SendStatus.REJECTED),
+        ("good", SendStatus.SENT),
+    ]

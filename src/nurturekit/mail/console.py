@@ -9,8 +9,8 @@ from typing import TextIO
 
 import attrs
 
+from nurturekit.mail._build import build_each
 from nurturekit.messages import OutgoingMail, SendResult, SendStatus
-from nurturekit.templates import build_message
 
 __all__ = ["ConsoleMailer"]
 
@@ -36,11 +36,14 @@ class ConsoleMailer:
 
     def send(self, mails: Sequence[OutgoingMail]) -> list[SendResult]:
         """Write every mail, in order, and return one SENT result per mail."""
-        built = [(mail, build_message(mail)) for mail in mails]
+        built = build_each(mails)  # a mail that cannot be built is REJECTED in its place
         # Looked up per send, so redirect_stdout() and pytest's capsys see the output.
         stream = sys.stdout if self.stream is None else self.stream
         results: list[SendResult] = []
         for mail, message in built:
+            if isinstance(message, SendResult):
+                results.append(message)
+                continue
             text = message.as_string(policy=_READABLE)
             stream.write(f"{_RULE}\n-- mail {mail.key}\n{_RULE}\n{text}")
             if not text.endswith("\n"):

@@ -13,8 +13,8 @@ from pathlib import Path
 import attrs
 
 from nurturekit.errors import InvalidInput, MailerUnavailable
+from nurturekit.mail._build import build_each
 from nurturekit.messages import OutgoingMail, SendResult, SendStatus
-from nurturekit.templates import build_message
 
 __all__ = ["EmlDirectoryMailer"]
 
@@ -83,7 +83,7 @@ class EmlDirectoryMailer:
 
         Raises :class:`~nurturekit.errors.MailerUnavailable` if the directory cannot be made.
         """
-        built = [(mail, build_message(mail)) for mail in mails]
+        built = build_each(mails)  # a mail that cannot be built is REJECTED in its place
         try:
             self.directory.mkdir(parents=True, exist_ok=True)
         except OSError as error:
@@ -93,6 +93,9 @@ class EmlDirectoryMailer:
             ) from error
         results: list[SendResult] = []
         for mail, message in built:
+            if isinstance(message, SendResult):
+                results.append(message)
+                continue
             path = self.path_for(mail)
             if path.exists():
                 results.append(

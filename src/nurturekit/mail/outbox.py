@@ -14,8 +14,8 @@ from types import MappingProxyType
 import attrs
 
 from nurturekit.errors import InvalidInput
+from nurturekit.mail._build import build_each
 from nurturekit.messages import OutgoingMail, SendResult, SendStatus
-from nurturekit.templates import build_message
 
 __all__ = ["OutboxMailer"]
 
@@ -75,11 +75,13 @@ class OutboxMailer:
 
     def send(self, mails: Sequence[OutgoingMail]) -> list[SendResult]:
         """Keep each mail that is not refused and return one result per mail, in order."""
-        # Build every message first: a mail that cannot be built raises before anything is kept.
-        built = [(mail, build_message(mail)) for mail in mails]
+        built = build_each(mails)  # a mail that cannot be built is REJECTED in its place
         results: list[SendResult] = []
         with self._lock:
             for mail, message in built:
+                if isinstance(message, SendResult):
+                    results.append(message)
+                    continue
                 refusal = self.refuse.get(mail.to.casefold()) or self.refuse.get(
                     mail.to_ascii.casefold()
                 )

@@ -11,9 +11,9 @@ from typing import Any, Literal
 
 import attrs
 
-from nurturekit.errors import InvalidInput, MailerUnavailable, NurtureError
+from nurturekit.errors import InvalidInput, MailerUnavailable
+from nurturekit.mail._build import build_each
 from nurturekit.messages import OutgoingMail, SendResult, SendStatus
-from nurturekit.templates import build_message
 
 __all__ = ["Security", "SmtpMailer"]
 
@@ -176,15 +176,7 @@ class SmtpMailer:
         """
         if not mails:
             return iter(())
-        built: list[tuple[OutgoingMail, EmailMessage | SendResult]] = []
-        for mail in mails:
-            try:
-                built.append((mail, build_message(mail)))
-            except NurtureError as error:
-                refused = f"the message cannot be built: {error}"
-                built.append(
-                    (mail, SendResult(key=mail.key, status=SendStatus.REJECTED, detail=refused))
-                )
+        built = build_each(mails)
         client = self._connect()
         return self._hand_over(client, built)
 
