@@ -26,8 +26,10 @@ import pytest
 
 from nurturekit.errors import StorageError
 from nurturekit.messages import SendStatus
-from nurturekit.ports import Storage
+from nurturekit.ports import LeadState, Storage
+from nurturekit.scoring import ScoreCard
 from nurturekit.storage import postgres_sql as q
+from nurturekit.storage.codec import state_to_json
 from nurturekit.storage.postgres import PostgresStorage
 from nurturekit.storage.postgres_sql import SCHEMA_VERSION
 from nurturekit.testing import (
@@ -539,6 +541,36 @@ def test_a_version_1_schema_gets_the_handoff_tables_and_keeps_its_data(
     assert {"handoffs_by_lead", "handoffs_breaches", "handoffs_notices"} <= {
         name for (name,) in indexes
     }
+
+
+def test_a_version_2_schema_gets_retry_times_and_suppression_flags_from_its_data(
+    dsn: str, pg_schema: str, postgres_dsn: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with monkeypatch.context() as patched:  # the nurturekit of schema version 2
+        patched.setattr("nurturekit.storage.postgres_sql.SCHEMA_VERSION", 2)
+        with PostgresStorage(dsn, schema=pg_schema) as old:
+            old.put_lead(make_lead())
+            old.add_to_outbox(make_mail("k1"))
+            old.put_handoff(make_handoff())
+    state = LeadState(lead_id="l1", card=ScoreCard(lead_id="l1"), disqualified=True)
+    table = f'"{pg_schema}"'
+    _admin(
+        postgres_dsn,
+        f"UPDATE {table}.outbox SET status = 'deferred', attempts = 1, updated_at = %s",
+        (T0,),
+    )
+    _admin(
+        postgres_dsn,
+        f"INSERT INTO {table}.states (lead_id, body) VALUES ('l1', %s)",
+        (state_to_json(state),),
+    )
+    with PostgresStorage(dsn, schema=pg_schema) as store:
+        (entry,) = store.outbox()
+        assert entry.retry_at == T0
+        assert [m.key for m in store.claim_mail(T0, 10, "w", LEASE)] == ["k1"]
+        held = store.hold_mail(["k1"], "w")
+        assert held["k1"].disqualified and not held["k1"].with_sales
+        assert [h.id for h in store.claim_notices(T0, 10, "w", LEASE)] == ["h1"]
 
 
 def test_workers_starting_together_on_a_fresh_database_migrate_it_once(

@@ -108,8 +108,7 @@ class PostgresStorage:
     :class:`~nurturekit.errors.StorageError` and is replaced on the next call made outside a
     transaction; the call that failed is not retried, as its write may or may not have landed.
 
-    Beyond the port, a worker may :meth:`renew_lease` while a long step runs and
-    :meth:`release_claims` when it stops. Without an ``application_name`` in ``dsn`` the
+    Beyond the port, :meth:`release_claims` ends every claim a claim token holds. Without an ``application_name`` in ``dsn`` the
     connection is named ``nurturekit`` in ``pg_stat_activity``.
     """
 
@@ -432,7 +431,7 @@ class PostgresStorage:
     def renew_lease(self, enrollment_id: str, worker: str, until: datetime) -> bool:
         """Extend ``worker``'s claim on the enrolment to ``until`` while a long step runs.
 
-        Not part of the port. Returns False, changing nothing, when the enrolment is no longer
+        Returns False, changing nothing, when the enrolment is no longer
         claimed by ``worker``: it was put back, or its lease ran out and another worker took
         it over — then stop working on it.
         """
@@ -449,7 +448,8 @@ class PostgresStorage:
         """End every claim ``worker`` holds, so other workers may take those enrolments at
         once instead of waiting for the leases to run out; returns how many were released.
 
-        Not part of the port: a worker calls it when it stops.
+        Not part of the port (the engine gives back the claims it has not started with
+        :meth:`renew_leases`).
         """
         return self._count("release claims", q.RELEASE_CLAIMS, (worker,))
 
