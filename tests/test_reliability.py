@@ -86,7 +86,9 @@ def read_log(log: Path) -> list[tuple[str, str, str]]:
     if not log.exists():
         return []
     rows = []
-    for line in log.read_text().splitlines():
+    # A line another process is writing right now may be read half written: only whole
+    # lines (ending in a newline) count.
+    for line in log.read_text().split("\n")[:-1]:
         key, enrollment, step = line.split("\t")
         rows.append((key, enrollment, step))
     return rows

@@ -1179,13 +1179,17 @@ class Engine:
             raise _MailerBroke(group, error) from error
         stepwise = not isinstance(results, (list, tuple))
         iterator = iter(results)
+        #: The check of the next mail, read with the record of the last result.
+        ahead: dict[str, SendCheck] | None = None
         try:
             for index, (mail, check) in enumerate(group):
                 if index and stepwise:
                     # The mailer hands this mail over when asked for its result: check it
                     # (and renew the claims of the rest when due) right before asking.
-                    again = fence.check([m for m, _ in group[index:]], only_first=True)
-                    fresh = again.get(mail.key)
+                    if ahead is None:
+                        ahead = fence.check([m for m, _ in group[index:]], only_first=True)
+                    fresh = ahead.get(mail.key)
+                    ahead = None
                     if fresh is None or _suppressed(mail, fresh) is not None:
                         return group[index:]
                     check = fresh
@@ -1198,7 +1202,8 @@ class Engine:
                     raise
                 except Exception as error:
                     raise _MailerBroke([(mail, check), *group[index + 1 :]], error) from error
-                self._record_result(mail, check, result, run, report)
+                following = group[index + 1][0] if stepwise and index + 1 < len(group) else None
+                ahead = self._record_result(mail, check, result, run, report, fence, following)
         finally:
             close = getattr(iterator, "close", None)
             if close is not None:
@@ -1212,9 +1217,15 @@ class Engine:
         result: SendResult,
         run: _Run,
         report: _Tally,
-    ) -> None:
+        fence: _Fence | None = None,
+        following: OutgoingMail | None = None,
+    ) -> dict[str, SendCheck] | None:
         """Record what became of a send (committed before the next mail is handed over, so a
-        worker killed mid-batch repeats at most the mail in flight, with its key)."""
+        worker killed mid-batch repeats at most the mail in flight, with its key).
+
+        With ``following`` (the next mail of a mailer that yields), that mail is checked in
+        the same call and its check returned, unless the fence is due a renewal or this mail
+        bounced (the bounce is recorded first: the next mail may be to the same lead)."""
         now = run.now
         status = SendStatus(result.status)
         detail = result.detail
@@ -1229,7 +1240,18 @@ class Engine:
                 if wait is None:
                     wait = self.retry_deferred * 2 ** min(attempts - 1, 16)
                 retry_at = now + wait
-        self.storage.mark_sent(mail.key, status, detail, now, retry_at)
+        ahead = None
+        if (
+            fence is not None
+            and following is not None
+            and status is not SendStatus.BOUNCED
+            and not fence.renewal_due()
+        ):
+            ahead = self.storage.mark_and_hold(
+                mail.key, status, detail, now, retry_at, following.key, fence.claim
+            )
+        else:
+            self.storage.mark_sent(mail.key, status, detail, now, retry_at)
         if status is SendStatus.SENT:
             report.sent += 1
         elif status is SendStatus.DEFERRED:
@@ -1245,6 +1267,7 @@ class Engine:
             log.error("send %s failed: %s", mail.key, detail)
         else:
             report.suppressed += 1
+        return ahead
 
     def record_bounce(self, mail: OutgoingMail, detail: str, at: datetime) -> None:
         """Record a hard bounce of ``mail`` as a ``bounced`` activity of its lead."""
@@ -1321,10 +1344,14 @@ class _Fence:
         self.lease = lease
         self.renewed = time.monotonic()
 
+    def renewal_due(self) -> bool:
+        """Whether a third of the lease has gone by since the claim was taken or renewed."""
+        return time.monotonic() - self.renewed > self.lease.total_seconds() / 3
+
     def check(self, mails: list[OutgoingMail], only_first: bool = False) -> dict[str, SendCheck]:
         """The checks of ``mails`` (of the first one only with ``only_first``, unless the
         leases are due a renewal: then all of them, renewed)."""
-        if time.monotonic() - self.renewed > self.lease.total_seconds() / 3:
+        if self.renewal_due():
             until = self.run.until(self.lease)
             found = self.storage.hold_mail([m.key for m in mails], self.claim, until)
             self.renewed = time.monotonic()
@@ -1348,11 +1375,11 @@ def _suppressed(mail: OutgoingMail, check: SendCheck) -> str | None:
     """Why ``mail`` may not go now, from its lead as the store holds it, or ``None``."""
     if not mail.marketing:
         return None
-    lead = check.lead
-    if lead is None:
+    contact = check.contact
+    if contact is None:
         return "suppressed: the lead was removed"
-    if not lead.contactability.can_receive_marketing:
-        return f"suppressed: {lead.contactability.status.value}"
+    if contact is not ContactStatus.SUBSCRIBED:
+        return f"suppressed: {contact.value}"
     if check.with_sales:
         return "suppressed: owned by sales"
     if check.disqualified:

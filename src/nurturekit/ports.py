@@ -15,7 +15,7 @@ from typing_extensions import Protocol
 
 from nurturekit.activity import Activity
 from nurturekit.handoff import Handoff, HandoffEvent
-from nurturekit.lead import Lead
+from nurturekit.lead import ContactStatus, Lead
 from nurturekit.messages import OutgoingMail, SendResult, SendStatus
 from nurturekit.scenario import Enrollment
 from nurturekit.scoring import ScoreCard
@@ -64,14 +64,15 @@ class SendCheck:
     """What the store holds, right now, about a claimed send and its lead: read fresh by
     :meth:`Storage.hold_mail` right before the send is handed to a mailer.
 
-    ``lead`` is ``None`` when the lead is no longer stored; ``with_sales`` and
-    ``disqualified`` are the lead's :class:`LeadState` flags (false without a state);
-    ``attempts`` counts the hand-overs tried so far.
+    ``contact`` is the lead's :attr:`Contactability.status <nurturekit.lead.Contactability>`,
+    ``None`` when the lead is no longer stored; ``with_sales`` and ``disqualified`` are the
+    lead's :class:`LeadState` flags (false without a state); ``attempts`` counts the
+    hand-overs tried so far.
     """
 
     key: str
     attempts: int
-    lead: Lead | None
+    contact: ContactStatus | None
     with_sales: bool = False
     disqualified: bool = False
 
@@ -377,6 +378,22 @@ class Storage(Protocol):
         A send missing from the answer was taken over by another worker (or marked): it must
         not be handed over. Costs one read (one statement) whatever the number of keys.
         """
+        ...
+
+    def mark_and_hold(
+        self,
+        key: str,
+        status: SendStatus,
+        detail: str,
+        at: datetime,
+        retry_at: datetime | None,
+        next_key: str,
+        worker: str,
+    ) -> dict[str, SendCheck]:
+        """:meth:`mark_sent` of ``key``, then :meth:`hold_mail` of ``[next_key]`` for
+        ``worker``, with the same effects and answer, as one call: the engine records a result
+        of a mailer that yields them one by one and checks the next mail together, in one
+        round trip where the store can (PostgreSQL: one statement)."""
         ...
 
     def outbox(self) -> Iterator[OutboxEntry]:

@@ -29,6 +29,7 @@ from typing import Any
 import attrs
 
 from nurturekit.activity import Activity
+from nurturekit.errors import StorageError
 from nurturekit.handoff import Handoff, HandoffStatus
 from nurturekit.lead import Contactability, ContactStatus, Lead
 from nurturekit.messages import OutgoingMail, Sender, SendStatus
@@ -628,7 +629,7 @@ class StorageContract:
         storage.claim_mail(T0, 2, "w1", LEASE)  # k0, k1
         held = storage.hold_mail(["k0", "k1", "k2"], "w1")
         assert sorted(held) == ["k0", "k1"]
-        assert held["k0"].lead == make_lead("l1") and held["k0"].attempts == 0
+        assert held["k0"].contact is ContactStatus.SUBSCRIBED and held["k0"].attempts == 0
         assert storage.hold_mail(["k0"], "w2") == {}
         # w1's lease ran out and w2 took k0 over: w1's fence no longer passes for it.
         assert [m.key for m in storage.claim_mail(T0 + LEASE, 1, "w2", LEASE)] == ["k0"]
@@ -667,11 +668,28 @@ class StorageContract:
             dropped.disqualified = True
             storage.put_state(dropped)
         after = storage.hold_mail(keys, "w1")
-        lead = after["k-l1"].lead
-        assert lead is not None and lead.contactability.status is ContactStatus.UNSUBSCRIBED
+        assert after["k-l1"].contact is ContactStatus.UNSUBSCRIBED
         assert after["k-l2"].with_sales and not after["k-l2"].disqualified
         assert after["k-l3"].disqualified and not after["k-l3"].with_sales
-        assert after["k-gone"].lead is None
+        assert after["k-gone"].contact is None
+
+    def test_mark_and_hold_records_one_send_and_checks_the_next(self, storage: Storage) -> None:
+        storage.put_lead(make_lead("l1"))
+        for n in range(3):
+            storage.add_to_outbox(make_mail(f"k{n}", minutes=n))
+        storage.claim_mail(T0, 2, "w1", LEASE)  # k0, k1
+        held = storage.mark_and_hold("k0", SendStatus.SENT, "", T0, None, "k1", "w1")
+        assert sorted(held) == ["k1"] and held["k1"].contact is ContactStatus.SUBSCRIBED
+        assert [m.key for m in storage.pending_mail(10)] == ["k1", "k2"]
+        # The next send not held by this claim: marked all the same, nothing held.
+        assert storage.mark_and_hold("k1", SendStatus.DEFERRED, "451", T0, T0, "k2", "w1") == {}
+        (entry,) = [e for e in storage.outbox() if e.mail.key == "k1"]
+        assert (entry.status, entry.retry_at, entry.attempts) == (SendStatus.DEFERRED, T0, 1)
+        _raises(
+            StorageError,
+            lambda: storage.mark_and_hold("nope", SendStatus.SENT, "", T0, None, "k2", "w1"),
+        )
+        _raises(StorageError, lambda: storage.mark_sent("nope", SendStatus.SENT, "", T0))
 
     def test_renew_leases_is_the_fence_of_a_batch_of_steps(self, storage: Storage) -> None:
         for n in (1, 2, 3):

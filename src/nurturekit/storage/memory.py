@@ -506,11 +506,26 @@ class InMemoryStorage:
                 held[key] = SendCheck(
                     key=key,
                     attempts=entry.attempts,
-                    lead=None if row is None else row.lead,
+                    contact=None
+                    if row is None or row.lead is None
+                    else row.lead.contactability.status,
                     with_sales=state is not None and state.with_sales,
                     disqualified=state is not None and state.disqualified,
                 )
             return held
+
+    def mark_and_hold(
+        self,
+        key: str,
+        status: SendStatus,
+        detail: str,
+        at: datetime,
+        retry_at: datetime | None,
+        next_key: str,
+        worker: str,
+    ) -> dict[str, SendCheck]:
+        self.mark_sent(key, status, detail, at, retry_at)
+        return self.hold_mail([next_key], worker)
 
     def pending_mail(self, limit: int) -> list[OutgoingMail]:
         with self._lock:

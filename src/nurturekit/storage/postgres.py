@@ -23,7 +23,7 @@ from nurturekit._time import UTC, aware_utc
 from nurturekit.activity import Activity
 from nurturekit.errors import StorageError
 from nurturekit.handoff import Handoff
-from nurturekit.lead import Lead
+from nurturekit.lead import ContactStatus, Lead
 from nurturekit.messages import OutgoingMail, SendStatus
 from nurturekit.ports import LeadState, OutboxEntry, SendCheck
 from nurturekit.scenario import Enrollment
@@ -108,8 +108,9 @@ class PostgresStorage:
     :class:`~nurturekit.errors.StorageError` and is replaced on the next call made outside a
     transaction; the call that failed is not retried, as its write may or may not have landed.
 
-    Beyond the port, :meth:`release_claims` ends every claim a claim token holds. Without an ``application_name`` in ``dsn`` the
-    connection is named ``nurturekit`` in ``pg_stat_activity``.
+    Beyond the port, :meth:`release_claims` ends every claim a claim token holds. Without an
+    ``application_name`` in ``dsn`` the connection is named ``nurturekit`` in
+    ``pg_stat_activity``.
     """
 
     def __init__(self, dsn: str, *, schema: str = "nurturekit") -> None:
@@ -590,23 +591,67 @@ class PostgresStorage:
     ) -> dict[str, SendCheck]:
         """One statement: a read, or with ``until`` an update of the leases and the read
         (committed on its own without waiting for the log flush, see ``mark_sent``)."""
-        params: dict[str, Any] = {"keys": list(dict.fromkeys(keys)), "worker": worker}
-        if until is None:
-            text = q.HELD_MAIL
-        else:
+        wanted = list(dict.fromkeys(keys))
+        params: dict[str, Any] = {"worker": worker}
+        if until is not None:
+            params["keys"] = wanted
             params["until"] = aware_utc(until, "hold_mail(until)")
             text = q.RENEW_HELD_MAIL
+        elif len(wanted) == 1:
+            params["key"] = wanted[0]
+            text = q.HELD_ONE_MAIL
+        else:
+            params["keys"] = wanted
+            text = q.HELD_MAIL
         rows = self._all("check sends before their hand-over", text, params)
-        return {
-            key: SendCheck(
-                key=key,
-                attempts=attempts,
-                lead=None if body is None else self._lead(body),
-                with_sales=bool(with_sales),
-                disqualified=bool(disqualified),
-            )
-            for key, attempts, body, with_sales, disqualified in rows
-        }
+        return {row[0]: self._check(*row) for row in rows}
+
+    def _check(
+        self, key: str, attempts: int, contact: str | None, with_sales: Any, disqualified: Any
+    ) -> SendCheck:
+        return SendCheck(
+            key=key,
+            attempts=attempts,
+            contact=None if contact is None else ContactStatus(contact),
+            with_sales=bool(with_sales),
+            disqualified=bool(disqualified),
+        )
+
+    def mark_and_hold(
+        self,
+        key: str,
+        status: SendStatus,
+        detail: str,
+        at: datetime,
+        retry_at: datetime | None,
+        next_key: str,
+        worker: str,
+    ) -> dict[str, SendCheck]:
+        """One statement (``MARK_AND_HOLD``), committed as :meth:`mark_sent` is; inside a
+        transaction, the two calls."""
+        with self._lock:
+            if self._depth:
+                self.mark_sent(key, status, detail, at, retry_at)
+                return self.hold_mail([next_key], worker)
+            status = SendStatus(status)
+            again = None
+            if retry_at is not None and status is SendStatus.DEFERRED:
+                again = aware_utc(retry_at, "mark_and_hold(retry_at)")
+            params = {
+                "status": status.value,
+                "detail": detail.replace("\x00", "\ufffd"),
+                "at": aware_utc(at, "mark_and_hold(at)"),
+                "retry_at": again,
+                "key": key,
+                "next": next_key,
+                "worker": worker,
+            }
+            row = self._run("record a send", q.MARK_AND_HOLD, params).fetchone()
+        assert row is not None  # the statement always gives one row
+        marked, *held = row
+        if not marked:
+            raise StorageError(f"no send with key {key!r} is in the outbox")
+        return {} if held[0] is None else {held[0]: self._check(*held)}
 
     def pending_mail(self, limit: int) -> list[OutgoingMail]:
         if limit <= 0:

@@ -472,12 +472,42 @@ CLAIM_MAIL_WITHOUT_FLUSH: Final = CLAIM_MAIL.replace(
 #: The fence in front of a hand-over: the sends among the keys that the worker still holds,
 #: with what suppresses mail to their leads, read fresh (one statement, one round trip).
 HELD_MAIL: Final = """
-    SELECT o.key, o.attempts, l.body, s.with_sales, s.disqualified
+    SELECT o.key, o.attempts, l.body::json -> 'contactability' ->> 'status',
+           s.with_sales, s.disqualified
     FROM {schema}.outbox AS o
     LEFT JOIN {schema}.leads AS l ON l.id = o.lead_id
     LEFT JOIN {schema}.states AS s ON s.lead_id = o.lead_id
     WHERE o.key = ANY(%(keys)b::text[]) AND o.claimed_by = %(worker)s
       AND (o.status IS NULL OR o.status = 'deferred')
+"""
+
+#: ``HELD_MAIL`` for one key: ``= ANY(array)`` costs twice as much as ``=`` for one row.
+HELD_ONE_MAIL: Final = HELD_MAIL.replace("o.key = ANY(%(keys)b::text[])", "o.key = %(key)s")
+
+#: ``MARK_SENT`` of ``key`` and ``HELD_ONE_MAIL`` of ``next`` in one statement (one round trip
+#: per mail of a mailer that yields its results): always one row, with how many sends were
+#: marked (0: no such key) and the columns of the next send, NULL when it is not held. The
+#: read's snapshot is taken before the update, which touches another row.
+MARK_AND_HOLD: Final = """
+    WITH marked AS (
+        UPDATE {schema}.outbox
+        SET status = %(status)s, detail = %(detail)s, attempts = attempts + 1,
+            updated_at = %(at)s, retry_at = %(retry_at)s, claimed_by = NULL, lease_until = NULL
+        WHERE key = %(key)s
+          AND (SELECT set_config('synchronous_commit', 'off', true)) IS NOT NULL
+        RETURNING key
+    )
+    SELECT m.n, h.key, h.attempts, h.contact, h.with_sales, h.disqualified
+    FROM (SELECT count(*) AS n FROM marked) AS m
+    LEFT JOIN (
+        SELECT o.key, o.attempts, l.body::json -> 'contactability' ->> 'status' AS contact,
+               s.with_sales, s.disqualified
+        FROM {schema}.outbox AS o
+        LEFT JOIN {schema}.leads AS l ON l.id = o.lead_id
+        LEFT JOIN {schema}.states AS s ON s.lead_id = o.lead_id
+        WHERE o.key = %(next)s AND o.claimed_by = %(worker)s
+          AND (o.status IS NULL OR o.status = 'deferred')
+    ) AS h ON true
 """
 
 #: ``HELD_MAIL`` that also sets the leases of the sends held to end at ``until``.
@@ -488,7 +518,8 @@ RENEW_HELD_MAIL: Final = """
           AND (status IS NULL OR status = 'deferred')
         RETURNING key, lead_id, attempts
     )
-    SELECT held.key, held.attempts, l.body, s.with_sales, s.disqualified
+    SELECT held.key, held.attempts, l.body::json -> 'contactability' ->> 'status',
+           s.with_sales, s.disqualified
     FROM held
     LEFT JOIN {schema}.leads AS l ON l.id = held.lead_id
     LEFT JOIN {schema}.states AS s ON s.lead_id = held.lead_id

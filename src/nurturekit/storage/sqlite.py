@@ -30,7 +30,7 @@ from nurturekit._time import aware_utc
 from nurturekit.activity import Activity
 from nurturekit.errors import StorageError
 from nurturekit.handoff import Handoff
-from nurturekit.lead import Lead
+from nurturekit.lead import ContactStatus, Lead
 from nurturekit.messages import OutgoingMail, SendStatus
 from nurturekit.ports import LeadState, OutboxEntry, SendCheck
 from nurturekit.scenario import Enrollment
@@ -295,7 +295,8 @@ _MAIL_DUE = (
 _CLAIM_MAIL = "UPDATE outbox SET claimed_by = ?, lease_until = ? WHERE seq = ?"
 #: The fence before a hand-over (see ``hold_mail``); ``{keys}`` is one ``?`` per key.
 _HELD_MAIL = (
-    "SELECT o.key, o.attempts, l.body, s.with_sales, s.disqualified FROM outbox AS o"
+    "SELECT o.key, o.attempts, json_extract(l.body, '$.contactability.status'),"
+    " s.with_sales, s.disqualified FROM outbox AS o"
     " LEFT JOIN leads AS l ON l.id = o.lead_id"
     " LEFT JOIN states AS s ON s.lead_id = o.lead_id"
     " WHERE o.key IN ({keys}) AND o.claimed_by = ? AND (o.status IS NULL OR o.status = 'deferred')"
@@ -1228,17 +1229,30 @@ class SQLiteStorage:
                 marks = ", ".join("?" * len(part))
                 if stamp is not None:
                     self._run(_RENEW_MAIL.format(keys=marks), (stamp, *part, worker))
-                for key, attempts, body, with_sales, disqualified in self._all(
+                for key, attempts, contact, with_sales, disqualified in self._all(
                     _HELD_MAIL.format(keys=marks), (*part, worker)
                 ):
                     held[key] = SendCheck(
                         key=key,
                         attempts=attempts,
-                        lead=None if body is None else self._lead(body),
+                        contact=None if contact is None else ContactStatus(contact),
                         with_sales=bool(with_sales),
                         disqualified=bool(disqualified),
                     )
         return held
+
+    def mark_and_hold(
+        self,
+        key: str,
+        status: SendStatus,
+        detail: str,
+        at: datetime,
+        retry_at: datetime | None,
+        next_key: str,
+        worker: str,
+    ) -> dict[str, SendCheck]:
+        self.mark_sent(key, status, detail, at, retry_at)
+        return self.hold_mail([next_key], worker)
 
     def pending_mail(self, limit: int) -> list[OutgoingMail]:
         if limit <= 0:
