@@ -21,7 +21,15 @@ from nurturekit.errors import (
     NaiveDatetime,
     TooManyProperties,
 )
-from nurturekit.lead import _CONTROL, _check_id, _control_problem, _shown
+from nurturekit.lead import (
+    _CONTROL,
+    MAX_INT,
+    MIN_INT,
+    _check_id,
+    _control_problem,
+    _int_problem,
+    _shown,
+)
 
 __all__ = [
     "BOUNCED",
@@ -34,9 +42,11 @@ __all__ = [
     "HANDED_OFF",
     "INQUIRY",
     "MAX_ACTIVITY_BYTES",
+    "MAX_INT",
     "MAX_KEY_LENGTH",
     "MAX_PROPERTIES",
     "MEETING_BOOKED",
+    "MIN_INT",
     "PAGE_VIEW",
     "SALES_ACCEPTED",
     "SALES_CONTACTED",
@@ -176,20 +186,27 @@ def _freeze_properties(value: Mapping[str, PropertyValue]) -> Mapping[str, Prope
         )
     frozen = dict(value)
     # This runs for every activity recorded: cheap exact-type checks first, messages only
-    # on failure, and one control-character scan over all names together.
+    # on failure, and one control-character scan over all names together. Values are flat, so
+    # nothing here descends into a value: a list or dict, however deep, is refused as it is.
     for name, item in frozen.items():
         if not isinstance(name, str) or not name or len(name) > MAX_KEY_LENGTH:
             raise _bad_name(name)
         kind = type(item)
-        if kind is str or kind is int or kind is bool:
+        if kind is str or kind is bool:
             continue
+        if isinstance(item, int):  # bool, an int too, was let through above
+            if MIN_INT <= item <= MAX_INT:
+                continue
+            raise InvalidActivity(
+                f"Activity.properties[{_shown(name)}]", _int_problem(_shown(item))
+            )
         if isinstance(item, float):
             if not math.isfinite(item):
                 raise InvalidActivity(
                     f"Activity.properties[{_shown(name)}]",
                     f"{item!r} is not a finite number; write a real number",
                 )
-        elif not isinstance(item, (str, int)):
+        elif not isinstance(item, str):
             raise InvalidActivity(
                 f"Activity.properties[{_shown(name)}]",
                 f"a {kind.__name__} cannot be a property value ({_shown(item)}); write a str, "
@@ -226,11 +243,6 @@ def _encode_properties(properties: Mapping[str, PropertyValue]) -> bytes:
             f"{_shown(properties[name])} holds a lone surrogate, which is not text; "
             f"decode the source correctly",
         ) from None
-    except ValueError:  # an int beyond Python's int-to-str digit limit (4300 digits)
-        raise InvalidActivity(
-            "Activity.properties",
-            "hold an int too long to write as JSON; store a number that long as a str",
-        ) from None
     if len(encoded) > MAX_ACTIVITY_BYTES:
         raise ActivityTooLarge(
             "Activity.properties",
@@ -244,6 +256,11 @@ def _encode_properties(properties: Mapping[str, PropertyValue]) -> bytes:
 @attrs.frozen(kw_only=True)
 class Activity:
     """One thing a lead did, at one moment, with a few properties (``page``, ``asset`` …).
+
+    Properties are flat: a value is a str, an int from :data:`MIN_INT` to :data:`MAX_INT`
+    (64-bit), a finite float or a bool, never a list or a dict. At most :data:`MAX_PROPERTIES`
+    of them, names of at most :data:`MAX_KEY_LENGTH` characters, :data:`MAX_ACTIVITY_BYTES` in
+    all as JSON.
 
     ``key`` makes recording idempotent: when not given it is derived from the content, so the
     same event delivered twice (in any time zone, with properties in any order) has one key::

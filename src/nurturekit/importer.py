@@ -1,7 +1,10 @@
 """Import leads (CSV) and activities (JSONL or CSV) into an engine, row by row.
 
 A bad row never stops an import: it is reported as a :class:`RowError` (the file's line, the
-column and the reason) and the good rows are kept. Files are read as a stream, so a file of
+column and the reason) and the good rows are kept. That holds for hostile rows too: a line that
+is not UTF-8, a number outside the 64-bit range that :class:`~nurturekit.Lead` and
+:class:`~nurturekit.Activity` accept (even one of thousands of digits), a JSON line nested more
+than :data:`MAX_JSON_DEPTH` levels deep. Files are read as a stream, line by line, so a file of
 any size fits in memory; only the row errors are kept.
 
     >>> from nurturekit.importer import import_leads       # doctest: +SKIP
@@ -15,17 +18,18 @@ import csv
 import json
 import os
 import re
-from collections.abc import Iterator, Mapping
-from typing import Any, TextIO
+from collections.abc import Iterable, Iterator, Mapping
+from typing import IO, Any
 
 import attrs
 
 from nurturekit.activity import Activity
 from nurturekit.engine import Engine
-from nurturekit.errors import InvalidInput, NurtureError, UnknownLead
-from nurturekit.lead import EMPLOYEES, Lead
+from nurturekit.errors import InvalidInput, InvalidLead, NurtureError, UnknownLead
+from nurturekit.lead import EMPLOYEES, Lead, _int_problem
 
 __all__ = [
+    "MAX_JSON_DEPTH",
     "ImportFileError",
     "ImportSummary",
     "RowError",
@@ -36,6 +40,11 @@ __all__ = [
 
 #: Activities recorded per call of :meth:`Engine.record_many` (one transaction each).
 BATCH_SIZE = 500
+#: Deepest nesting of arrays and objects a JSONL line may have; a deeper line is a row error.
+#: An activity needs 2 (the object and its properties), so 32 only tells deep nesting apart
+#: from a bad property. The check walks the line without recursing, where the JSON parser
+#: would recurse once per level and fail past about 1,000.
+MAX_JSON_DEPTH = 32
 
 _LEAD_FIELDS = ("id", "email", "name", "company", "source", "owner")
 _ACTIVITY_COLUMNS = ("lead_id", "kind", "at", "key")
@@ -46,7 +55,8 @@ _NAMED = re.compile(r"^(?:attributes|properties)\[(['\"])(.*)\1\]")
 
 class ImportFileError(NurtureError):
     """The file as a whole cannot be imported: unknown type, no header, a required column
-    missing, not UTF-8 … Nothing after the point named was imported."""
+    missing, a header that is not UTF-8, a row the CSV reader cannot split … Nothing after the
+    point named was imported. (A data line that is not UTF-8 is a :class:`RowError`.)"""
 
 
 @attrs.frozen
@@ -104,29 +114,73 @@ def _row_error(line: int, exc: InvalidInput) -> RowError:
 # --- reading files --------------------------------------------------------------------------------
 
 
-def _open(path: str | os.PathLike[str]) -> TextIO:
+_BOM = b"\xef\xbb\xbf"
+# A line ended by CR alone (old Mac files) is split there too, as text mode with newline=""
+# did before: the same line numbers, and the CSV reader joins a quoted cell's lines again.
+_AFTER_LONE_CR = re.compile(r"(?<=\r)(?!\n)")
+
+
+def _open(path: str | os.PathLike[str]) -> IO[bytes]:
     try:
-        # utf-8-sig: a byte-order mark written by spreadsheet programs is not part of the header.
-        return open(path, encoding="utf-8-sig", newline="")
+        # Bytes, decoded line by line: a line that is not UTF-8 is then one bad row.
+        return open(path, "rb")
     except OSError as exc:
         raise ImportFileError(f"{os.fspath(path)}: cannot open ({exc.strerror})") from None
 
 
+def _not_utf8(raw: bytes, exc: UnicodeDecodeError) -> str:
+    return (
+        f"is not UTF-8 (byte 0x{raw[exc.start]:02x} at byte {exc.start + 1} of the line: "
+        f"{exc.reason}); save the file as UTF-8"
+    )
+
+
+def _lines(file: Iterable[bytes], problems: dict[int, str]) -> Iterator[str]:
+    """The lines of ``file`` as text, with their line ends, one at a time. A line that is not
+    UTF-8 is decoded with U+FFFD in place of the bad bytes, and why it is bad is put in
+    ``problems`` under its number (the first line is 1)."""
+    number = 0
+    first = True
+    for raw in file:
+        if first:
+            first = False
+            # A byte-order mark written by spreadsheet programs is not part of the header.
+            raw = raw.removeprefix(_BOM)
+        try:
+            text = raw.decode("utf-8")
+            problem = None
+        except UnicodeDecodeError as exc:
+            text = raw.decode("utf-8", "replace")
+            problem = _not_utf8(raw, exc)
+        # Most lines have no CR, or one in a CRLF at their end: those need no split.
+        lone_cr = text.count("\r") > text.endswith("\r\n")
+        for piece in _AFTER_LONE_CR.split(text) if lone_cr else (text,):
+            if piece:
+                number += 1
+                if problem is not None:
+                    problems[number] = problem
+                yield piece
+
+
 def _csv_rows(
     path: str | os.PathLike[str], required: tuple[str, ...]
-) -> Iterator[tuple[int, dict[str, str], int]]:
-    """Yield ``(line, row, extra)`` for each non-blank data row: the line the row starts on, the
-    row by header name (stripped cells, short rows padded with "") and how many cells it has
-    beyond the header."""
+) -> Iterator[tuple[int, dict[str, str] | RowError]]:
+    """Yield ``(line, row)`` for each non-blank data row: the line the row starts on and the
+    row by header name (stripped cells, short rows padded with ""), or a :class:`RowError`
+    for a row with more cells than the header has columns or a line that is not UTF-8."""
     name = os.fspath(path)
+    problems: dict[int, str] = {}
     with _open(path) as file:
-        reader = csv.reader(file)
+        reader = csv.reader(_lines(file, problems))
         try:
             header = [cell.strip() for cell in next(reader)]
         except StopIteration:
             raise ImportFileError(f"{name}: is empty; the first line must be a header") from None
-        except (csv.Error, UnicodeDecodeError) as exc:
+        except csv.Error as exc:
             raise ImportFileError(f"{name}, line 1: cannot read the header ({exc})") from None
+        if problems:
+            line = min(problems)
+            raise ImportFileError(f"{name}, line {line}: the header {problems[line]}")
         missing = [column for column in required if column not in header]
         if missing:
             raise ImportFileError(
@@ -145,16 +199,25 @@ def _csv_rows(
                 cells = next(reader)
             except StopIteration:
                 return
-            except (csv.Error, UnicodeDecodeError) as exc:
+            except csv.Error as exc:
                 raise ImportFileError(
                     f"{name}, line {start}: cannot read the row ({exc})"
                 ) from None
             end = reader.line_num
+            if problems:
+                # The reader reads no line past this row's, so each problem is one of its lines.
+                line = min(problems)
+                yield start, RowError(line, None, problems[line])
+                problems.clear()
+                continue
             if not cells or all(not cell.strip() for cell in cells):
+                continue
+            if len(cells) > len(header):
+                yield start, _extra_cells(start, len(cells) - len(header))
                 continue
             row = {column: "" for column in header}
             row.update(zip(header, (cell.strip() for cell in cells), strict=False))
-            yield start, row, max(0, len(cells) - len(header))
+            yield start, row
 
 
 def _extra_cells(line: int, extra: int) -> RowError:
@@ -166,13 +229,22 @@ def _extra_cells(line: int, extra: int) -> RowError:
 # --- leads ----------------------------------------------------------------------------------------
 
 
+def _int_cell(where: str, value: str) -> int:
+    """The int a cell of digits holds. One too long for ``int()`` (over 4,300 digits) is
+    refused, like any int out of range, by its number of digits."""
+    try:
+        return int(value)
+    except ValueError:
+        raise InvalidLead(where, _int_problem(f"<int of {len(value):,} digits>")) from None
+
+
 def _lead(row: Mapping[str, str]) -> Lead:
     attributes: dict[str, Any] = {}
     for column, value in row.items():
         if column in _LEAD_FIELDS or not value:
             continue
         if column == EMPLOYEES and value.isdecimal():
-            attributes[column] = int(value)
+            attributes[column] = _int_cell(f"Lead.attributes[{column!r}]", value)
         else:
             attributes[column] = value
     return Lead(
@@ -199,10 +271,10 @@ def import_leads(engine: Engine, path: str | os.PathLike[str]) -> ImportSummary:
     """
     read = imported = 0
     errors: list[RowError] = []
-    for line, row, extra in _csv_rows(path, ("id", "email")):
+    for line, row in _csv_rows(path, ("id", "email")):
         read += 1
-        if extra:
-            errors.append(_extra_cells(line, extra))
+        if isinstance(row, RowError):
+            errors.append(row)
             continue
         try:
             lead = _lead(row)
@@ -217,38 +289,102 @@ def import_leads(engine: Engine, path: str | os.PathLike[str]) -> ImportSummary:
 # --- activities -----------------------------------------------------------------------------------
 
 
+# A JSON string, to be left out when counting brackets, and the brackets themselves.
+_JSON_STRING = re.compile(r'"[^"\\]*(?:\\.[^"\\]*)*"')
+_BRACKET = re.compile(r"[\[\]{}]")
+
+
+def _too_deep(text: str) -> bool:
+    """Whether the JSON ``text`` nests arrays and objects more than :data:`MAX_JSON_DEPTH`
+    levels deep (brackets inside strings aside), found without recursing."""
+    if text.count("[") + text.count("{") <= MAX_JSON_DEPTH:
+        return False  # the usual line: too few brackets to nest that deep
+    depth = 0
+    for bracket in _BRACKET.finditer(_JSON_STRING.sub('""', text)):
+        if bracket.group() in "[{":
+            depth += 1
+            if depth > MAX_JSON_DEPTH:
+                return True
+        else:
+            depth -= 1
+    return False
+
+
+class _LongInt:
+    """Stands in for an int too long for ``int()`` while looking for where a line holds it."""
+
+    __slots__ = ("digits",)
+
+    def __init__(self, digits: int) -> None:
+        self.digits = digits
+
+
+def _int_or_long(text: str) -> int | _LongInt:
+    try:
+        return int(text)
+    except ValueError:
+        return _LongInt(len(text.lstrip("-")))
+
+
+def _long_int_error(line: int, text: str, exc: ValueError) -> RowError:
+    """The row error for a JSON line that ``json.loads`` refused with a plain ValueError: an
+    int too long for ``int()``, reported with the property (or field) that holds it."""
+    data = json.loads(text, parse_int=_int_or_long)
+    todo: list[tuple[str | None, Any]] = []
+    if isinstance(data, dict):
+        # A property is named by its own name (as in "Activity.properties['n']"), a field by its.
+        for key, value in reversed(data.items()):
+            if key == "properties" and isinstance(value, dict):
+                todo += reversed(value.items())
+            else:
+                todo.append((key, value))
+    else:
+        todo.append((None, data))
+    while todo:  # in the line's order, at most MAX_JSON_DEPTH levels deep, without recursing
+        column, value = todo.pop()
+        if isinstance(value, _LongInt):
+            return RowError(line, column, _int_problem(f"<int of {value.digits:,} digits>"))
+        if isinstance(value, dict):
+            todo += ((column, item) for item in reversed(value.values()))
+        elif isinstance(value, list):
+            todo += ((column, item) for item in reversed(value))
+    return RowError(line, None, f"cannot be read as JSON ({exc})")
+
+
+def _jsonl_activity(line: int, text: str) -> Activity | RowError:
+    if _too_deep(text):
+        return RowError(
+            line,
+            None,
+            f"is nested more than {MAX_JSON_DEPTH} levels deep; write one JSON object per "
+            f"line whose properties are str, int, float or bool",
+        )
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as exc:
+        return RowError(line, None, f"is not valid JSON: {exc.msg} (character {exc.colno})")
+    except ValueError as exc:  # an int beyond Python's int-to-str limit (4,300 digits)
+        return _long_int_error(line, text, exc)
+    try:
+        return Activity.from_dict(data)
+    except InvalidInput as exc:
+        return _row_error(line, exc)
+
+
 def _jsonl_rows(path: str | os.PathLike[str]) -> Iterator[tuple[int, Activity | RowError]]:
-    name = os.fspath(path)
+    problems: dict[int, str] = {}
     with _open(path) as file:
-        line = 0
-        while True:
-            line += 1
-            try:
-                text = file.readline()
-            except UnicodeDecodeError as exc:
-                raise ImportFileError(f"{name}, line {line}: not UTF-8 ({exc})") from None
-            if not text:
-                return
-            if not text.strip():
-                continue
-            try:
-                data = json.loads(text)
-            except json.JSONDecodeError as exc:
-                yield (
-                    line,
-                    RowError(line, None, f"is not valid JSON: {exc.msg} (character {exc.colno})"),
-                )
-                continue
-            try:
-                yield line, Activity.from_dict(data)
-            except InvalidInput as exc:
-                yield line, _row_error(line, exc)
+        for line, text in enumerate(_lines(file, problems), 1):
+            if problems:
+                yield line, RowError(line, None, problems.pop(line))
+            elif text.strip():
+                yield line, _jsonl_activity(line, text)
 
 
 def _csv_activity_rows(path: str | os.PathLike[str]) -> Iterator[tuple[int, Activity | RowError]]:
-    for line, row, extra in _csv_rows(path, ("lead_id", "kind", "at")):
-        if extra:
-            yield line, _extra_cells(line, extra)
+    for line, row in _csv_rows(path, ("lead_id", "kind", "at")):
+        if isinstance(row, RowError):
+            yield line, row
             continue
         data: dict[str, Any] = {
             "lead_id": row["lead_id"],
@@ -351,13 +487,17 @@ def import_file(engine: Engine, path: str | os.PathLike[str]) -> ImportSummary:
     activities; a ``.csv`` whose header has ``lead_id`` is activities, else leads."""
     suffix = os.path.splitext(os.fspath(path))[1].lower()
     if suffix == ".csv":
+        problems: dict[int, str] = {}
         with _open(path) as file:
             try:
-                header = next(csv.reader(file), [])
-            except (csv.Error, UnicodeDecodeError) as exc:
+                header = next(csv.reader(_lines(file, problems)), [])
+            except csv.Error as exc:
                 raise ImportFileError(
                     f"{os.fspath(path)}, line 1: cannot read the header ({exc})"
                 ) from None
+        if problems:
+            line = min(problems)
+            raise ImportFileError(f"{os.fspath(path)}, line {line}: the header {problems[line]}")
         if "lead_id" in (cell.strip() for cell in header):
             return import_activities(engine, path)
         return import_leads(engine, path)

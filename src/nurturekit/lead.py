@@ -5,6 +5,7 @@ from __future__ import annotations
 import enum
 import math
 import re
+import reprlib
 import string
 import unicodedata
 import zoneinfo
@@ -23,6 +24,8 @@ __all__ = [
     "EMPLOYEES",
     "INDUSTRY",
     "JOB_LEVEL",
+    "MAX_INT",
+    "MIN_INT",
     "REGION",
     "TIME_ZONE",
     "AttributeValue",
@@ -43,6 +46,15 @@ TIME_ZONE = "time_zone"
 
 AttributeValue: TypeAlias = str | int | float | bool | tuple[str, ...] | None
 
+#: Smallest and largest int a lead attribute or an activity property may hold: the 64-bit
+#: signed range. The SQLite and PostgreSQL stores keep these values as JSON text, and 64 bits is
+#: what every reader of that JSON holds exactly: SQLite's and PostgreSQL's JSON functions cast
+#: to INTEGER / bigint, Go's, Java's or C#'s int64, pandas' int64 columns. A longer int could
+#: come back rounded or refused, and past Python's int-to-str limit (4,300 digits by default,
+#: a per-process setting) it cannot even be written. Checking the range is one comparison.
+MIN_INT = -(2**63)
+MAX_INT = 2**63 - 1
+
 _MAX_ID_LENGTH = 200
 
 # C0 controls, DEL and C1 controls, plus lone surrogates (not text at all). A CR or LF in a
@@ -56,10 +68,55 @@ _LDH = frozenset(string.ascii_letters + string.digits + "-")
 _EXAMPLE = "'ann@example.com'"
 
 
+def _digits(value: int) -> int:
+    """How many decimal digits ``value`` has, without ``str()`` (refused past 4,300 digits)."""
+    magnitude = abs(value)
+    if magnitude < 10:
+        return 1
+    digits = int(math.log10(magnitude)) + 1
+    # math.log10 takes an int of any size, but rounds: next to a power of ten it can be one off.
+    if magnitude < 10 ** (digits - 1):
+        return digits - 1
+    return digits + 1 if magnitude >= 10**digits else digits
+
+
+class _ShortRepr(reprlib.Repr):
+    """``repr()`` for error messages: a few items and levels of a container, however long or
+    deep it is, and the size of a huge int instead of its digits."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.maxlevel = 3
+        self.maxtuple = self.maxlist = self.maxarray = self.maxdict = 6
+        self.maxset = self.maxfrozenset = self.maxdeque = 6
+        self.maxstring = 40
+        self.maxlong = self.maxother = 200  # _shown cuts the whole text to its limit
+
+    def repr_int(self, x: int, level: int) -> str:
+        if x.bit_length() > 128:
+            return f"<int of {_digits(x):,} digits>"
+        return super().repr_int(x, level)
+
+
+_SHORT_REPR = _ShortRepr()
+
+
 def _shown(value: object, limit: int = 80) -> str:
-    """``repr(value)``, cut to ``limit`` characters so one bad field cannot flood a log line."""
-    text = repr(value)
+    """``repr(value)``, cut to ``limit`` characters so one bad field cannot flood a log line.
+
+    Anything but a str goes through :class:`_ShortRepr`, so a value nested 100,000 deep or an
+    int of 5,000 digits is shown in a few characters rather than raising.
+    """
+    text = repr(value) if type(value) is str else _SHORT_REPR.repr(value)
     return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def _int_problem(shown: str) -> str:
+    """Why an int outside :data:`MIN_INT` … :data:`MAX_INT` is refused, and what to write."""
+    return (
+        f"{shown} is outside the range an int may take; write a whole number from "
+        f"{MIN_INT:,} to {MAX_INT:,} (64-bit), or a longer number as a str"
+    )
 
 
 def _describe_char(char: str) -> str:
@@ -404,8 +461,12 @@ def _attribute_value(key: str, value: object) -> AttributeValue:
     if isinstance(value, str):
         _check_text_value(value, where)
         return value
-    if value is None or isinstance(value, (bool, int)):
+    if value is None or isinstance(value, bool):
         return value
+    if isinstance(value, int):
+        if MIN_INT <= value <= MAX_INT:
+            return value
+        raise InvalidLead(where, _int_problem(_shown(value)))
     if isinstance(value, float):
         if not math.isfinite(value):
             raise InvalidLead(where, f"{value!r} is not a finite number; write a real number")
@@ -440,7 +501,7 @@ def _freeze_attributes(
     for key, item in value.items():
         if not isinstance(key, str) or not key:
             raise InvalidLead(
-                f"Lead.attributes[{key!r}]", "an attribute name must be a non-empty str"
+                f"Lead.attributes[{_shown(key)}]", "an attribute name must be a non-empty str"
             )
         if key in _FIELD_KEYS:
             raise InvalidLead(
@@ -490,7 +551,9 @@ class Lead:
 
     ``attributes`` holds "who they are" (:data:`JOB_LEVEL`, :data:`INDUSTRY`, :data:`EMPLOYEES`,
     :data:`DEPARTMENT`, :data:`REGION`, :data:`TIME_ZONE` and any other names); it is stored
-    read-only. ``created_at`` stays ``None`` until the engine stores the lead.
+    read-only. An attribute's value is a str, an int from :data:`MIN_INT` to :data:`MAX_INT`
+    (64-bit), a finite float, a bool, ``None`` or a list of str (kept as a tuple): nothing
+    nests deeper. ``created_at`` stays ``None`` until the engine stores the lead.
     """
 
     id: str = attrs.field(validator=_lead_id)
