@@ -25,11 +25,12 @@ import attrs
 import pytest
 
 from nurturekit.errors import StorageError
+from nurturekit.lead import Contactability, ContactStatus, Lead
 from nurturekit.messages import SendStatus
 from nurturekit.ports import LeadState, Storage
 from nurturekit.scoring import ScoreCard
 from nurturekit.storage import postgres_sql as q
-from nurturekit.storage.codec import state_to_json
+from nurturekit.storage.codec import lead_to_json, state_to_json
 from nurturekit.storage.postgres import PostgresStorage
 from nurturekit.storage.postgres_sql import SCHEMA_VERSION
 from nurturekit.testing import (
@@ -518,7 +519,7 @@ def test_a_version_1_schema_gets_the_handoff_tables_and_keeps_its_data(
     with monkeypatch.context() as patched:  # the nurturekit of schema version 1
         patched.setattr("nurturekit.storage.postgres_sql.SCHEMA_VERSION", 1)
         with PostgresStorage(dsn, schema=pg_schema) as old:
-            old.put_lead(make_lead())
+            _old_lead(postgres_dsn, pg_schema, make_lead())
             old.add_activity(make_activity(page="pricing"))
             old.put_enrollment(make_enrollment(1))
             old.add_to_outbox(make_mail("k1"))
@@ -543,13 +544,23 @@ def test_a_version_1_schema_gets_the_handoff_tables_and_keeps_its_data(
     }
 
 
+def _old_lead(postgres_dsn: str, schema: str, lead: Lead) -> None:
+    """Store ``lead`` as a schema before version 4 did: its body alone."""
+    _admin(
+        postgres_dsn,
+        f'INSERT INTO "{schema}".leads (id, body) VALUES (%s, %s)',
+        (lead.id, lead_to_json(lead)),
+    )
+
+
 def test_a_version_2_schema_gets_retry_times_and_suppression_flags_from_its_data(
     dsn: str, pg_schema: str, postgres_dsn: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    gone = Contactability(status=ContactStatus.UNSUBSCRIBED, since=T0, reason="form")
     with monkeypatch.context() as patched:  # the nurturekit of schema version 2
         patched.setattr("nurturekit.storage.postgres_sql.SCHEMA_VERSION", 2)
         with PostgresStorage(dsn, schema=pg_schema) as old:
-            old.put_lead(make_lead())
+            _old_lead(postgres_dsn, pg_schema, make_lead(contactability=gone))
             old.add_to_outbox(make_mail("k1"))
             old.put_handoff(make_handoff())
     state = LeadState(lead_id="l1", card=ScoreCard(lead_id="l1"), disqualified=True)
@@ -570,6 +581,10 @@ def test_a_version_2_schema_gets_retry_times_and_suppression_flags_from_its_data
         assert [m.key for m in store.claim_mail(T0, 10, "w", LEASE)] == ["k1"]
         held = store.hold_mail(["k1"], "w")
         assert held["k1"].disqualified and not held["k1"].with_sales
+        # Version 4 reads the contact status from a column filled from the lead's body.
+        assert held["k1"].contact is ContactStatus.UNSUBSCRIBED
+        store.put_lead(make_lead())
+        assert store.hold_mail(["k1"], "w")["k1"].contact is ContactStatus.SUBSCRIBED
         assert [h.id for h in store.claim_notices(T0, 10, "w", LEASE)] == ["h1"]
 
 

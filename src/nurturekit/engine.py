@@ -752,7 +752,10 @@ class Engine:
         started = 0
         try:
             with storage.transaction():
-                held = storage.renew_leases([e.id for e in chunk], claim, run.until(self.lease))
+                # The fence only reads: the leases need no renewal, since every step run
+                # here is written with its claim ended, and the rest are given back or
+                # renewed by _run_steps. Locking the rows costs a third less than rewriting them.
+                held = storage.renew_leases([e.id for e in chunk], claim)
                 mine = [e for e in chunk if e.id in held]
                 ids = list(dict.fromkeys(e.lead_id for e in mine))
                 batch = _Batch(

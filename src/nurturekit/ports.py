@@ -268,14 +268,18 @@ class Storage(Protocol):
         """
         ...
 
-    def renew_leases(self, enrollment_ids: Sequence[str], worker: str, until: datetime) -> set[str]:
-        """Set the lease of each of ``worker``'s claims among ``enrollment_ids`` to end at
-        ``until``, and return the ids ``worker`` still holds; the others are left alone.
+    def renew_leases(
+        self, enrollment_ids: Sequence[str], worker: str, until: datetime | None = None
+    ) -> set[str]:
+        """Return the ids among ``enrollment_ids`` that ``worker`` still holds a claim on, and
+        set the leases of those claims to end at ``until``; the others are left alone.
 
-        This is the fence the engine puts in front of a batch of steps, inside the batch's
-        transaction: only the returned ids are run. Until that transaction ends, no other
-        worker can claim them (PostgreSQL locks the rows; SQLite and the in-memory store run
-        one transaction at a time). ``until`` at or before ``now`` gives the claims back.
+        Without ``until`` the leases stay as they are: the call only reads which claims
+        ``worker`` holds. This is the fence the engine puts in front of a batch of steps,
+        inside the batch's transaction: only the returned ids are run, and until that
+        transaction ends no other worker can claim them (PostgreSQL locks the rows; SQLite
+        and the in-memory store run one transaction at a time). ``until`` at or before
+        ``now`` gives the claims back.
         """
         ...
 

@@ -710,6 +710,19 @@ class StorageContract:
         assert storage.renew_leases(ids, "w3", T0) == set(ids)
         assert len(storage.claim_due(T0 + 2 * LEASE, 10, "w4", LEASE)) == 2
 
+    def test_renew_leases_without_until_only_reads_the_claims(self, storage: Storage) -> None:
+        for n in (1, 2, 3):
+            storage.put_enrollment(make_enrollment(n))
+        ids = [e.id for e in storage.claim_due(T0, 2, "w1", LEASE)]
+        third = make_enrollment(3).id
+        with storage.transaction():
+            assert storage.renew_leases([*ids, third], "w1") == set(ids)
+            assert storage.renew_leases(ids, "w2") == set()
+        # The leases were left as they were: both are claimable once the first one ends.
+        assert {e.id for e in storage.claim_due(T0 + LEASE, 10, "w2", LEASE)} == {*ids, third}
+        assert storage.renew_leases(ids, "w1") == set()
+        assert storage.renew_leases(ids, "w2") == set(ids)
+
     def test_notices_are_claimed_by_one_worker_at_a_time(self, storage: Storage) -> None:
         for n in range(3):
             storage.put_handoff(make_handoff(f"h{n}", minutes=n))

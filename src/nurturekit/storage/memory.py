@@ -338,12 +338,15 @@ class InMemoryStorage:
             self._claims[enrollment_id] = max(claim, until)
             return True
 
-    def renew_leases(self, enrollment_ids: Sequence[str], worker: str, until: datetime) -> set[str]:
+    def renew_leases(
+        self, enrollment_ids: Sequence[str], worker: str, until: datetime | None = None
+    ) -> set[str]:
         with self._lock:
             held = set()
             for eid in enrollment_ids:
                 if eid in self._claims and self._claimants.get(eid) == worker:
-                    self._replace(self._claims, eid, until)
+                    if until is not None:
+                        self._replace(self._claims, eid, until)
                     held.add(eid)
             return held
 

@@ -55,6 +55,9 @@ _IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,62}")
 _MEMO_SIZE = 10_000
 #: Rows fetched per round trip by the iterating methods (``leads()``, ``outbox()`` …).
 _PAGE = 1000
+#: A contact status by its stored value (an enum call costs more than the lookup; the check of
+#: each mail makes one).
+_CONTACT: dict[str, ContactStatus] = {status.value: status for status in ContactStatus}
 
 
 def _utc(value: datetime) -> datetime:
@@ -129,6 +132,10 @@ class PostgresStorage:
         self._mail = Memo(mail_from_json, _MEMO_SIZE)
         self._conn: psycopg.Connection[_Row] | None = None
         self._conn = self._connect()
+        #: The cursor every statement runs on, for the life of the connection (its results are
+        #: read at once, under the lock): a new cursor per statement made a worker's run_due
+        #: cost 4% more instructions a step (1.187M against 1.140M, counted by valgrind).
+        self._cursor = self._conn.cursor()
         try:
             self._migrate()
         except BaseException:
@@ -157,6 +164,7 @@ class PostgresStorage:
         if conn.broken and self._depth == 0:
             conn.close()
             self._conn = conn = self._connect()
+            self._cursor = conn.cursor()
         return conn
 
     def close(self) -> None:
@@ -188,9 +196,9 @@ class PostgresStorage:
 
     def _run(self, what: str, text: str, params: Any = ()) -> psycopg.Cursor[_Row]:
         """Execute one statement; the caller holds the lock while it reads the results."""
-        conn = self._connection()
+        self._connection()
         try:
-            return conn.execute(self._query(text), params)
+            return self._cursor.execute(self._query(text), params)
         except self._psycopg.Error as error:
             raise StorageError(f"PostgreSQL could not {what}: {error}") from error
         except UnicodeEncodeError as error:
@@ -339,7 +347,8 @@ class PostgresStorage:
 
     def put_lead(self, lead: Lead) -> None:
         body = lead_to_json(lead)
-        self._run_write("store lead", q.PUT_LEAD, (lead.id, body))
+        contact = lead.contactability.status.value
+        self._run_write("store lead", q.PUT_LEAD, (lead.id, body, contact))
         self._lead.keep(body, lead)
 
     def get_lead(self, lead_id: str) -> Lead | None:
@@ -440,9 +449,13 @@ class PostgresStorage:
         params = (until, enrollment_id, worker)
         return self._count("renew lease", q.RENEW_LEASE, params) == 1
 
-    def renew_leases(self, enrollment_ids: Sequence[str], worker: str, until: datetime) -> set[str]:
-        until = aware_utc(until, "renew_leases(until)")
-        params = {"ids": list(enrollment_ids), "worker": worker, "until": until}
+    def renew_leases(
+        self, enrollment_ids: Sequence[str], worker: str, until: datetime | None = None
+    ) -> set[str]:
+        params: dict[str, Any] = {"ids": list(enrollment_ids), "worker": worker}
+        if until is None:
+            return {eid for (eid,) in self._all("hold claims", q.HOLD_CLAIMS, params)}
+        params["until"] = aware_utc(until, "renew_leases(until)")
         return {eid for (eid,) in self._all("renew leases", q.RENEW_LEASES, params)}
 
     def release_claims(self, worker: str) -> int:
@@ -612,7 +625,7 @@ class PostgresStorage:
         return SendCheck(
             key=key,
             attempts=attempts,
-            contact=None if contact is None else ContactStatus(contact),
+            contact=None if contact is None else _CONTACT[contact],
             with_sales=bool(with_sales),
             disqualified=bool(disqualified),
         )
@@ -637,21 +650,19 @@ class PostgresStorage:
             again = None
             if retry_at is not None and status is SendStatus.DEFERRED:
                 again = aware_utc(retry_at, "mark_and_hold(retry_at)")
-            params = {
-                "status": status.value,
-                "detail": detail.replace("\x00", "\ufffd"),
-                "at": aware_utc(at, "mark_and_hold(at)"),
-                "retry_at": again,
-                "key": key,
-                "next": next_key,
-                "worker": worker,
-            }
+            params = (
+                status.value,
+                detail.replace("\x00", "\ufffd"),
+                aware_utc(at, "mark_and_hold(at)"),
+                again,
+                next_key,
+                worker,
+                key,
+            )
             row = self._run("record a send", q.MARK_AND_HOLD, params).fetchone()
-        assert row is not None  # the statement always gives one row
-        marked, *held = row
-        if not marked:
+        if row is None:
             raise StorageError(f"no send with key {key!r} is in the outbox")
-        return {} if held[0] is None else {held[0]: self._check(*held)}
+        return {} if row[0] is None else {row[0]: self._check(*row)}
 
     def pending_mail(self, limit: int) -> list[OutgoingMail]:
         if limit <= 0:

@@ -23,7 +23,7 @@ __all__ = ["MIGRATIONS", "SCHEMA_VERSION"]
 # --------------------------------------------------------------------------- migrations
 
 #: The schema version this code writes and understands.
-SCHEMA_VERSION: Final = 3
+SCHEMA_VERSION: Final = 4
 
 #: ``MIGRATIONS[n - 1]`` takes a schema from version ``n - 1`` to ``n``. Append, never edit:
 #: a database records the version it is at, and only later migrations are run on it.
@@ -152,6 +152,13 @@ MIGRATIONS: Final[tuple[tuple[str, ...], ...]] = (
         "ALTER TABLE {schema}.handoffs ADD COLUMN claimed_by text",
         "ALTER TABLE {schema}.handoffs ADD COLUMN lease_until timestamptz",
     ),
+    # 4: a lead's contact status in a column of its own, read right before each hand-over
+    # without parsing the lead's body (that parse was a third of the per-mail check's cost).
+    (
+        "ALTER TABLE {schema}.leads ADD COLUMN contact text",
+        "UPDATE {schema}.leads SET contact = body::json -> 'contactability' ->> 'status'",
+        "ALTER TABLE {schema}.leads ALTER COLUMN contact SET NOT NULL",
+    ),
 )
 
 # --------------------------------------------------------------------------- the schema version
@@ -201,8 +208,8 @@ NO_FLUSH_WAIT: Final = (
 # --------------------------------------------------------------------------- leads and state
 
 PUT_LEAD: Final = """
-    INSERT INTO {schema}.leads (id, body) VALUES (%s, %s)
-    ON CONFLICT (id) DO UPDATE SET body = EXCLUDED.body
+    INSERT INTO {schema}.leads (id, body, contact) VALUES (%s, %s, %s)
+    ON CONFLICT (id) DO UPDATE SET body = EXCLUDED.body, contact = EXCLUDED.contact
 """
 
 GET_LEAD: Final = "SELECT body FROM {schema}.leads WHERE id = %s"
@@ -322,6 +329,15 @@ RENEW_LEASES: Final = """
     UPDATE {schema}.enrollments SET lease_until = %(until)s
     WHERE id = ANY(%(ids)b::text[]) AND claimed_by = %(worker)s
     RETURNING id
+"""
+
+#: ``RENEW_LEASES`` without a new lease: the rows are locked, not rewritten. Measured on the
+#: reference machine, a transaction fencing 25 rows: 594 µs locking, 861 µs rewriting (280 µs
+#: with no statement).
+HOLD_CLAIMS: Final = """
+    SELECT id FROM {schema}.enrollments
+    WHERE id = ANY(%(ids)b::text[]) AND claimed_by = %(worker)s
+    FOR NO KEY UPDATE
 """
 
 RELEASE_CLAIMS: Final = """
@@ -472,7 +488,7 @@ CLAIM_MAIL_WITHOUT_FLUSH: Final = CLAIM_MAIL.replace(
 #: The fence in front of a hand-over: the sends among the keys that the worker still holds,
 #: with what suppresses mail to their leads, read fresh (one statement, one round trip).
 HELD_MAIL: Final = """
-    SELECT o.key, o.attempts, l.body::json -> 'contactability' ->> 'status',
+    SELECT o.key, o.attempts, l.contact,
            s.with_sales, s.disqualified
     FROM {schema}.outbox AS o
     LEFT JOIN {schema}.leads AS l ON l.id = o.lead_id
@@ -485,30 +501,29 @@ HELD_MAIL: Final = """
 HELD_ONE_MAIL: Final = HELD_MAIL.replace("o.key = ANY(%(keys)b::text[])", "o.key = %(key)s")
 
 #: ``MARK_SENT`` of ``key`` and ``HELD_ONE_MAIL`` of ``next`` in one statement (one round trip
-#: per mail of a mailer that yields its results): always one row, with how many sends were
-#: marked (0: no such key) and the columns of the next send, NULL when it is not held. The
-#: read's snapshot is taken before the update, which touches another row.
-MARK_AND_HOLD: Final = """
-    WITH marked AS (
-        UPDATE {schema}.outbox
-        SET status = %(status)s, detail = %(detail)s, attempts = attempts + 1,
-            updated_at = %(at)s, retry_at = %(retry_at)s, claimed_by = NULL, lease_until = NULL
-        WHERE key = %(key)s
-          AND (SELECT set_config('synchronous_commit', 'off', true)) IS NOT NULL
-        RETURNING key
-    )
-    SELECT m.n, h.key, h.attempts, h.contact, h.with_sales, h.disqualified
-    FROM (SELECT count(*) AS n FROM marked) AS m
+#: per mail of a mailer that yields its results): no row when there is no send ``key``, else one
+#: row with the columns of the next send, NULL when it is not held. The read's snapshot is taken
+#: before the update, which touches another row. An ``UPDATE … FROM`` rather than a
+#: data-modifying ``WITH``: 141 µs rather than 156 µs a mail on the reference machine.
+MARK_AND_HOLD: Final = (
+    """
+    UPDATE {schema}.outbox AS m
+    SET status = %s, detail = %s, attempts = m.attempts + 1,
+        updated_at = %s, retry_at = %s, claimed_by = NULL, lease_until = NULL
+    FROM (SELECT 1) AS one
     LEFT JOIN (
-        SELECT o.key, o.attempts, l.body::json -> 'contactability' ->> 'status' AS contact,
-               s.with_sales, s.disqualified
+        SELECT o.key, o.attempts, l.contact, s.with_sales, s.disqualified
         FROM {schema}.outbox AS o
         LEFT JOIN {schema}.leads AS l ON l.id = o.lead_id
         LEFT JOIN {schema}.states AS s ON s.lead_id = o.lead_id
-        WHERE o.key = %(next)s AND o.claimed_by = %(worker)s
+        WHERE o.key = %s AND o.claimed_by = %s
           AND (o.status IS NULL OR o.status = 'deferred')
     ) AS h ON true
+    WHERE m.key = %s"""
+    + NO_FLUSH_WAIT
+    + """    RETURNING h.key, h.attempts, h.contact, h.with_sales, h.disqualified
 """
+)
 
 #: ``HELD_MAIL`` that also sets the leases of the sends held to end at ``until``.
 RENEW_HELD_MAIL: Final = """
@@ -518,7 +533,7 @@ RENEW_HELD_MAIL: Final = """
           AND (status IS NULL OR status = 'deferred')
         RETURNING key, lead_id, attempts
     )
-    SELECT held.key, held.attempts, l.body::json -> 'contactability' ->> 'status',
+    SELECT held.key, held.attempts, l.contact,
            s.with_sales, s.disqualified
     FROM held
     LEFT JOIN {schema}.leads AS l ON l.id = held.lead_id

@@ -241,6 +241,10 @@ _SET_LEASE = (
     " WHERE id = ? AND claimed_by = ? AND lease_until IS NOT NULL"
 )
 
+_HELD_CLAIM = (
+    "SELECT 1 FROM enrollments WHERE id = ? AND claimed_by = ? AND lease_until IS NOT NULL"
+)
+
 _PUT_HANDOFF = (
     "INSERT INTO handoffs (id, lead_id, at, status, deadline, escalated_at, notified_at,"
     " escalation_notified_at, body) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
@@ -1080,9 +1084,16 @@ class SQLiteStorage:
         row = (_stamp(until, "renew_lease(until)"), enrollment_id, worker)
         return self._write(_RENEW_LEASE, row) == 1
 
-    def renew_leases(self, enrollment_ids: Sequence[str], worker: str, until: datetime) -> set[str]:
-        stamp = _stamp(until, "renew_leases(until)")
+    def renew_leases(
+        self, enrollment_ids: Sequence[str], worker: str, until: datetime | None = None
+    ) -> set[str]:
         held = set()
+        if until is None:
+            for eid in dict.fromkeys(enrollment_ids):
+                if self._one(_HELD_CLAIM, (eid, worker)) is not None:
+                    held.add(eid)
+            return held
+        stamp = _stamp(until, "renew_leases(until)")
         with self.transaction():
             for eid in dict.fromkeys(enrollment_ids):
                 if self._run(_SET_LEASE, (stamp, eid, worker)).rowcount == 1:
