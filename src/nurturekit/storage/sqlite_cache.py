@@ -1,0 +1,183 @@
+"""The per-lead cache of :class:`~nurturekit.storage.sqlite.SQLiteStorage`: decoded leads,
+states, activity histories and enrolments by lead id, bounded by a count of values and
+dropping the least recently used leads past it.
+
+It knows nothing of SQLite: the store decides when it is exact and when to drop it (see
+:class:`LeadCache`).
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from datetime import datetime
+
+from nurturekit.activity import Activity
+from nurturekit.lead import Lead
+from nurturekit.ports import LeadState
+from nurturekit.scenario import Enrollment
+from nurturekit.storage.codec import StateText
+
+
+class CacheEntry:
+    """What the cache knows of one lead; ``None`` in ``history`` or ``enrollments`` means not
+    read yet, and ``has_lead`` / ``has_state`` say whether ``lead`` / ``state`` were."""
+
+    __slots__ = (
+        "enrollments",
+        "has_lead",
+        "has_state",
+        "history",
+        "lead",
+        "live",
+        "state",
+        "state_text",
+        "weight",
+    )
+
+    def __init__(self) -> None:
+        self.has_lead = False
+        self.lead: Lead | None = None
+        self.has_state = False
+        self.state: LeadState | None = None
+        #: The text ``state`` was written as, to write the next state faster (see encode_state).
+        self.state_text: StateText | None = None
+        #: Ordered by ``(at, key)``; replaced, never changed, once handed out.
+        self.history: list[Activity] | None = None
+        #: Ordered by ``(entered_at, id)``.
+        self.enrollments: list[Enrollment] | None = None
+        self.weight = 1
+        #: False once dropped from the cache: its weight then no longer counts.
+        self.live = True
+
+
+class LeadCache:
+    """Decoded leads, states, activity histories and enrolments by lead id, least recently
+    used first.
+
+    Exact while no other connection has written: :class:`SQLiteStorage` drops it all when
+    ``PRAGMA data_version`` says another connection committed, and when a transaction of its
+    own rolls back; every write of its own goes through it. ``budget`` bounds the number of
+    values kept (a lead, its state's score entries, its activities and enrolments each count
+    one); past it the least recently used leads are dropped.
+    """
+
+    def __init__(self, budget: int) -> None:
+        self.budget = budget
+        self._entries: OrderedDict[str, CacheEntry] = OrderedDict()
+        self._owner: dict[str, str] = {}  # enrolment id -> lead id, for the cached lists
+        self._total = 0
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    @property
+    def weight(self) -> int:
+        return self._total
+
+    def entry(self, lead_id: str) -> CacheEntry:
+        entries = self._entries
+        found = entries.get(lead_id)
+        if found is None:
+            found = entries[lead_id] = CacheEntry()
+            self._total += 1
+            self._trim()
+        else:
+            entries.move_to_end(lead_id)
+        return found
+
+    def get(self, lead_id: str) -> CacheEntry | None:
+        """The entry of ``lead_id`` if there is one, left where it is in the order."""
+        return self._entries.get(lead_id)
+
+    def resize(self, entry: CacheEntry) -> None:
+        """Count ``entry`` again after a change, and drop old entries past the budget."""
+        weight = 1
+        if entry.history is not None:
+            weight += len(entry.history)
+        if entry.enrollments is not None:
+            weight += len(entry.enrollments)
+        if entry.state is not None:
+            weight += len(entry.state.card.entries)
+            if entry.state_text is not None:
+                weight += len(entry.state.card.entries)
+        if entry.live:
+            self._total += weight - entry.weight
+        entry.weight = weight
+        self._trim()
+
+    def grow(self, entry: CacheEntry) -> None:
+        """Count one more value in ``entry`` (an activity added to its history)."""
+        entry.weight += 1
+        if entry.live:
+            self._total += 1
+            if self._total > self.budget:
+                self._trim()
+
+    def _trim(self) -> None:
+        entries = self._entries
+        while self._total > self.budget and entries:
+            _, old = entries.popitem(last=False)
+            old.live = False
+            self._total -= old.weight
+            self._forget_owners(old)
+
+    def _forget_owners(self, entry: CacheEntry) -> None:
+        if entry.enrollments:
+            for enrollment in entry.enrollments:
+                self._owner.pop(enrollment.id, None)
+
+    def set_enrollments(self, lead_id: str, entry: CacheEntry, found: list[Enrollment]) -> None:
+        entry.enrollments = found
+        if entry.live:
+            for enrollment in found:
+                self._owner[enrollment.id] = lead_id
+            self.resize(entry)
+
+    def put_enrollment(self, enrollment: Enrollment) -> None:
+        lead_id = enrollment.lead_id
+        eid = enrollment.id
+        owner = self._owner.get(eid)
+        if owner is not None and owner != lead_id:
+            # Moved to another lead: the old lead's list no longer holds it.
+            moved_from = self._entries.get(owner)
+            if moved_from is not None:
+                self._forget_owners(moved_from)
+                moved_from.enrollments = None
+                self.resize(moved_from)
+            self._owner.pop(eid, None)
+        entry = self.entry(lead_id)
+        if entry.enrollments is None or not entry.live:
+            return
+        mine = [e for e in entry.enrollments if e.id != eid]
+        mine.append(enrollment)
+        if len(mine) > 1 and enrollment_order(mine[-2]) > enrollment_order(enrollment):
+            mine.sort(key=enrollment_order)
+        self._owner[eid] = lead_id
+        entry.enrollments = mine
+        self.resize(entry)
+
+    def drop(self, lead_id: str) -> None:
+        """Forget what is known of ``lead_id``."""
+        old = self._entries.pop(lead_id, None)
+        if old is not None:
+            old.live = False
+            self._total -= old.weight
+            self._forget_owners(old)
+
+    def drop_enrollment(self, enrollment: Enrollment) -> None:
+        """Forget the lead of ``enrollment``, and the lead it was cached under if another."""
+        owner = self._owner.get(enrollment.id)
+        if owner is not None:
+            self.drop(owner)
+        self.drop(enrollment.lead_id)
+
+    def clear(self) -> None:
+        for entry in self._entries.values():
+            entry.live = False
+        self._entries.clear()
+        self._owner.clear()
+        self._total = 0
+
+
+def enrollment_order(enrollment: Enrollment) -> tuple[datetime, str]:
+    return (enrollment.entered_at, enrollment.id)

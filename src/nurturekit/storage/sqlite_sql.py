@@ -1,0 +1,382 @@
+"""The SQL of :class:`~nurturekit.storage.sqlite.SQLiteStorage`: the schema's migrations and
+one named statement per thing the store does.
+
+A statement here is plain text with :mod:`sqlite3`'s ``?`` / ``:name`` parameters; the few
+with braces (``{keys}``, ``{name}``, ``{ms}`` …) are filled in with ``str.format`` by the
+store, with nothing but its own numbers, names and ``?`` marks. This module imports nothing
+but :mod:`typing`.
+
+Every stored time is UTC text in one fixed-width form, ``2026-04-01T09:00:00.000000+00:00``
+(see ``sqlite._stamp``), so comparing and sorting the text compares and sorts the times. Values
+are kept as JSON bodies written by :mod:`nurturekit.storage.codec`; the other columns exist
+only to be searched, sorted or updated in place. ``seq`` is each table's insertion order (an
+upsert keeps it) and the cursor the iterators page by.
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+__all__ = ["MIGRATIONS", "SCHEMA_VERSION"]
+
+# --------------------------------------------------------------------------- migrations
+
+#: Forward migrations: ``(version, script)``, applied in order, each in its own
+#: ``BEGIN IMMEDIATE`` transaction that also records the new version. Append; never edit.
+MIGRATIONS: Final[tuple[tuple[int, str], ...]] = (
+    # 1: leads, their state, activities, enrolments and the outbox.
+    (
+        1,
+        """
+        CREATE TABLE leads (
+            seq  INTEGER PRIMARY KEY,
+            id   TEXT NOT NULL UNIQUE,
+            body TEXT NOT NULL
+        );
+
+        CREATE TABLE states (
+            lead_id TEXT PRIMARY KEY,
+            body    TEXT NOT NULL
+        );
+
+        CREATE TABLE activities (
+            seq     INTEGER PRIMARY KEY,
+            key     TEXT NOT NULL UNIQUE,
+            lead_id TEXT NOT NULL,
+            kind    TEXT NOT NULL,
+            at      TEXT NOT NULL,
+            body    TEXT NOT NULL
+        );
+        CREATE INDEX activities_by_lead ON activities (lead_id, at, key);
+        CREATE INDEX activities_by_kind ON activities (kind);
+
+        CREATE TABLE enrollments (
+            seq         INTEGER PRIMARY KEY,
+            id          TEXT NOT NULL UNIQUE,
+            lead_id     TEXT NOT NULL,
+            scenario    TEXT NOT NULL,
+            status      TEXT NOT NULL,
+            entered_at  TEXT NOT NULL,
+            due_at      TEXT,
+            claimed_by  TEXT,
+            lease_until TEXT,
+            body        TEXT NOT NULL
+        );
+        CREATE INDEX enrollments_due ON enrollments (due_at, id)
+            WHERE status IN ('active', 'waiting');
+        CREATE INDEX enrollments_by_lead ON enrollments (lead_id, entered_at, id);
+        CREATE INDEX enrollments_by_scenario ON enrollments (scenario);
+
+        CREATE TABLE outbox (
+            seq         INTEGER PRIMARY KEY,
+            key         TEXT NOT NULL UNIQUE,
+            lead_id     TEXT NOT NULL,
+            marketing   INTEGER NOT NULL,
+            created_at  TEXT NOT NULL,
+            status      TEXT,
+            detail      TEXT NOT NULL DEFAULT '',
+            attempts    INTEGER NOT NULL DEFAULT 0,
+            updated_at  TEXT,
+            claimed_by  TEXT,
+            lease_until TEXT,
+            body        TEXT NOT NULL
+        );
+        CREATE INDEX outbox_pending ON outbox (seq)
+            WHERE status IS NULL OR status = 'deferred';
+        CREATE INDEX outbox_marketing ON outbox (lead_id, created_at)
+            WHERE marketing = 1;
+        """,
+    ),
+    # 2: hand-offs to sales, and the round-robin positions of the sales teams.
+    (
+        2,
+        """
+        CREATE TABLE handoffs (
+            seq                    INTEGER PRIMARY KEY,
+            id                     TEXT NOT NULL UNIQUE,
+            lead_id                TEXT NOT NULL,
+            at                     TEXT NOT NULL,
+            status                 TEXT NOT NULL,
+            deadline               TEXT,
+            escalated_at           TEXT,
+            notified_at            TEXT,
+            escalation_notified_at TEXT,
+            body                   TEXT NOT NULL
+        );
+        CREATE INDEX handoffs_by_lead ON handoffs (lead_id, at, id);
+        CREATE INDEX handoffs_breaches ON handoffs (deadline, id)
+            WHERE status = 'open' AND escalated_at IS NULL;
+        CREATE INDEX handoffs_notices ON handoffs (at, id)
+            WHERE notified_at IS NULL
+               OR (escalated_at IS NOT NULL AND escalation_notified_at IS NULL);
+
+        CREATE TABLE rotations (
+            team     TEXT PRIMARY KEY,
+            position INTEGER NOT NULL
+        );
+        """,
+    ),
+    # 3: fenced delivery. When a deferred send may be tried again; the suppression flags of
+    # a lead's state, read with its sends right before each hand-over; claims on hand-off
+    # notices.
+    (
+        3,
+        """
+        ALTER TABLE outbox ADD COLUMN retry_at TEXT;
+        UPDATE outbox SET retry_at = updated_at WHERE status = 'deferred';
+
+        ALTER TABLE states ADD COLUMN with_sales INTEGER NOT NULL DEFAULT 0;
+        ALTER TABLE states ADD COLUMN disqualified INTEGER NOT NULL DEFAULT 0;
+        UPDATE states SET
+            with_sales = coalesce(json_extract(body, '$.with_sales'), 0),
+            disqualified = coalesce(json_extract(body, '$.disqualified'), 0);
+
+        ALTER TABLE handoffs ADD COLUMN claimed_by TEXT;
+        ALTER TABLE handoffs ADD COLUMN lease_until TEXT;
+        """,
+    ),
+)
+
+#: The schema version this code writes; a file at a newer one is refused.
+SCHEMA_VERSION: Final = MIGRATIONS[-1][0]
+
+# --------------------------------------------------------------------------- the schema version
+
+CREATE_META: Final = "CREATE TABLE nurturekit_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)"
+
+READ_VERSION: Final = "SELECT value FROM nurturekit_meta WHERE key = 'schema_version'"
+
+WRITE_VERSION: Final = (
+    "INSERT INTO nurturekit_meta (key, value) VALUES ('schema_version', ?)"
+    " ON CONFLICT (key) DO UPDATE SET value = excluded.value"
+)
+
+#: Every table and view of the file, to tell an empty file, a nurturekit one and another
+#: program's apart before anything is written.
+TABLES: Final = "SELECT name FROM sqlite_master WHERE type IN ('table', 'view') ORDER BY name"
+
+# --------------------------------------------------------------------------- the connection
+
+#: How long a statement waits for another process's write lock; ``{ms}`` is milliseconds
+#: (``0`` turns SQLite's busy handler off).
+BUSY_TIMEOUT: Final = "PRAGMA busy_timeout = {ms}"
+
+#: The page size of a new file, ``{size}`` bytes; an existing file keeps its own.
+PAGE_SIZE: Final = "PRAGMA page_size = {size}"
+
+#: Answers the journal mode the file is in afterwards.
+JOURNAL_MODE_WAL: Final = "PRAGMA journal_mode = WAL"
+
+#: ``{mode}`` is one of ``OFF``, ``NORMAL``, ``FULL``, ``EXTRA``.
+SYNCHRONOUS: Final = "PRAGMA synchronous = {mode}"
+
+#: Changes when another connection commits, never for this connection's own commits.
+DATA_VERSION: Final = "PRAGMA data_version"
+
+# --------------------------------------------------------------------------- transactions
+
+#: Takes the file's write lock at once, so the transaction never fails half-way for it.
+BEGIN: Final = "BEGIN IMMEDIATE"
+
+COMMIT: Final = "COMMIT"
+
+ROLLBACK: Final = "ROLLBACK"
+
+#: ``{name}`` is the store's own ``nk_savepoint_<depth>``.
+SAVEPOINT: Final = "SAVEPOINT {name}"
+
+ROLLBACK_TO: Final = "ROLLBACK TO {name}"
+
+RELEASE: Final = "RELEASE {name}"
+
+# --------------------------------------------------------------------------- leads and state
+
+PUT_LEAD: Final = (
+    "INSERT INTO leads (id, body) VALUES (?, ?) ON CONFLICT (id) DO UPDATE SET body = excluded.body"
+)
+
+GET_LEAD: Final = "SELECT body FROM leads WHERE id = ?"
+
+#: One page of every lead, after the ``seq`` given (``0`` for the first page).
+LEADS_PAGE: Final = "SELECT seq, body FROM leads WHERE seq > ? ORDER BY seq LIMIT ?"
+
+#: The state's body, and the suppression flags the fence before a hand-over reads.
+PUT_STATE: Final = (
+    "INSERT INTO states (lead_id, body, with_sales, disqualified) VALUES (?, ?, ?, ?)"
+    " ON CONFLICT (lead_id) DO UPDATE SET body = excluded.body,"
+    " with_sales = excluded.with_sales, disqualified = excluded.disqualified"
+)
+
+GET_STATE: Final = "SELECT body FROM states WHERE lead_id = ?"
+
+# --------------------------------------------------------------------------- activities
+
+#: Inserts one row, or none when the key is already stored (the row count says which).
+ADD_ACTIVITY: Final = (
+    "INSERT INTO activities (key, lead_id, kind, at, body) VALUES (?, ?, ?, ?, ?)"
+    " ON CONFLICT (key) DO NOTHING"
+)
+
+ACTIVITIES_OF_LEAD: Final = "SELECT body FROM activities WHERE lead_id = ? ORDER BY at, key"
+
+#: One page of the activities of one kind, after the ``seq`` given.
+ACTIVITIES_OF_KIND_PAGE: Final = (
+    "SELECT seq, body FROM activities WHERE kind = ? AND seq > ? ORDER BY seq LIMIT ?"
+)
+
+# --------------------------------------------------------------------------- enrolments
+
+#: Insert or replace; either way the enrolment is no longer claimed.
+PUT_ENROLLMENT: Final = (
+    "INSERT INTO enrollments (id, lead_id, scenario, status, entered_at, due_at, body)"
+    " VALUES (?, ?, ?, ?, ?, ?, ?)"
+    " ON CONFLICT (id) DO UPDATE SET lead_id = excluded.lead_id,"
+    " scenario = excluded.scenario, status = excluded.status,"
+    " entered_at = excluded.entered_at, due_at = excluded.due_at,"
+    " claimed_by = NULL, lease_until = NULL, body = excluded.body"
+)
+
+ENROLLMENTS_OF_LEAD: Final = (
+    "SELECT body FROM enrollments WHERE lead_id = ? ORDER BY entered_at, id"
+)
+
+ENROLLMENTS_PAGE: Final = "SELECT seq, body FROM enrollments WHERE seq > ? ORDER BY seq LIMIT ?"
+
+ENROLLMENTS_OF_SCENARIO_PAGE: Final = (
+    "SELECT seq, body FROM enrollments WHERE scenario = ? AND seq > ? ORDER BY seq LIMIT ?"
+)
+
+#: Running enrolments due by ``:now`` that no live lease holds, to claim with ``CLAIM``. The
+#: status test repeats the partial index's WHERE word for word, so the planner uses it.
+DUE: Final = (
+    "SELECT seq, body FROM enrollments"
+    " WHERE status IN ('active', 'waiting') AND due_at <= :now"
+    " AND (lease_until IS NULL OR lease_until <= :now)"
+    " ORDER BY due_at, id LIMIT :limit"
+)
+
+CLAIM: Final = "UPDATE enrollments SET claimed_by = ?, lease_until = ? WHERE seq = ?"
+
+#: Moves a held lease on, never back.
+RENEW_LEASE: Final = (
+    "UPDATE enrollments SET lease_until = MAX(lease_until, ?)"
+    " WHERE id = ? AND claimed_by = ? AND lease_until IS NOT NULL"
+)
+
+#: Sets a held lease to end at the time given.
+SET_LEASE: Final = (
+    "UPDATE enrollments SET lease_until = ?"
+    " WHERE id = ? AND claimed_by = ? AND lease_until IS NOT NULL"
+)
+
+#: A row when the worker still holds its claim on the enrolment.
+HELD_CLAIM: Final = (
+    "SELECT 1 FROM enrollments WHERE id = ? AND claimed_by = ? AND lease_until IS NOT NULL"
+)
+
+# --------------------------------------------------------------------------- hand-offs
+
+PUT_HANDOFF: Final = (
+    "INSERT INTO handoffs (id, lead_id, at, status, deadline, escalated_at, notified_at,"
+    " escalation_notified_at, body) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
+    " ON CONFLICT (id) DO UPDATE SET lead_id = excluded.lead_id, at = excluded.at,"
+    " status = excluded.status, deadline = excluded.deadline,"
+    " escalated_at = excluded.escalated_at, notified_at = excluded.notified_at,"
+    " escalation_notified_at = excluded.escalation_notified_at, body = excluded.body"
+)
+
+HANDOFFS_OF_LEAD: Final = "SELECT body FROM handoffs WHERE lead_id = ? ORDER BY at, id"
+
+HANDOFFS_PAGE: Final = "SELECT seq, body FROM handoffs WHERE seq > ? ORDER BY seq LIMIT ?"
+
+#: Open, overdue, not escalated yet. As for enrolments, the tests repeat the partial indexes'
+#: WHERE word for word.
+BREACHES: Final = (
+    "SELECT body FROM handoffs WHERE status = 'open' AND escalated_at IS NULL"
+    " AND deadline <= ? ORDER BY deadline, id LIMIT ?"
+)
+
+#: Owing the sink a notice: the hand-off itself, or its escalation.
+AWAITING_NOTICE: Final = (
+    "SELECT body FROM handoffs WHERE notified_at IS NULL"
+    " OR (escalated_at IS NOT NULL AND escalation_notified_at IS NULL)"
+    " ORDER BY at, id LIMIT ?"
+)
+
+#: ``AWAITING_NOTICE`` that no live lease holds, to claim with ``CLAIM_NOTICE``.
+NOTICES_DUE: Final = (
+    "SELECT seq, body FROM handoffs WHERE (notified_at IS NULL"
+    " OR (escalated_at IS NOT NULL AND escalation_notified_at IS NULL))"
+    " AND (lease_until IS NULL OR lease_until <= :now)"
+    " ORDER BY at, id LIMIT :limit"
+)
+
+CLAIM_NOTICE: Final = "UPDATE handoffs SET claimed_by = ?, lease_until = ? WHERE seq = ?"
+
+#: Moves the team's position on: the stored one (kept below ``size``) is handed out and the
+#: next one stored; ``position`` alone is the row already stored. Read back with ``ROTATION``
+#: in the same write transaction (no RETURNING, which needs SQLite 3.35).
+MOVE_ROTATION: Final = (
+    "INSERT INTO rotations (team, position) VALUES (:team, 1)"
+    " ON CONFLICT (team) DO UPDATE SET position = position % :size + 1"
+)
+
+ROTATION: Final = "SELECT position - 1 FROM rotations WHERE team = ?"
+
+# --------------------------------------------------------------------------- the outbox
+
+#: Inserts one row, or none when the key is already there (the row count says which).
+ADD_MAIL: Final = (
+    "INSERT INTO outbox (key, lead_id, marketing, created_at, body) VALUES (?, ?, ?, ?, ?)"
+    " ON CONFLICT (key) DO NOTHING"
+)
+
+#: Records the outcome and ends the claim.
+MARK_SENT: Final = (
+    "UPDATE outbox SET status = ?, detail = ?, attempts = attempts + 1, updated_at = ?,"
+    " retry_at = ?, claimed_by = NULL, lease_until = NULL WHERE key = ?"
+)
+
+#: Sends to hand over (new ones, and deferred ones due for another try) that no live claim
+#: holds, oldest first, to claim with ``CLAIM_MAIL``. As for enrolments, the first test
+#: repeats the partial index's WHERE word for word.
+MAIL_DUE: Final = (
+    "SELECT seq, body FROM outbox WHERE (status IS NULL OR status = 'deferred')"
+    " AND (lease_until IS NULL OR lease_until <= :now)"
+    " AND (retry_at IS NULL OR retry_at <= :now)"
+    " ORDER BY seq LIMIT :limit"
+)
+
+CLAIM_MAIL: Final = "UPDATE outbox SET claimed_by = ?, lease_until = ? WHERE seq = ?"
+
+#: The fence before a hand-over (see ``hold_mail``): the sends among the keys that the worker
+#: still holds, with what suppresses mail to their leads. ``{keys}`` is one ``?`` per key.
+HELD_MAIL: Final = (
+    "SELECT o.key, o.attempts, json_extract(l.body, '$.contactability.status'),"
+    " s.with_sales, s.disqualified FROM outbox AS o"
+    " LEFT JOIN leads AS l ON l.id = o.lead_id"
+    " LEFT JOIN states AS s ON s.lead_id = o.lead_id"
+    " WHERE o.key IN ({keys}) AND o.claimed_by = ? AND (o.status IS NULL OR o.status = 'deferred')"
+)
+
+#: Sets the leases of the sends among the keys the worker holds; ``{keys}`` as for
+#: ``HELD_MAIL``.
+RENEW_MAIL: Final = (
+    "UPDATE outbox SET lease_until = ? WHERE key IN ({keys}) AND claimed_by = ?"
+    " AND (status IS NULL OR status = 'deferred')"
+)
+
+#: Not handed over yet, or deferred: in the order they were written.
+PENDING: Final = (
+    "SELECT body FROM outbox WHERE status IS NULL OR status = 'deferred' ORDER BY seq LIMIT ?"
+)
+
+OUTBOX_PAGE: Final = (
+    "SELECT seq, body, status, detail, attempts, updated_at, retry_at FROM outbox"
+    " WHERE seq > ? ORDER BY seq LIMIT ?"
+)
+
+MARKETING_SENDS: Final = (
+    "SELECT created_at FROM outbox WHERE lead_id = ? AND created_at >= ? AND marketing = 1"
+    " ORDER BY created_at"
+)
