@@ -1,0 +1,324 @@
+"""Activity tests: :class:`Did` (counts the lead's history) and :class:`ActivityIs` (the activity
+being processed), with :func:`did` and :func:`activity`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping
+from datetime import timedelta
+from typing import Any, ClassVar
+
+import attrs
+
+from nurturekit._time import describe_duration, format_duration, parse_duration
+from nurturekit.activity import Activity
+from nurturekit.conditions.attributes import Scalar, _same, _scalar
+from nurturekit.conditions.core import Condition, Explanation, View, _explanation
+from nurturekit.errors import InvalidCondition
+
+#: How a dict says "any kind of activity" (``{"did": "*", "within": "90d"}``); no real kind can
+#: be spelled so.
+ANY_KIND = "*"
+
+
+def _kinds(value: str | Iterable[str] | None) -> tuple[str, ...]:
+    if value is None:
+        return ()
+    items = (value,) if isinstance(value, str) else tuple(value)
+    for item in items:
+        if not isinstance(item, str) or not item:
+            raise InvalidCondition(
+                "kind", f"expected an activity kind such as 'page_view', got {item!r}"
+            )
+    return tuple(items)
+
+
+def _where(value: Mapping[str, Any] | None) -> tuple[tuple[str, Scalar], ...]:
+    if value is None:
+        return ()
+    if not isinstance(value, Mapping):
+        raise InvalidCondition("where", f"expected a mapping of property → value, got {value!r}")
+    return tuple(sorted((str(k), _scalar(v, f"where[{k!r}]")) for k, v in value.items()))
+
+
+def _within(value: timedelta | str | None) -> timedelta | None:
+    if value is None:
+        return None
+    if isinstance(value, str):
+        value = parse_duration(value, "within", InvalidCondition)
+    if not isinstance(value, timedelta) or value <= timedelta(0):
+        raise InvalidCondition(
+            "within", f"expected a positive duration such as '30d', got {value!r}"
+        )
+    return value
+
+
+def _count(value: Any, where: str) -> int | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise InvalidCondition(where, f"expected a whole number ≥ 0, got {value!r}")
+    return value
+
+
+def _count_at_least(value: Any) -> int:
+    count = _count(value, "at_least")
+    return 1 if count is None else count
+
+
+def _count_at_most(value: Any) -> int | None:
+    return _count(value, "at_most")
+
+
+def _matches(
+    activity: Activity, kinds: tuple[str, ...], where: tuple[tuple[str, Scalar], ...]
+) -> bool:
+    if kinds and activity.kind not in kinds:
+        return False
+    props = activity.properties
+    return all(_same(props.get(name), expected) for name, expected in where)
+
+
+def _matcher(
+    where: tuple[tuple[str, Scalar], ...],
+) -> Callable[[Mapping[str, Any]], bool] | None:
+    """A test of an activity's properties against ``where`` (as :func:`_matches` does it), or
+    ``None`` when there is nothing to test."""
+    if not where:
+        return None
+    if len(where) == 1:
+        ((name, expected),) = where
+        flag = expected.__class__ is bool
+
+        def one(props: Mapping[str, Any]) -> bool:
+            actual = props.get(name)
+            return actual == expected and (actual.__class__ is bool) is flag
+
+        return one
+
+    def every(props: Mapping[str, Any]) -> bool:
+        return all(_same(props.get(name), expected) for name, expected in where)
+
+    return every
+
+
+def _what(kinds: tuple[str, ...], where: tuple[tuple[str, Scalar], ...]) -> str:
+    what = " or ".join(kinds) if kinds else "any activity"
+    if where:
+        what += " with " + ", ".join(f"{k}={v}" for k, v in where)
+    return what
+
+
+def _times(n: int) -> str:
+    return {1: "once", 2: "twice"}.get(n, f"{n} times")
+
+
+@attrs.frozen(kw_only=True)
+class Did(Condition):
+    """The lead's history has between ``at_least`` and ``at_most`` matching activities.
+
+    Only activities at or before ``view.now`` and, with ``within``, after ``now - within`` count.
+    ``kinds`` empty means any kind; ``where`` filters on properties (all must be equal).
+    """
+
+    tag: ClassVar[str] = "did"
+    kinds: tuple[str, ...] = attrs.field(default=(), converter=_kinds)
+    where: tuple[tuple[str, Scalar], ...] = attrs.field(default=(), converter=_where)
+    at_least: int = attrs.field(default=1, converter=_count_at_least)
+    at_most: int | None = attrs.field(default=None, converter=_count_at_most)
+    within: timedelta | None = attrs.field(default=None, converter=_within)
+
+    def __attrs_post_init__(self) -> None:
+        if self.at_most is not None and self.at_most < self.at_least:
+            raise InvalidCondition(
+                "at_most", f"at_most {self.at_most} is smaller than at_least {self.at_least}"
+            )
+
+    def count(self, view: View, enough: int | None = None) -> int:
+        """How many activities in the view match, within the window (stopping at ``enough``)."""
+        now = view.now
+        since = now - self.within if self.within is not None else None
+        kinds, where = self.kinds, self.where
+        found = 0
+        # Newest first: a window or an early stop then looks at few activities.
+        for item in reversed(view.activities):
+            at = item.at
+            if at > now:
+                continue
+            if since is not None and at <= since:
+                if view.activities_sorted:
+                    break
+                continue
+            if kinds and item.kind not in kinds:
+                continue
+            if where and not _matches(item, kinds, where):
+                continue
+            found += 1
+            if found == enough:
+                break
+        return found
+
+    def evaluate(self, view: View) -> bool:
+        if self.at_most is None:
+            return self.count(view, self.at_least) >= self.at_least
+        found = self.count(view, self.at_most + 1)
+        return self.at_least <= found <= self.at_most
+
+    def _compile(self) -> Callable[[View], bool]:
+        return self._test(False)
+
+    def _test(self, negated: bool) -> Callable[[View], bool]:
+        """The compiled test, or (``negated``) its opposite: ``~did(...)`` in one call."""
+        kinds = frozenset(self.kinds) if self.kinds else None
+        matches = _matcher(self.where)
+        within, at_least, at_most = self.within, self.at_least, self.at_most
+        enough = at_least if at_most is None else at_most + 1
+
+        def holds(view: View) -> bool:
+            now = view.now
+            since = None if within is None else now - within
+            in_order = view.activities_sorted
+            found = 0
+            for item in reversed(view.activities):  # newest first, as count() does
+                at = item.at
+                if at > now:
+                    continue
+                if since is not None and at <= since:
+                    if in_order:
+                        break
+                    continue
+                if kinds is not None and item.kind not in kinds:
+                    continue
+                if matches is not None and not matches(item.properties):
+                    continue
+                found += 1
+                if found == enough:
+                    break
+            if at_most is None:
+                return (found >= at_least) is not negated
+            return (at_least <= found <= at_most) is not negated
+
+        return holds
+
+    def explain(self, view: View) -> Explanation:
+        found = self.count(view)
+        held = found >= self.at_least and (self.at_most is None or found <= self.at_most)
+        return _explanation(held, f"{self._text()} (found {found})", ())
+
+    def _writer(self, indent: int) -> Callable[[View, list[str]], bool]:
+        count, at_least, at_most = self.count, self.at_least, self.at_most
+        yes, no = (
+            f"{'  ' * indent}✓ {self._text()} (found ",
+            f"{'  ' * indent}✗ {self._text()} (found ",
+        )
+
+        def writes(view: View, out: list[str]) -> bool:
+            found = count(view)
+            held = found >= at_least and (at_most is None or found <= at_most)
+            out.append(f"{yes if held else no}{found})")
+            return held
+
+        return writes
+
+    def describe(self) -> str:
+        what = _what(self.kinds, self.where)
+        if self.at_most == 0:
+            text = f"did no {what}" if self.kinds or self.where else "did nothing"
+        elif self.at_most is None:
+            text = f"did {what} at least {_times(self.at_least)}"
+        elif self.at_most == self.at_least:
+            text = f"did {what} exactly {_times(self.at_least)}"
+        else:
+            text = f"did {what} {self.at_least} to {self.at_most} times"
+        if self.within is not None:
+            text += f" within {describe_duration(self.within)}"
+        return text
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"did": list(self.kinds) if len(self.kinds) != 1 else self.kinds[0]}
+        if not self.kinds:
+            out["did"] = ANY_KIND
+        if self.where:
+            out["where"] = dict(self.where)
+        if self.at_least != 1:
+            out["at_least"] = self.at_least
+        if self.at_most is not None:
+            out["at_most"] = self.at_most
+        if self.within is not None:
+            out["within"] = format_duration(self.within)
+        return out
+
+
+def did(
+    kind: str | Iterable[str] | None,
+    *,
+    where: Mapping[str, Scalar] | None = None,
+    at_least: int = 1,
+    at_most: int | None = None,
+    within: timedelta | str | None = None,
+    **properties: Scalar,
+) -> Condition:
+    """The lead did something: ``did("page_view", page="pricing", at_least=2, within="30d")``.
+
+    ``kind`` is one kind, several, or ``None`` for any. Property filters go in ``where`` or as
+    keyword arguments. For "did not open any mail for 90 days" write
+    ``~did("email_open", within="90d")``.
+    """
+    merged = dict(where or {})
+    merged.update(properties)
+    return Did(kinds=kind, where=merged, at_least=at_least, at_most=at_most, within=within)
+
+
+@attrs.frozen(kw_only=True)
+class ActivityIs(Condition):
+    """The activity being processed (``view.activity``) is of a kind and has properties.
+
+    This is how a behaviour scoring rule or a scenario trigger names *the* activity that just
+    happened, as opposed to :class:`Did`, which counts the history.
+    """
+
+    tag: ClassVar[str] = "activity"
+    kinds: tuple[str, ...] = attrs.field(default=(), converter=_kinds)
+    where: tuple[tuple[str, Scalar], ...] = attrs.field(default=(), converter=_where)
+
+    def evaluate(self, view: View) -> bool:
+        current = view.activity
+        return current is not None and _matches(current, self.kinds, self.where)
+
+    def _compile(self) -> Callable[[View], bool]:
+        kinds = frozenset(self.kinds) if self.kinds else None
+        matches = _matcher(self.where)
+
+        def holds(view: View) -> bool:
+            current = view.activity
+            if current is None or (kinds is not None and current.kind not in kinds):
+                return False
+            return matches is None or matches(current.properties)
+
+        return holds
+
+    def explain(self, view: View) -> Explanation:
+        current = view.activity
+        if current is None:
+            return _explanation(False, f"{self._text()} (no activity is being processed)", ())
+        shown = _what((current.kind,), tuple(sorted(current.properties.items())))
+        return _explanation(self.evaluate(view), f"{self._text()} (it is {shown})", ())
+
+    def describe(self) -> str:
+        return f"this activity is {_what(self.kinds, self.where)}"
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "activity": (list(self.kinds) if len(self.kinds) != 1 else self.kinds[0]) or ANY_KIND
+        }
+        if self.where:
+            out["where"] = dict(self.where)
+        return out
+
+
+def activity(kind: str | Iterable[str] | None, **properties: Scalar) -> Condition:
+    """The activity being processed is ``kind`` with these properties.
+
+    >>> pricing_view = activity("page_view", page="pricing")
+    """
+    return ActivityIs(kinds=kind, where=properties)
