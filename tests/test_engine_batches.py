@@ -286,7 +286,7 @@ def test_delivery_claims_again_while_claims_come_back_full(
 ) -> None:
     """Sends are claimed a few at a time; a full claim is followed by another, a short one
     ends the delivery (what is written after it waits for the next run)."""
-    monkeypatch.setattr("nurturekit.engine._SENDS_PER_CLAIM", 2)
+    monkeypatch.setattr("nurturekit.engine.delivery._SENDS_PER_CLAIM", 2)
     world = _world(store, failing=set())
     claims: list[int] = []
     claim_mail = store.claim_mail

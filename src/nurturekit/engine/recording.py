@@ -1,0 +1,286 @@
+"""The record pipeline: an activity is stored, scored and walked through the stages, then
+checked for a hand-off to sales, scenario goals, exits and waits, and triggers."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+import attrs
+
+from nurturekit.activity import BOUNCED, COMPLAINED, HANDED_OFF, UNSUBSCRIBED, Activity
+from nurturekit.conditions import Explanation, View, _trusted_view
+from nurturekit.engine.base import _Base
+from nurturekit.engine.report import RecordResult, _make_result
+from nurturekit.engine.steps import _ACTIVE, _RUNNING, _WAITING, _end, _go
+from nurturekit.errors import UnknownLead
+from nurturekit.handoff import Handoff, MqlDefinition
+from nurturekit.lead import Contactability, ContactStatus, Lead
+from nurturekit.ports import LeadState
+from nurturekit.scenario import (
+    Enrollment,
+    EnrollmentStatus,
+    OnActivity,
+    OnLevelCrossed,
+    OnStageEntered,
+    Scenario,
+    WaitFor,
+)
+from nurturekit.scoring import Score
+from nurturekit.stages import StageHistory, StageMove, _advance_moves
+
+#: Contactability an activity of this kind sets.
+_CONTACT_EFFECT = {
+    UNSUBSCRIBED: ContactStatus.UNSUBSCRIBED,
+    BOUNCED: ContactStatus.BOUNCED,
+    COMPLAINED: ContactStatus.DO_NOT_CONTACT,
+}
+
+
+class _Recording(_Base):
+    """Recording activities and what follows from them, and the lead's state and view."""
+
+    def _new_state(self, lead: Lead, now: datetime) -> LeadState:
+        machine = self.program.stages
+        return LeadState(
+            lead_id=lead.id,
+            card=self.program.scoring.new_card(lead),
+            moves=[] if machine is None else StageHistory.start(machine, lead.id, now).moves,
+        )
+
+    def _stages(self, state: LeadState) -> StageHistory | None:
+        """The lead's stage history over ``state.moves`` (moves it makes land there)."""
+        machine = self.program.stages
+        if machine is None or not state.moves:
+            return None
+        return StageHistory.adopt(machine, state.lead_id, state.moves)
+
+    def _record(self, activity: Activity, clock_now: datetime) -> RecordResult:
+        storage = self.storage
+        lead = storage.get_lead(activity.lead_id)
+        if lead is None:
+            raise UnknownLead(activity.lead_id)
+        if not storage.add_activity(activity):
+            return RecordResult(activity=activity, stored=False)
+        now = max(clock_now, activity.at)
+        effect = _CONTACT_EFFECT.get(activity.kind)
+        if effect is not None and lead.contactability.status is not effect:
+            lead = attrs.evolve(
+                lead,
+                contactability=Contactability(
+                    status=effect, since=activity.at, reason=activity.kind
+                ),
+            )
+            storage.put_lead(lead)
+        state = storage.get_state(lead.id) or self._new_state(lead, now)
+        program = self.program
+        history = storage.activities(lead.id)
+        program.scoring.apply(state.card, lead, activity, history)
+        score = program.scoring.score(state.card, now)
+        moves: list[StageMove] = []
+        machine = program.stages
+        last = state.moves[-1] if machine is not None and state.moves else None
+        view = _trusted_view(
+            lead,
+            now,
+            history,
+            activity,
+            score,
+            None if last is None else last.target,
+            None if last is None else last.at,
+            True,
+        )
+        if last is not None:
+            assert machine is not None
+            moves, view = _advance_moves(machine, lead.id, state.moves, view)
+        levels = score.levels
+        crossed = [name for name in levels if name not in state.levels] if levels else []
+        if crossed:
+            state.levels = state.levels | frozenset(crossed)
+        if activity.kind == HANDED_OFF:
+            state.with_sales = True
+        handoff = None
+        policy = program.handoff
+        if policy is not None:
+            qualified = policy.qualifies(view)
+            # Hand off on a new qualification only: a definition that starts to hold.
+            if qualified is not None and not state.qualified and not state.with_sales:
+                handoff = self._hand_off(lead, state, view, qualified, now)
+            state.qualified = qualified is not None
+        ended = self._goals_and_waits(view, now)
+        triggered = program.triggered_by(activity.kind)
+        if not state.with_sales and (
+            triggered or ((moves or crossed) and program.triggered_on_entry())
+        ):
+            enrolled = self._triggers(view, triggered, moves, crossed, now)
+        else:
+            enrolled = []
+        storage.put_state(state)
+        return _make_result(
+            activity,
+            True,
+            score,
+            tuple(moves) if moves else (),
+            tuple(enrolled) if enrolled else (),
+            tuple(ended) if ended else (),
+            handoff,
+        )
+
+    def _hand_off(
+        self,
+        lead: Lead,
+        state: LeadState,
+        view: View,
+        qualified: tuple[MqlDefinition, Explanation],
+        now: datetime,
+    ) -> Handoff:
+        """Hand the lead to sales for this qualification: assign an owner, set the SLA
+        deadline, take the lead out of marketing, and leave a notice for the sink."""
+        policy = self.program.handoff
+        assert policy is not None
+        storage = self.storage
+        definition, explanation = qualified
+        choice = policy.assignment.pick(view)
+        key = choice.team_key
+        position = None if key is None else storage.next_in_rotation(key, len(choice.team))
+        owner = choice.resolve(position)
+        score = view.score
+        assert isinstance(score, Score)
+        recent = tuple(
+            " ".join(
+                [a.at.isoformat(), a.kind] + [f"{k}={v}" for k, v in sorted(a.properties.items())]
+            )
+            for a in list(view.activities)[-5:]
+        )
+        number = len(storage.handoffs_of(lead.id)) + 1
+        handoff = Handoff(
+            id=f"{lead.id}/{number}",
+            lead_id=lead.id,
+            at=now,
+            definition=definition.name,
+            explanation=str(explanation),
+            score=score.total,
+            score_explanation=score.explain(),
+            recent=recent,
+            owner=owner,
+            deadline=policy.deadline_for(owner, now),
+        )
+        storage.put_handoff(handoff)
+        state.with_sales = True
+        state.disqualified = False
+        storage.add_activity(
+            Activity(
+                lead_id=lead.id,
+                kind=HANDED_OFF,
+                at=now,
+                properties={"definition": definition.name, "owner": owner, "ref": handoff.id},
+                key=f"handoff/{handoff.id}",
+            )
+        )
+        if policy.leave_scenarios:
+            for enrollment in storage.enrollments_of(lead.id):
+                if enrollment.status in _RUNNING:
+                    storage.put_enrollment(
+                        _end(enrollment, EnrollmentStatus.EXITED, now, "handed to sales")
+                    )
+        return handoff
+
+    def _goals_and_waits(self, view: View, now: datetime) -> list[Enrollment]:
+        """End enrolments whose goal or an exit now holds; wake the ones waiting for this."""
+        ended: list[Enrollment] = []
+        storage = self.storage
+        for enrollment in storage.enrollments_of(view.lead.id):
+            status = enrollment.status
+            if status is not _ACTIVE and status is not _WAITING:
+                continue
+            scenario = self.program.scenario(enrollment.scenario)
+            goal = scenario.goal
+            if goal is not None and goal.predicate()(view):
+                done = _end(enrollment, EnrollmentStatus.CONVERTED, now, "reached the goal")
+                storage.put_enrollment(done)
+                ended.append(done)
+                continue
+            left = None
+            for exit_ in scenario.exits:
+                if exit_.when.predicate()(view):
+                    left = exit_
+                    break
+            if left is not None:
+                done = _end(enrollment, EnrollmentStatus.EXITED, now, left.name)
+                storage.put_enrollment(done)
+                ended.append(done)
+                continue
+            if status is _WAITING and enrollment.step is not None:
+                step = scenario.step(enrollment.step)
+                if isinstance(step, WaitFor) and step.condition.predicate()(view):
+                    storage.put_enrollment(_go(enrollment, step.next, now, _ACTIVE))
+        return ended
+
+    def _triggers(
+        self,
+        view: View,
+        triggered: tuple[Scenario, ...],
+        moves: list[StageMove],
+        crossed: list[str],
+        now: datetime,
+    ) -> list[Enrollment]:
+        """Enrol the lead in the scenarios this activity triggers: ``triggered`` (those whose
+        activity trigger can match its kind) and those entered by its stage moves or level
+        crossings."""
+        program = self.program
+        candidates: list[Scenario] = []
+        for scenario in triggered:
+            trigger = scenario.trigger
+            if isinstance(trigger, OnActivity) and trigger.when.predicate()(view):
+                candidates.append(scenario)
+        on_entry = program.triggered_on_entry()
+        if on_entry and (moves or crossed):
+            entered = {m.target for m in moves}
+            for scenario in on_entry:
+                trigger = scenario.trigger
+                if (isinstance(trigger, OnStageEntered) and trigger.stage in entered) or (
+                    isinstance(trigger, OnLevelCrossed) and trigger.level in crossed
+                ):
+                    candidates.append(scenario)
+            # Scenarios are deep frozen values: dedupe by name, not by (deep) hash.
+            candidates = list({s.name: s for s in candidates}.values())
+        if not candidates:
+            return []
+        mine = self.storage.enrollments_of(view.lead.id)
+        enrolled = []
+        for scenario in candidates:
+            enrollment = self._enrol(scenario, view, mine, now)
+            if enrollment is not None:
+                enrolled.append(enrollment)
+        return enrolled
+
+    def _enrol(
+        self, scenario: Scenario, view: View, mine: list[Enrollment], now: datetime
+    ) -> Enrollment | None:
+        """Enrol the lead of ``view`` in ``scenario`` if it is not in it, may re-enter and is
+        in the target."""
+        name = scenario.name
+        entries = 0
+        last = None
+        for e in mine:
+            if e.scenario == name:
+                if e.status is _ACTIVE or e.status is _WAITING:
+                    return None
+                entries += 1
+                last = e.entered_at
+        if not scenario.reentry.allows(last, now) or not scenario.target.predicate()(view):
+            return None
+        enrollment = Enrollment.start(scenario, view.lead.id, entries + 1, now)
+        self.storage.put_enrollment(enrollment)
+        return enrollment
+
+    def _view(self, lead: Lead, state: LeadState, now: datetime) -> View:
+        stages = self._stages(state)
+        return View(
+            lead=lead,
+            now=now,
+            activities=self.storage.activities(lead.id),
+            activities_sorted=True,
+            score=self.program.scoring.score(state.card, now),
+            stage=None if stages is None else stages.current,
+            stage_entered_at=None if stages is None else stages.entered_at,
+        )
