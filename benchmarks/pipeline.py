@@ -25,21 +25,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 
-from engine_fixtures import START, World
+from engine_fixtures import MIX, START, World
 
 from nurturekit import Activity
 from nurturekit.scenario import Enrollment, EnrollmentStatus
-
-MIX = [
-    ("page_view", {"page": "blog"}),
-    ("page_view", {"page": "pricing"}),
-    ("page_view", {"page": "product"}),
-    ("email_open", {}),
-    ("email_click", {}),
-    ("download", {"type": "whitepaper"}),
-    ("seminar_registered", {}),
-    ("seminar_attended", {}),
-]
 
 
 def workload(leads: int, per_lead: int) -> tuple[World, list[Activity]]:

@@ -185,3 +185,16 @@ class World:
             for m in self.mailer.outbox
             if lead_id is None or m.lead_id == lead_id
         ]
+
+
+#: A mix of what leads do, for workloads drawn at random (benchmarks/pipeline.py and tests).
+MIX: list[tuple[str, dict[str, Any]]] = [
+    ("page_view", {"page": "blog"}),
+    ("page_view", {"page": "pricing"}),
+    ("page_view", {"page": "product"}),
+    ("email_open", {}),
+    ("email_click", {}),
+    ("download", {"type": "whitepaper"}),
+    ("seminar_registered", {}),
+    ("seminar_attended", {}),
+]

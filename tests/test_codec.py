@@ -95,6 +95,8 @@ def reference(state: LeadState) -> str:
         "disqualified": state.disqualified,
         "qualified": state.qualified,
     }
+    if state.tally is not None:  # written since tallies were kept
+        data["tally"] = state.tally.to_data()
     return json.dumps(data, ensure_ascii=False, separators=(",", ":"))
 
 

@@ -6,13 +6,17 @@ from datetime import datetime, timezone
 
 import attrs
 
+from nurturekit.activity import Activity
+from nurturekit.conditions import did
+from nurturekit.conditions.activities import plan_tally
 from nurturekit.ports import LeadState
 from nurturekit.scoring import Contribution, ScoreCard
 from nurturekit.stages import StageMove
 from nurturekit.storage._states import copy_state, snapshot_state, state_from_snapshot
 
 T0 = datetime(2026, 4, 1, tzinfo=timezone.utc)
-CONTAINERS = ("entries", "refused", "seen", "times")
+ACTIVITY = Activity(lead_id="l1", kind="page_view", at=T0, key="k1")
+CONTAINERS = ("entries", "refused", "seen", "times", "awarded")
 
 
 def a_state() -> LeadState:
@@ -40,6 +44,7 @@ def a_state() -> LeadState:
         with_sales=True,
         disqualified=True,
         qualified=True,
+        tally=plan_tally([did("page_view", within="7d")]).tally([ACTIVITY]),
     )
 
 
@@ -56,6 +61,10 @@ def shares_no_container(copy: LeadState, state: LeadState) -> None:
     for name in CONTAINERS:
         assert getattr(copy.card, name) is not getattr(state.card, name), name
     assert copy.moves is not state.moves
+    assert copy.tally is not state.tally
+    assert copy.tally is not None and state.tally is not None
+    assert copy.tally.counts is not state.tally.counts
+    assert all(copy.tally.times[k] is not t for k, t in state.tally.times.items())
 
 
 def test_every_field_differs_from_its_default_in_the_sample() -> None:

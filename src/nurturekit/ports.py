@@ -14,6 +14,7 @@ import attrs
 from typing_extensions import Protocol
 
 from nurturekit.activity import Activity
+from nurturekit.conditions.tally import Tally
 from nurturekit.handoff import Handoff, HandoffEvent
 from nurturekit.lead import ContactStatus, Lead
 from nurturekit.messages import OutgoingMail, SendResult, SendStatus
@@ -44,6 +45,10 @@ class LeadState:
     #: An MQL definition held at the lead's last activity: a hand-off happens only when this
     #: turns from false to true (a new qualification), not on every activity after it.
     qualified: bool = False
+    #: What the program's ``did(...)`` conditions count of the lead's history, kept as
+    #: activities arrive (``None`` until the engine makes it; see
+    #: :mod:`nurturekit.conditions.tally`).
+    tally: Tally | None = None
 
 
 @attrs.frozen(kw_only=True)

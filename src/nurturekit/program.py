@@ -12,10 +12,14 @@ import zoneinfo
 from collections.abc import Callable, Iterable, Mapping
 from datetime import datetime, time, timedelta, tzinfo
 from types import MappingProxyType
+from typing import Any, cast
 
 import attrs
 
 from nurturekit._time import UTC
+from nurturekit.conditions import Condition
+from nurturekit.conditions.activities import plan_tally
+from nurturekit.conditions.tally import TallyPlan
 from nurturekit.errors import InvalidProgram
 from nurturekit.handoff import HandoffPolicy
 from nurturekit.lead import Lead
@@ -198,6 +202,7 @@ class Program:
     _any_kind: tuple[Scenario, ...] = attrs.field(init=False, eq=False, repr=False)
     #: The scenarios triggered by entering a stage or crossing a score level, in order.
     _on_entry: tuple[Scenario, ...] = attrs.field(init=False, eq=False, repr=False)
+    _tally_plan: TallyPlan = attrs.field(init=False, eq=False, repr=False)
 
     def __attrs_post_init__(self) -> None:
         by_name: dict[str, Scenario] = {}
@@ -231,6 +236,7 @@ class Program:
                 s for s in self.scenarios if isinstance(s.trigger, OnStageEntered | OnLevelCrossed)
             ),
         )
+        object.__setattr__(self, "_tally_plan", plan_tally(_conditions_in(self)))
         recycle_into = None if self.handoff is None else self.handoff.recycle_into
         if recycle_into is not None and recycle_into not in by_name:
             raise InvalidProgram(
@@ -300,6 +306,12 @@ class Program:
         """Scenarios triggered by entering a stage or crossing a score level, in order."""
         return self._on_entry
 
+    @property
+    def tally_plan(self) -> TallyPlan:
+        """What each lead's :class:`~nurturekit.conditions.tally.Tally` keeps: every
+        ``did(...)`` of the program's scoring, stages, scenarios and hand-off."""
+        return self._tally_plan
+
     def lint(self) -> list[LintWarning]:
         """Every scenario's lint warnings, with the program's templates to read."""
         return [w for s in self.scenarios for w in s.lint(self.templates)]
@@ -309,3 +321,29 @@ def _once(scenarios: list[Scenario]) -> tuple[Scenario, ...]:
     """``scenarios`` without repeats (by name: scenarios are deep values), each where it first
     appears."""
     return tuple({s.name: s for s in scenarios}.values())
+
+
+def _conditions_in(value: object) -> list[Condition]:
+    """Every condition held anywhere inside ``value`` (attrs values, sequences, mappings),
+    outermost ones only; each object is looked into once."""
+    found: list[Condition] = []
+    seen: set[int] = set()
+    pending = [value]
+    while pending:
+        item = pending.pop()
+        if id(item) in seen:
+            continue
+        seen.add(id(item))
+        if isinstance(item, Condition):
+            found.append(item)
+        elif isinstance(item, str | bytes):
+            continue
+        elif isinstance(item, Mapping):
+            pending.extend(item.values())
+        elif isinstance(item, tuple | list | frozenset | set):
+            pending.extend(item)
+        elif attrs.has(type(item)):
+            fields = attrs.fields(cast(Any, type(item)))
+            # What a value derives from its fields (init=False) holds nothing more.
+            pending.extend(getattr(item, field.name) for field in fields if field.init)
+    return found

@@ -58,6 +58,7 @@ from nurturekit.conditions import (
     _trusted_view,
     condition_from_dict,
 )
+from nurturekit.conditions.tally import TalliedHistory
 from nurturekit.errors import InvalidScoringModel, NurtureError
 from nurturekit.lead import Lead
 
@@ -368,6 +369,13 @@ class ScoreCard:
     last_key: str = ""
     #: Times of every applied activity, sorted: the idle clock of :class:`IdleLoss` (else empty).
     times: list[datetime] = attrs.Factory(list)
+    #: How many of ``entries`` each rule has: what a cap without a period counts, without
+    #: reading the entries. Worked out from ``entries`` when a card is made, kept by
+    #: :meth:`ScoringModel.apply` as it adds to them (not stored).
+    awarded: dict[str, int] = attrs.field(init=False, factory=dict, eq=False, repr=False)
+
+    def __attrs_post_init__(self) -> None:
+        self.awarded = _awarded(self.entries)
 
 
 # --------------------------------------------------------------------------- the model
@@ -659,6 +667,7 @@ class ScoringModel:
         kind = activity.kind
         props = activity.properties
         entries = card.entries
+        awarded = card.awarded
         for item in rules:
             matched = True
             for name, expected in item.where:
@@ -683,11 +692,14 @@ class ScoringModel:
                     continue
                 if rule.active_until is not None and at >= rule.active_until:
                     continue
-                if rule.cap is not None and not _cap_allows(rule.cap, rule.name, entries, at):
+                if rule.cap is not None and not _cap_allows(
+                    rule.cap, rule.name, entries, at, awarded
+                ):
                     card.refused.append(entry)
                     continue
             entries.append(entry)
             card.engagement_points += item.points
+            awarded[item.name] = awarded.get(item.name, 0) + 1
         return True
 
     def _adjust(self, card: ScoreCard, activity: Activity) -> None:
@@ -710,10 +722,15 @@ class ScoringModel:
         )
         card.entries.append(entry)
         card.engagement_points += points
+        card.awarded[entry.rule] = card.awarded.get(entry.rule, 0) + 1
 
     def _view(self, lead: Lead, activity: Activity, history: Sequence[Activity]) -> View:
         """The view a history rule sees: the activities up to this one, each key once."""
         at, key = activity.at, activity.key
+        if type(history) is TalliedHistory and history and history[-1].key == key:
+            # The history with its tally, in (at, key) order, this activity last: the
+            # activities up to this one are all of it, and did(...) need not read them.
+            return _trusted_view(lead, at, history, activity, None, None, None, True)
         before = {h.key: h for h in history if h.at < at or (h.at == at and h.key < key)}
         # Parts already checked: an activity's time is aware UTC.
         return _trusted_view(
@@ -737,6 +754,7 @@ class ScoringModel:
                 )
             fresh = self._rebuild(lead, everything.values())
             card.entries, card.refused = fresh.entries, fresh.refused
+            card.awarded = fresh.awarded
             card.engagement_points = fresh.engagement_points
             return
         probe = ScoreCard(lead_id=card.lead_id)
@@ -744,6 +762,7 @@ class ScoringModel:
         candidates = card.entries + card.refused + probe.entries + probe.refused
         if not self._capped:
             card.entries = sorted(card.entries + probe.entries, key=_order_key(self))
+            card.awarded = _awarded(card.entries)
             card.engagement_points += sum(c.points for c in probe.entries)
             return
         self._decide_caps(card, candidates)
@@ -761,6 +780,7 @@ class ScoringModel:
             else:
                 entries.append(entry)
         card.entries, card.refused = entries, refused
+        card.awarded = _awarded(entries)
         card.engagement_points = sum(c.points for c in entries)
 
     def _rebuild(self, lead: Lead, activities: Iterable[Activity]) -> ScoreCard:
@@ -938,8 +958,17 @@ def _order_key(model: ScoringModel) -> Any:
     return lambda c: (c.at, c.activity_key, order.get(c.rule, -1))
 
 
-def _cap_allows(cap: Cap, rule: str, admitted: Sequence[Contribution], at: datetime) -> bool:
-    """Whether ``cap`` allows one more award of ``rule`` at ``at``, given the earlier awards."""
+def _cap_allows(
+    cap: Cap,
+    rule: str,
+    admitted: Sequence[Contribution],
+    at: datetime,
+    awarded: Mapping[str, int] | None = None,
+) -> bool:
+    """Whether ``cap`` allows one more award of ``rule`` at ``at``, given the earlier awards
+    (``admitted``, and ``awarded``: how many each rule has among them, when known)."""
+    if cap.per is None and awarded is not None:
+        return awarded.get(rule, 0) < cap.times
     since = None if cap.per is None else at - cap.per
     count = 0
     for entry in reversed(admitted):
@@ -950,6 +979,14 @@ def _cap_allows(cap: Cap, rule: str, admitted: Sequence[Contribution], at: datet
             if count >= cap.times:
                 return False
     return True
+
+
+def _awarded(entries: Iterable[Contribution]) -> dict[str, int]:
+    """How many of ``entries`` each rule has."""
+    counts: dict[str, int] = {}
+    for entry in entries:
+        counts[entry.rule] = counts.get(entry.rule, 0) + 1
+    return counts
 
 
 def _half_life(points: int, periods: float) -> int:

@@ -11,9 +11,9 @@ from typing import Any, ClassVar
 import attrs
 
 from nurturekit._time import describe_duration, format_duration, parse_duration
-from nurturekit.activity import Activity
 from nurturekit.conditions.attributes import Scalar, _same, _scalar
 from nurturekit.conditions.core import Condition, Explanation, View, _explanation
+from nurturekit.conditions.tally import Counted, TalliedHistory, TallyPlan, counted_key, matches
 from nurturekit.errors import InvalidCondition
 
 #: How a dict says "any kind of activity" (``{"did": "*", "within": "90d"}``); no real kind can
@@ -70,20 +70,12 @@ def _count_at_most(value: Any) -> int | None:
     return _count(value, "at_most")
 
 
-def _matches(
-    activity: Activity, kinds: tuple[str, ...], where: tuple[tuple[str, Scalar], ...]
-) -> bool:
-    if kinds and activity.kind not in kinds:
-        return False
-    props = activity.properties
-    return all(_same(props.get(name), expected) for name, expected in where)
-
-
 def _matcher(
     where: tuple[tuple[str, Scalar], ...],
 ) -> Callable[[Mapping[str, Any]], bool] | None:
-    """A test of an activity's properties against ``where`` (as :func:`_matches` does it), or
-    ``None`` when there is nothing to test."""
+    """A test of an activity's properties against ``where`` (as
+    :func:`~nurturekit.conditions.tally.matches` does it), or ``None`` when there is nothing to
+    test."""
     if not where:
         return None
     if len(where) == 1:
@@ -127,21 +119,30 @@ class Did(Condition):
     at_least: int = attrs.field(default=1, converter=_count_at_least)
     at_most: int | None = attrs.field(default=None, converter=_count_at_most)
     within: timedelta | None = attrs.field(default=None, converter=_within)
+    #: What a :class:`~nurturekit.conditions.tally.Tally` knows this count by.
+    _counted: str = attrs.field(init=False, eq=False, repr=False)
 
     def __attrs_post_init__(self) -> None:
         if self.at_most is not None and self.at_most < self.at_least:
             raise InvalidCondition(
                 "at_most", f"at_most {self.at_most} is smaller than at_least {self.at_least}"
             )
+        object.__setattr__(self, "_counted", counted_key(self.kinds, self.where))
 
     def count(self, view: View, enough: int | None = None) -> int:
-        """How many activities in the view match, within the window (stopping at ``enough``)."""
+        """How many activities in the view match, within the window (stopping at ``enough``,
+        unless the view's history comes with a tally, which knows the whole count)."""
         now = view.now
+        activities = view.activities
+        if type(activities) is TalliedHistory:
+            counted = activities.tally.count_key(self._counted, self.within, now)
+            if counted is not None:
+                return counted
         since = now - self.within if self.within is not None else None
         kinds, where = self.kinds, self.where
         found = 0
         # Newest first: a window or an early stop then looks at few activities.
-        for item in reversed(view.activities):
+        for item in reversed(activities):
             at = item.at
             if at > now:
                 continue
@@ -151,7 +152,7 @@ class Did(Condition):
                 continue
             if kinds and item.kind not in kinds:
                 continue
-            if where and not _matches(item, kinds, where):
+            if where and not matches(item, kinds, where):
                 continue
             found += 1
             if found == enough:
@@ -170,16 +171,24 @@ class Did(Condition):
     def _test(self, negated: bool) -> Callable[[View], bool]:
         """The compiled test, or (``negated``) its opposite: ``~did(...)`` in one call."""
         kinds = frozenset(self.kinds) if self.kinds else None
-        matches = _matcher(self.where)
+        props_match = _matcher(self.where)
         within, at_least, at_most = self.within, self.at_least, self.at_most
         enough = at_least if at_most is None else at_most + 1
+        key = self._counted
 
         def holds(view: View) -> bool:
             now = view.now
+            activities = view.activities
+            if type(activities) is TalliedHistory:
+                found = activities.tally.count_key(key, within, now)
+                if found is not None:
+                    if at_most is None:
+                        return (found >= at_least) is not negated
+                    return (at_least <= found <= at_most) is not negated
             since = None if within is None else now - within
             in_order = view.activities_sorted
             found = 0
-            for item in reversed(view.activities):  # newest first, as count() does
+            for item in reversed(activities):  # newest first, as count() does
                 at = item.at
                 if at > now:
                     continue
@@ -189,7 +198,7 @@ class Did(Condition):
                     continue
                 if kinds is not None and item.kind not in kinds:
                     continue
-                if matches is not None and not matches(item.properties):
+                if props_match is not None and not props_match(item.properties):
                     continue
                 found += 1
                 if found == enough:
@@ -269,6 +278,23 @@ def did(
     return Did(kinds=kind, where=merged, at_least=at_least, at_most=at_most, within=within)
 
 
+def plan_tally(conditions: Iterable[Condition]) -> TallyPlan:
+    """What a :class:`~nurturekit.conditions.tally.Tally` keeps for every ``did(...)`` inside
+    ``conditions``: each kinds-and-filters counted, in the widest window it is counted in."""
+    planned: dict[str, tuple[Counted, timedelta | None]] = {}
+    for condition in conditions:
+        for node in condition.walk():
+            if not isinstance(node, Did):
+                continue
+            key = counted_key(node.kinds, node.where)
+            widest = planned[key][1] if key in planned else None
+            within = node.within
+            if within is not None and (widest is None or within > widest):
+                widest = within
+            planned[key] = ((node.kinds, node.where), widest)
+    return TallyPlan(planned.values())
+
+
 @attrs.frozen(kw_only=True)
 class ActivityIs(Condition):
     """The activity being processed (``view.activity``) is of a kind and has properties.
@@ -283,17 +309,17 @@ class ActivityIs(Condition):
 
     def evaluate(self, view: View) -> bool:
         current = view.activity
-        return current is not None and _matches(current, self.kinds, self.where)
+        return current is not None and matches(current, self.kinds, self.where)
 
     def _compile(self) -> Callable[[View], bool]:
         kinds = frozenset(self.kinds) if self.kinds else None
-        matches = _matcher(self.where)
+        props_match = _matcher(self.where)
 
         def holds(view: View) -> bool:
             current = view.activity
             if current is None or (kinds is not None and current.kind not in kinds):
                 return False
-            return matches is None or matches(current.properties)
+            return props_match is None or props_match(current.properties)
 
         return holds
 

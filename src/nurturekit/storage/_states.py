@@ -1,6 +1,6 @@
 """Copies and snapshots of a :class:`~nurturekit.ports.LeadState`, for the stores.
 
-A state is plain data: its lists and its set are the only mutable parts, and their items
+A state is plain data: its lists, its set and its tally are the only mutable parts, and their items
 (contributions, stage moves, times, keys) are immutable and shared. A store copies a state
 when it hands one out that the caller may change, and snapshots one it lends inside a
 transaction so that an undone transaction can put it back.
@@ -18,6 +18,7 @@ from typing import Any
 
 import attrs
 
+from nurturekit.conditions.tally import Tally
 from nurturekit.ports import LeadState
 from nurturekit.scoring import ScoreCard
 
@@ -25,7 +26,19 @@ from nurturekit.scoring import ScoreCard
 Snapshot = tuple[Any, ...]
 
 #: The mutable fields, and the type whose constructor copies each.
-_MUTABLE = {"entries": "list", "refused": "list", "times": "list", "seen": "set", "moves": "list"}
+_MUTABLE = {
+    "entries": "list",
+    "refused": "list",
+    "times": "list",
+    "seen": "set",
+    "moves": "list",
+    "tally": "copy_tally",
+    "awarded": "dict",
+}
+
+
+def _copy_tally(tally: Tally | None) -> Tally | None:
+    return None if tally is None else tally.copy()
 
 
 def _fields() -> list[tuple[str, str]]:
@@ -62,7 +75,12 @@ def _build() -> tuple[
     restore += ["    s = new(LeadState)", "    s.card = c"]
     restore += [f"    s.{name} = {_copied(name, name)}" for name in state_names]
     restore += ["    return s"]
-    scope: dict[str, Any] = {"new": object.__new__, "ScoreCard": ScoreCard, "LeadState": LeadState}
+    scope: dict[str, Any] = {
+        "new": object.__new__,
+        "ScoreCard": ScoreCard,
+        "LeadState": LeadState,
+        "copy_tally": _copy_tally,
+    }
     # Our own text, built from attrs fields.
     exec("\n".join(copy + snapshot + restore), scope)
     return scope["copy"], scope["snapshot"], scope["restore"]

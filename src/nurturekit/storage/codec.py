@@ -17,6 +17,7 @@ from operator import is_
 from typing import Any, Generic, TypeVar
 
 from nurturekit.activity import Activity
+from nurturekit.conditions.tally import Tally
 from nurturekit.errors import NurtureError, StorageError
 from nurturekit.handoff import Handoff
 from nurturekit.lead import Consent, Contactability, Lead
@@ -367,9 +368,16 @@ def encode_state(state: LeadState, previous: StateText | None = None) -> StateTe
         f'"last_at":{"null" if last_at is None else _time_text(last_at)},'
         f'"last_key":{_text(card.last_key)},"times":[{times[1]}]}},'
         f'"moves":[{moves[1]}],"levels":[{levels}],"with_sales":{_text(state.with_sales)},'
-        f'"disqualified":{_text(state.disqualified)},"qualified":{_text(state.qualified)}}}'
+        f'"disqualified":{_text(state.disqualified)},"qualified":{_text(state.qualified)}'
+        f"{_tally_text(state)}}}"
     )
     return StateText(text, (fit, entries, refused, times, moves), seen)
+
+
+def _tally_text(state: LeadState) -> str:
+    """The state's tally as its last member; nothing when it has none (as before tallies)."""
+    tally = state.tally
+    return "" if tally is None else ',"tally":' + _dumps(tally.to_data())
 
 
 def state_to_json(state: LeadState) -> str:
@@ -410,6 +418,9 @@ def _state(data: dict[str, Any]) -> LeadState:
         # Written since schema 2; a state written before reads as not yet qualified.
         disqualified=data.get("disqualified", False),
         qualified=data.get("qualified", False),
+        # A state written before tallies were kept has none: the engine counts the history
+        # again once, the next time the lead is seen.
+        tally=None if data.get("tally") is None else Tally.from_data(data["tally"]),
     )
 
 
