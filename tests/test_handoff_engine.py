@@ -239,3 +239,33 @@ def test_with_the_lifecycle_machine_an_accepted_lead_becomes_an_sql(storage: Sto
     world.engine.feedback("later", "not_now")
     state = storage.get_state("later")
     assert state is not None and state.moves[-1].target == "recycled"
+
+
+def test_the_policy_names_the_stage_each_outcome_moves_to(storage: Storage) -> None:
+    from nurturekit.presets import lifecycle
+
+    policy = attrs.evolve(
+        POLICY, stage_on_outcome={"accepted": "opportunity", "not_a_fit": "recycled"}
+    )
+    program = attrs.evolve(the_program(), stages=lifecycle(), handoff=policy)
+    world = World(storage, program, ListSink())
+    qualify(world, "won")
+    world.engine.feedback("won", "contacted")
+    world.engine.feedback("won", "accepted")
+    state = storage.get_state("won")
+    assert state is not None and state.moves[-1].target == "mql"  # mql → opportunity: not allowed
+    qualify(world, "later")
+    world.engine.feedback("later", "not_now")
+    state = storage.get_state("later")
+    assert state is not None and state.moves[-1].target == "mql"  # no stage for not now
+    qualify(world, "nofit")
+    world.engine.feedback("nofit", "not_a_fit")
+    state = storage.get_state("nofit")
+    assert state is not None and state.moves[-1].target == "recycled"
+
+
+def test_a_stage_for_an_unknown_outcome_is_refused_naming_the_outcomes() -> None:
+    from nurturekit.errors import InvalidInput
+
+    with pytest.raises(InvalidInput, match="'won' is not an outcome; the outcomes are 'contacted'"):
+        attrs.evolve(POLICY, stage_on_outcome={"won": "sql"})

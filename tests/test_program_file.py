@@ -196,6 +196,7 @@ def bundled_style_program() -> Program:
         recycle_into="whitepaper",
         reset_engagement_on_recycle=True,
         owner_time_zones={"sato": "Asia/Tokyo", "smith": "America/New_York"},
+        stage_on_outcome={"accepted": "sql", "not_now": "recycled", "not_a_fit": "recycled"},
     )
     return Program(
         scoring=seed002_scoring_model(),

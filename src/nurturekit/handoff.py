@@ -555,6 +555,32 @@ def _instance_of(kind: type) -> Any:
     return check
 
 
+#: The stage of :func:`nurturekit.stages.lifecycle` each of sales' outcomes moves a lead to:
+#: what :attr:`HandoffPolicy.stage_on_outcome` is unless a program says otherwise.
+LIFECYCLE_STAGES: Mapping[Outcome, str] = MappingProxyType(
+    {Outcome.ACCEPTED: "sql", Outcome.NOT_NOW: "recycled", Outcome.NOT_A_FIT: "disqualified"}
+)
+
+
+def _stage_on_outcome(value: Mapping[str, str]) -> Mapping[Outcome, str]:
+    where = "HandoffPolicy.stage_on_outcome"
+    if not isinstance(value, Mapping):
+        raise InvalidInput(where, f"expected a mapping of outcome → stage name, got {value!r}")
+    allowed = ", ".join(repr(o.value) for o in Outcome)
+    out: dict[Outcome, str] = {}
+    for outcome, stage in value.items():
+        try:
+            key = Outcome(outcome)
+        except ValueError:
+            raise InvalidInput(
+                where, f"{outcome!r} is not an outcome; the outcomes are {allowed}"
+            ) from None
+        if not isinstance(stage, str) or not stage:
+            raise InvalidInput(f"{where}[{key.value!r}]", f"expected a stage name, got {stage!r}")
+        out[key] = stage
+    return MappingProxyType(out)
+
+
 def _owner_zones(value: Mapping[str, str]) -> Mapping[str, str]:
     where = "HandoffPolicy.owner_time_zones"
     if not isinstance(value, Mapping):
@@ -579,7 +605,11 @@ class HandoffPolicy:
     an owner to the IANA zone their business hours are counted in. ``leave_scenarios``: whether a
     lead handed to sales leaves its marketing scenarios. ``recycle_into``: the nurture scenario a
     "not now" lead is enrolled in (``None``: none); ``reset_engagement_on_recycle``: whether its
-    engagement score starts again from zero then.
+    engagement score starts again from zero then. ``stage_on_outcome``: the stage sales'
+    word moves the lead to, with a stage machine that has it and allows the move (outcome →
+    stage name; :data:`LIFECYCLE_STAGES` unless given: accepted → ``sql``, not now →
+    ``recycled``, not a fit → ``disqualified``, the stages of
+    :func:`~nurturekit.stages.lifecycle`).
     """
 
     definitions: tuple[MqlDefinition, ...] = attrs.field(converter=_definitions)
@@ -591,6 +621,9 @@ class HandoffPolicy:
     # A mapping proxy is unhashable, so the hash leaves it out; equality still compares it.
     owner_time_zones: Mapping[str, str] = attrs.field(
         factory=dict, converter=_owner_zones, hash=False
+    )
+    stage_on_outcome: Mapping[Outcome, str] = attrs.field(
+        factory=lambda: LIFECYCLE_STAGES, converter=_stage_on_outcome, hash=False
     )
 
     def qualifies(self, view: View) -> tuple[MqlDefinition, Explanation] | None:

@@ -66,6 +66,7 @@ The hand-off to sales (``assignment`` and ``sla`` may also be inline tables)::
     recycle_into = "nurture"                 # scenario for "not now" leads (optional)
     reset_engagement_on_recycle = false
     owner_time_zones = {sato = "Asia/Tokyo"}
+    stage_on_outcome = {accepted = "sql", not_now = "recycled", not_a_fit = "disqualified"}
 
     [handoff.assignment]                     # first rule that holds; exactly one of owner/team
     rules = [
@@ -105,6 +106,7 @@ from nurturekit._time import format_duration, parse_duration
 from nurturekit.conditions import Always, Condition, condition_from_dict
 from nurturekit.errors import InvalidInput, InvalidProgram
 from nurturekit.handoff import (
+    LIFECYCLE_STAGES,
     Assignment,
     AssignmentRule,
     BusinessHours,
@@ -897,6 +899,7 @@ class _Reader:
             "recycle_into",
             "reset_engagement_on_recycle",
             "owner_time_zones",
+            "stage_on_outcome",
         )
         data = self.table(value, path, keys, required=("definitions",))
         definitions = []
@@ -912,6 +915,14 @@ class _Reader:
                 )
         zones_path = f"{path}.owner_time_zones"
         zones = self.mapping(data.get("owner_time_zones", {}), zones_path)
+        outcomes_path = f"{path}.stage_on_outcome"
+        outcomes = {
+            k: self.string(v, _join(outcomes_path, k))
+            for k, v in self.mapping(
+                data.get("stage_on_outcome", {o.value: s for o, s in LIFECYCLE_STAGES.items()}),
+                outcomes_path,
+            ).items()
+        }
         with self.at(path):
             return HandoffPolicy(
                 definitions=definitions,
@@ -928,6 +939,7 @@ class _Reader:
                 owner_time_zones={
                     k: self.string(v, _join(zones_path, k)) for k, v in zones.items()
                 },
+                stage_on_outcome=outcomes,
             )
 
     def assignment(self, value: object, path: str) -> Assignment:
@@ -1188,6 +1200,8 @@ def _handoff(policy: HandoffPolicy) -> dict[str, Any]:
     out["reset_engagement_on_recycle"] = policy.reset_engagement_on_recycle
     if policy.owner_time_zones:
         out["owner_time_zones"] = dict(policy.owner_time_zones)
+    if policy.stage_on_outcome != LIFECYCLE_STAGES:
+        out["stage_on_outcome"] = {k.value: v for k, v in policy.stage_on_outcome.items()}
     return out
 
 

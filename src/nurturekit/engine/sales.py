@@ -14,18 +14,19 @@ from nurturekit.engine.base import _Base
 from nurturekit.engine.report import _Run, _Tally
 from nurturekit.engine.steps import _RUNNING
 from nurturekit.errors import InvalidInput, NoOpenHandoff, UnknownLead
-from nurturekit.handoff import Handoff, HandoffEvent, HandoffPolicy, HandoffStatus, Outcome
+from nurturekit.handoff import (
+    LIFECYCLE_STAGES,
+    Handoff,
+    HandoffEvent,
+    HandoffPolicy,
+    HandoffStatus,
+    Outcome,
+)
 from nurturekit.ports import LeadState
 from nurturekit.scenario import Enrollment
 
 log = logging.getLogger("nurturekit.engine")
 
-#: The lifecycle stage that sales feedback moves a lead to, where the stage machine has it.
-_LIFECYCLE_STAGE = {
-    Outcome.ACCEPTED: "sql",
-    Outcome.NOT_NOW: "recycled",
-    Outcome.NOT_A_FIT: "disqualified",
-}
 #: Hand-off notices given to the sink per run, at most.
 _NOTICES_PER_RUN = 200
 
@@ -112,10 +113,13 @@ class _Sales(_Base):
     def _follow_lifecycle(
         self, state: LeadState, outcome: Outcome, now: datetime, note: str
     ) -> None:
-        """With a lifecycle stage machine (``lead → mql → sql …``), sales' word moves the
-        stage: accepted → ``sql``, not now → ``recycled``, not a fit → ``disqualified`` —
-        when the machine has that stage and allows the move from where the lead is."""
-        target = _LIFECYCLE_STAGE.get(outcome)
+        """With a stage machine, sales' word moves the stage to the policy's
+        :attr:`~nurturekit.handoff.HandoffPolicy.stage_on_outcome` (by default accepted →
+        ``sql``, not now → ``recycled``, not a fit → ``disqualified``) — when the machine has
+        that stage and allows the move from where the lead is."""
+        policy = self.program.handoff
+        stages_of = LIFECYCLE_STAGES if policy is None else policy.stage_on_outcome
+        target = stages_of.get(outcome)
         stages = self._stages(state)
         if target is None or stages is None:
             return
