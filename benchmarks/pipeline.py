@@ -57,13 +57,11 @@ def workload(leads: int, per_lead: int) -> tuple[World, list[Activity]]:
 def record_rate(leads: int, per_lead: int) -> float:
     world, activities = workload(leads, per_lead)
     gc.collect()
-    gc.freeze()
     record = world.engine.record
     started = time.perf_counter()
     for activity in activities:
         record(activity)
     elapsed = time.perf_counter() - started
-    gc.unfreeze()
     return len(activities) / elapsed
 
 
@@ -89,11 +87,9 @@ def run_due_seconds(enrolled: int, due: int = 1000) -> float:
             )
         )
     gc.collect()
-    gc.freeze()
     started = time.perf_counter()
     report = world.engine.run_due(limit=due)
     elapsed = time.perf_counter() - started
-    gc.unfreeze()
     assert report.sent == due, report
     return elapsed
 

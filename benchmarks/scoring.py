@@ -133,12 +133,7 @@ def median_rate(runs: int, count: int, job: Callable[[], float]) -> float:
     rates = []
     for _ in range(runs):
         gc.collect()
-        # The inputs (every lead and activity of the run) are held in memory only because this
-        # script builds them up front; an engine streams them from storage. Freezing them keeps
-        # the collector from walking them again and again, for both loops alike.
-        gc.freeze()
         rates.append(count / job())
-        gc.unfreeze()
     return statistics.median(rates)
 
 
