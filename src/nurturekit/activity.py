@@ -15,21 +15,18 @@ import attrs
 from dateutil.parser import isoparse
 
 from nurturekit._time import aware_utc
+from nurturekit.checks import CONTROL as _CONTROL
+from nurturekit.checks import check_id as _check_id
+from nurturekit.checks import control_problem as _control_problem
+from nurturekit.checks import int_problem as _int_problem
+from nurturekit.checks import shown as _shown
 from nurturekit.errors import (
     ActivityTooLarge,
     InvalidActivity,
     NaiveDatetime,
     TooManyProperties,
 )
-from nurturekit.lead import (
-    _CONTROL,
-    MAX_INT,
-    MIN_INT,
-    _check_id,
-    _control_problem,
-    _int_problem,
-    _shown,
-)
+from nurturekit.lead import MAX_INT, MIN_INT
 
 __all__ = [
     "BOUNCED",

@@ -24,9 +24,10 @@ from typing import IO, Any
 import attrs
 
 from nurturekit.activity import Activity
+from nurturekit.checks import int_problem as _int_problem
 from nurturekit.engine import Engine
 from nurturekit.errors import InvalidInput, InvalidLead, NurtureError, UnknownLead
-from nurturekit.lead import EMPLOYEES, Lead, _int_problem
+from nurturekit.lead import EMPLOYEES, Lead
 
 __all__ = [
     "MAX_JSON_DEPTH",

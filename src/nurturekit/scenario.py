@@ -39,9 +39,9 @@ from dateutil.tz import resolve_imaginary
 
 from nurturekit._fast import maker
 from nurturekit._time import UTC, aware_utc, describe_duration
+from nurturekit.checks import control_problem as _control_problem
 from nurturekit.conditions import Condition, always
 from nurturekit.errors import InvalidScenario
-from nurturekit.lead import _control_problem
 
 if TYPE_CHECKING:
     from nurturekit.lint import LintWarning

@@ -24,6 +24,9 @@ from typing import Any
 
 import attrs
 
+from nurturekit.checks import check_id as _check_id
+from nurturekit.checks import describe_char as _describe_char
+from nurturekit.checks import shown as _shown
 from nurturekit.errors import InvalidLead, MissingPlaceholder, TemplateError, UnsafeHeader
 from nurturekit.lead import (
     DEPARTMENT,
@@ -34,11 +37,8 @@ from nurturekit.lead import (
     TIME_ZONE,
     AttributeValue,
     Lead,
-    _check_id,
-    _describe_char,
-    _shown,
-    _split_email,
 )
+from nurturekit.lead import split_email as _split_email
 from nurturekit.messages import OutgoingMail, Sender
 
 __all__ = [

@@ -23,8 +23,9 @@ import attrs
 
 from nurturekit._time import UTC, aware_utc
 from nurturekit.activity import EMAIL_CLICK, EMAIL_OPEN, UNSUBSCRIBED, Activity
+from nurturekit.checks import check_id as _check_id
+from nurturekit.checks import shown as _shown
 from nurturekit.errors import ExpiredToken, InvalidInput, InvalidToken
-from nurturekit.lead import _check_id, _shown
 
 __all__ = [
     "Links",
