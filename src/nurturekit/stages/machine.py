@@ -1,21 +1,10 @@
-"""Buying stages: a validated stage machine, guarded moves with reasons, and each lead's history.
+"""The stage machine: stages, guarded transitions, dormancy and the moves between them, each
+validated when built, and read from plain dicts.
 
-A :class:`StageMachine` is a frozen definition shared by every lead: its stages, the transitions
-between them (guarded by a :class:`~nurturekit.conditions.Condition`, or manual-only), and an
-optional :class:`Dormancy` rule. A :class:`StageHistory` is one lead's record of moves. Moves go
-forward and back (B2B journeys stall and regress), and every move keeps its time and reason.
-
->>> from datetime import datetime, timezone
->>> from nurturekit import Lead
->>> from nurturekit.conditions import View
->>> machine = awareness_interest_consideration()
->>> at = datetime(2026, 4, 1, tzinfo=timezone.utc)
->>> history = StageHistory.start(machine, "l1", at)
->>> history.current
-'awareness'
->>> made = history.move("interest", at, reason="asked for a demo at the trade show")
->>> (made.source, made.target, made.manual)
-('awareness', 'interest', True)
+It is long because it is one value and its checks: :class:`StageMachine` validates every
+stage, transition and guard where it is built, so that a machine that exists is one the engine
+can run, and walks a lead's stages (:meth:`StageMachine._walk_from`) for the history in
+:mod:`nurturekit.stages.history`.
 """
 
 from __future__ import annotations
@@ -29,16 +18,12 @@ import attrs
 
 from nurturekit._fast import maker
 from nurturekit._time import aware_utc, format_duration, parse_duration
-from nurturekit.activity import Kind
 from nurturekit.conditions import (
     Condition,
     View,
-    activity,
     condition_from_dict,
     did,
     in_stage_for,
-    level,
-    score,
 )
 from nurturekit.errors import (
     InvalidInput,
@@ -47,17 +32,7 @@ from nurturekit.errors import (
     UnknownStage,
 )
 
-__all__ = [
-    "Dormancy",
-    "Stage",
-    "StageHistory",
-    "StageMachine",
-    "StageMove",
-    "Transition",
-    "awareness_interest_consideration",
-    "buying_process",
-    "lifecycle",
-]
+__all__ = ["Dormancy", "Stage", "StageMachine", "StageMove", "Transition"]
 
 _NAME = re.compile(r"[a-z][a-z0-9_]*")
 _NAME_LIMIT = 64
@@ -602,6 +577,7 @@ class StageMachine:
         passes its own.
 
         >>> from datetime import timezone
+        >>> from nurturekit.stages import buying_process
         >>> machine = buying_process()
         >>> at = datetime(2026, 4, 1, tzinfo=timezone.utc)
         >>> machine.move("consideration", "comparison", at, "a competitor launched").target
@@ -742,338 +718,3 @@ def _read_dormancy(data: Any, where: str) -> Dormancy:
         raise InvalidStageMachine(f"{where}.after", f"expected a positive duration, got {after}")
     stage = _check_name(_required(data, "stage", where), f"{where}.stage")
     return Dormancy(after=after, stage=stage)
-
-
-# --------------------------------------------------------------------------- one lead's record
-
-
-@attrs.define(kw_only=True)
-class StageHistory:
-    """One lead's moves through a :class:`StageMachine`, oldest first.
-
-    Invariants: there is at least one move; the first has ``source=None``; each move starts
-    where the previous one ended; times never go backwards; every stage is one of the
-    machine's. So :attr:`current` is always a stage of the machine.
-    """
-
-    machine: StageMachine
-    lead_id: str
-    moves: list[StageMove]
-
-    def __attrs_post_init__(self) -> None:
-        if not self.moves:
-            raise InvalidStageMachine(
-                "moves",
-                "a stage history needs at least its first placement; use StageHistory.start",
-            )
-        first = self.moves[0]
-        if first.source is not None:
-            raise InvalidStageMachine(
-                "moves[0].source",
-                f"the first move places the lead, so its source must be None, got {first.source!r}",
-            )
-        self.machine._known(first.target, "moves[0].target")
-        if first.lead_id != self.lead_id:
-            raise InvalidStageMachine(
-                "moves[0].lead_id",
-                f"the move is for lead {first.lead_id!r}, but this history is {self.lead_id!r}'s",
-            )
-        rest, self.moves = self.moves[1:], [first]
-        self.apply(rest)
-
-    @classmethod
-    def start(cls, machine: StageMachine, lead_id: str, at: datetime) -> StageHistory:
-        """Place a new lead in the machine's initial stage at ``at``."""
-        placement = StageMove(
-            lead_id=lead_id,
-            source=None,
-            target=machine.initial,
-            at=at,
-            reason="entered the initial stage",
-            manual=False,
-        )
-        return cls(machine=machine, lead_id=lead_id, moves=[placement])
-
-    @classmethod
-    def adopt(cls, machine: StageMachine, lead_id: str, moves: list[StageMove]) -> StageHistory:
-        """A history over ``moves`` — the very list, which its moves then extend — without
-        checking them again: for moves this machine already checked (read back from storage)."""
-        history = object.__new__(cls)
-        history.machine = machine
-        history.lead_id = lead_id
-        history.moves = moves
-        return history
-
-    @property
-    def current(self) -> str:
-        """The lead's stage now: the target of the last move."""
-        return self.moves[-1].target
-
-    @property
-    def entered_at(self) -> datetime:
-        """When the lead entered its current stage."""
-        return self.moves[-1].at
-
-    def apply(self, moves: Iterable[StageMove]) -> None:
-        """Append ``moves``, all or none, after checking that they chain on from :attr:`current`.
-
-        Each move must be for this lead, start where the last one ended, be declared by the
-        machine (else :class:`TransitionNotAllowed`) and not be earlier than the last one (else
-        :class:`InvalidStageMachine`, naming the move). A move that starts elsewhere was
-        computed from a stale stage and is refused with :class:`InvalidStageMachine`.
-        """
-        incoming = list(moves)
-        here, last = self.current, self.entered_at
-        for index, move in enumerate(incoming):
-            where = f"moves[{index}]"
-            if not isinstance(move, StageMove):
-                raise InvalidStageMachine(where, f"expected a StageMove, got {move!r}")
-            if move.lead_id != self.lead_id:
-                raise InvalidStageMachine(
-                    f"{where}.lead_id",
-                    f"the move is for lead {move.lead_id!r}, but this history is "
-                    f"{self.lead_id!r}'s",
-                )
-            if move.source != here:
-                raise InvalidStageMachine(
-                    f"{where}.source",
-                    f"the move starts at {move.source!r} but the lead is in {here!r}; a move must "
-                    f"start where the last one ended (was it computed from a stale stage?)",
-                )
-            allowed = self.machine.allowed_targets(here)
-            if move.target not in allowed:
-                raise TransitionNotAllowed(here, move.target, allowed)
-            if move.at < last:
-                raise InvalidStageMachine(
-                    f"{where}.at",
-                    f"the move is at {move.at.isoformat()}, before the last move at "
-                    f"{last.isoformat()}; moves are recorded in time order",
-                )
-            here, last = move.target, move.at
-        self.moves.extend(incoming)
-
-    def advance(self, view: View) -> list[StageMove]:
-        """Make the automatic moves that ``view`` calls for, record them and return them."""
-        return _advance_moves(self.machine, self.lead_id, self.moves, view)[0]
-
-    def move(self, target: str, at: datetime, reason: str) -> StageMove:
-        """Make a manual move to ``target`` for ``reason``, record it and return it."""
-        made = self.machine.move(self.current, target, at, reason, lead_id=self.lead_id)
-        self.apply([made])
-        return made
-
-    def time_in_stage(self, stage: str, now: datetime) -> timedelta:
-        """Total time spent in ``stage`` up to ``now``, over every visit.
-
-        The current visit counts up to ``now``; visits after ``now`` do not count, so the answer
-        is the time in stage as of ``now``.
-        """
-        self.machine._known(stage, "stage")
-        until = aware_utc(now, "now")
-        total = timedelta(0)
-        for index, move in enumerate(self.moves):
-            if move.target != stage or move.at >= until:
-                continue
-            left = self.moves[index + 1].at if index + 1 < len(self.moves) else until
-            total += min(left, until) - move.at
-        return total
-
-
-def _advance_moves(
-    machine: StageMachine, lead_id: str, moves: list[StageMove], view: View
-) -> tuple[list[StageMove], View]:
-    """:meth:`StageHistory.advance` over the history ``moves`` (which the new moves extend),
-    without a history object: the new moves, and ``view`` at the stage where they ended (``view``
-    itself when there were none). The engine's path, once per recorded activity."""
-    last = moves[-1]
-    made, moved = machine._walk_from(last.target, view, lead_id, last.at)
-    if moved is None:
-        return made, view
-    if made[0].at < last.at:
-        StageHistory.adopt(machine, lead_id, moves).apply(made)  # refuses a move back in time
-    else:
-        # Made by the machine from where the lead is: they chain and are declared.
-        moves.extend(made)
-    return made, moved
-
-
-# --------------------------------------------------------------------------- presets
-
-
-def awareness_interest_consideration() -> StageMachine:
-    """The three buying stages of seed 002 (認知 → 興味 → 検討), with a dormant stage.
-
-    Seed 002: a lead who downloads material moves from awareness to interest, one who visits
-    the pricing page several times moves to consideration; or by score, 50 points for interest
-    and 80 for consideration. Moves back are made by hand. After 90 days without any activity
-    the lead is dormant (seed 001's 休眠リード) and comes back to awareness on its next activity.
-
-    The guards read the lead's whole record, as the seed states them: a lead sent back by hand
-    that still has a download (or 50 points) moves forward again on the next advance. Use
-    :func:`buying_process`, or guards on ``activity(...)``, where moves back by hand must hold.
-    """
-    return StageMachine(
-        name="awareness_interest_consideration",
-        stages=[
-            Stage(
-                name="awareness",
-                initial=True,
-                description="認知: notices its problem; give blog posts and industry reports",
-            ),
-            Stage(
-                name="interest",
-                description="興味: looks for solutions; give case studies and whitepapers",
-            ),
-            Stage(
-                name="consideration",
-                description="検討: considers buying; give comparisons, pricing, demo offers",
-            ),
-            Stage(name="dormant", description="休眠: no activity for 90 days; re-engage gently"),
-        ],
-        transitions=[
-            Transition(
-                source="awareness",
-                target="interest",
-                when=did(Kind.DOWNLOAD) | score().at_least(50),
-                name="downloaded material or reached 50 points",
-            ),
-            Transition(
-                source="interest",
-                target="consideration",
-                when=did(Kind.PAGE_VIEW, page="pricing", at_least=2) | score().at_least(80),
-                name="visited pricing twice or reached 80 points",
-            ),
-            Transition(source="consideration", target="interest", name="back to interest"),
-            Transition(source="interest", target="awareness", name="back to awareness"),
-            Transition(
-                source="dormant",
-                target="awareness",
-                when=activity(None),
-                name="active again",
-            ),
-        ],
-        dormancy=Dormancy(after="90d", stage="dormant"),
-    )
-
-
-def buying_process() -> StageMachine:
-    """Seed 003's six buying phases, with a ``stalled`` stage for journeys that go quiet.
-
-    Phases (seed 003): 認知 awareness, 情報収集 information gathering, 比較・検討 comparison,
-    検討 consideration, 決定 decision, リピート repeat. Forward moves follow the content the seed
-    assigns to each phase: a whitepaper download (phases 2–3); pricing or comparison pages and
-    seminars (3–4); an inquiry or a booked meeting when the lead "calls on us when needed" (4).
-    The decision and becoming a customer are sales' calls, made by hand. A customer's new
-    download starts an upsell or renewal cycle. B2B journeys are not linear (seed 003: a budget
-    freeze stalls them, a competitor's launch sends them back), so there are manual moves back,
-    and 120 days without activity stalls a lead; its next activity resumes information gathering.
-
-    Past information gathering, forward moves are triggered by the activity being recorded
-    (``activity(...)``), not by counting the history (``did(...)``): a deal sent back by hand
-    stays back until the lead does something new that qualifies, instead of being pushed
-    forward again on its next mail open by the inquiry it made last quarter.
-    """
-    return StageMachine(
-        name="buying_process",
-        stages=[
-            Stage(name="awareness", initial=True, description="認知: knows we exist"),
-            Stage(
-                name="information_gathering",
-                description="情報収集: remembers us; SEO articles, whitepapers, newsletters",
-            ),
-            Stage(
-                name="comparison",
-                description="比較・検討: wants it; ROI material, case-study seminars",
-            ),
-            Stage(
-                name="consideration",
-                description="検討: calls on us when needed; pricing, comparison tables, demos",
-            ),
-            Stage(name="decision", description="決定: chooses us over competitors"),
-            Stage(name="repeat", description="リピート: a customer who names us"),
-            Stage(name="stalled", description="no activity for 120 days: on hold"),
-        ],
-        transitions=[
-            Transition(
-                source="awareness",
-                target="information_gathering",
-                when=did(Kind.DOWNLOAD),
-                name="downloaded material",
-            ),
-            Transition(
-                source="information_gathering",
-                target="comparison",
-                when=(
-                    activity(Kind.PAGE_VIEW, page="pricing")
-                    | activity(Kind.PAGE_VIEW, page="comparison")
-                    | activity(Kind.SEMINAR_ATTENDED)
-                ),
-                name="looked at pricing or comparisons, or attended a seminar",
-            ),
-            Transition(
-                source="comparison",
-                target="consideration",
-                when=activity((Kind.INQUIRY, Kind.MEETING_BOOKED)),
-                name="made an inquiry or booked a meeting",
-            ),
-            Transition(source="consideration", target="decision", name="chose us"),
-            Transition(source="decision", target="repeat", name="became a customer"),
-            Transition(
-                source="repeat",
-                target="information_gathering",
-                when=activity(Kind.DOWNLOAD),
-                name="new download: upsell or renewal",
-            ),
-            Transition(
-                source="comparison", target="information_gathering", name="back to gathering"
-            ),
-            Transition(source="consideration", target="comparison", name="re-comparing"),
-            Transition(source="decision", target="consideration", name="decision reopened"),
-            Transition(
-                source="stalled",
-                target="information_gathering",
-                when=activity(None),
-                name="active again",
-            ),
-        ],
-        dormancy=Dormancy(after="120d", stage="stalled"),
-    )
-
-
-def lifecycle() -> StageMachine:
-    """The hand-off lifecycle: lead → MQL → SQL → opportunity → customer (seeds 001, 002).
-
-    A lead becomes an MQL when its score reaches the scoring model's ``"MQL"`` level; from then
-    on sales decides (seed 001's feedback: qualified → SQL and opportunity; not now → recycled,
-    back to nurture; not a fit → disqualified). A recycled lead becomes an MQL again when it
-    reaches the level again. Customer and disqualified are final.
-    """
-    return StageMachine(
-        name="lifecycle",
-        stages=[
-            Stage(name="lead", initial=True, description="a known contact, being nurtured"),
-            Stage(name="mql", description="marketing qualified: handed to sales"),
-            Stage(name="sql", description="sales qualified: sales accepted it"),
-            Stage(name="opportunity", description="a deal in the pipeline"),
-            Stage(name="customer", final=True, description="won"),
-            Stage(name="recycled", description="not now: back to nurture"),
-            Stage(name="disqualified", final=True, description="not a fit"),
-        ],
-        transitions=[
-            Transition(source="lead", target="mql", when=level("MQL"), name="reached MQL"),
-            Transition(source="mql", target="sql", name="accepted by sales"),
-            Transition(source="sql", target="opportunity", name="deal opened"),
-            Transition(source="opportunity", target="customer", name="won"),
-            *(
-                Transition(source=source, target="recycled", name="not now")
-                for source in ("mql", "sql", "opportunity")
-            ),
-            Transition(
-                source="recycled", target="mql", when=level("MQL"), name="reached MQL again"
-            ),
-            *(
-                Transition(source=source, target="disqualified", name="not a fit")
-                for source in ("lead", "mql", "sql", "opportunity", "recycled")
-            ),
-        ],
-    )
