@@ -562,19 +562,24 @@ LIFECYCLE_STAGES: Mapping[Outcome, str] = MappingProxyType(
 )
 
 
+def outcome_of(value: object, where: str) -> Outcome:
+    """``value`` as an :class:`Outcome`; anything else is refused naming the four."""
+    try:
+        return Outcome(value)
+    except ValueError:
+        allowed = ", ".join(repr(o.value) for o in Outcome)
+        raise InvalidInput(
+            where, f"{value!r} is not an outcome; the outcomes are {allowed}"
+        ) from None
+
+
 def _stage_on_outcome(value: Mapping[str, str]) -> Mapping[Outcome, str]:
     where = "HandoffPolicy.stage_on_outcome"
     if not isinstance(value, Mapping):
         raise InvalidInput(where, f"expected a mapping of outcome → stage name, got {value!r}")
-    allowed = ", ".join(repr(o.value) for o in Outcome)
     out: dict[Outcome, str] = {}
     for outcome, stage in value.items():
-        try:
-            key = Outcome(outcome)
-        except ValueError:
-            raise InvalidInput(
-                where, f"{outcome!r} is not an outcome; the outcomes are {allowed}"
-            ) from None
+        key = outcome_of(outcome, where)
         if not isinstance(stage, str) or not stage:
             raise InvalidInput(f"{where}[{key.value!r}]", f"expected a stage name, got {stage!r}")
         out[key] = stage

@@ -152,8 +152,7 @@ class Tally:
             if window is None:
                 continue
             if stamp is None:
-                stamp = (at - _EPOCH) // _MICRO
-                newest_stamp = stamp if newest is at else (newest - _EPOCH) // _MICRO
+                stamp, newest_stamp = _micros(at), _micros(newest)
             times = self.times[key]
             horizon = newest_stamp - window
             if stamp > horizon:

@@ -13,7 +13,7 @@ from nurturekit.activity import SCORE_ADJUSTED, SLA_BREACHED, Activity
 from nurturekit.engine.base import _Base
 from nurturekit.engine.report import _Run, _Tally
 from nurturekit.engine.steps import _RUNNING
-from nurturekit.errors import InvalidInput, NoOpenHandoff, UnknownLead
+from nurturekit.errors import NoOpenHandoff, UnknownLead
 from nurturekit.handoff import (
     LIFECYCLE_STAGES,
     Handoff,
@@ -21,6 +21,7 @@ from nurturekit.handoff import (
     HandoffPolicy,
     HandoffStatus,
     Outcome,
+    outcome_of,
 )
 from nurturekit.ports import LeadState
 from nurturekit.scenario import Enrollment
@@ -48,14 +49,7 @@ class _Sales(_Base):
         outcome is also recorded as an activity (``sales_contacted``, ``sales_accepted``,
         ``sales_not_now``, ``sales_not_a_fit``), so scoring and stages can react to it.
         """
-        try:
-            outcome = Outcome(outcome)
-        except ValueError:
-            allowed = ", ".join(repr(o.value) for o in Outcome)
-            raise InvalidInput(
-                "feedback(outcome)",
-                f"{outcome!r} is not an outcome sales can report; use one of {allowed}",
-            ) from None
+        outcome = outcome_of(outcome, "feedback(outcome)")
         now = aware_utc(at, "at") if at is not None else self.clock.now()
         policy = self.program.handoff
         with self.storage.transaction():
