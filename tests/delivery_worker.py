@@ -3,7 +3,7 @@
 mails to a slow mailer that logs when each hand-over starts and ends.
 
     python tests/delivery_worker.py STORE_URL LOG_PATH NAME [--lease SECONDS]
-        [--delay SECONDS] [--idle SECONDS] [--limit N] [--sink-url URL]
+        [--delay SECONDS] [--idle SECONDS] [--limit N] [--sink-url URL] [--log-checks]
 
 The program is :func:`three_mails_program`: one scenario, ``SendMail "one" → "two" → "three" →
 End``, with no waits, so one run of an enrolment writes three sends.
@@ -13,6 +13,11 @@ handed over. For each mail it writes ``start<TAB>KEY<TAB>LEAD_ID<TAB>TIME<TAB>NA
 (``TIME`` is ``time.time()``), sleeps ``--delay`` seconds, writes the same line beginning with
 ``end`` and yields SENT. Each line is one ``os.write`` on a file opened with O_APPEND, so lines
 from several processes never interleave.
+
+With ``--log-checks`` the worker also writes ``check<TAB>KEY<TAB>LEAD_ID<TAB>TIME<TAB>NAME``
+for every send whose claim and suppression the engine is about to read (``TIME`` is taken
+before the store is asked), so a test can tell a mail whose check came after an unsubscribe was
+committed from one whose check came just before it.
 
 With ``--sink-url`` the engine tells a :class:`~nurturekit.sinks.webhook.WebhookSink` at that
 URL of every hand-off owing a notice. The worker touches ``LOG_PATH.NAME.started`` when it is
@@ -30,6 +35,7 @@ import time
 from collections.abc import Iterator, Sequence
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
@@ -88,7 +94,10 @@ class LogMailer:
         self.delay = delay
 
     def _line(self, event: str, mail: OutgoingMail) -> None:
-        line = f"{event}\t{mail.key}\t{mail.lead_id}\t{time.time():.6f}\t{self.name}\n"
+        self.write(event, mail.key, mail.lead_id)
+
+    def write(self, event: str, key: str, lead_id: str) -> None:
+        line = f"{event}\t{key}\t{lead_id}\t{time.time():.6f}\t{self.name}\n"
         os.write(self.fd, line.encode())
 
     def send(self, mails: Sequence[OutgoingMail]) -> Iterator[SendResult]:
@@ -98,6 +107,26 @@ class LogMailer:
             time.sleep(self.delay)
             self._line("end", mail)
             yield SendResult(key=mail.key, status=SendStatus.SENT)
+
+
+def log_checks(storage: Any, mailer: LogMailer) -> None:
+    """Make ``storage`` log a ``check`` line for each send whose claim and suppression it is
+    asked to read (``hold_mail``, and the next send of ``mark_and_hold``), before it reads."""
+    hold_mail = storage.hold_mail
+    mark_and_hold = storage.mark_and_hold
+
+    def logged_hold_mail(keys: Sequence[str], *args: Any) -> Any:
+        for key in keys:
+            mailer.write("check", key, key.split("/")[1])
+        return hold_mail(keys, *args)
+
+    def logged_mark_and_hold(*args: Any) -> Any:
+        following = args[5]
+        mailer.write("check", following, following.split("/")[1])
+        return mark_and_hold(*args)
+
+    storage.hold_mail = logged_hold_mail
+    storage.mark_and_hold = logged_mark_and_hold
 
 
 def main(argv: Sequence[str] | None = None) -> None:
@@ -112,17 +141,23 @@ def main(argv: Sequence[str] | None = None) -> None:
     )
     parser.add_argument("--limit", type=int, default=50, help="run_due(limit=...)")
     parser.add_argument("--sink-url", default=None, help="a WebhookSink URL for notices")
+    parser.add_argument(
+        "--log-checks", action="store_true", help="log each send's check before the store reads it"
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(
         level=logging.WARNING, format=f"{args.name} %(asctime)s %(levelname)s %(message)s"
     )
 
     storage = open_storage(args.store_url)
+    mailer = LogMailer(args.log_path, args.name, args.delay)
+    if args.log_checks:
+        log_checks(storage, mailer)
     sink = None if args.sink_url is None else WebhookSink(args.sink_url, secret=b"s" * 32)
     engine = Engine(
         three_mails_program(),
         storage,
-        LogMailer(args.log_path, args.name, args.delay),
+        mailer,
         links=Links("https://example.co.jp/nk", TokenSigner(secret=b"r" * 32)),
         worker=args.name,
         lease=timedelta(seconds=args.lease),
