@@ -1,0 +1,39 @@
+"""Mail templates with ``{{ placeholder }}`` slots, header-injection checks, and the MIME message.
+
+The domain side of sending: fill a template for one lead (:func:`compose`), refuse anything that
+could inject a header (:func:`check_header`), and build the message a mailer hands over
+(:func:`build_message`). No I/O, no clock.
+
+The package: :mod:`~nurturekit.templates.template` holds :class:`Template`, its checks and the
+placeholders a lead and the engine fill (:func:`lead_values`, :func:`unfillable`);
+:mod:`~nurturekit.templates.language` the placeholder language (finding and filling
+``{{ name }}``); :mod:`~nurturekit.templates.headers` the header and address checks;
+:mod:`~nurturekit.templates.outgoing` :func:`compose` and :func:`message_id`;
+:mod:`~nurturekit.templates.mime` :func:`build_message`. Import every name from
+``nurturekit.templates`` itself.
+"""
+
+from nurturekit.templates.headers import check_header
+from nurturekit.templates.mime import build_message
+from nurturekit.templates.outgoing import compose, message_id
+from nurturekit.templates.template import (
+    LEAD_PLACEHOLDERS,
+    SYSTEM_PLACEHOLDERS,
+    RenderedMail,
+    Template,
+    lead_values,
+    unfillable,
+)
+
+__all__ = [
+    "LEAD_PLACEHOLDERS",
+    "SYSTEM_PLACEHOLDERS",
+    "RenderedMail",
+    "Template",
+    "build_message",
+    "check_header",
+    "compose",
+    "lead_values",
+    "message_id",
+    "unfillable",
+]

@@ -1,0 +1,295 @@
+"""The :class:`Template` value and its checks, the mail it renders (:class:`RenderedMail`), and
+the placeholders a lead and the engine fill (:func:`lead_values`, :func:`unfillable`)."""
+
+from __future__ import annotations
+
+import html
+import re
+from collections.abc import Iterable, Mapping
+from types import MappingProxyType
+from typing import Any
+
+import attrs
+
+from nurturekit.checks import check_id as _check_id
+from nurturekit.checks import describe_char as _describe_char
+from nurturekit.checks import shown as _shown
+from nurturekit.errors import MissingPlaceholder, TemplateError, UnsafeHeader
+from nurturekit.lead import (
+    DEPARTMENT,
+    EMPLOYEES,
+    INDUSTRY,
+    JOB_LEVEL,
+    REGION,
+    TIME_ZONE,
+    AttributeValue,
+    Lead,
+)
+from nurturekit.templates.headers import check_header
+from nurturekit.templates.language import _NAME_ONLY, _NAME_RULE, _fill, _names, _scan
+
+__all__ = [
+    "LEAD_PLACEHOLDERS",
+    "SYSTEM_PLACEHOLDERS",
+    "RenderedMail",
+    "Template",
+    "lead_values",
+    "unfillable",
+]
+
+# Text parts may hold TAB, LF and CR; every other control and lone surrogates are refused.
+_BODY_FORBIDDEN = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\ud800-\udfff]")
+_NO_DEFAULTS: Mapping[str, str] = MappingProxyType({})
+_PARTS = ("subject", "text", "html")
+
+
+def _check_part(template: str, part: str, value: object, *, optional: bool = False) -> None:
+    where = f"Template[{template!r}].{part}"
+    if value is None and optional:
+        return
+    if not isinstance(value, str):
+        wanted = "a str or None" if optional else "a str"
+        raise TemplateError(where, f"expected {wanted}, got {type(value).__name__} {_shown(value)}")
+    if not value.strip():
+        raise TemplateError(where, f"is empty; write the mail's {part}")
+    bad = _BODY_FORBIDDEN.search(value)
+    if bad is not None:
+        raise TemplateError(
+            where,
+            f"contains {_describe_char(bad.group())} at position {bad.start()}; a template "
+            f"holds text, line breaks and tabs only, remove it",
+        )
+
+
+def _template_name(instance: object, attribute: attrs.Attribute[Any], value: object) -> None:
+    _check_id(value, "Template.name", TemplateError, "a template name", "welcome")
+
+
+def _freeze_defaults(value: Mapping[str, str]) -> Mapping[str, str]:
+    if not isinstance(value, Mapping):
+        raise TemplateError(
+            "Template.defaults",
+            f"expected a mapping of placeholder names to str, got {type(value).__name__} "
+            f"{_shown(value)}",
+        )
+    if not value:
+        return _NO_DEFAULTS
+    for name, item in value.items():
+        if not isinstance(name, str) or _NAME_ONLY.fullmatch(name) is None:
+            raise TemplateError(
+                f"Template.defaults[{_shown(name)}]",
+                f"is not a placeholder name; {_NAME_RULE}",
+            )
+        if not isinstance(item, str):
+            raise TemplateError(
+                f"Template.defaults[{name!r}]",
+                f"expected a str, got {type(item).__name__} {_shown(item)}; defaults are text",
+            )
+    return MappingProxyType(dict(value))
+
+
+@attrs.frozen(kw_only=True)
+class RenderedMail:
+    """A template filled for one lead: the subject, the plain text and the optional HTML."""
+
+    subject: str
+    text: str
+    html: str | None = None
+
+
+@attrs.frozen(kw_only=True)
+class Template:
+    """A mail with ``{{ name }}`` placeholders in its subject, text and optional HTML.
+
+    Placeholders are plain names (``[a-z_][a-z0-9_]*``, spaces inside the braces optional):
+    no dots, filters or expressions, so a template cannot reach into objects. Values are
+    substituted once, as text (a value holding ``{{ x }}`` stays as written) and are
+    HTML-escaped in the HTML part. A ``{{`` or ``}}`` that is not part of a placeholder is
+    refused when the template is defined; there is no escape for literal double braces.
+    ``defaults`` fill placeholders a lead has no value for; a default for a placeholder the
+    template does not use is refused as a likely typo::
+
+        >>> welcome = Template(name="welcome", subject="{{ company }} 様へのご案内",
+        ...                    text="{{name}} 様\\n", defaults={"company": "貴社"})
+        >>> sorted(welcome.placeholders)
+        ['company', 'name']
+        >>> welcome.render({"name": "田中"}).subject
+        '貴社 様へのご案内'
+
+    ``marketing`` mail gets the legal footer and the List-Unsubscribe headers from
+    :func:`compose`; set it to ``False`` for transactional mail (a seminar's access link).
+    """
+
+    name: str = attrs.field(validator=_template_name)
+    subject: str
+    text: str
+    html: str | None = None
+    # A mapping proxy is unhashable, so the hash leaves it out; equality still compares it.
+    defaults: Mapping[str, str] = attrs.field(
+        default=_NO_DEFAULTS, converter=_freeze_defaults, hash=False
+    )
+    marketing: bool = True
+    _found: Mapping[str, frozenset[str]] = attrs.field(init=False, eq=False, repr=False, hash=False)
+
+    def __attrs_post_init__(self) -> None:
+        name = self.name
+        _check_part(name, "subject", self.subject)
+        _check_part(name, "text", self.text)
+        _check_part(name, "html", self.html, optional=True)
+        try:
+            check_header("Subject", self.subject)
+        except UnsafeHeader as exc:
+            raise UnsafeHeader(f"Template[{name!r}].subject", exc.message) from None
+        found = {part: _scan(name, part, getattr(self, part) or "") for part in _PARTS}
+        object.__setattr__(self, "_found", MappingProxyType(found))
+        used = frozenset().union(*found.values())
+        for key, value in self.defaults.items():
+            if key not in used:
+                raise TemplateError(
+                    f"Template[{name!r}].defaults[{key!r}]",
+                    f"the template has no placeholder {{{{ {key} }}}}; remove the default or "
+                    f"fix its name (the template uses {_names(used)})",
+                )
+            if key in found["subject"]:
+                try:
+                    check_header("Subject", value)
+                except UnsafeHeader as exc:
+                    raise UnsafeHeader(
+                        f"Template[{name!r}].defaults[{key!r}]",
+                        f"is used in the subject, where {exc.message}",
+                    ) from None
+        if not isinstance(self.marketing, bool):
+            raise TemplateError(
+                f"Template[{name!r}].marketing",
+                f"expected True or False, got {type(self.marketing).__name__} "
+                f"{_shown(self.marketing)}",
+            )
+
+    @property
+    def placeholders(self) -> frozenset[str]:
+        """Every placeholder name used in the subject, the text or the HTML."""
+        return frozenset().union(*self._found.values())
+
+    def render(self, values: Mapping[str, str]) -> RenderedMail:
+        """Fill the placeholders from ``values``, then from ``defaults``.
+
+        Raises :class:`~nurturekit.errors.MissingPlaceholder` naming every placeholder that
+        has neither (a value of ``None`` counts as missing), and
+        :class:`~nurturekit.errors.UnsafeHeader` if a value would put a line break or another
+        control character into the subject.
+        """
+        where = f"Template[{self.name!r}]"
+        filled: dict[str, str] = {}
+        missing: list[str] = []
+        for key in sorted(self.placeholders):
+            value = values.get(key)
+            if value is None:
+                value = self.defaults.get(key)
+            if value is None:
+                missing.append(key)
+            elif not isinstance(value, str):
+                raise TemplateError(
+                    f"{where} value of {{{{ {key} }}}}",
+                    f"expected a str, got {type(value).__name__} {_shown(value)}",
+                )
+            else:
+                filled[key] = value
+        if missing:
+            shown = _names(missing)
+            raise MissingPlaceholder(
+                where,
+                f"has no value for {shown}; set the lead's field or attribute of that name, "
+                f"pass it as an extra value, or declare a default in the template "
+                f"(defaults={{{missing[0]!r}: '…'}})",
+            )
+        for key in self._found["subject"]:
+            try:
+                check_header("Subject", filled[key])
+            except UnsafeHeader as exc:
+                raise UnsafeHeader(
+                    f"{where}.subject", f"the value of {{{{ {key} }}}} is refused: {exc.message}"
+                ) from None
+        subject = _fill(self.subject, filled)
+        try:
+            check_header("Subject", subject)
+        except UnsafeHeader as exc:
+            raise UnsafeHeader(f"{where}.subject", exc.message) from None
+        escaped = {key: html.escape(value, quote=True) for key, value in filled.items()}
+        return RenderedMail(
+            subject=subject,
+            text=_fill(self.text, filled),
+            html=None if self.html is None else _fill(self.html, escaped),
+        )
+
+
+#: Placeholders the engine fills for every mail, whatever the lead.
+SYSTEM_PLACEHOLDERS: frozenset[str] = frozenset(
+    {"unsubscribe_url", "sender_name", "sender_address", "sender_postal_address"}
+)
+
+#: Placeholders filled from the lead's own fields and its well-known attributes.
+LEAD_PLACEHOLDERS: frozenset[str] = frozenset(
+    {
+        "id",
+        "email",
+        "name",
+        "company",
+        "source",
+        "owner",
+        JOB_LEVEL,
+        INDUSTRY,
+        EMPLOYEES,
+        DEPARTMENT,
+        REGION,
+        TIME_ZONE,
+    }
+)
+
+
+def _as_text(value: AttributeValue) -> str:
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, tuple):
+        return ", ".join(value)
+    if isinstance(value, float) and value.is_integer() and abs(value) < 1e15:
+        return str(int(value))
+    return str(value)
+
+
+def lead_values(lead: Lead) -> dict[str, str]:
+    """The placeholder values a lead gives: its fields, then every attribute, as text.
+
+    Fields and attributes that are ``None`` are left out (so a template's default applies).
+    A list is joined with ``", "``, a bool is ``"yes"`` or ``"no"``, a whole float such as
+    ``250.0`` is written ``"250"``::
+
+        >>> from nurturekit import Lead
+        >>> lead_values(Lead(id="l1", email="ann@example.com", attributes={"employees": 250}))
+        {'id': 'l1', 'email': 'ann@example.com', 'employees': '250'}
+    """
+    values: dict[str, str] = {}
+    for field in ("id", "email", "name", "company", "source", "owner"):
+        found = getattr(lead, field)
+        if found is not None:
+            values[field] = found
+    for key, value in lead.attributes.items():
+        if value is not None:
+            values[key] = _as_text(value)
+    return values
+
+
+def unfillable(template: Template, known: Iterable[str] = ()) -> list[str]:
+    """The placeholders of ``template`` nothing can fill, sorted: no default, not a lead field
+    or well-known attribute, not a system value, and not in ``known`` (the attribute names the
+    program declares, extra values the scenario passes). Program validation uses it to catch a
+    misspelt ``{{ nmae }}`` before launch::
+
+        >>> unfillable(Template(name="t", subject="Hi", text="{{ nmae }}"))
+        ['nmae']
+    """
+    fillable = SYSTEM_PLACEHOLDERS | LEAD_PLACEHOLDERS | frozenset(known)
+    return sorted(
+        name
+        for name in template.placeholders
+        if name not in fillable and name not in template.defaults
+    )
