@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import bisect
 import math
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any, NamedTuple
 
@@ -58,6 +58,7 @@ from nurturekit.conditions import (
     _trusted_view,
     condition_from_dict,
 )
+from nurturekit.conditions.activities import property_test
 from nurturekit.conditions.tally import TalliedHistory
 from nurturekit.errors import InvalidScoringModel, NurtureError
 from nurturekit.lead import Lead
@@ -417,9 +418,10 @@ class _Compiled:
     rule: BehaviourRule
     name: str
     points: int
-    #: Property tests of the rule's top-level ``activity(...)`` parts, matched without a View.
-    #: Their kinds need no test: the rule is only listed under the kinds it can match.
-    where: tuple[tuple[str, Any], ...]
+    #: The property test of the rule's top-level ``activity(...)`` parts, run without a View
+    #: (None: nothing to test). Their kinds need no test: the rule is only listed under the
+    #: kinds it can match.
+    matches: Callable[[Mapping[str, Any]], bool] | None
     #: What is left to test with a View once ``where`` matched; None for a bare activity test.
     rest: Condition | None
     #: Whether the rule has a cap or a time window (checked only then).
@@ -434,7 +436,9 @@ def _compile(index: int, rule: BehaviourRule) -> _Compiled:
     rest = None if not others else others[0] if len(others) == 1 else AllOf(parts=others)
     limited = rule.cap is not None or rule.active_from is not None or rule.active_until is not None
     needs_history = any(isinstance(node, Did) for node in rule.when.walk())
-    return _Compiled(index, rule, rule.name, rule.points, where, rest, limited, needs_history)
+    return _Compiled(
+        index, rule, rule.name, rule.points, property_test(where), rest, limited, needs_history
+    )
 
 
 def _typed(value: Iterable[Any], kind: type[Any], where: str) -> list[Any]:
@@ -669,14 +673,7 @@ class ScoringModel:
         entries = card.entries
         awarded = card.awarded
         for item in rules:
-            matched = True
-            for name, expected in item.where:
-                actual = props.get(name)
-                # Equal, and a flag only equals a flag (True == 1 in Python).
-                if actual != expected or (type(actual) is bool) != (type(expected) is bool):
-                    matched = False
-                    break
-            if not matched:
+            if item.matches is not None and not item.matches(props):
                 continue
             if item.rest is not None:
                 if view is None:

@@ -13,7 +13,7 @@ import attrs
 from nurturekit._time import describe_duration, format_duration, parse_duration
 from nurturekit.conditions.attributes import Scalar, _same, _scalar
 from nurturekit.conditions.core import Condition, Explanation, View, _explanation
-from nurturekit.conditions.tally import Counted, TalliedHistory, TallyPlan, counted_key, matches
+from nurturekit.conditions.tally import Counted, TalliedHistory, TallyPlan, counted_key
 from nurturekit.errors import InvalidCondition
 
 #: How a dict says "any kind of activity" (``{"did": "*", "within": "90d"}``); no real kind can
@@ -70,7 +70,7 @@ def _count_at_most(value: Any) -> int | None:
     return _count(value, "at_most")
 
 
-def _matcher(
+def property_test(
     where: tuple[tuple[str, Scalar], ...],
 ) -> Callable[[Mapping[str, Any]], bool] | None:
     """A test of an activity's properties against ``where`` (as
@@ -80,13 +80,7 @@ def _matcher(
         return None
     if len(where) == 1:
         ((name, expected),) = where
-        flag = expected.__class__ is bool
-
-        def one(props: Mapping[str, Any]) -> bool:
-            actual = props.get(name)
-            return actual == expected and (actual.__class__ is bool) is flag
-
-        return one
+        return lambda props: _same(props.get(name), expected)
 
     def every(props: Mapping[str, Any]) -> bool:
         return all(_same(props.get(name), expected) for name, expected in where)
@@ -132,63 +126,26 @@ class Did(Condition):
     def count(self, view: View, enough: int | None = None) -> int:
         """How many activities in the view match, within the window (stopping at ``enough``,
         unless the view's history comes with a tally, which knows the whole count)."""
-        now = view.now
-        activities = view.activities
-        if type(activities) is TalliedHistory:
-            counted = activities.tally.count_key(self._counted, self.within, now)
-            if counted is not None:
-                return counted
-        since = now - self.within if self.within is not None else None
-        kinds, where = self.kinds, self.where
-        found = 0
-        # Newest first: a window or an early stop then looks at few activities.
-        for item in reversed(activities):
-            at = item.at
-            if at > now:
-                continue
-            if since is not None and at <= since:
-                if view.activities_sorted:
-                    break
-                continue
-            if kinds and item.kind not in kinds:
-                continue
-            if where and not matches(item, kinds, where):
-                continue
-            found += 1
-            if found == enough:
-                break
-        return found
+        return self._counter()(view, enough)
 
-    def evaluate(self, view: View) -> bool:
-        if self.at_most is None:
-            return self.count(view, self.at_least) >= self.at_least
-        found = self.count(view, self.at_most + 1)
-        return self.at_least <= found <= self.at_most
-
-    def _compile(self) -> Callable[[View], bool]:
-        return self._test(False)
-
-    def _test(self, negated: bool) -> Callable[[View], bool]:
-        """The compiled test, or (``negated``) its opposite: ``~did(...)`` in one call."""
+    def _counter(self) -> Callable[[View, int | None], int]:
+        """The count of :meth:`count`, laid out once: what deciding and explaining both use."""
         kinds = frozenset(self.kinds) if self.kinds else None
-        props_match = _matcher(self.where)
-        within, at_least, at_most = self.within, self.at_least, self.at_most
-        enough = at_least if at_most is None else at_most + 1
-        key = self._counted
+        props_match = property_test(self.where)
+        within, key = self.within, self._counted
 
-        def holds(view: View) -> bool:
+        def count(view: View, enough: int | None) -> int:
             now = view.now
             activities = view.activities
             if type(activities) is TalliedHistory:
-                found = activities.tally.count_key(key, within, now)
-                if found is not None:
-                    if at_most is None:
-                        return (found >= at_least) is not negated
-                    return (at_least <= found <= at_most) is not negated
+                counted = activities.tally.count_key(key, within, now)
+                if counted is not None:
+                    return counted
             since = None if within is None else now - within
             in_order = view.activities_sorted
             found = 0
-            for item in reversed(activities):  # newest first, as count() does
+            # Newest first: a window or an early stop then looks at few activities.
+            for item in reversed(activities):
                 at = item.at
                 if at > now:
                     continue
@@ -203,31 +160,29 @@ class Did(Condition):
                 found += 1
                 if found == enough:
                     break
-            if at_most is None:
-                return (found >= at_least) is not negated
-            return (at_least <= found <= at_most) is not negated
+            return found
 
-        return holds
+        return count
+
+    def _holds(self, found: int) -> bool:
+        """Whether ``found`` matching activities satisfy the bounds."""
+        return self.at_least <= found and (self.at_most is None or found <= self.at_most)
+
+    def _compile(self) -> Callable[[View], bool]:
+        return self._test(False)
+
+    def _test(self, negated: bool) -> Callable[[View], bool]:
+        """The compiled test, or (``negated``) its opposite: ``~did(...)`` in one call."""
+        count, at_least, at_most = self._counter(), self.at_least, self.at_most
+        enough = at_least if at_most is None else at_most + 1
+
+        if at_most is None:
+            return lambda view: (count(view, enough) >= at_least) is not negated
+        return lambda view: (at_least <= count(view, enough) <= at_most) is not negated
 
     def explain(self, view: View) -> Explanation:
         found = self.count(view)
-        held = found >= self.at_least and (self.at_most is None or found <= self.at_most)
-        return _explanation(held, f"{self._text()} (found {found})", ())
-
-    def _writer(self, indent: int) -> Callable[[View, list[str]], bool]:
-        count, at_least, at_most = self.count, self.at_least, self.at_most
-        yes, no = (
-            f"{'  ' * indent}✓ {self._text()} (found ",
-            f"{'  ' * indent}✗ {self._text()} (found ",
-        )
-
-        def writes(view: View, out: list[str]) -> bool:
-            found = count(view)
-            held = found >= at_least and (at_most is None or found <= at_most)
-            out.append(f"{yes if held else no}{found})")
-            return held
-
-        return writes
+        return _explanation(self._holds(found), f"{self._text()} (found {found})", ())
 
     def describe(self) -> str:
         what = _what(self.kinds, self.where)
@@ -307,13 +262,9 @@ class ActivityIs(Condition):
     kinds: tuple[str, ...] = attrs.field(default=(), converter=_kinds)
     where: tuple[tuple[str, Scalar], ...] = attrs.field(default=(), converter=_where)
 
-    def evaluate(self, view: View) -> bool:
-        current = view.activity
-        return current is not None and matches(current, self.kinds, self.where)
-
     def _compile(self) -> Callable[[View], bool]:
         kinds = frozenset(self.kinds) if self.kinds else None
-        props_match = _matcher(self.where)
+        props_match = property_test(self.where)
 
         def holds(view: View) -> bool:
             current = view.activity
@@ -328,7 +279,7 @@ class ActivityIs(Condition):
         if current is None:
             return _explanation(False, f"{self._text()} (no activity is being processed)", ())
         shown = _what((current.kind,), tuple(sorted(current.properties.items())))
-        return _explanation(self.evaluate(view), f"{self._text()} (it is {shown})", ())
+        return _explanation(self.predicate()(view), f"{self._text()} (it is {shown})", ())
 
     def describe(self) -> str:
         return f"this activity is {_what(self.kinds, self.where)}"

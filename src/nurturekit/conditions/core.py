@@ -152,20 +152,24 @@ class Condition:
     """A predicate over a :class:`View`. Subclasses are frozen attrs classes.
 
     Combine with ``a & b`` (all), ``a | b`` (any) and ``~a`` (not).
+
+    A condition decides in one place: :meth:`evaluate`, or :meth:`_compile` where a closure
+    is faster (then :meth:`evaluate` calls it). :meth:`explain` says why, and takes its
+    ``held`` from the same tests; a condition of your own that implements only
+    :meth:`explain` decides by it.
     """
 
     #: ``_predicate`` caches :meth:`predicate` and ``_described`` :meth:`describe` (outside the
     #: attrs fields: not compared, not hashed, not stored).
-    __slots__ = ("_described", "_predicate", "_writes")
+    __slots__ = ("_described", "_predicate")
     _predicate: Callable[[View], bool]
     _described: str
-    _writes: Callable[[View, list[str]], bool]
     #: The dict key that names this kind of condition in :meth:`to_dict`.
     tag: ClassVar[str] = ""
 
     def evaluate(self, view: View) -> bool:
         """Return whether the condition holds for ``view``."""
-        return self.explain(view).held
+        return self.predicate()(view)
 
     def predicate(self) -> Callable[[View], bool]:
         """:meth:`evaluate` as a plain function of the view, built once and kept.
@@ -193,8 +197,12 @@ class Condition:
             return built
 
     def _compile(self) -> Callable[[View], bool]:
-        """Build :meth:`predicate`; a subclass overrides it where a closure beats the method."""
-        return self.evaluate
+        """Build :meth:`predicate`: the subclass's own :meth:`evaluate`, or else whether its
+        :meth:`explain` held. A subclass overrides it where a closure beats the method."""
+        if type(self).evaluate is not Condition.evaluate:
+            return self.evaluate
+        explain = self.explain
+        return lambda view: explain(view).held
 
     def _text(self) -> str:
         """:meth:`describe`, worked out once: explanations repeat it for every view."""
@@ -210,8 +218,7 @@ class Condition:
         raise NotImplementedError
 
     def explain_text(self, view: View) -> str:
-        """``str(self.explain(view))``, the same text, written without building the tree: a
-        stage machine gives it as the reason of every automatic move.
+        """``str(self.explain(view))``: the explanation as lines of text.
 
         >>> from datetime import datetime, timezone
         >>> from nurturekit import Lead
@@ -223,27 +230,7 @@ class Condition:
           ✗ did download at least once (found 0)
           ✗ score is at least 50 (no score yet)
         """
-        try:
-            writes = self._writes
-        except AttributeError:
-            writes = self._writer(0)
-            object.__setattr__(self, "_writes", writes)
-        out: list[str] = []
-        writes(view, out)
-        return "\n".join(out)
-
-    def _writer(self, indent: int) -> Callable[[View, list[str]], bool]:
-        """A function that appends the lines of this condition's explanation, at ``indent``,
-        to a list and returns whether it held; a subclass overrides it where it can write its
-        line without an :class:`Explanation`."""
-        explain = self.explain
-
-        def writes(view: View, out: list[str]) -> bool:
-            made = explain(view)
-            _render(made, indent, out)
-            return made.held
-
-        return writes
+        return str(self.explain(view))
 
     def describe(self) -> str:
         """Say what the condition asks, without a view: ``"employees is at least 100"``."""
@@ -323,9 +310,6 @@ class _Combination(Condition):
     _joiner: ClassVar[str]
     _holds: ClassVar[Callable[[Iterable[object]], bool]]
 
-    def evaluate(self, view: View) -> bool:
-        return type(self)._holds(part.evaluate(view) for part in self.parts)
-
     def _compile(self) -> Callable[[View], bool]:
         # Parts that only read the lead, the activity, the score or the stage go first: a Did
         # counts the history, and a cheap part often settles the answer without it. The answer
@@ -349,26 +333,6 @@ class _Combination(Condition):
         parts = tuple([part.explain(view) for part in self.parts])
         held = type(self)._holds([p.held for p in parts])
         return _explanation(held, f"{self.tag} of:", parts)
-
-    def _writer(self, indent: int) -> Callable[[View, list[str]], bool]:
-        writers = tuple(part._writer(indent + 1) for part in self.parts)
-        # any: held once one part held; all: held unless one part did not. Every part writes.
-        decisive = type(self)._holds is any
-        pad = "  " * indent
-        yes, no = f"{pad}✓ {self.tag} of:", f"{pad}✗ {self.tag} of:"
-
-        def writes(view: View, out: list[str]) -> bool:
-            at = len(out)
-            out.append(no)
-            held = not decisive
-            for write in writers:
-                if write(view, out) is decisive:
-                    held = decisive
-            if held:
-                out[at] = yes
-            return held
-
-        return writes
 
     def describe(self) -> str:
         return "(" + f" {self._joiner} ".join(part.describe() for part in self.parts) + ")"
@@ -425,9 +389,6 @@ class Not(Condition):
     tag: ClassVar[str] = "not"
     part: Condition = attrs.field(converter=_one_part)
 
-    def evaluate(self, view: View) -> bool:
-        return not self.part.evaluate(view)
-
     def _compile(self) -> Callable[[View], bool]:
         from nurturekit.conditions.activities import Did
 
@@ -439,21 +400,6 @@ class Not(Condition):
     def explain(self, view: View) -> Explanation:
         inner = self.part.explain(view)
         return _explanation(not inner.held, "not:", (inner,))
-
-    def _writer(self, indent: int) -> Callable[[View, list[str]], bool]:
-        inner = self.part._writer(indent + 1)
-        pad = "  " * indent
-        yes, no = f"{pad}✓ not:", f"{pad}✗ not:"
-
-        def writes(view: View, out: list[str]) -> bool:
-            at = len(out)
-            out.append(no)
-            held = not inner(view, out)
-            if held:
-                out[at] = yes
-            return held
-
-        return writes
 
     def describe(self) -> str:
         return f"not {self.part.describe()}"

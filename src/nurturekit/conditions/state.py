@@ -54,14 +54,6 @@ class ScoreRange(Condition):
         current = view.score
         return None if current is None else int(getattr(current, self.axis))
 
-    def evaluate(self, view: View) -> bool:
-        value = self._value(view)
-        if value is None:
-            return False
-        if self.at_least is not None and value < self.at_least:
-            return False
-        return not (self.below is not None and value >= self.below)
-
     def _compile(self) -> Callable[[View], bool]:
         axis, low, high = self.axis, self.at_least, self.below
 
@@ -78,20 +70,6 @@ class ScoreRange(Condition):
         value = self._value(view)
         shown = "no score yet" if value is None else f"it is {value}"
         return _explanation(self.predicate()(view), f"{self._text()} ({shown})", ())
-
-    def _writer(self, indent: int) -> Callable[[View, list[str]], bool]:
-        holds, value_of = self.predicate(), self._value
-        yes, no = f"{'  ' * indent}✓ {self._text()} (", f"{'  ' * indent}✗ {self._text()} ("
-
-        def writes(view: View, out: list[str]) -> bool:
-            value = value_of(view)
-            held = holds(view)
-            out.append(
-                f"{yes if held else no}{'no score yet' if value is None else f'it is {value}'})"
-            )
-            return held
-
-        return writes
 
     def describe(self) -> str:
         bounds = []
