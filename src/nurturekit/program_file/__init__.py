@@ -1,0 +1,227 @@
+"""Program files: read a :class:`~nurturekit.program.Program` from TOML and write it back.
+
+``load_program("program.toml")`` reads a file, :func:`loads_program` a string;
+:func:`dumps_program` writes one, and ``loads_program(dumps_program(p)) == p``. Errors are
+:class:`~nurturekit.errors.InvalidProgram` whose ``where`` is ``"<file>: <TOML path>"``, e.g.
+``"program.toml: scenarios.whitepaper.steps[2].template"``; unknown keys are errors too.
+
+The file, key by key (durations are text such as ``"3d"``, ``"24h"``, ``"1d12h"``; times of day
+``"09:00"``; weekdays 0 = Monday … 6 = Sunday; a *condition* is an inline table in the form of
+:meth:`nurturekit.conditions.Condition.to_dict`, e.g. ``{did = "download", within = "30d"}``)::
+
+    attributes = ["product_interest"]        # lead attributes beyond the well-known ones
+
+    [sender]                                 # name, address, postal_address,
+    name = "Acme 株式会社"                    # unsubscribe_mailto, reply_to (optional)
+    address = "news@acme.example"
+    postal_address = "東京都千代田区1-1"
+    unsubscribe_mailto = "unsubscribe@acme.example"
+
+    [policies]                               # all optional
+    frequency_cap = {times = 1, per = "7d"}
+    send_window = {start = "09:00", end = "20:00", weekdays = [0, 1, 2, 3, 4]}
+    default_time_zone = "Asia/Tokyo"
+    links_base_url = "https://acme.example/nk"   # where your app serves the signed links
+    link_secret_env = "NURTUREKIT_LINK_SECRET"   # the variable holding the signing secret
+
+    [scoring]                                # ScoringModel.to_dict() form (required)
+    [stages]                                 # StageMachine.to_dict() form (optional)
+
+    [templates.thanks]                       # subject, text, html, defaults, marketing
+    subject = "{{ company }} 様、資料のダウンロードありがとうございます"
+    text = \"\"\"
+    {{ name }} 様 ...\"\"\"
+    defaults = {company = "貴社"}
+    marketing = true
+
+    [scenarios.whitepaper]
+    trigger = {activity = {activity = "download", where = {type = "whitepaper"}}}
+    # or {stage_entered = "interest"}, {level_crossed = "MQL"}, {broadcast = true}
+    target = {attribute = "employees", at_least = 100}     # condition, default: always
+    goal = {did = "meeting_booked"}                        # condition, optional
+    exits = [{name = "unsubscribed", when = {contactability = "unsubscribed"}}]
+    reentry = "never"                                      # "always" or {after = "30d"}
+    kpis = ["open rate"]
+    mail_type = "step"                                     # segment, newsletter, trigger
+    silenced = ["NK104"]
+    description = "..."
+
+    [[scenarios.whitepaper.steps]]           # steps[0] is where an enrolment starts
+    type = "send_mail"                       # id, template, next
+    id = "thanks"
+    template = "thanks"
+    next = "wait3"
+
+Step types and their keys (every step has ``type`` and ``id``; ``next`` is optional):
+``send_mail`` (template), ``wait`` (exactly one of ``duration = "3d"``, ``months = 1`` for a
+calendar month on the lead's wall clock, ``until = {at = "09:00", weekdays = [0, 1, 2, 3, 4]}``),
+``wait_for`` (condition, within, timeout), ``branch`` (when, yes, no — no ``next``),
+``adjust_score`` (points, reason), ``set_stage`` (stage, reason), ``hand_off``,
+``call_hook`` (hook; the function is passed as ``hooks={"name": fn}``), ``end`` (no ``next``).
+
+The hand-off to sales (``assignment`` and ``sla`` may also be inline tables)::
+
+    [handoff]
+    leave_scenarios = true                   # leave marketing scenarios when handed off
+    recycle_into = "nurture"                 # scenario for "not now" leads (optional)
+    reset_engagement_on_recycle = false
+    owner_time_zones = {sato = "Asia/Tokyo"}
+    stage_on_outcome = {accepted = "sql", not_now = "recycled", not_a_fit = "disqualified"}
+
+    [handoff.assignment]                     # first rule that holds; exactly one of owner/team
+    rules = [
+        {when = {attribute = "region", equals = "Kansai"}, team = ["sato", "suzuki"]},
+        {when = {attribute = "employees", at_least = 1000}, owner = "tanaka"},
+    ]
+    fallback = "queue:inside-sales"
+
+    [handoff.sla]
+    first_contact = "24h"
+    business_hours = {start = "09:00", end = "18:00", weekdays = [0, 1, 2, 3, 4],
+                      time_zone = "Asia/Tokyo", holidays = ["2026-04-29"]}  # one line in a file
+
+    [[handoff.definitions]]                  # MQL definitions: the first that holds fires
+    name = "score and pricing"
+    when = {all = [{score = "total", at_least = 100}, {did = "page_view", within = "30d"}]}
+
+Hooks are functions, so they are not in the file: pass them to :func:`load_program`.
+"""
+
+# The package: _values reads the basic values (tables, strings, durations, conditions ...) and
+# names where in the file each is; _parts reads the parts of a program (sender, policies,
+# templates, scenarios and their steps, the hand-off); _reader reads the whole file with one
+# routine that either raises the first error (loads_program) or collects one per part
+# (check_program_text); _writer writes a program back. Import every name from
+# nurturekit.program_file itself.
+
+from __future__ import annotations
+
+import os
+import re
+import sys
+from collections.abc import Mapping
+from types import MappingProxyType
+from typing import Any
+
+import attrs
+
+from nurturekit.errors import InvalidProgram
+from nurturekit.lint import LintWarning
+from nurturekit.program import Hook, Program
+from nurturekit.program_file._reader import _Reader
+from nurturekit.program_file._writer import dumps_program, program_to_dict
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover - exercised on Python 3.10 only
+    import tomli as tomllib
+
+__all__ = [
+    "ProgramCheck",
+    "check_program",
+    "check_program_text",
+    "dumps_program",
+    "load_program",
+    "loads_program",
+    "program_to_dict",
+]
+
+_NO_HOOKS: Mapping[str, Hook] = MappingProxyType({})
+_AT_LINE = re.compile(r"\s*\(at line (\d+), column (\d+)\)\s*$")
+
+
+def load_program(path: str | os.PathLike[str], hooks: Mapping[str, Hook] = _NO_HOOKS) -> Program:
+    """Read the program file at ``path`` (UTF-8 TOML); errors name the file as given."""
+    source = os.fspath(path)
+    return loads_program(_read_text(path, source), source, hooks)
+
+
+def loads_program(
+    text: str, source: str = "<string>", hooks: Mapping[str, Hook] = _NO_HOOKS
+) -> Program:
+    """Read a program from TOML ``text``; ``source`` names it in errors.
+
+    >>> loads_program('[scoring]\\n[sender]\\nnam = "Acme"', "program.toml")  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    nurturekit.errors.InvalidProgram: program.toml: sender.nam: unknown key 'nam'; the keys ...
+    """
+    return _Reader(source).program(_parse(text, source), hooks)
+
+
+@attrs.frozen
+class ProgramCheck:
+    """What :func:`check_program` found: every error it could find, and the lint warnings.
+
+    ``program`` is the program when there are no errors, else ``None``. ``errors`` are
+    :class:`~nurturekit.errors.InvalidProgram` (``where`` is ``"<file>: <TOML path>"``) in file
+    order; ``warnings`` are the lint warnings of every scenario that could be read.
+    """
+
+    program: Program | None
+    errors: tuple[InvalidProgram, ...] = ()
+    warnings: tuple[LintWarning, ...] = ()
+
+
+def check_program(
+    path: str | os.PathLike[str], hooks: Mapping[str, Hook] = _NO_HOOKS
+) -> ProgramCheck:
+    """Check the program file at ``path`` like :func:`check_program_text`.
+
+    A file that cannot be opened raises :class:`OSError`; a file that is not UTF-8 is an error
+    in the result.
+    """
+    source = os.fspath(path)
+    try:
+        text = _read_text(path, source)
+    except InvalidProgram as error:
+        return ProgramCheck(None, (error,))
+    return check_program_text(text, source, hooks)
+
+
+def check_program_text(
+    text: str, source: str = "<string>", hooks: Mapping[str, Hook] = _NO_HOOKS
+) -> ProgramCheck:
+    """Read a program from TOML ``text`` and report every error found, not just the first.
+
+    Unlike :func:`loads_program`, which raises the first error, each part of the file (sender,
+    policies, scoring, stages, each template, each scenario, the hand-off) is read on its own,
+    so a typo in one scenario and an unknown template in another are both reported; a part
+    that fails is left out of the checks that need it. Warnings are the lint of each scenario
+    that was read, against the templates that were read.
+
+    >>> check = check_program_text('[scoring]\\n[sender]\\nnam = "Acme"\\n[oops]', "p.toml")
+    >>> [error.where for error in check.errors]
+    ['p.toml: oops', 'p.toml: sender.nam']
+    """
+    try:
+        data = _parse(text, source)
+    except InvalidProgram as error:
+        return ProgramCheck(None, (error,))
+    return ProgramCheck(*_Reader(source).check(data, hooks))
+
+
+def _read_text(path: str | os.PathLike[str], source: str) -> str:
+    with open(path, "rb") as file:
+        raw = file.read()
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as error:
+        raise InvalidProgram(
+            source, f"is not UTF-8 text (byte {error.start}); save the file as UTF-8"
+        ) from None
+
+
+def _parse(text: str, source: str) -> dict[str, Any]:
+    try:
+        return tomllib.loads(text)
+    except tomllib.TOMLDecodeError as error:
+        message = str(error)
+        found = _AT_LINE.search(message)
+        if found is None:
+            raise InvalidProgram(source, f"is not valid TOML: {message}") from None
+        line, column = found.groups()
+        raise InvalidProgram(
+            f"{source}: line {line}, column {column}",
+            f"is not valid TOML: {message[: found.start()]}",
+        ) from None
