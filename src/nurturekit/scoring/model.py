@@ -1,27 +1,8 @@
-"""Lead scoring: fit (who the lead is) plus engagement (what the lead did), explained to the point.
-
-A :class:`ScoringModel` is data, not code: fit rules and behaviour rules, each a condition from
-:mod:`nurturekit.conditions` plus points; caps, time windows and decay; named levels (``MQL`` at
-100) and temperature bands (hot / warm / cold).
-
-Scoring keeps a :class:`ScoreCard` per lead. Feed it activities with :meth:`ScoringModel.apply`
-(cheap: no history scan for plain rules) and read a :class:`Score` with
-:meth:`ScoringModel.score` at any time ``now``; decay is computed from timestamps at that moment,
-never by a sweep job. Applying activities one by one, in any order, gives exactly the score that
-:meth:`ScoringModel.rescore` computes from the whole history.
-
->>> from datetime import datetime, timezone
->>> from nurturekit import Activity, Lead
->>> from nurturekit.presets import seed002_scoring_model
->>> model = seed002_scoring_model()
->>> lead = Lead(id="l1", email="ann@example.com", attributes={"job_level": "department_head"})
->>> at = datetime(2026, 4, 1, 10, tzinfo=timezone.utc)
->>> card = model.new_card(lead)
->>> pricing = Activity(lead_id="l1", kind="page_view", at=at, properties={"page": "pricing"})
->>> model.apply(card, lead, pricing)
-True
->>> model.score(card, at).total
-50
+"""The :class:`ScoringModel`: it checks its rules when built and lays the behaviour rules out by
+activity kind; it applies activities to a :class:`~nurturekit.scoring.ScoreCard` (a late one put
+in its place, caps decided again) and reads a :class:`~nurturekit.scoring.Score` from a card at
+any time, working out decay then (``_half_life``, ``_idle_ledger``). Its dict form is in
+:mod:`~nurturekit.scoring.serialisation`.
 """
 
 from __future__ import annotations
@@ -29,20 +10,12 @@ from __future__ import annotations
 import bisect
 import math
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from datetime import datetime, timedelta
-from typing import Any, NamedTuple
+from datetime import datetime
+from typing import Any
 
 import attrs
 
-from nurturekit._fast import maker
-from nurturekit._time import (
-    UTC,
-    aware_utc,
-    describe_duration,
-    format_duration,
-    optional_aware_utc,
-    parse_duration,
-)
+from nurturekit._time import UTC, aware_utc
 from nurturekit.activity import SCORE_ADJUSTED, Activity
 from nurturekit.conditions import (
     ActivityIs,
@@ -56,331 +29,24 @@ from nurturekit.conditions import (
     TemperatureIs,
     View,
     _trusted_view,
-    condition_from_dict,
 )
 from nurturekit.conditions.activities import property_test
 from nurturekit.conditions.tally import TalliedHistory
 from nurturekit.errors import InvalidScoringModel, NurtureError
 from nurturekit.lead import Lead
-
-__all__ = [
-    "Band",
-    "BehaviourRule",
-    "Cap",
-    "Contribution",
-    "FitRule",
-    "HalfLife",
-    "IdleLoss",
-    "Level",
-    "Score",
-    "ScoreCard",
-    "ScoringModel",
-]
-
-FIT = "fit"
-ENGAGEMENT = "engagement"
-IDLE_DECAY_RULE = "idle decay"
-
-
-def _name(value: str) -> str:
-    if not isinstance(value, str) or not value.strip():
-        raise InvalidScoringModel("name", f"expected a non-empty name, got {value!r}")
-    return value
-
-
-def _points(value: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise InvalidScoringModel(
-            "points", f"expected whole points (an int, negative allowed), got {value!r}"
-        )
-    return value
-
-
-def _duration(value: timedelta | str) -> timedelta:
-    if isinstance(value, str):
-        value = parse_duration(value, "period", InvalidScoringModel)
-    if not isinstance(value, timedelta) or value <= timedelta(0):
-        raise InvalidScoringModel(
-            "period", f"expected a positive duration such as '1d', got {value!r}"
-        )
-    return value
-
-
-def _optional_duration(value: timedelta | str | None) -> timedelta | None:
-    return None if value is None else _duration(value)
-
-
-# --------------------------------------------------------------------------- definitions
-
-
-def _active_from(value: datetime | None) -> datetime | None:
-    return optional_aware_utc(value, "BehaviourRule.active_from")
-
-
-def _active_until(value: datetime | None) -> datetime | None:
-    return optional_aware_utc(value, "BehaviourRule.active_until")
-
-
-def _optional_points(value: int | None) -> int | None:
-    return None if value is None else _points(value)
-
-
-@attrs.frozen(kw_only=True)
-class Cap:
-    """How often a behaviour rule may award points: ``times`` per rolling ``per`` window.
-
-    ``Cap(times=1, per="1d")`` is "at most once a day"; ``Cap(times=3)`` is "at most 3 times";
-    ``Cap(times=1)`` is "once per lead". The window is rolling (the last 24 hours, not the
-    calendar day), so it does not depend on anyone's time zone.
-    """
-
-    times: int = attrs.field()
-    per: timedelta | None = attrs.field(default=None, converter=_optional_duration)
-
-    @times.validator
-    def _check(self, _: attrs.Attribute[int], value: int) -> None:
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise InvalidScoringModel("cap.times", f"expected a whole number ≥ 1, got {value!r}")
-
-    def describe(self) -> str:
-        times = {1: "once", 2: "twice"}.get(self.times, f"{self.times} times")
-        if self.per is None:
-            return f"at most {times}" + (" per lead" if self.times == 1 else "")
-        return f"at most {times} per {describe_duration(self.per)}"
-
-    def to_dict(self) -> dict[str, Any]:
-        out: dict[str, Any] = {"times": self.times}
-        if self.per is not None:
-            out["per"] = format_duration(self.per)
-        return out
-
-
-@attrs.frozen(kw_only=True)
-class FitRule:
-    """Points for who the lead is.
-
-    ``FitRule(name="employees ≥ 50", when=attr("employees").at_least(50), points=10)``
-
-    ``when`` may test attributes, consent and contactability only: fit is about the lead, not its
-    behaviour, score or stage.
-    """
-
-    name: str = attrs.field(converter=_name)
-    when: Condition
-    points: int = attrs.field(converter=_points)
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"name": self.name, "when": self.when.to_dict(), "points": self.points}
-
-
-@attrs.frozen(kw_only=True)
-class BehaviourRule:
-    """Points for what the lead did.
-
-    ``when`` must name the activity that earns the points with
-    :func:`~nurturekit.conditions.activity` and may add attribute or history tests::
-
-        BehaviourRule(name="pricing page visit", when=activity("page_view", page="pricing"),
-                      points=30, cap=Cap(times=1, per="1d"))
-
-    ``cap`` limits how often it counts; ``active_from`` / ``active_until`` limit it to activities
-    in a time window (a campaign period): an activity counts when
-    ``active_from <= at < active_until``.
-    """
-
-    name: str = attrs.field(converter=_name)
-    when: Condition
-    points: int = attrs.field(converter=_points)
-    cap: Cap | None = None
-    active_from: datetime | None = attrs.field(default=None, converter=_active_from)
-    active_until: datetime | None = attrs.field(default=None, converter=_active_until)
-
-    def to_dict(self) -> dict[str, Any]:
-        out: dict[str, Any] = {
-            "name": self.name,
-            "when": self.when.to_dict(),
-            "points": self.points,
-        }
-        if self.cap is not None:
-            out["cap"] = self.cap.to_dict()
-        if self.active_from is not None:
-            out["active_from"] = self.active_from.isoformat()
-        if self.active_until is not None:
-            out["active_until"] = self.active_until.isoformat()
-        return out
-
-
-@attrs.frozen(kw_only=True)
-class HalfLife:
-    """Engagement points halve every ``period``: a contribution of ``p`` points made ``t`` ago is
-    worth ``round(p * 0.5 ** (t / period))`` whole points now."""
-
-    period: timedelta = attrs.field(converter=_duration)
-
-    def describe(self) -> str:
-        return f"engagement halves every {describe_duration(self.period)}"
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"half_life": format_duration(self.period)}
-
-
-@attrs.frozen(kw_only=True)
-class IdleLoss:
-    """The lead loses ``points`` engagement for every full ``period`` without any activity.
-
-    The loss never takes engagement below ``floor`` (0 by default); it shows in the ledger as
-    ``idle decay`` entries, so the ledger still sums to the total.
-    """
-
-    points: int = attrs.field(converter=_points)
-    period: timedelta = attrs.field(converter=_duration)
-    floor: int = attrs.field(default=0, converter=_points)
-
-    def __attrs_post_init__(self) -> None:
-        if self.points <= 0:
-            raise InvalidScoringModel(
-                "decay.points", f"points lost per idle period must be positive, got {self.points}"
-            )
-
-    def describe(self) -> str:
-        return f"engagement loses {self.points} points per {describe_duration(self.period)} idle"
-
-    def to_dict(self) -> dict[str, Any]:
-        out: dict[str, Any] = {"idle_loss": self.points, "period": format_duration(self.period)}
-        if self.floor:
-            out["floor"] = self.floor
-        return out
-
-
-Decay = HalfLife | IdleLoss
-
-
-@attrs.frozen(kw_only=True)
-class Level:
-    """A named score threshold on the total: ``Level(name="MQL", at_least=100)``."""
-
-    name: str = attrs.field(converter=_name)
-    at_least: int = attrs.field(converter=_points)
-
-
-@attrs.frozen(kw_only=True)
-class Band:
-    """A temperature band: ``Band(name="hot", at_least=60)``; ``at_least=None`` is the catch-all."""
-
-    name: str = attrs.field(converter=_name)
-    at_least: int | None = attrs.field(default=None, converter=_optional_points)
-
-
-# --------------------------------------------------------------------------- values
-
-
-class Contribution(NamedTuple):
-    """One line of a score's ledger.
-
-    ``points`` is what the rule awards; ``value`` is what it is worth at the score's time, after
-    decay. ``activity_key`` / ``activity_kind`` name the activity that earned it (``None`` for fit
-    rules and idle-decay lines); ``at`` is when it was earned (``None`` for fit rules).
-    """
-
-    rule: str
-    axis: str
-    points: int
-    value: int
-    at: datetime | None
-    activity_key: str | None
-    activity_kind: str | None
-
-
-#: Builds a Contribution without NamedTuple's Python-level ``__new__`` (the hot path).
-_new_contribution = tuple.__new__
-
-
-@attrs.frozen(kw_only=True)
-class Score:
-    """A lead's score at a time ``at``.
-
-    ``total == fit + engagement`` and ``total`` is exactly the sum of the ledger's ``value``\\ s.
-    ``levels`` are the names of every level reached, lowest first; ``level`` is the highest.
-    """
-
-    lead_id: str
-    at: datetime
-    total: int
-    fit: int
-    engagement: int
-    ledger: tuple[Contribution, ...]
-    levels: tuple[str, ...] = ()
-    temperature: str | None = None
-
-    @property
-    def level(self) -> str | None:
-        return self.levels[-1] if self.levels else None
-
-    def explain(self) -> str:
-        """The score line by line, for a marketer: why is this lead at 115?"""
-        head = f"score {self.total} (fit {self.fit}, engagement {self.engagement})"
-        if self.levels:
-            head += f", level {self.level}"
-        if self.temperature is not None:
-            head += f", {self.temperature}"
-        lines = [head]
-        for axis in (FIT, ENGAGEMENT):
-            entries = [c for c in self.ledger if c.axis == axis]
-            if not entries:
-                continue
-            lines.append(f"{axis}:")
-            for c in entries:
-                worth = f"{c.value:+d}"
-                if c.value != c.points and c.rule != IDLE_DECAY_RULE:
-                    worth += f" (earned {c.points:+d}, decayed)"
-                what = c.rule
-                if c.activity_kind is not None and c.at is not None:
-                    what += f" — {c.activity_kind} at {c.at:%Y-%m-%d %H:%M} UTC"
-                elif c.at is not None:
-                    what += f" — until {c.at:%Y-%m-%d %H:%M} UTC"
-                lines.append(f"  {worth:>5} {what}")
-        return "\n".join(lines)
-
-
-#: Builds a :class:`Score` from its fields in order (the engine reads one per activity).
-_make_score = maker(Score)
-
-
-@attrs.define(kw_only=True, eq=False)
-class ScoreCard:
-    """The running score state of one lead. Made by :meth:`ScoringModel.new_card`.
-
-    It is a holder, mutated by :meth:`ScoringModel.apply`; read a :class:`Score` from it with
-    :meth:`ScoringModel.score`. Storage adapters keep it or rebuild it from the history.
-    """
-
-    lead_id: str
-    fit: tuple[Contribution, ...] = ()
-    fit_total: int = 0
-    #: Admitted engagement contributions, in (at, activity key, rule order) order.
-    entries: list[Contribution] = attrs.Factory(list)
-    #: Sum of the admitted contributions' points, before decay.
-    engagement_points: int = 0
-    #: Candidates of capped rules that their cap refused, kept so a late activity can re-decide.
-    refused: list[Contribution] = attrs.Factory(list)
-    #: Keys of every applied activity: applying one twice changes nothing.
-    seen: set[str] = attrs.Factory(set)
-    #: Time and key of the newest applied activity: an older one is late and is put in place.
-    last_at: datetime | None = None
-    last_key: str = ""
-    #: Times of every applied activity, sorted: the idle clock of :class:`IdleLoss` (else empty).
-    times: list[datetime] = attrs.Factory(list)
-    #: How many of ``entries`` each rule has: what a cap without a period counts, without
-    #: reading the entries. Worked out from ``entries`` when a card is made, kept by
-    #: :meth:`ScoringModel.apply` as it adds to them (not stored).
-    awarded: dict[str, int] = attrs.field(init=False, factory=dict, eq=False, repr=False)
-
-    def __attrs_post_init__(self) -> None:
-        self.awarded = _awarded(self.entries)
-
-
-# --------------------------------------------------------------------------- the model
-
+from nurturekit.scoring.rules import Band, BehaviourRule, Cap, FitRule, HalfLife, IdleLoss, Level
+from nurturekit.scoring.serialisation import _model_from_dict, _model_to_dict
+from nurturekit.scoring.values import (
+    ENGAGEMENT,
+    FIT,
+    IDLE_DECAY_RULE,
+    Contribution,
+    Score,
+    ScoreCard,
+    _awarded,
+    _make_score,
+    _new_contribution,
+)
 
 _FIT_FORBIDDEN = (Did, ActivityIs, ScoreRange, LevelReached, TemperatureIs, InStage)
 _BEHAVIOUR_FORBIDDEN = (ScoreRange, LevelReached, TemperatureIs, InStage)
@@ -853,97 +519,12 @@ class ScoringModel:
 
     def to_dict(self) -> dict[str, Any]:
         """A plain dict for TOML or JSON; :meth:`from_dict` reads it back."""
-        out: dict[str, Any] = {
-            "fit_rules": [r.to_dict() for r in self.fit_rules],
-            "behaviour_rules": [r.to_dict() for r in self.behaviour_rules],
-            "levels": [{"name": lv.name, "at_least": lv.at_least} for lv in self.levels],
-            "bands": [
-                {"name": b.name} | ({} if b.at_least is None else {"at_least": b.at_least})
-                for b in self.bands
-            ],
-            "band_axis": self.band_axis,
-        }
-        if self.decay is not None:
-            out["decay"] = self.decay.to_dict()
-        if self.name:
-            out["name"] = self.name
-        return out
+        return _model_to_dict(self)
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any], path: str = "scoring") -> ScoringModel:
         """Read a model written by :meth:`to_dict`; errors name the path inside ``data``."""
-        _keys(
-            data,
-            path,
-            ("name", "fit_rules", "behaviour_rules", "decay", "levels", "bands", "band_axis"),
-        )
-        fit = []
-        for i, r in enumerate(_list(data, path, "fit_rules")):
-            where = f"{path}.fit_rules[{i}]"
-            _keys(r, where, ("name", "when", "points"))
-            fit.append(
-                FitRule(
-                    name=_get(r, where, "name"),
-                    when=condition_from_dict(_get(r, where, "when"), f"{where}.when"),
-                    points=_get(r, where, "points"),
-                )
-            )
-        behaviour = []
-        for i, r in enumerate(_list(data, path, "behaviour_rules")):
-            where = f"{path}.behaviour_rules[{i}]"
-            _keys(r, where, ("name", "when", "points", "cap", "active_from", "active_until"))
-            cap = r.get("cap")
-            if cap is not None:
-                _keys(cap, f"{where}.cap", ("times", "per"))
-                cap = Cap(times=_get(cap, f"{where}.cap", "times"), per=cap.get("per"))
-            behaviour.append(
-                BehaviourRule(
-                    name=_get(r, where, "name"),
-                    when=condition_from_dict(_get(r, where, "when"), f"{where}.when"),
-                    points=_get(r, where, "points"),
-                    cap=cap,
-                    active_from=_datetime(r.get("active_from"), f"{where}.active_from"),
-                    active_until=_datetime(r.get("active_until"), f"{where}.active_until"),
-                )
-            )
-        decay: HalfLife | IdleLoss | None = None
-        raw = data.get("decay")
-        if raw is not None:
-            if "half_life" in raw:
-                _keys(raw, f"{path}.decay", ("half_life",))
-                decay = HalfLife(period=raw["half_life"])
-            elif "idle_loss" in raw:
-                _keys(raw, f"{path}.decay", ("idle_loss", "period", "floor"))
-                decay = IdleLoss(
-                    points=raw["idle_loss"],
-                    period=_get(raw, f"{path}.decay", "period"),
-                    floor=raw.get("floor", 0),
-                )
-            else:
-                raise InvalidScoringModel(
-                    f"{path}.decay",
-                    "expected {half_life = '30d'} or {idle_loss = 10, period = '30d'}",
-                )
-        levels = [
-            Level(
-                name=_get(lv, f"{path}.levels[{i}]", "name"),
-                at_least=_get(lv, f"{path}.levels[{i}]", "at_least"),
-            )
-            for i, lv in enumerate(_list(data, path, "levels"))
-        ]
-        bands = [
-            Band(name=_get(b, f"{path}.bands[{i}]", "name"), at_least=b.get("at_least"))
-            for i, b in enumerate(_list(data, path, "bands"))
-        ]
-        return cls(
-            fit_rules=fit,
-            behaviour_rules=behaviour,
-            decay=decay,
-            levels=levels,
-            bands=bands,
-            band_axis=data.get("band_axis", "engagement"),
-            name=data.get("name", ""),
-        )
+        return _model_from_dict(cls, data, path)
 
 
 #: Fit holds at any time; a consent test in a fit rule sees every recorded opt-in.
@@ -976,14 +557,6 @@ def _cap_allows(
             if count >= cap.times:
                 return False
     return True
-
-
-def _awarded(entries: Iterable[Contribution]) -> dict[str, int]:
-    """How many of ``entries`` each rule has."""
-    counts: dict[str, int] = {}
-    for entry in entries:
-        counts[entry.rule] = counts.get(entry.rule, 0) + 1
-    return counts
 
 
 def _half_life(points: int, periods: float) -> int:
@@ -1022,40 +595,3 @@ def _idle_ledger(
             position += 1
         previous = moment
     return lines
-
-
-def _keys(data: Any, path: str, allowed: Sequence[str]) -> None:
-    if not isinstance(data, Mapping):
-        raise InvalidScoringModel(
-            path, f"expected a table (dict), got {type(data).__name__} {data!r}"
-        )
-    for key in data:
-        if key not in allowed:
-            raise InvalidScoringModel(
-                path,
-                f"unknown key {key!r}; here the keys are {', '.join(repr(k) for k in allowed)}",
-            )
-
-
-def _get(data: Mapping[str, Any], path: str, key: str) -> Any:
-    if key not in data:
-        raise InvalidScoringModel(path, f"missing key {key!r}")
-    return data[key]
-
-
-def _list(data: Mapping[str, Any], path: str, key: str) -> list[Any]:
-    value = data.get(key, [])
-    if not isinstance(value, list | tuple):
-        raise InvalidScoringModel(f"{path}.{key}", f"expected a list, got {value!r}")
-    return list(value)
-
-
-def _datetime(value: Any, path: str) -> datetime | None:
-    if value is None or isinstance(value, datetime):
-        return value
-    try:
-        return datetime.fromisoformat(value)
-    except (TypeError, ValueError):
-        raise InvalidScoringModel(
-            path, f"expected an ISO 8601 time such as '2026-04-01T00:00:00+09:00', got {value!r}"
-        ) from None
