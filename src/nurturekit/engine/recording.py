@@ -105,7 +105,10 @@ class _Recording(_Base):
         state = storage.get_state(lead.id) or self._new_state(lead, now)
         program = self.program
         history = self._tallied(state, storage.activities(lead.id), activity)
-        program.scoring.apply(state.card, lead, activity, history)
+        card = state.card
+        if card.seen:  # kept by a state stored before the store's key made them redundant
+            card.seen = set()
+        program.scoring.apply(card, lead, activity, history, once=True)
         score = program.scoring.score(state.card, now)
         moves: list[StageMove] = []
         machine = program.stages

@@ -44,6 +44,7 @@ from nurturekit.scoring.values import (
     Score,
     ScoreCard,
     _awarded,
+    _Lines,
     _make_score,
     _new_contribution,
 )
@@ -298,6 +299,8 @@ class ScoringModel:
         lead: Lead,
         activity: Activity,
         history: Sequence[Activity] = (),
+        *,
+        once: bool = False,
     ) -> bool:
         """Score one activity into ``card``; return False if it was already applied (same key).
 
@@ -305,22 +308,30 @@ class ScoringModel:
         :attr:`needs_history` is true (it may include ``activity`` itself). Activities may
         arrive in any order: a late one is put in its place and caps are decided again, so the
         result always equals :meth:`rescore` over the same activities.
+
+        ``once=True`` says the caller applies each activity once (the engine does: its store
+        keeps an activity once, by its key, and only a new one is scored). The card then does
+        not remember the key in :attr:`ScoreCard.seen`, which would grow with the history, and
+        a late activity is rescored from ``history`` as given, which must be the lead's whole
+        history when a rule tests it.
         """
         key = activity.key
-        seen = card.seen
-        if key in seen:
+        if not once and key in card.seen:
             return False
         if activity.lead_id != card.lead_id:
             raise NurtureError(
                 f"activity {key} belongs to lead {activity.lead_id!r}, "
                 f"but this score card is lead {card.lead_id!r}'s"
             )
-        seen.add(key)
+        if not once:
+            card.seen.add(key)
         at = activity.at
         last_at = card.last_at
         if last_at is not None and (at < last_at or (at == last_at and key < card.last_key)):
-            if self._idle:
-                bisect.insort(card.times, at)
+            if self._idle:  # a new list: the card's lists are only appended to or replaced
+                times = list(card.times)
+                bisect.insort(times, at)
+                card.times = times
             self._apply_late(card, lead, activity, history)
             return True
         card.last_at = at
@@ -468,8 +479,9 @@ class ScoringModel:
         if entries and entries[-1].at is not None and entries[-1].at > now:
             entries = [c for c in entries if c.at is not None and c.at <= now]
         decay = self.decay
+        ledger: tuple[Contribution, ...] | _Lines
         if decay is None:
-            ledger = card.fit + tuple(entries)
+            ledger = _Lines(card.fit, entries, len(entries))
             engagement = (
                 card.engagement_points
                 if entries is card.entries

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from datetime import datetime
-from typing import NamedTuple
+from typing import Any, NamedTuple, cast
 
 import attrs
 
@@ -41,12 +41,38 @@ class Contribution(NamedTuple):
 _new_contribution = tuple.__new__
 
 
-@attrs.frozen(kw_only=True)
+class _Lines:
+    """A ledger not yet laid out: the card's fit lines, then the first ``count`` of its
+    admitted entries. :meth:`ScoringModel.score` makes one instead of copying the entries
+    into a tuple, because the engine reads a score for every recorded activity and the copy
+    would cost as much as the lead's history (and a young container that size for the
+    garbage collector to walk). The entries list is the card's own, which the model only
+    appends to or replaces, so its first ``count`` items stay what they were."""
+
+    __slots__ = ("count", "entries", "fit")
+
+    def __init__(self, fit: tuple[Contribution, ...], entries: list[Contribution], count: int):
+        self.fit = fit
+        self.entries = entries
+        self.count = count
+
+    def laid_out(self) -> tuple[Contribution, ...]:
+        return self.fit + tuple(self.entries[: self.count])
+
+    def __reduce__(self) -> tuple[Any, ...]:  # a pickled Score carries the ledger itself
+        return (tuple, (self.laid_out(),))
+
+
+@attrs.frozen(kw_only=True, eq=False, repr=False)
 class Score:
     """A lead's score at a time ``at``.
 
     ``total == fit + engagement`` and ``total`` is exactly the sum of the ledger's ``value``\\ s.
     ``levels`` are the names of every level reached, lowest first; ``level`` is the highest.
+
+    A score read from a :class:`ScoreCard` lays its ledger out when it is first asked for, from
+    the card's lists (see :class:`ScoreCard`): reading a score costs the same however long the
+    lead's history is.
     """
 
     lead_id: str
@@ -54,13 +80,50 @@ class Score:
     total: int
     fit: int
     engagement: int
-    ledger: tuple[Contribution, ...]
+    _ledger: tuple[Contribution, ...] | _Lines = attrs.field(alias="ledger")
     levels: tuple[str, ...] = ()
     temperature: str | None = None
 
     @property
+    def ledger(self) -> tuple[Contribution, ...]:
+        """The lines that make up the total: fit lines first, then engagement lines in time
+        order (their ``value``\\ s sum to ``total``)."""
+        lines = self._ledger
+        if type(lines) is _Lines:
+            lines = lines.laid_out()
+            object.__setattr__(self, "_ledger", lines)
+        return cast("tuple[Contribution, ...]", lines)
+
+    @property
     def level(self) -> str | None:
         return self.levels[-1] if self.levels else None
+
+    def _values(self) -> tuple[Any, ...]:
+        return (
+            self.lead_id,
+            self.at,
+            self.total,
+            self.fit,
+            self.engagement,
+            self.ledger,
+            self.levels,
+            self.temperature,
+        )
+
+    def __eq__(self, other: object) -> bool:
+        if type(other) is not Score:
+            return NotImplemented
+        return self._values() == other._values()
+
+    def __hash__(self) -> int:
+        return hash(self._values())
+
+    def __repr__(self) -> str:
+        return (
+            f"Score(lead_id={self.lead_id!r}, at={self.at!r}, total={self.total!r}, "
+            f"fit={self.fit!r}, engagement={self.engagement!r}, ledger={self.ledger!r}, "
+            f"levels={self.levels!r}, temperature={self.temperature!r})"
+        )
 
     def explain(self) -> str:
         """The score line by line, for a marketer: why is this lead at 115?"""
@@ -98,6 +161,10 @@ class ScoreCard:
 
     It is a holder, mutated by :meth:`ScoringModel.apply`; read a :class:`Score` from it with
     :meth:`ScoringModel.score`. Storage adapters keep it or rebuild it from the history.
+
+    The model only appends to its lists or replaces them with new ones, never changes an item in
+    place, and a :class:`Score` read from the card shares ``entries`` until its ledger is first
+    asked for. Change a card only through the model (or copy its lists first).
     """
 
     lead_id: str
@@ -109,7 +176,8 @@ class ScoreCard:
     engagement_points: int = 0
     #: Candidates of capped rules that their cap refused, kept so a late activity can re-decide.
     refused: list[Contribution] = attrs.Factory(list)
-    #: Keys of every applied activity: applying one twice changes nothing.
+    #: Keys of every applied activity: applying one twice changes nothing. Empty when each
+    #: activity is applied ``once=True`` (:meth:`ScoringModel.apply`), as the engine does.
     seen: set[str] = attrs.Factory(set)
     #: Time and key of the newest applied activity: an older one is late and is put in place.
     last_at: datetime | None = None
