@@ -50,7 +50,8 @@ from typing import TYPE_CHECKING
 
 import attrs
 
-from nurturekit.scenario import MailType, Scenario, SendMail, WaitFor, _edges
+from nurturekit.scenario import MailType, Scenario, SendMail, WaitFor
+from nurturekit.scenario.core import step_edges
 
 if TYPE_CHECKING:
     from nurturekit.templates import Template
@@ -233,7 +234,7 @@ def _next_mails(scenario: Scenario, send: SendMail) -> dict[str, timedelta]:
     settled: set[str] = set()
     queue: list[tuple[timedelta, int, str]] = []
     order = {step.id: index for index, step in enumerate(scenario.steps)}
-    for target, delay in _edges(send):
+    for target, delay in step_edges(send):
         heapq.heappush(queue, (delay, order[target], target))
     while queue:
         delay, _, current = heapq.heappop(queue)
@@ -244,7 +245,7 @@ def _next_mails(scenario: Scenario, send: SendMail) -> dict[str, timedelta]:
         if isinstance(step, SendMail):
             found[current] = delay
             continue
-        for target, more in _edges(step):
+        for target, more in step_edges(step):
             if target not in settled:
                 heapq.heappush(queue, (delay + more, order[target], target))
     return found

@@ -55,7 +55,6 @@ from nurturekit.conditions.core import (
     always,
     never,
 )
-from nurturekit.conditions.core import _trusted_view as _trusted_view
 from nurturekit.conditions.serialisation import condition_from_dict
 from nurturekit.conditions.state import (
     Consented,

@@ -71,7 +71,7 @@ class View:
 
         Cheap — no re-validation — because stage machines ask it for every stage they test.
         """
-        return _trusted_view(
+        return checked_view(
             self.lead,
             self.now,
             self.activities,
@@ -83,9 +83,11 @@ class View:
         )
 
 
-#: A :class:`View` of values already checked (aware UTC times), its fields given in order: the
-#: engine makes one per recorded activity, so it skips the converters.
-_trusted_view: Callable[
+#: A :class:`View` of values already checked (aware UTC times), its fields given in order
+#: (``lead, now, activities, activity, score, stage, stage_entered_at, activities_sorted``),
+#: built without the converters: for the engine and the scoring model, which make one for
+#: every recorded activity from parts they already checked. Anywhere else, call ``View(...)``.
+checked_view: Callable[
     [
         Lead,
         datetime,
@@ -100,7 +102,7 @@ _trusted_view: Callable[
 ] = maker(View)
 
 
-#: The fields :func:`_trusted_view` sets, in order; a test keeps it in step with :class:`View`.
+#: The fields :data:`checked_view` sets, in order; a test keeps it in step with :class:`View`.
 _VIEW_FIELDS = (
     "lead",
     "now",

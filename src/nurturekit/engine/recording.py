@@ -9,7 +9,8 @@ from datetime import datetime
 import attrs
 
 from nurturekit.activity import BOUNCED, COMPLAINED, HANDED_OFF, UNSUBSCRIBED, Activity
-from nurturekit.conditions import Explanation, View, _trusted_view
+from nurturekit.conditions import Explanation, View
+from nurturekit.conditions.core import checked_view
 from nurturekit.conditions.tally import TalliedHistory
 from nurturekit.engine.base import _Base
 from nurturekit.engine.report import RecordResult, _make_result
@@ -28,7 +29,8 @@ from nurturekit.scenario import (
     WaitFor,
 )
 from nurturekit.scoring import Score
-from nurturekit.stages import StageHistory, StageMove, _advance_moves
+from nurturekit.stages import StageHistory, StageMove
+from nurturekit.stages.history import advance_moves
 
 #: From how many activities on a lead's history is counted with a tally: below it, reading the
 #: history costs less than keeping the tally (benchmarks/pipeline.py, 3 activities a lead:
@@ -113,7 +115,7 @@ class _Recording(_Base):
         moves: list[StageMove] = []
         machine = program.stages
         last = state.moves[-1] if machine is not None and state.moves else None
-        view = _trusted_view(
+        view = checked_view(
             lead,
             now,
             history,
@@ -125,7 +127,7 @@ class _Recording(_Base):
         )
         if last is not None:
             assert machine is not None
-            moves, view = _advance_moves(machine, lead.id, state.moves, view)
+            moves, view = advance_moves(machine, lead.id, state.moves, view)
         levels = score.levels
         crossed = [name for name in levels if name not in state.levels] if levels else []
         if crossed:

@@ -11,7 +11,6 @@ from datetime import datetime, timedelta
 
 import attrs
 
-from nurturekit._time import aware_utc
 from nurturekit.activity import HANDED_OFF, SCORE_ADJUSTED, Activity
 from nurturekit.engine.base import _Base
 from nurturekit.engine.report import _Run, _Tally
@@ -32,7 +31,6 @@ from nurturekit.scenario import (
     SetStage,
     Wait,
     WaitFor,
-    _make_enrollment,
 )
 from nurturekit.templates import compose
 
@@ -428,43 +426,6 @@ class _StepWrites:
             self.mails = []
 
 
-def _go(
-    enrollment: Enrollment,
-    step: str | None,
-    due: datetime,
-    status: EnrollmentStatus = EnrollmentStatus.ACTIVE,
-) -> Enrollment:
-    return _changed(enrollment, status, step, due, enrollment.ended_at, enrollment.reason, 1)
-
-
-def _end(
-    enrollment: Enrollment, status: EnrollmentStatus, now: datetime, reason: str
-) -> Enrollment:
-    return _changed(enrollment, status, None, None, now, reason, enrollment.attempt)
-
-
-def _changed(
-    e: Enrollment,
-    status: EnrollmentStatus,
-    step: str | None,
-    due_at: datetime | None,
-    ended_at: datetime | None,
-    reason: str,
-    attempt: int,
-) -> Enrollment:
-    """``e`` with these fields changed, built from checked parts: ``e``'s own, an
-    :class:`EnrollmentStatus`, and times put in aware UTC here (``attrs.evolve`` would read the
-    fields anew and run every converter on every call)."""
-    return _make_enrollment(
-        e.id,
-        e.scenario,
-        e.lead_id,
-        e.number,
-        status,
-        step,
-        None if due_at is None else aware_utc(due_at, "Enrollment.due_at"),
-        e.entered_at,
-        None if ended_at is None else aware_utc(ended_at, "Enrollment.ended_at"),
-        reason,
-        attempt,
-    )
+#: An enrolment moved on (:meth:`Enrollment.moved_to`) or ended (:meth:`Enrollment.ended`).
+_go = Enrollment.moved_to
+_end = Enrollment.ended

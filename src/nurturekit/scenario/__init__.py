@@ -41,7 +41,6 @@ from nurturekit.scenario.core import (
     Scenario,
     Trigger,
 )
-from nurturekit.scenario.core import _edges as _edges
 from nurturekit.scenario.enrollment import Enrollment, EnrollmentStatus
 from nurturekit.scenario.enrollment import _make_enrollment as _make_enrollment
 from nurturekit.scenario.steps import (

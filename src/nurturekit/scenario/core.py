@@ -367,7 +367,7 @@ class Scenario:
         order: list[str] = [self.start]
         for current in order:
             here = best[current]
-            for target, delay in _edges(self._by_id[current]):
+            for target, delay in step_edges(self._by_id[current]):
                 later = here + delay
                 if target not in best or later < best[target]:
                     best[target] = later
@@ -397,7 +397,7 @@ class Scenario:
         return scenario_frame(self)
 
 
-def _edges(step: Step) -> tuple[tuple[str, timedelta], ...]:
+def step_edges(step: Step) -> tuple[tuple[str, timedelta], ...]:
     """The steps ``step`` can go on to, each with the shortest time it takes to get there.
 
     A WaitFor goes on to ``next`` as soon as the activity comes (0) and to ``timeout`` after

@@ -99,6 +99,39 @@ class Enrollment:
             1,
         )
 
+    def moved_to(
+        self,
+        step: str | None,
+        due: datetime,
+        status: EnrollmentStatus = EnrollmentStatus.ACTIVE,
+    ) -> Enrollment:
+        """This enrolment at ``step``, due at ``due``, in its first attempt there, with
+        ``status``; the rest as it is. What the engine makes at every step it runs.
+
+            >>> from datetime import datetime, timedelta, timezone
+            >>> from nurturekit.conditions import activity
+            >>> from nurturekit.scenario import OnActivity, Scenario, SendMail, Wait
+            >>> welcome = Scenario(
+            ...     name="welcome",
+            ...     trigger=OnActivity(when=activity("signup")),
+            ...     steps=[
+            ...         Wait(id="wait", duration=timedelta(days=1), next="hello"),
+            ...         SendMail(id="hello", template="welcome"),
+            ...     ],
+            ... )
+            >>> now = datetime(2026, 4, 1, tzinfo=timezone.utc)
+            >>> started = Enrollment.start(welcome, "l1", 1, now)
+            >>> e = started.moved_to("hello", now + timedelta(days=1))
+            >>> (e.step, e.due_at.isoformat(), e.status.value, e.attempt)
+            ('hello', '2026-04-02T00:00:00+00:00', 'active', 1)
+        """
+        return _changed(self, status, step, due, self.ended_at, self.reason, 1)
+
+    def ended(self, status: EnrollmentStatus, now: datetime, reason: str) -> Enrollment:
+        """This enrolment ended at ``now`` with ``status`` (completed, converted, exited,
+        failed) for ``reason``: no step left, nothing due."""
+        return _changed(self, status, None, None, now, reason, self.attempt)
+
     def send_key(self) -> str:
         """The idempotency key of a send at the current step and attempt."""
         return f"{self.id}/{self.step}/{self.attempt}"
@@ -107,3 +140,30 @@ class Enrollment:
 #: Builds an :class:`Enrollment` from all its fields in order, already checked (an
 #: :class:`EnrollmentStatus`, aware UTC times): the engine makes one at every move.
 _make_enrollment = maker(Enrollment)
+
+
+def _changed(
+    e: Enrollment,
+    status: EnrollmentStatus,
+    step: str | None,
+    due_at: datetime | None,
+    ended_at: datetime | None,
+    reason: str,
+    attempt: int,
+) -> Enrollment:
+    """``e`` with these fields changed, built from checked parts: ``e``'s own, an
+    :class:`EnrollmentStatus`, and times put in aware UTC here (``attrs.evolve`` would read the
+    fields anew and run every converter on every call)."""
+    return _make_enrollment(
+        e.id,
+        e.scenario,
+        e.lead_id,
+        e.number,
+        status,
+        step,
+        None if due_at is None else aware_utc(due_at, "Enrollment.due_at"),
+        e.entered_at,
+        None if ended_at is None else aware_utc(ended_at, "Enrollment.ended_at"),
+        reason,
+        attempt,
+    )

@@ -28,9 +28,9 @@ from nurturekit.conditions import (
     ScoreRange,
     TemperatureIs,
     View,
-    _trusted_view,
 )
 from nurturekit.conditions.activities import property_test
+from nurturekit.conditions.core import checked_view
 from nurturekit.conditions.tally import TalliedHistory
 from nurturekit.errors import InvalidScoringModel, NurtureError
 from nurturekit.lead import Lead
@@ -404,10 +404,10 @@ class ScoringModel:
         if type(history) is TalliedHistory and history and history[-1].key == key:
             # The history with its tally, in (at, key) order, this activity last: the
             # activities up to this one are all of it, and did(...) need not read them.
-            return _trusted_view(lead, at, history, activity, None, None, None, True)
+            return checked_view(lead, at, history, activity, None, None, None, True)
         before = {h.key: h for h in history if h.at < at or (h.at == at and h.key < key)}
         # Parts already checked: an activity's time is aware UTC.
-        return _trusted_view(
+        return checked_view(
             lead, at, [*before.values(), activity], activity, None, None, None, False
         )
 

@@ -23,7 +23,6 @@ seeds' machines. Import every name from ``nurturekit.stages`` itself.
 """
 
 from nurturekit.stages.history import StageHistory
-from nurturekit.stages.history import _advance_moves as _advance_moves
 from nurturekit.stages.machine import _MOVE_FIELDS as _MOVE_FIELDS
 from nurturekit.stages.machine import Dormancy, Stage, StageMachine, StageMove, Transition
 from nurturekit.stages.presets import awareness_interest_consideration, buying_process, lifecycle

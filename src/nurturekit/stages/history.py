@@ -130,7 +130,7 @@ class StageHistory:
 
     def advance(self, view: View) -> list[StageMove]:
         """Make the automatic moves that ``view`` calls for, record them and return them."""
-        return _advance_moves(self.machine, self.lead_id, self.moves, view)[0]
+        return advance_moves(self.machine, self.lead_id, self.moves, view)[0]
 
     def move(self, target: str, at: datetime, reason: str) -> StageMove:
         """Make a manual move to ``target`` for ``reason``, record it and return it."""
@@ -155,7 +155,7 @@ class StageHistory:
         return total
 
 
-def _advance_moves(
+def advance_moves(
     machine: StageMachine, lead_id: str, moves: list[StageMove], view: View
 ) -> tuple[list[StageMove], View]:
     """:meth:`StageHistory.advance` over the history ``moves`` (which the new moves extend),
