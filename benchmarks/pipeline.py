@@ -4,7 +4,9 @@
 
 1. ``record``: activities per second through :meth:`Engine.record` — store, seed-002 scoring,
    the three-stage machine, seed 001's three scenarios (goals, waits, triggers) — over
-   ``--leads`` leads in memory. Target ≥ 50k/s.
+   ``--leads`` leads in memory. Target ≥ 50k/s. Then the same kind of workload over
+   ``--sqlite-leads`` leads on an SQLite file through :meth:`Engine.record_many` in batches of
+   1,000, and its ratio to the in-memory figure of the same run (target ≥ 0.5×).
 2. ``run_due``: the time to run 1,000 due enrolments (a send each, into an outbox mailer) when
    10,000 are enrolled, and when 1,000,000 are; the ratio should stay within 1.5×: run_due
    costs what is due, not what is enrolled.
@@ -19,6 +21,7 @@ import gc
 import random
 import statistics
 import sys
+import tempfile
 import time
 from datetime import timedelta
 from pathlib import Path
@@ -28,21 +31,27 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 from engine_fixtures import MIX, START, World
 
 from nurturekit import Activity
+from nurturekit.ports import Storage
 from nurturekit.scenario import Enrollment, EnrollmentStatus
+from nurturekit.storage import open_storage
 
 
-def workload(leads: int, per_lead: int) -> tuple[World, list[Activity]]:
-    """``leads`` leads of mixed fit in a fresh world, and ``per_lead`` random activities each
-    over 30 days, in time order; the world's clock stands at the last one."""
-    world = World()
+def workload(
+    leads: int, per_lead: int, storage: Storage | None = None
+) -> tuple[World, list[Activity]]:
+    """``leads`` leads of mixed fit in a fresh world (on ``storage``, else in memory), and
+    ``per_lead`` random activities each over 30 days, in time order; the world's clock stands
+    at the last one."""
+    world = World(storage)
     rng = random.Random(1)
-    for n in range(leads):
-        world.lead(
-            f"l{n}",
-            job_level=rng.choice(["staff", "section_manager", "department_head"]),
-            industry=rng.choice(["it", "retail", "finance"]),
-            employees=rng.choice([10, 60, 300]),
-        )
+    with world.storage.transaction():
+        for n in range(leads):
+            world.lead(
+                f"l{n}",
+                job_level=rng.choice(["staff", "section_manager", "department_head"]),
+                industry=rng.choice(["it", "retail", "finance"]),
+                employees=rng.choice([10, 60, 300]),
+            )
     activities = []
     for n in range(leads):
         for _ in range(per_lead):
@@ -63,6 +72,21 @@ def record_rate(leads: int, per_lead: int) -> float:
         record(activity)
     elapsed = time.perf_counter() - started
     return len(activities) / elapsed
+
+
+def sqlite_record_many_rate(leads: int, per_lead: int) -> float:
+    """The workload on a fresh SQLite file, through ``record_many`` in batches of 1,000."""
+    with tempfile.TemporaryDirectory() as folder:
+        storage = open_storage(f"sqlite:///{folder}/pipeline.db")
+        world, activities = workload(leads, per_lead, storage)
+        gc.collect()
+        record_many = world.engine.record_many
+        started = time.perf_counter()
+        for i in range(0, len(activities), 1000):
+            record_many(activities[i : i + 1000])
+        elapsed = time.perf_counter() - started
+        storage.close()
+        return len(activities) / elapsed
 
 
 def run_due_seconds(enrolled: int, due: int = 1000) -> float:
@@ -99,6 +123,7 @@ def main() -> None:
     parser.add_argument("--leads", type=int, default=100_000)
     parser.add_argument("--per-lead", type=int, default=3)
     parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--sqlite-leads", type=int, default=10_000)
     parser.add_argument("--big", type=int, default=1_000_000)
     args = parser.parse_args()
 
@@ -108,6 +133,14 @@ def main() -> None:
         f"{statistics.median(rates):,.0f} activities/s  (runs: "
         + ", ".join(f"{r:,.0f}" for r in rates)
         + ")"
+    )
+    on_sqlite = [
+        sqlite_record_many_rate(args.sqlite_leads, args.per_lead) for _ in range(args.runs)
+    ]
+    print(
+        f"SQLite record_many, {args.sqlite_leads} leads: {statistics.median(on_sqlite):,.0f} "
+        f"activities/s, {statistics.median(on_sqlite) / statistics.median(rates):.2f}× in memory"
+        "  (runs: " + ", ".join(f"{r:,.0f}" for r in on_sqlite) + ")"
     )
     small = statistics.median(run_due_seconds(10_000) for _ in range(args.runs))
     big = statistics.median(run_due_seconds(args.big) for _ in range(args.runs))
