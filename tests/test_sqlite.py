@@ -505,22 +505,31 @@ class TestCache:
         two.close()
 
     def test_handed_out_values_do_not_change_under_their_holder(self, db: Path) -> None:
-        with SQLiteStorage(db) as storage, storage.transaction():
+        every = [make_activity(minutes=m) for m in (1, 5, 9)]
+        with SQLiteStorage(db) as storage:
             storage.put_lead(make_lead())
-            storage.put_state(LeadState(lead_id="l1", card=ScoreCard(lead_id="l1")))
+            storage.add_activity(every[1])
+            history = storage.activities("l1")  # outside a transaction: it never changes
+            with storage.transaction():
+                assert storage.activities("l1") == [every[1]]
+                storage.add_activity(every[0])  # inserted before the first
+                storage.add_activity(every[2])
+                assert storage.activities("l1") == every
+                mine = storage.enrollments_of("l1")
+                mine.append(make_enrollment(9))
+                assert storage.enrollments_of("l1") == []
+            assert history == [every[1]]
+            assert storage.activities("l1") == every
+
+    def test_inside_a_transaction_the_history_grows_in_place(self, db: Path) -> None:
+        # As in the in-memory store: recording an activity copies no history.
+        with SQLiteStorage(db) as storage, storage.transaction():
             storage.add_activity(make_activity(minutes=5))
             history = storage.activities("l1")
-            storage.add_activity(make_activity(minutes=1))  # inserted before the first
+            storage.add_activity(make_activity(minutes=1))
             storage.add_activity(make_activity(minutes=9))
-            assert history == [make_activity(minutes=5)]
-            assert storage.activities("l1") == [
-                make_activity(minutes=1),
-                make_activity(minutes=5),
-                make_activity(minutes=9),
-            ]
-            mine = storage.enrollments_of("l1")
-            mine.append(make_enrollment(9))
-            assert storage.enrollments_of("l1") == []
+            assert storage.activities("l1") is history
+            assert history == [make_activity(minutes=m) for m in (1, 5, 9)]
 
     def test_a_state_changed_but_not_put_is_never_seen_after_its_transaction(
         self, db: Path
@@ -883,30 +892,37 @@ STATES = """
     from pathlib import Path
     from nurturekit import Activity
     from nurturekit.ports import LeadState, Storage
-    from nurturekit.scoring import ScoreCard
+    from nurturekit.scoring import Contribution, ScoreCard
     from nurturekit.storage import sqlite
 
-    db, stop_at, inside = sys.argv[1:]
-    encode = sqlite.encode_state
-    calls = 0
-
-    def slow_encode(state, previous=None):
-        # The batch's states are written just before COMMIT: stop in the middle of that.
-        global calls
-        calls += 1
-        if calls == int(stop_at):
-            Path(inside).touch()
-            time.sleep(60)
-        return encode(state, previous)
-
-    sqlite.encode_state = slow_encode
+    db, stop, inside = sys.argv[1:]
     storage = sqlite.SQLiteStorage(db)
+    real = storage._conn
+
+    class Stopping:  # the store's connection, stopped half-way through the states' rows
+        def __getattr__(self, name):
+            return getattr(real, name)
+
+        def executemany(self, sql, rows):
+            # The batch's states are written just before COMMIT, their items first and their
+            # rows last: stop in the middle of the rows.
+            rows = list(rows)
+            if stop == "1" and sql.startswith("INSERT INTO states "):
+                real.executemany(sql, rows[: len(rows) // 2])
+                Path(inside).touch()
+                time.sleep(60)
+            return real.executemany(sql, rows)
+
+    storage._conn = Stopping()
     start = datetime(2026, 4, 1, tzinfo=timezone.utc)
     with storage.transaction():
         for n in range(1000):
             lead = f"lead-{n}"
             storage.add_activity(Activity(lead_id=lead, kind="page_view", at=start))
-            card = ScoreCard(lead_id=lead, seen={f"k{n}"}, last_key=f"k{n}")
+            line = Contribution("visit", "engagement", 1, 1, start, f"k{n}", "page_view")
+            card = ScoreCard(
+                lead_id=lead, seen={f"k{n}"}, last_key=f"k{n}", entries=[line], times=[start]
+            )
             storage.put_state(LeadState(lead_id=lead, card=card))
     Path(inside).touch()
 """
@@ -916,21 +932,22 @@ def test_kill_9_while_a_batch_writes_its_states_leaves_none_of_it(tmp_path: Path
     db = tmp_path / "nk.db"
     SQLiteStorage(db).close()
     inside = tmp_path / "inside"
-    child = python(STATES, db, 500, inside)
+    child = python(STATES, db, 1, inside)
     wait_for(inside, child)
     os.kill(child.pid, signal.SIGKILL)
     child.wait(timeout=30)
-    assert query(db, "SELECT count(*) FROM activities") == [(0,)]
-    assert query(db, "SELECT count(*) FROM states") == [(0,)]
+    for table in ("activities", "states", "state_lines", "state_times", "state_seen"):
+        assert query(db, f"SELECT count(*) FROM {table}") == [(0,)], table
     inside.unlink()
     child = python(STATES, db, 0, inside)  # not stopped: the whole batch is written
     _, errors = child.communicate(timeout=60)
     assert child.returncode == 0, errors.decode()
-    assert query(db, "SELECT count(*) FROM activities") == [(1000,)]
-    assert query(db, "SELECT count(*) FROM states") == [(1000,)]
+    for table in ("activities", "states", "state_lines", "state_times", "state_seen"):
+        assert query(db, f"SELECT count(*) FROM {table}") == [(1000,)], table
     with SQLiteStorage(db) as storage:
         state = storage.get_state("lead-999")
         assert state is not None and state.card.seen == {"k999"}
+        assert [line.activity_key for line in state.card.entries] == ["k999"]
 
 
 ROTATOR = """

@@ -10,10 +10,8 @@ back into an equal value; times are ISO 8601 with their UTC offset. Activities u
 from __future__ import annotations
 
 import json
-from bisect import bisect
 from collections.abc import Callable, Sequence
 from datetime import datetime, timezone
-from operator import is_
 from typing import Any, Generic, TypeVar
 
 from nurturekit.activity import Activity
@@ -30,10 +28,8 @@ from nurturekit.stages import StageMove
 _M = TypeVar("_M")
 
 __all__ = [
-    "StateText",
     "activity_from_json",
     "activity_to_json",
-    "encode_state",
     "enrollment_from_json",
     "enrollment_to_json",
     "handoff_from_json",
@@ -43,7 +39,9 @@ __all__ = [
     "lead_to_json",
     "mail_from_json",
     "mail_to_json",
+    "state_from_head_json",
     "state_from_json",
+    "state_head_to_json",
     "state_to_json",
 ]
 
@@ -218,69 +216,9 @@ def activity_from_json(text: str | bytes) -> Activity:
 # --------------------------------------------------------------------------- state
 
 
-def _contribution(c: Contribution) -> list[Any]:
-    return [c.rule, c.axis, c.points, c.value, _time(c.at), c.activity_key, c.activity_kind]
-
-
 def _read_contribution(row: list[Any]) -> Contribution:
     rule, axis, points, value, at, key, kind = row
     return Contribution(rule, axis, points, value, _parse_time(at), key, kind)
-
-
-def _move(m: StageMove) -> dict[str, Any]:
-    return {
-        "lead_id": m.lead_id,
-        "source": m.source,
-        "target": m.target,
-        "at": _time(m.at),
-        "reason": m.reason,
-        "manual": m.manual,
-    }
-
-
-class StateText:
-    """A lead state's JSON text, with the text of its lists kept beside it.
-
-    :func:`encode_state` given the previous one of the same lead encodes only the items that
-    are new since (a score card's ledger, its refused candidates, activity times and stage
-    moves only grow, one activity at a time), so writing a lead's state costs what changed, not
-    the lead's whole history. Items are matched by identity: a list that is not ``previous``'s
-    items followed by new ones is encoded in full.
-    """
-
-    __slots__ = ("_parts", "_seen", "text")
-
-    def __init__(self, text: str, parts: tuple[_Items, ...], seen: _Keys) -> None:
-        #: The state as compact JSON, what :func:`state_to_json` returns.
-        self.text = text
-        self._parts = parts
-        self._seen = seen
-
-    def without_text(self) -> StateText:
-        """This without :attr:`text`, which :func:`encode_state` does not need: what to keep
-        between writes (the whole text is most of the memory)."""
-        return StateText("", self._parts, self._seen)
-
-
-#: Items of one list as last encoded: the items themselves (a private tuple) and their texts
-#: joined by commas.
-_Items = tuple[tuple[Any, ...], str]
-#: The keys of ``seen`` sorted, and the text of each.
-_Keys = tuple[tuple[str, ...], list[str]]
-
-
-def _items(items: Sequence[_T], previous: _Items | None, encode: Callable[[_T], str]) -> _Items:
-    now = tuple(items)
-    if previous is not None:
-        old, joined = previous
-        kept = len(old)
-        if len(now) >= kept and all(map(is_, now, old)):  # the same items, maybe more after
-            if kept == len(now):
-                return previous
-            added = ",".join(map(encode, now[kept:]))
-            return now, f"{joined},{added}" if kept else added
-    # New, or changed before its end (a late activity, a rescore): all of it again.
-    return now, ",".join(map(encode, now))
 
 
 def _text(value: Any) -> str:
@@ -308,25 +246,6 @@ def _contribution_text(c: Contribution) -> str:
     )
 
 
-def _seen(seen: set[str], previous: _Keys | None) -> _Keys:
-    """The keys of ``seen`` sorted, and their texts; a few new keys are put in place."""
-    if previous is not None:
-        old, texts = previous
-        new = seen.difference(old)
-        if len(seen) == len(old) + len(new) and len(new) <= 8:  # none went, few came
-            if not new:
-                return previous
-            keys = list(old)
-            texts = texts[:]
-            for key in sorted(new):
-                at = bisect(keys, key)
-                keys.insert(at, key)
-                texts.insert(at, _STRING(key))
-            return tuple(keys), texts
-    ordered = tuple(sorted(seen))
-    return ordered, [_STRING(key) for key in ordered]
-
-
 def _time_text(t: datetime) -> str:
     return f'"{iso_time(t)}"'
 
@@ -339,39 +258,35 @@ def _move_text(m: StageMove) -> str:
     )
 
 
-_NO_ITEMS: _Items = ((), "")
-
-
-def encode_state(state: LeadState, previous: StateText | None = None) -> StateText:
-    """``state`` as JSON (see :func:`state_to_json`), encoding again only the items of its lists
-    that ``previous`` (the :class:`StateText` of an earlier state of the same lead) lacks."""
-    card = state.card
-    if previous is None:
-        old: tuple[_Items, ...] = (_NO_ITEMS,) * 5
-        old_seen = None
-    else:
-        old, old_seen = previous._parts, previous._seen
+def _joined(items: Sequence[_T], encode: Callable[[_T], str]) -> str:
     # An empty list (no fit rules, nothing refused, no idle clock) costs one test.
-    fit = _items(card.fit, old[0], _contribution_text) if card.fit else _NO_ITEMS
-    entries = _items(card.entries, old[1], _contribution_text)
-    refused = _items(card.refused, old[2], _contribution_text) if card.refused else _NO_ITEMS
-    times = _items(card.times, old[3], _time_text) if card.times else _NO_ITEMS
-    moves = _items(state.moves, old[4], _move_text) if state.moves else _NO_ITEMS
-    seen = _seen(card.seen, old_seen)
+    return ",".join(map(encode, items)) if items else ""
+
+
+def _state_text(state: LeadState, whole: bool) -> str:
+    """The state as JSON; without ``card.entries``, ``refused``, ``seen`` and ``times`` unless
+    ``whole`` (see :func:`state_head_to_json`)."""
+    card = state.card
     last_at = card.last_at
     levels = ",".join(map(_STRING, sorted(state.levels))) if state.levels else ""
-    text = (
-        f'{{"lead_id":{_text(state.lead_id)},"card":{{"fit":[{fit[1]}],'
-        f'"fit_total":{_text(card.fit_total)},"entries":[{entries[1]}],'
-        f'"engagement_points":{_text(card.engagement_points)},"refused":[{refused[1]}],'
-        f'"seen":[{",".join(seen[1])}],'
+    if whole:
+        seen = ",".join(map(_STRING, sorted(card.seen))) if card.seen else ""
+        entries = f'"entries":[{_joined(card.entries, _contribution_text)}],'
+        refused = f'"refused":[{_joined(card.refused, _contribution_text)}],"seen":[{seen}],'
+        times = f',"times":[{_joined(card.times, _time_text)}]'
+    else:
+        entries = refused = times = ""
+    return (
+        f'{{"lead_id":{_text(state.lead_id)},"card":{{'
+        f'"fit":[{_joined(card.fit, _contribution_text)}],'
+        f'"fit_total":{_text(card.fit_total)},{entries}'
+        f'"engagement_points":{_text(card.engagement_points)},{refused}'
         f'"last_at":{"null" if last_at is None else _time_text(last_at)},'
-        f'"last_key":{_text(card.last_key)},"times":[{times[1]}]}},'
-        f'"moves":[{moves[1]}],"levels":[{levels}],"with_sales":{_text(state.with_sales)},'
-        f'"disqualified":{_text(state.disqualified)},"qualified":{_text(state.qualified)}'
-        f"{_tally_text(state)}}}"
+        f'"last_key":{_text(card.last_key)}{times}}},'
+        f'"moves":[{_joined(state.moves, _move_text)}],"levels":[{levels}],'
+        f'"with_sales":{_text(state.with_sales)},"disqualified":{_text(state.disqualified)},'
+        f'"qualified":{_text(state.qualified)}{_tally_text(state)}}}'
     )
-    return StateText(text, (fit, entries, refused, times, moves), seen)
 
 
 def _tally_text(state: LeadState) -> str:
@@ -381,22 +296,39 @@ def _tally_text(state: LeadState) -> str:
 
 
 def state_to_json(state: LeadState) -> str:
-    return encode_state(state).text
+    """The whole state as compact JSON, in the form every stored state has had."""
+    return _state_text(state, True)
 
 
-def _state(data: dict[str, Any]) -> LeadState:
+def state_head_to_json(state: LeadState) -> str:
+    """The state as :func:`state_to_json` writes it, less the four lists of its score card
+    that grow with the lead's history: ``entries``, ``refused``, ``seen`` and ``times``.
+
+    A store that keeps those apart (the SQLite store: a row per item) reads the state back
+    with :func:`state_from_head_json`. Fit lines, stage moves, levels and the tally stay.
+    """
+    return _state_text(state, False)
+
+
+def _state(
+    data: dict[str, Any],
+    entries: list[Contribution],
+    refused: list[Contribution],
+    seen: set[str],
+    times: list[datetime],
+) -> LeadState:
     raw = data["card"]
     card = ScoreCard(
         lead_id=data["lead_id"],
         fit=tuple(_read_contribution(c) for c in raw["fit"]),
         fit_total=raw["fit_total"],
-        entries=[_read_contribution(c) for c in raw["entries"]],
+        entries=entries,
         engagement_points=raw["engagement_points"],
-        refused=[_read_contribution(c) for c in raw["refused"]],
-        seen=set(raw["seen"]),
+        refused=refused,
+        seen=seen,
         last_at=_parse_time(raw["last_at"]),
         last_key=raw["last_key"],
-        times=[datetime.fromisoformat(t) for t in raw["times"]],
+        times=times,
     )
     moves = [
         StageMove(
@@ -424,8 +356,32 @@ def _state(data: dict[str, Any]) -> LeadState:
     )
 
 
+def _whole_state(data: dict[str, Any]) -> LeadState:
+    raw = data["card"]
+    return _state(
+        data,
+        [_read_contribution(c) for c in raw["entries"]],
+        [_read_contribution(c) for c in raw["refused"]],
+        set(raw["seen"]),
+        [datetime.fromisoformat(t) for t in raw["times"]],
+    )
+
+
 def state_from_json(text: str | bytes) -> LeadState:
-    return _reading("lead state", text, _state)
+    return _reading("lead state", text, _whole_state)
+
+
+def state_from_head_json(
+    text: str | bytes,
+    *,
+    entries: list[Contribution],
+    refused: list[Contribution],
+    seen: set[str],
+    times: list[datetime],
+) -> LeadState:
+    """The state whose :func:`state_head_to_json` is ``text``, with the four lists given
+    (the state keeps these objects)."""
+    return _reading("lead state", text, lambda data: _state(data, entries, refused, seen, times))
 
 
 # --------------------------------------------------------------------------- enrolments

@@ -8,10 +8,14 @@ one file and two workers never claim the same enrolment. The schema carries its 
 What the engine reads per activity (the lead, its state, history and enrolments) is kept
 decoded in a per-store cache that ``PRAGMA data_version`` keeps exact (see
 :class:`~nurturekit.storage.sqlite_cache.LeadCache`), and lead states put inside a transaction are
-written once each, just before its ``COMMIT``.
+written once each, just before its ``COMMIT``. A state is a row of what does not grow with the
+lead's history and a row per score line, activity time and seen key, and a write appends only
+the items that are new (see :mod:`nurturekit.storage.sqlite_states`), so its cost does not grow
+with the history.
 
 The SQL lives in :mod:`nurturekit.storage.sqlite_sql`, the cache in
-:mod:`nurturekit.storage.sqlite_cache`, and opening the file and running statements in
+:mod:`nurturekit.storage.sqlite_cache`, the layout of lead states in
+:mod:`nurturekit.storage.sqlite_states`, and opening the file and running statements in
 :mod:`nurturekit.storage.sqlite_file`. What is left here is long because it is one class, the
 whole :class:`~nurturekit.ports.Storage` port over that cache and its write-behind of states,
 which splits no further without scattering what each method of the port does.
@@ -44,7 +48,6 @@ from nurturekit.storage.codec import (
     Memo,
     activity_from_json,
     activity_to_json,
-    encode_state,
     enrollment_from_json,
     enrollment_to_json,
     handoff_from_json,
@@ -54,10 +57,10 @@ from nurturekit.storage.codec import (
     lead_to_json,
     mail_from_json,
     mail_to_json,
-    state_from_json,
 )
 from nurturekit.storage.sqlite_cache import CacheEntry, LeadCache
 from nurturekit.storage.sqlite_file import SQLiteFile
+from nurturekit.storage.sqlite_states import StateWrites, Written, move_state_bodies, read_state
 
 __all__ = ["SCHEMA_VERSION", "SQLiteStorage"]
 
@@ -115,9 +118,9 @@ class SQLiteStorage(SQLiteFile):
     SQLite's durability setting: ``"FULL"`` (the default) syncs the log at every commit, so a
     committed transaction survives a power cut; ``"NORMAL"`` is faster and may lose the last
     commits on power loss, never consistency. ``cache_size`` bounds how many decoded values
-    (leads, activities, enrolments, score entries) the store keeps between transactions;
-    about 1 KB each, so the default is some 100 MB; ``0`` turns the cache off (see
-    docs/storage.md).
+    the store keeps between transactions, about 1 KB each, so the default is some 100 MB: a
+    lead, each of its activities and enrolments count one, the items of its state what they
+    take (a score line a quarter); ``0`` turns the cache off (see docs/storage.md).
 
     One connection serves every thread of the process; a lock held for a whole
     :meth:`transaction` serialises them. Other processes may open the same file: each
@@ -183,6 +186,12 @@ class SQLiteStorage(SQLiteFile):
 
     def __repr__(self) -> str:
         return f"SQLiteStorage({self.path!r})"
+
+    def _move_data(self, conn: sqlite3.Connection, version: int) -> None:
+        if version == 4:  # states stored whole in their bodies: their items to rows
+            move_state_bodies(
+                lambda sql, params: conn.execute(sql, params).fetchall(), conn.executemany
+            )
 
     # ------------------------------------------------------------------ closing
 
@@ -271,7 +280,10 @@ class SQLiteStorage(SQLiteFile):
         Inside a transaction :meth:`put_state` only keeps the state (a lead's state is put
         once per activity, and only :meth:`get_state` reads it back); the rows are written
         here, just before ``COMMIT``, so a batch writes each lead's state once, and in the same
-        SQLite transaction as everything else.
+        SQLite transaction as everything else: its row, and the rows of the items new since
+        the store last wrote or read it (all of them if the cache does not know; see
+        :mod:`~nurturekit.storage.sqlite_states`). If a write fails, the cache is dropped, as
+        what it says the file holds may no longer be so.
 
         A state :meth:`get_state` lent in the transaction and not put back may have been
         changed without being written: the cache forgets it, and reads it from the file again.
@@ -284,25 +296,41 @@ class SQLiteStorage(SQLiteFile):
                 if entry is not None:
                     entry.has_state = False
                     entry.state = None
-                    entry.state_text = None
+                    entry.written = None
                     cache.resize(entry)
             lent.clear()
-        rows = []
+        if not self._unwritten:
+            return
+        writes = StateWrites()
         for lead_id, state in self._unwritten.items():
             entry = cache.get(lead_id)
-            # Any earlier text of this lead will do: items are matched by identity.
-            previous = None if entry is None else entry.state_text
-            text = encode_state(state, previous)
-            if entry is not None and entry.state is state:
-                entry.state_text = text.without_text()
-                if previous is None:  # put_state counted the state's entries once only
+            # What the file holds of the state's items, if the cache knows it: only what is
+            # new since is written (see sqlite_states).
+            written = writes.add(lead_id, state, None if entry is None else entry.written)
+            writes.head(lead_id, state)
+            if entry is not None:
+                had = entry.written
+                entry.written = written if entry.state is state else None
+                if had is None:
                     cache.resize(entry)
-            rows.append((lead_id, text.text, state.with_sales, state.disqualified))
         self._unwritten.clear()
         try:
-            self._conn.executemany(q.PUT_STATE, rows)
-        except sqlite3.Error as error:
-            raise self._failed(error) from error
+            writes.run(self._many)
+        except BaseException:
+            # What the cache says the file holds may be wrong now: forget it all.
+            self._cache.clear()
+            raise
+
+    @contextmanager
+    def _read_snapshot(self) -> Iterator[None]:
+        """Outside a transaction: one read transaction (``BEGIN`` without ``IMMEDIATE``, which
+        takes no lock in WAL mode), so that several statements see one committed state of the
+        file. Call with the lock held."""
+        self._run(q.BEGIN_READ)
+        try:
+            yield
+        finally:
+            self._rollback()  # nothing was written: ending it is all that is left
 
     def _check_cache(self) -> None:
         """Drop the cache if another connection has committed since it was last checked.
@@ -383,9 +411,10 @@ class SQLiteStorage(SQLiteFile):
                 return unwritten
             entry = self._entry(lead_id)
             if not entry.has_state:
-                row = self._one(q.GET_STATE, (lead_id,))
-                entry.state = None if row is None else state_from_json(row[0])
-                entry.state_text = None
+                with nullcontext() if self._depth else self._read_snapshot():
+                    found = read_state(self._all, lead_id)
+                # No state row: no items either, so the first write need delete none.
+                entry.state, entry.written = (None, Written(None)) if found is None else found
                 entry.has_state = True
                 self._cache.resize(entry)
             state = entry.state
@@ -411,10 +440,9 @@ class SQLiteStorage(SQLiteFile):
                 entry.has_state = True
                 self._cache.resize(entry)
                 return
-            known = self._cache.get(lead_id)
-            text = encode_state(state, None if known is None else known.state_text)
-            self._write(q.PUT_STATE, (lead_id, text.text, state.with_sales, state.disqualified))
-            self._cache.drop(lead_id)
+            # The row and the items in one transaction, written at its end as in a batch.
+            with self.transaction():
+                self.put_state(state)
 
     # ------------------------------------------------------------------ activities
 
@@ -438,18 +466,22 @@ class SQLiteStorage(SQLiteFile):
             entry = self._cache.entry(lead_id)
             history = entry.history
             if history is not None:
-                # A new list: the one activities() handed out must not change under its holder.
+                if entry.shared:  # handed out outside a transaction: never changed after
+                    entry.history = history = list(history)
+                    entry.shared = False
                 last = history[-1] if history else None
                 if last is None or last.at < at or (last.at == at and last.key < key):
-                    entry.history = [*history, activity]
+                    history.append(activity)
                 else:
-                    entry.history = history = list(history)
                     insort(history, activity, key=_activity_order)
                 self._cache.grow(entry)
         self._activity.keep(body, activity)
         return True
 
     def activities(self, lead_id: str) -> Sequence[Activity]:
+        """The lead's activities. Outside a transaction, a list that never changes after. Inside
+        one, the cache's own list, which activities added later in the transaction join (as in
+        the in-memory store), so that recording an activity copies no history."""
         with self._lock:
             entry = self._entry(lead_id)
             history = entry.history
@@ -457,6 +489,8 @@ class SQLiteStorage(SQLiteFile):
                 rows = self._all(q.ACTIVITIES_OF_LEAD, (lead_id,))
                 entry.history = history = [self._activity(body) for (body,) in rows]
                 self._cache.resize(entry)
+            if not self._depth:
+                entry.shared = True
             return history
 
     def activities_of_kinds(self, kinds: Iterable[str]) -> Iterator[Activity]:

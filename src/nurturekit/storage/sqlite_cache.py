@@ -15,7 +15,17 @@ from nurturekit.activity import Activity
 from nurturekit.lead import Lead
 from nurturekit.ports import LeadState
 from nurturekit.scenario import Enrollment
-from nurturekit.storage.codec import StateText
+from nurturekit.storage.sqlite_states import Written
+
+#: What the items of a state weigh, in sixteenths of a value (a value is about 1 KB: a decoded
+#: activity takes 500 to 900 bytes): a score line (a tuple of 7 and the time and key it names,
+#: some 250 bytes decoded, half that when made by the engine from its activity), a time (a
+#: datetime, 56 bytes), a key of ``seen`` (its string and its place in the set, about 100
+#: bytes), and the store's copy of that key (about 50; see ``Written``).
+_LINE = 4
+_TIME = 1
+_KEY = 2
+_KEY_COPY = 1
 
 
 class CacheEntry:
@@ -29,9 +39,10 @@ class CacheEntry:
         "history",
         "lead",
         "live",
+        "shared",
         "state",
-        "state_text",
         "weight",
+        "written",
     )
 
     def __init__(self) -> None:
@@ -39,10 +50,13 @@ class CacheEntry:
         self.lead: Lead | None = None
         self.has_state = False
         self.state: LeadState | None = None
-        #: The text ``state`` was written as, to write the next state faster (see encode_state).
-        self.state_text: StateText | None = None
-        #: Ordered by ``(at, key)``; replaced, never changed, once handed out.
+        #: What the file holds of ``state``'s items, to write only what is new (see
+        #: :class:`~nurturekit.storage.sqlite_states.Written`); ``None``: not known.
+        self.written: Written | None = None
+        #: Ordered by ``(at, key)``. Changed in place inside a transaction; replaced, never
+        #: changed, once handed out outside one (``shared``).
         self.history: list[Activity] | None = None
+        self.shared = False
         #: Ordered by ``(entered_at, id)``.
         self.enrollments: list[Enrollment] | None = None
         self.weight = 1
@@ -57,8 +71,10 @@ class LeadCache:
     Exact while no other connection has written: :class:`SQLiteStorage` drops it all when
     ``PRAGMA data_version`` says another connection committed, and when a transaction of its
     own rolls back; every write of its own goes through it. ``budget`` bounds the number of
-    values kept (a lead, its state's score entries, its activities and enrolments each count
-    one); past it the least recently used leads are dropped.
+    values kept, each about 1 KB: a lead, each of its activities and enrolments count one,
+    the items of its state what they take (a score line a quarter, a time or a key of ``seen``
+    a sixteenth or an eighth: see ``_LINE``); past it the least recently used leads are
+    dropped.
     """
 
     def __init__(self, budget: int) -> None:
@@ -96,10 +112,15 @@ class LeadCache:
             weight += len(entry.history)
         if entry.enrollments is not None:
             weight += len(entry.enrollments)
-        if entry.state is not None:
-            weight += len(entry.state.card.entries)
-            if entry.state_text is not None:
-                weight += len(entry.state.card.entries)
+        state = entry.state
+        if state is not None:
+            card = state.card
+            # In sixteenths of a value: see _LINE, _TIME, _KEY.
+            small = _LINE * (len(card.entries) + len(card.refused)) + _TIME * len(card.times)
+            small += _KEY * len(card.seen)
+            if entry.written is not None:
+                small += _KEY_COPY * entry.written.weight
+            weight += small // 16
         if entry.live:
             self._total += weight - entry.weight
         entry.weight = weight

@@ -122,12 +122,17 @@ class SQLiteFile:
                 try:
                     for statement in _statements(script):
                         conn.execute(statement)
+                    self._move_data(conn, version)
                     conn.execute(q.WRITE_VERSION, (str(version),))
-                except sqlite3.Error as error:
+                except (sqlite3.Error, StorageError) as error:
                     raise StorageError(
                         f"{self.path!r}: the migration to schema version {version} failed "
                         f"({error}); the file stays at version {current}"
                     ) from error
+
+    def _move_data(self, conn: sqlite3.Connection, version: int) -> None:
+        """Move what the migration to ``version`` moves in Python, after its script and in the
+        same transaction (a failure leaves the file at the version before); nothing here."""
 
     # ------------------------------------------------------------------ statements
 
@@ -151,6 +156,13 @@ class SQLiteFile:
                 return self._conn.execute(sql, params).fetchall()
             except sqlite3.Error as error:
                 raise self._failed(error) from error
+
+    def _many(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:
+        """``executemany``, with SQLite's errors turned into :class:`StorageError`."""
+        try:
+            self._conn.executemany(sql, rows)
+        except sqlite3.Error as error:
+            raise self._failed(error) from error
 
     def _one(self, sql: str, params: Sequence[Any]) -> Any:
         with self._lock:

@@ -6,11 +6,14 @@ with braces (``{keys}``, ``{name}``, ``{ms}`` …) are filled in with ``str.form
 store, with nothing but its own numbers, names and ``?`` marks. This module imports nothing
 but :mod:`typing`.
 
-Every stored time is UTC text in one fixed-width form, ``2026-04-01T09:00:00.000000+00:00``
-(see ``sqlite._stamp``), so comparing and sorting the text compares and sorts the times. Values
-are kept as JSON bodies written by :mod:`nurturekit.storage.codec`; the other columns exist
-only to be searched, sorted or updated in place. ``seq`` is each table's insertion order (an
-upsert keeps it) and the cursor the iterators page by.
+Every stored time that a statement compares is UTC text in one fixed-width form,
+``2026-04-01T09:00:00.000000+00:00`` (see ``sqlite._stamp``), so comparing and sorting the text
+compares and sorts the times. Values are kept as JSON bodies written by
+:mod:`nurturekit.storage.codec`; the other columns exist only to be searched, sorted or updated
+in place. ``seq`` is each table's insertion order (an upsert keeps it) and the cursor the
+iterators page by. The exception is a lead state's items (``state_lines``, ``state_times``,
+``state_seen``: see :mod:`nurturekit.storage.sqlite_states`): a column per field, times as the
+codec writes them (with the offset they were given), ``seq`` the item's place in its list.
 """
 
 from __future__ import annotations
@@ -135,6 +138,44 @@ MIGRATIONS: Final[tuple[tuple[int, str], ...]] = (
         ALTER TABLE handoffs ADD COLUMN lease_until TEXT;
         """,
     ),
+    # 4: the parts of a lead's state that grow with its history, a row per item, so that a
+    # state write appends what is new instead of rewriting the whole history: the score card's
+    # lines (``part`` 0: ``entries``, 1: ``refused``), the times of its activities and the
+    # keys it has seen, lines and times in the order of their lists (``seq``, from 0). The
+    # state's body keeps the rest. The store then moves each existing state over from its body,
+    # in the same transaction (``SQLiteStorage._move_data``): SQLite's JSON functions cut a
+    # string at a NUL character, which a score line's rule may hold.
+    (
+        4,
+        """
+        CREATE TABLE state_lines (
+            lead_id       TEXT NOT NULL,
+            part          INTEGER NOT NULL,
+            seq           INTEGER NOT NULL,
+            rule          TEXT NOT NULL,
+            axis          TEXT NOT NULL,
+            points        INTEGER NOT NULL,
+            value         INTEGER NOT NULL,
+            at            TEXT,
+            activity_key  TEXT,
+            activity_kind TEXT,
+            PRIMARY KEY (lead_id, part, seq)
+        ) WITHOUT ROWID;
+
+        CREATE TABLE state_times (
+            lead_id TEXT NOT NULL,
+            seq     INTEGER NOT NULL,
+            at      TEXT NOT NULL,
+            PRIMARY KEY (lead_id, seq)
+        ) WITHOUT ROWID;
+
+        CREATE TABLE state_seen (
+            lead_id TEXT NOT NULL,
+            key     TEXT NOT NULL,
+            PRIMARY KEY (lead_id, key)
+        ) WITHOUT ROWID;
+        """,
+    ),
 )
 
 #: The schema version this code writes; a file at a newer one is refused.
@@ -178,6 +219,10 @@ DATA_VERSION: Final = "PRAGMA data_version"
 #: Takes the file's write lock at once, so the transaction never fails half-way for it.
 BEGIN: Final = "BEGIN IMMEDIATE"
 
+#: A read transaction: its statements see one committed state of the file, and it waits for
+#: nobody in WAL mode.
+BEGIN_READ: Final = "BEGIN"
+
 COMMIT: Final = "COMMIT"
 
 ROLLBACK: Final = "ROLLBACK"
@@ -208,6 +253,37 @@ PUT_STATE: Final = (
 )
 
 GET_STATE: Final = "SELECT body FROM states WHERE lead_id = ?"
+
+#: A state's score lines, ``entries`` (part 0) then ``refused`` (part 1), each in order.
+STATE_LINES: Final = (
+    "SELECT part, rule, axis, points, value, at, activity_key, activity_kind FROM state_lines"
+    " WHERE lead_id = ? ORDER BY part, seq"
+)
+
+STATE_TIMES: Final = "SELECT at FROM state_times WHERE lead_id = ? ORDER BY seq"
+
+STATE_SEEN: Final = "SELECT key FROM state_seen WHERE lead_id = ?"
+
+#: Appends one score line: ``(lead_id, part, seq, rule, axis, points, value, at, key, kind)``.
+ADD_STATE_LINE: Final = (
+    "INSERT INTO state_lines"
+    " (lead_id, part, seq, rule, axis, points, value, at, activity_key, activity_kind)"
+    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+)
+
+ADD_STATE_TIME: Final = "INSERT INTO state_times (lead_id, seq, at) VALUES (?, ?, ?)"
+
+ADD_STATE_SEEN: Final = "INSERT INTO state_seen (lead_id, key) VALUES (?, ?)"
+
+#: One page of the states, by lead id after the one given: the move of migration 4.
+STATES_PAGE: Final = "SELECT lead_id, body FROM states WHERE lead_id > ? ORDER BY lead_id LIMIT ?"
+
+#: Before a part of a state is written again whole.
+CLEAR_STATE_LINES: Final = "DELETE FROM state_lines WHERE lead_id = ? AND part = ?"
+
+CLEAR_STATE_TIMES: Final = "DELETE FROM state_times WHERE lead_id = ?"
+
+CLEAR_STATE_SEEN: Final = "DELETE FROM state_seen WHERE lead_id = ?"
 
 # --------------------------------------------------------------------------- activities
 

@@ -1,0 +1,280 @@
+"""How :class:`~nurturekit.storage.sqlite.SQLiteStorage` keeps a lead's state: one row of what
+does not grow with the lead's history, and a row per item of what does, so that writing a
+state costs what changed since the store last wrote or read it, not the history.
+
+The row (``states``) holds :func:`~nurturekit.storage.codec.state_head_to_json`: fit lines,
+totals, the newest activity's time and key, stage moves, levels, flags and the tally. The score
+card's four growing parts are rows of their own (see schema version 4 in
+:mod:`nurturekit.storage.sqlite_sql`): ``entries`` and ``refused`` in ``state_lines`` (``part``
+0 and 1), ``times`` in ``state_times``, each with its position in its list as ``seq``, and the
+keys of ``seen`` in ``state_seen``.
+
+A :class:`Written` remembers, for one lead, what the file holds of those parts as this store
+last wrote or read them. The scoring model only appends to the card's lists, or replaces a list
+object wholesale (after a late activity), so a list that is the same object as last time, with
+the last item written still at its place, is written by appending its new items; anything else
+is written again whole. (So an item replaced or removed in place *before* the last one written,
+which the scoring model never does, would not be seen: put a new list instead.) ``seen`` is a
+set: the keys not written yet are added, and if any key written went missing, all of them are
+written again. A :class:`Written` lives in the store's cache beside the state whose lists it
+names, so it is dropped with the cache (when a transaction rolls back, when another connection
+commits); without one, a state is written whole.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from datetime import datetime
+from typing import Any, TypeVar
+
+from nurturekit.errors import StorageError
+from nurturekit.ports import LeadState
+from nurturekit.scoring import Contribution
+from nurturekit.storage import sqlite_sql as q
+from nurturekit.storage.codec import (
+    iso_time,
+    state_from_head_json,
+    state_from_json,
+    state_head_to_json,
+)
+
+__all__ = ["StateWrites", "Written", "move_state_bodies", "read_state"]
+
+_T = TypeVar("_T")
+
+#: ``state_lines.part`` of ``card.entries`` and of ``card.refused``.
+ENTRIES = 0
+REFUSED = 1
+
+#: Builds a Contribution without NamedTuple's Python-level ``__new__``.
+_new_contribution = tuple.__new__
+_parse_time = datetime.fromisoformat
+
+
+class _Mark:
+    """One list as written: the list object, how many of its items, and the last of them."""
+
+    __slots__ = ("count", "items", "last")
+
+    def __init__(self, items: Sequence[Any]) -> None:
+        self.items = items
+        self.count = len(items)
+        self.last = items[-1] if items else None
+
+    def kept(self, items: Sequence[Any]) -> int | None:
+        """How many of ``items`` the file holds already, in place, or ``None``: write them all
+        again (after deleting the rows there are)."""
+        count = self.count
+        if not count:
+            return 0  # no rows: nothing to keep, nothing to delete
+        if items is not self.items or len(items) < count or items[count - 1] is not self.last:
+            return None
+        return count
+
+
+class Written:
+    """What the file holds of one lead's ``entries``, ``refused``, ``times`` and ``seen``, as
+    this store last wrote or read them (see the module's docstring)."""
+
+    __slots__ = ("entries", "keys", "refused", "times")
+
+    def __init__(self, state: LeadState | None) -> None:
+        """What the file holds once ``state`` is written whole; with ``None``, what it holds of
+        a lead that has no state row: no items."""
+        if state is None:
+            self.entries = self.refused = self.times = _Mark(())
+            self.keys: set[str] = set()
+            return
+        card = state.card
+        self.entries = _Mark(card.entries)
+        self.refused = _Mark(card.refused)
+        self.times = _Mark(card.times)
+        #: A copy of ``seen`` as written (the set itself may change after).
+        self.keys = set(card.seen)
+
+    @property
+    def weight(self) -> int:
+        """Items this holds that its state does not share: the copy of the keys."""
+        return len(self.keys)
+
+
+def _line_row(lead_id: str, part: int, seq: int, c: Contribution) -> tuple[Any, ...]:
+    rule, axis, points, value, at, key, kind = c
+    at_text = None if at is None else iso_time(at)
+    return (lead_id, part, seq, rule, axis, points, value, at_text, key, kind)
+
+
+class StateWrites:
+    """The statements that write a batch of states, gathered so that each runs once, with
+    ``executemany``: :meth:`add` each state, then :meth:`run`."""
+
+    __slots__ = (
+        "clear_lines",
+        "clear_seen",
+        "clear_times",
+        "lines",
+        "seen",
+        "states",
+        "times",
+    )
+
+    def __init__(self) -> None:
+        self.states: list[tuple[Any, ...]] = []
+        self.clear_lines: list[tuple[str, int]] = []
+        self.clear_times: list[tuple[str]] = []
+        self.clear_seen: list[tuple[str]] = []
+        self.lines: list[tuple[Any, ...]] = []
+        self.times: list[tuple[str, int, str]] = []
+        self.seen: list[tuple[str, str]] = []
+
+    def add(self, lead_id: str, state: LeadState, written: Written | None) -> Written:
+        """Gather the writes of the items of ``state``, the state of ``lead_id``, given what
+        the file holds of them (``None``: not known, so all are written again); return what
+        the file will then hold.
+
+        ``written`` is brought up to date in place and returned: if the writes then fail, the
+        caller must drop it (the store drops its whole cache).
+        """
+        card = state.card
+        if written is None:
+            self.clear_lines.append((lead_id, ENTRIES))
+            self.clear_lines.append((lead_id, REFUSED))
+            self.clear_times.append((lead_id,))
+            self.clear_seen.append((lead_id,))
+            lines: Sequence[tuple[int, list[Contribution]]] = (
+                (ENTRIES, card.entries),
+                (REFUSED, card.refused),
+            )
+            for part, items in lines:
+                self.lines.extend(_line_row(lead_id, part, n, c) for n, c in enumerate(items))
+            self.times.extend((lead_id, n, iso_time(t)) for n, t in enumerate(card.times))
+            self.seen.extend((lead_id, key) for key in card.seen)
+            return Written(state)
+        for part, items, mark in (
+            (ENTRIES, card.entries, written.entries),
+            (REFUSED, card.refused, written.refused),
+        ):
+            kept = mark.kept(items)
+            if kept is None:
+                self.clear_lines.append((lead_id, part))
+                kept = 0
+            if kept < len(items):
+                self.lines.extend(
+                    _line_row(lead_id, part, n, items[n]) for n in range(kept, len(items))
+                )
+        times = card.times
+        kept = written.times.kept(times)
+        if kept is None:
+            self.clear_times.append((lead_id,))
+            kept = 0
+        if kept < len(times):
+            self.times.extend((lead_id, n, iso_time(times[n])) for n in range(kept, len(times)))
+        seen = card.seen
+        keys = written.keys
+        if len(seen) != len(keys) or seen != keys:  # equal sets: the common case, a C loop
+            new = seen - keys
+            if len(seen) - len(new) == len(keys):  # every key written is still there
+                self.seen.extend((lead_id, key) for key in new)
+                keys |= new
+            else:
+                self.clear_seen.append((lead_id,))
+                self.seen.extend((lead_id, key) for key in seen)
+                written.keys = set(seen)
+        written.entries = _Mark(card.entries)
+        written.refused = _Mark(card.refused)
+        written.times = _Mark(times)
+        return written
+
+    def head(self, lead_id: str, state: LeadState) -> None:
+        """Gather the write of the row of ``state``, the state of ``lead_id``."""
+        self.states.append(
+            (lead_id, state_head_to_json(state), state.with_sales, state.disqualified)
+        )
+
+    def run(self, execute_many: Callable[[str, list[Any]], object]) -> None:
+        """Run what was gathered: the deletes first, then the inserts."""
+        for sql, rows in (
+            (q.CLEAR_STATE_LINES, self.clear_lines),
+            (q.CLEAR_STATE_TIMES, self.clear_times),
+            (q.CLEAR_STATE_SEEN, self.clear_seen),
+            (q.ADD_STATE_LINE, self.lines),
+            (q.ADD_STATE_TIME, self.times),
+            (q.ADD_STATE_SEEN, self.seen),
+            (q.PUT_STATE, self.states),
+        ):
+            if rows:
+                execute_many(sql, rows)
+
+
+def _read(what: str, build: Callable[[], _T]) -> _T:
+    try:
+        return build()
+    except (ValueError, TypeError) as error:
+        raise StorageError(
+            f"stored {what} cannot be read ({type(error).__name__}: {error}); the row is "
+            "damaged or was written by another program"
+        ) from error
+
+
+def read_state(
+    query: Callable[[str, Sequence[Any]], list[Any]], lead_id: str
+) -> tuple[LeadState, Written] | None:
+    """The lead's state from its rows (``query`` runs a statement and returns its rows), and
+    what the file holds of it; ``None`` when it has no state."""
+    rows = query(q.GET_STATE, (lead_id,))
+    if not rows:
+        return None
+    entries: list[Contribution] = []
+    refused: list[Contribution] = []
+
+    def lines() -> None:
+        # A rule, an axis and a kind are the same few strings on every line, and an activity's
+        # time and key the same on each of its lines: one object each, not one per line.
+        same: dict[str, str] = {}
+        one = same.setdefault
+        moments: dict[str, datetime] = {}
+        for part, rule, axis, points, value, at, key, kind in query(q.STATE_LINES, (lead_id,)):
+            if at is not None:
+                at = moments.get(at) or moments.setdefault(at, _parse_time(at))
+            line = (
+                one(rule, rule),
+                one(axis, axis),
+                points,
+                value,
+                at,
+                one(key, key),
+                one(kind, kind),
+            )
+            (entries if part == ENTRIES else refused).append(_new_contribution(Contribution, line))
+
+    _read(f"score lines of lead {lead_id!r}", lines)
+    times = _read(
+        f"activity times of lead {lead_id!r}",
+        lambda: [_parse_time(at) for (at,) in query(q.STATE_TIMES, (lead_id,))],
+    )
+    seen = {key for (key,) in query(q.STATE_SEEN, (lead_id,))}
+    state = state_from_head_json(
+        rows[0][0], entries=entries, refused=refused, seen=seen, times=times
+    )
+    return state, Written(state)
+
+
+def move_state_bodies(
+    query: Callable[[str, Sequence[Any]], list[Any]],
+    execute_many: Callable[[str, list[Any]], object],
+    page: int = 500,
+) -> None:
+    """Schema version 4: write every state stored whole in its body (the JSON of
+    :func:`~nurturekit.storage.codec.state_to_json`) as its head and its items' rows."""
+    after = ""
+    while True:
+        rows = query(q.STATES_PAGE, (after, page))
+        writes = StateWrites()
+        for lead_id, body in rows:
+            state = state_from_json(body)
+            writes.add(lead_id, state, None)
+            writes.head(lead_id, state)
+        writes.run(execute_many)
+        if len(rows) < page:
+            return
+        after = rows[-1][0]
