@@ -3,6 +3,10 @@ sales must call (the SLA), and what sales said (feedback).
 
 The values here are plain and frozen; the engine creates, stores and updates them, and a
 :class:`~nurturekit.ports.HandoffSink` tells sales systems about them.
+
+About 750 lines because it is the whole contract in one place, as the seeds write it (MQL
+definitions, routing, SLA with business hours, feedback and its outcomes), each value with its
+checks and its dict form; the engine's side of it is in :mod:`nurturekit.engine.sales`.
 """
 
 from __future__ import annotations

@@ -3,6 +3,10 @@ activity kind; it applies activities to a :class:`~nurturekit.scoring.ScoreCard`
 in its place, caps decided again) and reads a :class:`~nurturekit.scoring.Score` from a card at
 any time, working out decay then (``_half_life``, ``_idle_ledger``). Its dict form is in
 :mod:`~nurturekit.scoring.serialisation`.
+
+About 600 lines because applying and reading share the card's invariants (entries in order, caps
+re-decided for a late activity, decay worked out when read); the values, rules and dict form
+are in modules of their own.
 """
 
 from __future__ import annotations

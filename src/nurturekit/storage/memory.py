@@ -4,6 +4,11 @@ Everything lives in dicts and lists of this process and is gone when it ends. Tr
 real: an exception inside :meth:`InMemoryStorage.transaction` undoes every write made inside it.
 Due enrolments sit in a heap keyed by due time, so claiming costs what is due, not what is
 enrolled.
+
+It is one module of about 600 lines because it is one class that implements the whole
+:class:`~nurturekit.ports.Storage` port (leads, states, activities, enrolments, the outbox,
+claims, hand-offs) over one lock and one undo log; split by area, each part would reach into
+the same private tables.
 """
 
 from __future__ import annotations

@@ -5,6 +5,10 @@ PostgreSQL is the coordination engine: due enrolments are claimed with
 worker's claims are taken over once its lease runs out. Needs psycopg 3
 (``pip install 'nurturekit[postgres]'``), imported here and nowhere else in nurturekit. The SQL
 lives in :mod:`nurturekit.storage.postgres_sql`.
+
+About 700 lines because it is one class that implements the whole
+:class:`~nurturekit.ports.Storage` port over one connection pool and its transactions; its SQL
+and migrations are already apart.
 """
 
 from __future__ import annotations
