@@ -1,4 +1,11 @@
-"""Values built on hot paths from parts that are already checked."""
+"""Values built on hot paths from parts that are already checked.
+
+:func:`maker` generates code (``exec`` of a function it writes itself from the class's attrs
+fields). It is kept because it pays on a named target: ``benchmarks/pipeline.py``'s in-memory
+``record`` (100,000 leads × 3), 7 alternating runs on 2026-12-04: median 46,800 activities/s
+with the views, scores, moves, enrolments and results built by makers, 32,900 with each
+built by its attrs ``__init__`` (keyword arguments) instead (+42%).
+"""
 
 from __future__ import annotations
 

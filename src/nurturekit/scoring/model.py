@@ -50,7 +50,6 @@ from nurturekit.scoring.values import (
     _awarded,
     _Lines,
     _make_score,
-    _new_contribution,
 )
 
 _FIT_FORBIDDEN = (Did, ActivityIs, ScoreRange, LevelReached, TemperatureIs, InStage)
@@ -361,9 +360,7 @@ class ScoringModel:
                     view = self._view(lead, activity, history)
                 if not item.rest.predicate()(view):
                     continue
-            entry = _new_contribution(
-                Contribution, (item.name, ENGAGEMENT, item.points, item.points, at, key, kind)
-            )
+            entry = Contribution(item.name, ENGAGEMENT, item.points, item.points, at, key, kind)
             if item.limited:
                 rule = item.rule
                 if rule.active_from is not None and at < rule.active_from:
@@ -386,17 +383,14 @@ class ScoringModel:
         if isinstance(points, bool) or not isinstance(points, int):
             return
         reason = activity.properties.get("reason", "")
-        entry = _new_contribution(
-            Contribution,
-            (
-                f"adjustment: {reason}" if reason else "adjustment",
-                ENGAGEMENT,
-                points,
-                points,
-                activity.at,
-                activity.key,
-                activity.kind,
-            ),
+        entry = Contribution(
+            f"adjustment: {reason}" if reason else "adjustment",
+            ENGAGEMENT,
+            points,
+            points,
+            activity.at,
+            activity.key,
+            activity.kind,
         )
         card.entries.append(entry)
         card.engagement_points += points

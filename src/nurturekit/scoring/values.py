@@ -2,7 +2,7 @@
 its ledger of :class:`Contribution` lines, and the :class:`ScoreCard` that a scoring model keeps
 per lead and storage adapters store; also the axis names (``FIT``, ``ENGAGEMENT``), the rule name
 of idle-decay lines (``IDLE_DECAY_RULE``) and the builders the hot path uses
-(``_new_contribution``, ``_make_score``, ``_awarded``).
+(``_make_score``, ``_awarded``).
 """
 
 from __future__ import annotations
@@ -35,10 +35,6 @@ class Contribution(NamedTuple):
     at: datetime | None
     activity_key: str | None
     activity_kind: str | None
-
-
-#: Builds a Contribution without NamedTuple's Python-level ``__new__`` (the hot path).
-_new_contribution = tuple.__new__
 
 
 class _Lines:

@@ -46,8 +46,6 @@ _T = TypeVar("_T")
 ENTRIES = 0
 REFUSED = 1
 
-#: Builds a Contribution without NamedTuple's Python-level ``__new__``.
-_new_contribution = tuple.__new__
 _parse_time = datetime.fromisoformat
 
 
@@ -245,7 +243,7 @@ def read_state(
                 one(key, key),
                 one(kind, kind),
             )
-            (entries if part == ENTRIES else refused).append(_new_contribution(Contribution, line))
+            (entries if part == ENTRIES else refused).append(Contribution._make(line))
 
     _read(f"score lines of lead {lead_id!r}", lines)
     times = _read(
