@@ -161,11 +161,13 @@ class Condition:
     :meth:`explain` decides by it.
     """
 
-    #: ``_predicate`` caches :meth:`predicate` and ``_described`` :meth:`describe` (outside the
-    #: attrs fields: not compared, not hashed, not stored).
-    __slots__ = ("_described", "_predicate")
+    #: ``_predicate`` caches :meth:`predicate`, ``_described`` :meth:`describe`, and
+    #: ``_laid_out`` what a subclass lays out once for both deciding and explaining (a
+    #: ``did``'s count); outside the attrs fields: not compared, not hashed, not stored.
+    __slots__ = ("_described", "_laid_out", "_predicate")
     _predicate: Callable[[View], bool]
     _described: str
+    _laid_out: Any
     #: The dict key that names this kind of condition in :meth:`to_dict`.
     tag: ClassVar[str] = ""
 
