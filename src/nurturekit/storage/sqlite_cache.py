@@ -4,6 +4,10 @@ dropping the least recently used leads past it.
 
 It knows nothing of SQLite: the store decides when it is exact and when to drop it (see
 :class:`LeadCache`).
+
+A hand-made cache, kept because it pays: SQLite ``record_many`` of benchmarks/storage.py
+(50,000 activities), 3 alternating runs on 2026-12-06: median 27,581 activities/s with the
+default ``cache_size``, 8,397 with ``cache_size=0`` (3.3×).
 """
 
 from __future__ import annotations
