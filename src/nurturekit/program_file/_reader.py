@@ -73,6 +73,30 @@ class _Parts:
 class _Reader(_PartReader):
     """Reads a whole program file: the one reading routine, then the program built from it."""
 
+    def named(
+        self,
+        data: dict[str, Any],
+        section: str,
+        build: Callable[[str, Any, str], _T],
+        errors: list[InvalidProgram] | None,
+    ) -> tuple[dict[str, Any] | None, dict[str, _T], bool]:
+        """The table of named tables ``section`` of ``data`` (``[templates.thanks]``,
+        ``[scenarios.follow-up]``): the table as read (``None`` when it is not a table), each
+        entry built by ``build(name, value, path)`` in the file's order, and whether every
+        entry was built (errors go as with :meth:`part`)."""
+        table = self.part(section, lambda: self.mapping(data.get(section, {}), section), errors)
+        made: dict[str, _T] = {}
+        complete = table is not None
+        for name, value in (table or {}).items():
+            path = _join(section, name)
+            # part() calls build at once, so the loop variables the lambda uses are current.
+            item = self.part(path, lambda: build(name, value, path), errors)  # noqa: B023
+            if item is None:
+                complete = False
+            else:
+                made[name] = item
+        return table, made, complete
+
     def part(
         self, path: str, build: Callable[[], _T], errors: list[InvalidProgram] | None
     ) -> _T | None:
@@ -138,38 +162,11 @@ class _Reader(_PartReader):
                 errors,
             )
             stages_ok = stages is not None
-        templates: dict[str, Template] = {}
-        template_data = self.part(
-            "templates", lambda: self.mapping(data.get("templates", {}), "templates"), errors
+        template_data, templates, templates_ok = self.named(
+            data, "templates", self.template, errors
         )
-        templates_ok = template_data is not None
-        for name, value in (template_data or {}).items():
-            path = _join("templates", name)
-            template = self.part(
-                path,
-                lambda: self.template(name, value, path),  # noqa: B023
-                errors,
-            )
-            if template is None:
-                templates_ok = False
-            else:
-                templates[name] = template
-        scenarios: list[Scenario] = []
-        scenario_data = self.part(
-            "scenarios", lambda: self.mapping(data.get("scenarios", {}), "scenarios"), errors
-        )
-        all_scenarios = scenario_data is not None
-        for name, value in (scenario_data or {}).items():
-            path = _join("scenarios", name)
-            scenario = self.part(
-                path,
-                lambda: self.scenario(name, value, path),  # noqa: B023
-                errors,
-            )
-            if scenario is None:
-                all_scenarios = False
-            else:
-                scenarios.append(scenario)
+        _, scenarios_by_name, all_scenarios = self.named(data, "scenarios", self.scenario, errors)
+        scenarios = list(scenarios_by_name.values())
         handoff = None
         if "handoff" in data:
             handoff = self.part("handoff", lambda: self.handoff(data["handoff"], "handoff"), errors)
