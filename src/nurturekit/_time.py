@@ -54,6 +54,19 @@ def parse_duration(text: str, where: str, error: type[InvalidInput]) -> timedelt
     return timedelta(seconds=seconds)
 
 
+def positive_duration(
+    value: timedelta | str, where: str, error: type[InvalidInput], example: str
+) -> timedelta:
+    """``value``, a :class:`~datetime.timedelta` or a duration such as ``"30d"`` (see
+    :func:`parse_duration`), as a positive timedelta; else ``error`` at ``where``, whose message
+    gives ``example`` as a duration that would do."""
+    if isinstance(value, str):
+        value = parse_duration(value, where, error)
+    if not isinstance(value, timedelta) or value <= timedelta(0):
+        raise error(where, f"expected a positive duration such as {example!r}, got {value!r}")
+    return value
+
+
 def format_duration(value: timedelta) -> str:
     """Write a duration the way :func:`parse_duration` reads it: 30 days → ``'30d'``."""
     total = int(value.total_seconds())

@@ -10,7 +10,7 @@ from typing import Any, ClassVar, cast
 
 import attrs
 
-from nurturekit._time import describe_duration, format_duration, parse_duration
+from nurturekit._time import describe_duration, format_duration, positive_duration
 from nurturekit.conditions.attributes import Scalar, _same, _scalar
 from nurturekit.conditions.core import Condition, Explanation, View, _explanation
 from nurturekit.conditions.tally import Counted, TalliedHistory, TallyPlan, counted_key
@@ -44,13 +44,7 @@ def _where(value: Mapping[str, Any] | None) -> tuple[tuple[str, Scalar], ...]:
 def _within(value: timedelta | str | None) -> timedelta | None:
     if value is None:
         return None
-    if isinstance(value, str):
-        value = parse_duration(value, "within", InvalidCondition)
-    if not isinstance(value, timedelta) or value <= timedelta(0):
-        raise InvalidCondition(
-            "within", f"expected a positive duration such as '30d', got {value!r}"
-        )
-    return value
+    return positive_duration(value, "within", InvalidCondition, "30d")
 
 
 def _count(value: Any, where: str) -> int | None:

@@ -16,7 +16,7 @@ from nurturekit._time import (
     describe_duration,
     format_duration,
     optional_aware_utc,
-    parse_duration,
+    positive_duration,
 )
 from nurturekit.conditions import Condition
 from nurturekit.errors import InvalidScoringModel
@@ -37,13 +37,7 @@ def _points(value: int) -> int:
 
 
 def _duration(value: timedelta | str) -> timedelta:
-    if isinstance(value, str):
-        value = parse_duration(value, "period", InvalidScoringModel)
-    if not isinstance(value, timedelta) or value <= timedelta(0):
-        raise InvalidScoringModel(
-            "period", f"expected a positive duration such as '1d', got {value!r}"
-        )
-    return value
+    return positive_duration(value, "period", InvalidScoringModel, "1d")
 
 
 def _optional_duration(value: timedelta | str | None) -> timedelta | None:

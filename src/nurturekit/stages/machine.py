@@ -17,7 +17,7 @@ from typing import Any
 import attrs
 
 from nurturekit._fast import maker
-from nurturekit._time import aware_utc, format_duration, parse_duration
+from nurturekit._time import aware_utc, format_duration, parse_duration, positive_duration
 from nurturekit.conditions import (
     Condition,
     View,
@@ -173,13 +173,7 @@ class Transition:
 
 
 def _after(value: timedelta | str) -> timedelta:
-    if isinstance(value, str):
-        value = parse_duration(value, "Dormancy.after", InvalidStageMachine)
-    if not isinstance(value, timedelta) or value <= timedelta(0):
-        raise InvalidStageMachine(
-            "Dormancy.after", f"expected a positive duration such as '90d', got {value!r}"
-        )
-    return value
+    return positive_duration(value, "Dormancy.after", InvalidStageMachine, "90d")
 
 
 @attrs.frozen(kw_only=True)
