@@ -7,6 +7,7 @@ from __future__ import annotations
 import pickle
 import random
 from datetime import datetime, timedelta, timezone
+from pathlib import Path
 
 import pytest
 from test_scoring import MODELS, assert_ledger_sums, head_of_department
@@ -15,6 +16,7 @@ from nurturekit import Activity, Lead, ManualClock
 from nurturekit.conditions import activity, did
 from nurturekit.engine import Engine
 from nurturekit.mail import OutboxMailer
+from nurturekit.ports import Storage
 from nurturekit.programs import b2b_program
 from nurturekit.scoring import BehaviourRule, Cap, ScoringModel
 from nurturekit.storage import open_storage
@@ -107,11 +109,11 @@ def test_a_score_keeps_its_ledger_while_the_card_goes_on() -> None:
     assert again != early and again.ledger != early.ledger  # the late open is in place now
 
 
-def _engine(storage: InMemoryStorage | object) -> tuple[Engine, ManualClock]:
+def _engine(storage: Storage) -> tuple[Engine, ManualClock]:
     clock = ManualClock(T0)
     engine = Engine(
         b2b_program(),
-        storage,  # type: ignore[arg-type]
+        storage,
         OutboxMailer(),
         links=Links("https://example.co.jp/nk", TokenSigner(secret=b"h" * 32)),
         clock=clock,
@@ -128,23 +130,24 @@ def _engine(storage: InMemoryStorage | object) -> tuple[Engine, ManualClock]:
 
 
 @pytest.mark.parametrize("store", ["memory", "sqlite"])
-def test_the_engine_scores_a_long_history_as_a_rescore_does(store: str, tmp_path: object) -> None:
-    storage = InMemoryStorage() if store == "memory" else open_storage(f"sqlite:///{tmp_path}/l.db")
+def test_the_engine_scores_a_long_history_as_a_rescore_does(store: str, tmp_path: Path) -> None:
+    storage: Storage = (
+        InMemoryStorage() if store == "memory" else open_storage(f"sqlite:///{tmp_path}/l.db")
+    )
     engine, clock = _engine(storage)
     history, arrival = long_history(1500, seed=3)
     for start in range(0, len(arrival), 250):
         batch = arrival[start : start + 250]
         clock.set(max(a.at for a in batch))
         engine.record_many(batch)
-    state = storage.get_state("l1")  # type: ignore[attr-defined]
+    state = storage.get_state("l1")
     assert state is not None and state.card.seen == set()
-    lead = storage.get_lead("l1")  # type: ignore[attr-defined]
+    lead = storage.get_lead("l1")
+    assert lead is not None
     now = max(a.at for a in history)
     model = engine.program.scoring
     assert model.score(state.card, now) == model.rescore(lead, history, now)
-    close = getattr(storage, "close", None)
-    if close is not None:
-        close()
+    storage.close()
 
 
 def test_a_snapshot_of_a_long_state_copies_no_list() -> None:

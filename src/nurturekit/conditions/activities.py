@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping
 from datetime import timedelta
-from typing import Any, ClassVar, cast
+from typing import Any, ClassVar
 
 import attrs
 
@@ -72,15 +72,9 @@ def property_test(
     test."""
     if not where:
         return None
-    if len(where) == 1:  # the common case, tested for every rule and guard: one call
+    if len(where) == 1:
         ((name, expected),) = where
-        flag = expected.__class__ is bool
-
-        def one(props: Mapping[str, Any]) -> bool:
-            actual = props.get(name)  # _same's test, written out
-            return actual == expected and (actual.__class__ is bool) is flag
-
-        return one
+        return lambda props: _same(props.get(name), expected)
 
     def every(props: Mapping[str, Any]) -> bool:
         return all(_same(props.get(name), expected) for name, expected in where)
@@ -129,59 +123,50 @@ class Did(Condition):
         return self._counter()(view, enough)
 
     def _counter(self) -> Callable[[View, int | None], int]:
-        """The count of :meth:`count`, laid out once and kept (what explaining uses)."""
+        """The count of :meth:`count`, laid out once and kept: what deciding and explaining
+        both use."""
         try:
             laid_out: Callable[[View, int | None], int] = self._laid_out
             return laid_out
         except AttributeError:
-            built = self._lay_out(judge=False, negated=False)
+            built = self._lay_out_count()
             object.__setattr__(self, "_laid_out", built)
             return built
 
-    def _lay_out(self, judge: bool, negated: bool) -> Callable[..., int]:
-        """The one routine that counts, laid out for this condition: called with a view (and
-        how many are ``enough`` to stop at) it returns the count, or with ``judge`` whether
-        the count meets the bounds (``negated``: whether it does not), stopping as soon as
-        that is settled. Deciding and explaining both run it, so they cannot disagree."""
+    def _lay_out_count(self) -> Callable[[View, int | None], int]:
         kinds = frozenset(self.kinds) if self.kinds else None
         props_match = property_test(self.where)
         within, key = self.within, self._counted
-        at_least, at_most = self.at_least, self.at_most
-        settled = at_least if at_most is None else at_most + 1
 
-        def run(view: View, enough: int | None = settled) -> int:
+        def count(view: View, enough: int | None) -> int:
             now = view.now
             activities = view.activities
-            found: int | None = None
             if type(activities) is TalliedHistory:
-                found = activities.tally.count_key(key, within, now)
-            if found is None:
-                since = None if within is None else now - within
-                in_order = view.activities_sorted
-                found = 0
-                # Newest first: a window or an early stop then looks at few activities.
-                for item in reversed(activities):
-                    at = item.at
-                    if at > now:
-                        continue
-                    if since is not None and at <= since:
-                        if in_order:
-                            break
-                        continue
-                    if kinds is not None and item.kind not in kinds:
-                        continue
-                    if props_match is not None and not props_match(item.properties):
-                        continue
-                    found += 1
-                    if found == enough:
+                counted = activities.tally.count_key(key, within, now)
+                if counted is not None:
+                    return counted
+            since = None if within is None else now - within
+            in_order = view.activities_sorted
+            found = 0
+            # Newest first: a window or an early stop then looks at few activities.
+            for item in reversed(activities):
+                at = item.at
+                if at > now:
+                    continue
+                if since is not None and at <= since:
+                    if in_order:
                         break
-            if not judge:
-                return found
-            if at_most is None:
-                return (found >= at_least) is not negated
-            return (at_least <= found <= at_most) is not negated
+                    continue
+                if kinds is not None and item.kind not in kinds:
+                    continue
+                if props_match is not None and not props_match(item.properties):
+                    continue
+                found += 1
+                if found == enough:
+                    break
+            return found
 
-        return run
+        return count
 
     def _holds(self, found: int) -> bool:
         """Whether ``found`` matching activities satisfy the bounds."""
@@ -192,7 +177,12 @@ class Did(Condition):
 
     def _test(self, negated: bool) -> Callable[[View], bool]:
         """The compiled test, or (``negated``) its opposite: ``~did(...)`` in one call."""
-        return cast("Callable[[View], bool]", self._lay_out(judge=True, negated=negated))
+        count, at_least, at_most = self._counter(), self.at_least, self.at_most
+        enough = at_least if at_most is None else at_most + 1
+
+        if at_most is None:
+            return lambda view: (count(view, enough) >= at_least) is not negated
+        return lambda view: (at_least <= count(view, enough) <= at_most) is not negated
 
     def explain(self, view: View) -> Explanation:
         found = self.count(view)
