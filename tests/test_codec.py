@@ -156,13 +156,27 @@ def test_a_state_head_is_the_state_less_its_growing_lists_and_reads_back_with_th
     data = json.loads(reference(state))
     for name in ("entries", "refused", "seen", "times"):
         del data["card"][name]
+    with_moves = json.dumps(data, ensure_ascii=False, separators=(",", ":"))
+    assert state_head_to_json(state, with_moves=True) == with_moves
+    del data["moves"]
     assert head == json.dumps(data, ensure_ascii=False, separators=(",", ":"))
     card = state.card
     back = state_from_head_json(
-        head, entries=card.entries, refused=card.refused, seen=card.seen, times=card.times
+        head,
+        entries=card.entries,
+        refused=card.refused,
+        seen=card.seen,
+        times=card.times,
+        moves=state.moves,
     )
     assert reference(back) == reference(state)
     assert back.card.entries is card.entries and back.card.seen is card.seen
+    assert back.moves is state.moves
+    # A head of schema version 4 holds the moves: read them from it.
+    old = state_from_head_json(
+        with_moves, entries=card.entries, refused=card.refused, seen=card.seen, times=[], moves=None
+    )
+    assert old.moves == state.moves
 
 
 properties = st.dictionaries(

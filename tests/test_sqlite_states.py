@@ -1,8 +1,9 @@
-"""The SQLite store's lead states (schema version 4): a row of what does not grow with the lead's
-history, and a row per score line, activity time and seen key. A write appends what is new and
-writes a replaced list again whole; a rolled-back transaction leaves no trace in what the store
-believes the file holds; a file of schema version 3, with each state whole in its JSON body, is
-migrated forward and reads the same states back."""
+"""The SQLite store's lead states (schema versions 4 and 5): a row of what does not grow with the
+lead's history, and a row per score line, activity time, stage move and seen key. A write
+appends what is new and writes a replaced list again whole; a rolled-back transaction leaves no
+trace in what the store believes the file holds; a file of schema version 3, with each state
+whole in its JSON body, and one of version 4, with the stage moves in the row, are migrated
+forward and read the same states back."""
 
 from __future__ import annotations
 
@@ -135,6 +136,47 @@ class TestWriting:
             (1006, 1005)
         ]
 
+    def test_a_stage_move_appends_one_row(self, db: Path) -> None:
+        first = StageMove(
+            lead_id="l1", source=None, target="awareness", at=T0, reason="start", manual=False
+        )
+        with SQLiteStorage(db) as storage:
+            state = new_state(3)
+            state.moves.append(first)
+            storage.put_state(state)
+            log = logged(storage)
+            later = T0 + timedelta(days=1)
+
+            def advance(state: LeadState) -> None:
+                state.moves.append(
+                    StageMove(
+                        lead_id="l1",
+                        source="awareness",
+                        target="interest",
+                        at=later,
+                        reason="✓ score is at least 50 (it is 55)",
+                        manual=False,
+                    )
+                )
+
+            state = change_in_a_transaction(storage, advance)
+            assert log == [("INSERT", "state_moves", 1), ("INSERT", "states", 1)]
+        assert read(db) == state_to_json(state)
+        assert query(db, "SELECT seq, source, target, manual, move_lead FROM state_moves") == [
+            (0, None, "awareness", 0, None),
+            (1, "awareness", "interest", 0, None),
+        ]
+
+    def test_a_move_of_another_lead_keeps_its_lead(self, db: Path) -> None:
+        state = new_state(1)
+        state.moves.append(
+            StageMove(lead_id="l2", source=None, target="a", at=T0, reason="by hand", manual=True)
+        )
+        with SQLiteStorage(db) as storage:
+            storage.put_state(state)
+        assert read(db) == state_to_json(state)
+        assert query(db, "SELECT move_lead FROM state_moves") == [("l2",)]
+
     def test_a_state_read_from_the_file_appends_too(self, db: Path) -> None:
         with SQLiteStorage(db) as storage:
             storage.put_state(new_state(500))
@@ -219,10 +261,14 @@ class TestWriting:
         assert read(db) == state_to_json(new_state(4))
 
     def test_the_row_keeps_only_what_does_not_grow(self, db: Path) -> None:
+        state = new_state(1000)
+        state.moves += [
+            StageMove(lead_id="l1", source=None, target="a", at=T0, reason="r" * 100, manual=False)
+        ] * 10
         with SQLiteStorage(db) as storage:
-            storage.put_state(new_state(1000))
+            storage.put_state(state)
         ((body,),) = query(db, "SELECT body FROM states")
-        assert len(body) < 300
+        assert len(body) < 300 and "moves" not in json.loads(body)
         head = {"fit", "fit_total", "engagement_points", "last_at", "last_key"}
         assert set(json.loads(body)["card"]) == head
 
@@ -424,6 +470,12 @@ class _AtVersion3(SQLiteStorage):
     _migrations = sqlite_module._MIGRATIONS[:3]
 
 
+class _AtVersion4(SQLiteStorage):
+    """The nurturekit of schema version 4: the stage moves still in the state's row."""
+
+    _migrations = sqlite_module._MIGRATIONS[:4]
+
+
 def version_3_file(path: Path, bodies: dict[str, str]) -> None:
     """A file of schema version 3 holding these state bodies, as its code wrote them."""
     _AtVersion3(path).close()
@@ -511,6 +563,37 @@ class TestMigration:
                 for lead_id, body in bodies.items():
                     got = storage.get_state(lead_id)
                     assert got is not None and state_to_json(got) == body
+
+    def test_a_version_4_state_reads_back_the_same_after_the_migration(self, db: Path) -> None:
+        version_3_file(db, {"l1": VERSION_3_BODY, "l2": state_to_json(new_state(3, "l2"))})
+        _AtVersion4(db).close()
+        ((body,),) = query(db, "SELECT body FROM states WHERE lead_id = 'l1'")
+        assert '"moves":[{"lead_id":"l1","source":null' in body  # as version 4 kept it
+        assert query(db, "SELECT value FROM nurturekit_meta") == [("4",)]
+        with SQLiteStorage(db) as storage:
+            state = storage.get_state("l1")
+            assert state is not None and state_to_json(state) == VERSION_3_BODY
+            other = storage.get_state("l2")
+            assert other is not None and state_to_json(other) == state_to_json(new_state(3, "l2"))
+        assert query(db, "SELECT value FROM nurturekit_meta") == [(str(SCHEMA_VERSION),)]
+        assert query(db, "SELECT lead_id, seq, target FROM state_moves") == [("l1", 0, "awareness")]
+        for (body,) in query(db, "SELECT body FROM states"):
+            assert "moves" not in json.loads(body)
+
+    def test_a_damaged_version_4_state_stops_the_migration_and_leaves_version_4(
+        self, db: Path
+    ) -> None:
+        version_3_file(db, {"l1": VERSION_3_BODY})
+        _AtVersion4(db).close()
+        conn = sqlite3.connect(db)
+        with conn:
+            conn.execute("UPDATE states SET body = replace(body, '\"target\"', '\"tar\"')")
+        conn.close()
+        with pytest.raises(StorageError, match="migration to schema version 5 failed"):
+            SQLiteStorage(db)
+        assert query(db, "SELECT value FROM nurturekit_meta") == [("4",)]
+        names = {name for (name,) in query(db, "SELECT name FROM sqlite_master")}
+        assert "state_moves" not in names
 
     def test_a_damaged_state_stops_the_migration_and_leaves_version_3(self, db: Path) -> None:
         version_3_file(db, {"l1": VERSION_3_BODY, "l2": '{"lead_id": "l2", "card": '})

@@ -271,8 +271,8 @@ def _joined(items: Sequence[_T], encode: Callable[[_T], str]) -> str:
 
 
 def _state_text(state: LeadState, whole: bool) -> str:
-    """The state as JSON; without ``card.entries``, ``refused``, ``seen`` and ``times`` unless
-    ``whole`` (see :func:`state_head_to_json`)."""
+    """The state as JSON; without ``card.entries``, ``refused``, ``seen``, ``times`` and
+    ``moves`` unless ``whole`` (see :func:`state_head_to_json`)."""
     card = state.card
     last_at = card.last_at
     levels = ",".join(map(_STRING, sorted(state.levels))) if state.levels else ""
@@ -281,8 +281,9 @@ def _state_text(state: LeadState, whole: bool) -> str:
         entries = f'"entries":[{_joined(card.entries, _contribution_text)}],'
         refused = f'"refused":[{_joined(card.refused, _contribution_text)}],"seen":[{seen}],'
         times = f',"times":[{_joined(card.times, _time_text)}]'
+        moves = f'"moves":[{_joined(state.moves, _move_text)}],'
     else:
-        entries = refused = times = ""
+        entries = refused = times = moves = ""
     return (
         f'{{"lead_id":{_text(state.lead_id)},"card":{{'
         f'"fit":[{_joined(card.fit, _contribution_text)}],'
@@ -290,7 +291,7 @@ def _state_text(state: LeadState, whole: bool) -> str:
         f'"engagement_points":{_text(card.engagement_points)},{refused}'
         f'"last_at":{"null" if last_at is None else _time_text(last_at)},'
         f'"last_key":{_text(card.last_key)}{times}}},'
-        f'"moves":[{_joined(state.moves, _move_text)}],"levels":[{levels}],'
+        f'{moves}"levels":[{levels}],'
         f'"with_sales":{_text(state.with_sales)},"disqualified":{_text(state.disqualified)},'
         f'"qualified":{_text(state.qualified)}{_tally_text(state)}}}'
     )
@@ -307,14 +308,19 @@ def state_to_json(state: LeadState) -> str:
     return _state_text(state, True)
 
 
-def state_head_to_json(state: LeadState) -> str:
-    """The state as :func:`state_to_json` writes it, less the four lists of its score card
-    that grow with the lead's history: ``entries``, ``refused``, ``seen`` and ``times``.
+def state_head_to_json(state: LeadState, *, with_moves: bool = False) -> str:
+    """The state as :func:`state_to_json` writes it, less the lists that grow with the lead's
+    history: the score card's ``entries``, ``refused``, ``seen`` and ``times``, and the
+    stage ``moves`` (kept ``with_moves``, as schema version 4 of the SQLite store did).
 
     A store that keeps those apart (the SQLite store: a row per item) reads the state back
-    with :func:`state_from_head_json`. Fit lines, stage moves, levels and the tally stay.
+    with :func:`state_from_head_json`. Fit lines, totals, levels, flags and the tally stay.
     """
-    return _state_text(state, False)
+    head = _state_text(state, False)
+    if not with_moves:
+        return head
+    at = head.index(',"levels":[')
+    return f'{head[:at]},"moves":[{_joined(state.moves, _move_text)}]{head[at:]}'
 
 
 def _state(
@@ -323,6 +329,7 @@ def _state(
     refused: list[Contribution],
     seen: set[str],
     times: list[datetime],
+    moves: list[StageMove],
 ) -> LeadState:
     raw = data["card"]
     card = ScoreCard(
@@ -337,17 +344,6 @@ def _state(
         last_key=raw["last_key"],
         times=times,
     )
-    moves = [
-        StageMove(
-            lead_id=m["lead_id"],
-            source=m["source"],
-            target=m["target"],
-            at=datetime.fromisoformat(m["at"]),
-            reason=m["reason"],
-            manual=m["manual"],
-        )
-        for m in data["moves"]
-    ]
     return LeadState(
         lead_id=data["lead_id"],
         card=card,
@@ -371,7 +367,22 @@ def _whole_state(data: dict[str, Any]) -> LeadState:
         [_read_contribution(c) for c in raw["refused"]],
         set(raw["seen"]),
         [datetime.fromisoformat(t) for t in raw["times"]],
+        _moves(data),
     )
+
+
+def _moves(data: dict[str, Any]) -> list[StageMove]:
+    return [
+        StageMove(
+            lead_id=m["lead_id"],
+            source=m["source"],
+            target=m["target"],
+            at=datetime.fromisoformat(m["at"]),
+            reason=m["reason"],
+            manual=m["manual"],
+        )
+        for m in data["moves"]
+    ]
 
 
 def state_from_json(text: str | bytes) -> LeadState:
@@ -385,10 +396,16 @@ def state_from_head_json(
     refused: list[Contribution],
     seen: set[str],
     times: list[datetime],
+    moves: list[StageMove] | None,
 ) -> LeadState:
-    """The state whose :func:`state_head_to_json` is ``text``, with the four lists given
-    (the state keeps these objects)."""
-    return _reading("lead state", text, lambda data: _state(data, entries, refused, seen, times))
+    """The state whose :func:`state_head_to_json` is ``text``, with the lists given (the
+    state keeps these objects); ``moves=None``: the text holds them (``with_moves``)."""
+
+    def read(data: dict[str, Any]) -> LeadState:
+        held = _moves(data) if moves is None else moves
+        return _state(data, entries, refused, seen, times, held)
+
+    return _reading("lead state", text, read)
 
 
 # --------------------------------------------------------------------------- enrolments

@@ -176,6 +176,27 @@ MIGRATIONS: Final[tuple[tuple[int, str], ...]] = (
         ) WITHOUT ROWID;
         """,
     ),
+    # 5: a lead's stage moves, a row per move in the order of the list (``seq``, from 0), so
+    # that the state row keeps only what does not grow and a batch rewrites small rows; a
+    # move's ``lead_id`` is the state's, and ``move_lead`` holds it only where it is another.
+    # The store then moves the moves of each existing state over from its body, in the same
+    # transaction (``SQLiteStorage._move_data``).
+    (
+        5,
+        """
+        CREATE TABLE state_moves (
+            lead_id   TEXT NOT NULL,
+            seq       INTEGER NOT NULL,
+            source    TEXT,
+            target    TEXT NOT NULL,
+            at        TEXT NOT NULL,
+            reason    TEXT NOT NULL,
+            manual    INTEGER NOT NULL,
+            move_lead TEXT,
+            PRIMARY KEY (lead_id, seq)
+        ) WITHOUT ROWID;
+        """,
+    ),
 )
 
 #: The schema version this code writes; a file at a newer one is refused.
@@ -264,6 +285,11 @@ STATE_TIMES: Final = "SELECT at FROM state_times WHERE lead_id = ? ORDER BY seq"
 
 STATE_SEEN: Final = "SELECT key FROM state_seen WHERE lead_id = ?"
 
+STATE_MOVES: Final = (
+    "SELECT source, target, at, reason, manual, move_lead FROM state_moves"
+    " WHERE lead_id = ? ORDER BY seq"
+)
+
 #: Appends one score line: ``(lead_id, part, seq, rule, axis, points, value, at, key, kind)``.
 ADD_STATE_LINE: Final = (
     "INSERT INTO state_lines"
@@ -275,7 +301,13 @@ ADD_STATE_TIME: Final = "INSERT INTO state_times (lead_id, seq, at) VALUES (?, ?
 
 ADD_STATE_SEEN: Final = "INSERT INTO state_seen (lead_id, key) VALUES (?, ?)"
 
-#: One page of the states, by lead id after the one given: the move of migration 4.
+#: Appends one stage move: ``(lead_id, seq, source, target, at, reason, manual, move_lead)``.
+ADD_STATE_MOVE: Final = (
+    "INSERT INTO state_moves (lead_id, seq, source, target, at, reason, manual, move_lead)"
+    " VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
+)
+
+#: One page of the states, by lead id after the one given: the moves of migrations 4 and 5.
 STATES_PAGE: Final = "SELECT lead_id, body FROM states WHERE lead_id > ? ORDER BY lead_id LIMIT ?"
 
 #: Before a part of a state is written again whole.
@@ -284,6 +316,11 @@ CLEAR_STATE_LINES: Final = "DELETE FROM state_lines WHERE lead_id = ? AND part =
 CLEAR_STATE_TIMES: Final = "DELETE FROM state_times WHERE lead_id = ?"
 
 CLEAR_STATE_SEEN: Final = "DELETE FROM state_seen WHERE lead_id = ?"
+
+CLEAR_STATE_MOVES: Final = "DELETE FROM state_moves WHERE lead_id = ?"
+
+#: A state's row written again by a migration.
+SET_STATE_BODY: Final = "UPDATE states SET body = ? WHERE lead_id = ?"
 
 # --------------------------------------------------------------------------- activities
 

@@ -3,18 +3,20 @@ does not grow with the lead's history, and a row per item of what does, so that 
 state costs what changed since the store last wrote or read it, not the history.
 
 The row (``states``) holds :func:`~nurturekit.storage.codec.state_head_to_json`: fit lines,
-totals, the newest activity's time and key, stage moves, levels, flags and the tally. The score
-card's four growing parts are rows of their own (see schema version 4 in
-:mod:`nurturekit.storage.sqlite_sql`): ``entries`` and ``refused`` in ``state_lines`` (``part``
-0 and 1), ``times`` in ``state_times``, each with its position in its list as ``seq``, and the
-keys of ``seen`` in ``state_seen``.
+totals, the newest activity's time and key, levels, flags and the tally. The parts that grow
+are rows of their own (see schema versions 4 and 5 in :mod:`nurturekit.storage.sqlite_sql`):
+the score card's ``entries`` and ``refused`` in ``state_lines`` (``part`` 0 and 1), its
+``times`` in ``state_times`` and the stage ``moves`` in ``state_moves``, each with its position
+in its list as ``seq``, and the keys of ``seen`` in ``state_seen``. So the row a batch rewrites
+for each lead it touches stays small (some 200 bytes), and so do the pages it dirties.
 
 A :class:`Written` remembers, for one lead, what the file holds of those parts as this store
-last wrote or read them. The scoring model only appends to the card's lists, or replaces a list
-object wholesale (after a late activity), so a list that is the same object as last time, with
-the last item written still at its place, is written by appending its new items; anything else
-is written again whole. (So an item replaced or removed in place *before* the last one written,
-which the scoring model never does, would not be seen: put a new list instead.) ``seen`` is a
+last wrote or read them. The scoring model and the stage machine only append to these lists,
+or replace a list object wholesale (after a late activity), so a list that is the same object
+as last time, with the last item written still at its place, is written by appending its new
+items; anything else is written again whole. (So an item replaced or removed in place
+*before* the last one written, which neither of them does, would not be seen: put a new list
+instead.) ``seen`` is a
 set: the keys not written yet are added, and if any key written went missing, all of them are
 written again. A :class:`Written` lives in the store's cache beside the state whose lists it
 names, so it is dropped with the cache (when a transaction rolls back, when another connection
@@ -30,6 +32,7 @@ from typing import Any, TypeVar
 from nurturekit.errors import StorageError
 from nurturekit.ports import LeadState
 from nurturekit.scoring import Contribution
+from nurturekit.stages import StageMove
 from nurturekit.storage import sqlite_sql as q
 from nurturekit.storage.codec import (
     iso_time,
@@ -38,7 +41,7 @@ from nurturekit.storage.codec import (
     state_head_to_json,
 )
 
-__all__ = ["StateWrites", "Written", "move_state_bodies", "read_state"]
+__all__ = ["StateWrites", "Written", "move_state_bodies", "move_state_moves", "read_state"]
 
 _T = TypeVar("_T")
 
@@ -71,22 +74,23 @@ class _Mark:
 
 
 class Written:
-    """What the file holds of one lead's ``entries``, ``refused``, ``times`` and ``seen``, as
-    this store last wrote or read them (see the module's docstring)."""
+    """What the file holds of one lead's ``entries``, ``refused``, ``times``, ``moves`` and
+    ``seen``, as this store last wrote or read them (see the module's docstring)."""
 
-    __slots__ = ("entries", "keys", "refused", "times")
+    __slots__ = ("entries", "keys", "moves", "refused", "times")
 
     def __init__(self, state: LeadState | None) -> None:
         """What the file holds once ``state`` is written whole; with ``None``, what it holds of
         a lead that has no state row: no items."""
         if state is None:
-            self.entries = self.refused = self.times = _Mark(())
+            self.entries = self.refused = self.times = self.moves = _Mark(())
             self.keys: set[str] = set()
             return
         card = state.card
         self.entries = _Mark(card.entries)
         self.refused = _Mark(card.refused)
         self.times = _Mark(card.times)
+        self.moves = _Mark(state.moves)
         #: A copy of ``seen`` as written (the set itself may change after).
         self.keys = set(card.seen)
 
@@ -102,27 +106,39 @@ def _line_row(lead_id: str, part: int, seq: int, c: Contribution) -> tuple[Any, 
     return (lead_id, part, seq, rule, axis, points, value, at_text, key, kind)
 
 
+def _move_row(lead_id: str, seq: int, m: StageMove) -> tuple[Any, ...]:
+    other = None if m.lead_id == lead_id else m.lead_id
+    return (lead_id, seq, m.source, m.target, iso_time(m.at), m.reason, m.manual, other)
+
+
 class StateWrites:
     """The statements that write a batch of states, gathered so that each runs once, with
     ``executemany``: :meth:`add` each state, then :meth:`run`."""
 
     __slots__ = (
         "clear_lines",
+        "clear_moves",
         "clear_seen",
         "clear_times",
         "lines",
+        "moves",
+        "moves_apart",
         "seen",
         "states",
         "times",
     )
 
-    def __init__(self) -> None:
+    def __init__(self, *, moves_apart: bool = True) -> None:
+        #: False: the stage moves stay in the state's row, as in schema version 4.
+        self.moves_apart = moves_apart
         self.states: list[tuple[Any, ...]] = []
         self.clear_lines: list[tuple[str, int]] = []
         self.clear_times: list[tuple[str]] = []
+        self.clear_moves: list[tuple[str]] = []
         self.clear_seen: list[tuple[str]] = []
         self.lines: list[tuple[Any, ...]] = []
         self.times: list[tuple[str, int, str]] = []
+        self.moves: list[tuple[Any, ...]] = []
         self.seen: list[tuple[str, str]] = []
 
     def add(self, lead_id: str, state: LeadState, written: Written | None) -> Written:
@@ -147,6 +163,9 @@ class StateWrites:
                 self.lines.extend(_line_row(lead_id, part, n, c) for n, c in enumerate(items))
             self.times.extend((lead_id, n, iso_time(t)) for n, t in enumerate(card.times))
             self.seen.extend((lead_id, key) for key in card.seen)
+            if self.moves_apart:
+                self.clear_moves.append((lead_id,))
+                self.moves.extend(_move_row(lead_id, n, m) for n, m in enumerate(state.moves))
             return Written(state)
         for part, items, mark in (
             (ENTRIES, card.entries, written.entries),
@@ -167,6 +186,13 @@ class StateWrites:
             kept = 0
         if kept < len(times):
             self.times.extend((lead_id, n, iso_time(times[n])) for n in range(kept, len(times)))
+        moves = state.moves
+        kept = written.moves.kept(moves)
+        if kept is None:
+            self.clear_moves.append((lead_id,))
+            kept = 0
+        if kept < len(moves):
+            self.moves.extend(_move_row(lead_id, n, moves[n]) for n in range(kept, len(moves)))
         seen = card.seen
         keys = written.keys
         if len(seen) != len(keys) or seen != keys:  # equal sets: the common case, a C loop
@@ -181,22 +207,24 @@ class StateWrites:
         written.entries = _Mark(card.entries)
         written.refused = _Mark(card.refused)
         written.times = _Mark(times)
+        written.moves = _Mark(moves)
         return written
 
     def head(self, lead_id: str, state: LeadState) -> None:
         """Gather the write of the row of ``state``, the state of ``lead_id``."""
-        self.states.append(
-            (lead_id, state_head_to_json(state), state.with_sales, state.disqualified)
-        )
+        head = state_head_to_json(state, with_moves=not self.moves_apart)
+        self.states.append((lead_id, head, state.with_sales, state.disqualified))
 
     def run(self, execute_many: Callable[[str, list[Any]], object]) -> None:
         """Run what was gathered: the deletes first, then the inserts."""
         for sql, rows in (
             (q.CLEAR_STATE_LINES, self.clear_lines),
             (q.CLEAR_STATE_TIMES, self.clear_times),
+            (q.CLEAR_STATE_MOVES, self.clear_moves),
             (q.CLEAR_STATE_SEEN, self.clear_seen),
             (q.ADD_STATE_LINE, self.lines),
             (q.ADD_STATE_TIME, self.times),
+            (q.ADD_STATE_MOVE, self.moves),
             (q.ADD_STATE_SEEN, self.seen),
             (q.PUT_STATE, self.states),
         ):
@@ -251,8 +279,22 @@ def read_state(
         lambda: [_parse_time(at) for (at,) in query(q.STATE_TIMES, (lead_id,))],
     )
     seen = {key for (key,) in query(q.STATE_SEEN, (lead_id,))}
+    moves = _read(
+        f"stage moves of lead {lead_id!r}",
+        lambda: [
+            StageMove(
+                lead_id=lead_id if other is None else other,
+                source=source,
+                target=target,
+                at=_parse_time(at),
+                reason=reason,
+                manual=bool(manual),
+            )
+            for source, target, at, reason, manual, other in query(q.STATE_MOVES, (lead_id,))
+        ],
+    )
     state = state_from_head_json(
-        rows[0][0], entries=entries, refused=refused, seen=seen, times=times
+        rows[0][0], entries=entries, refused=refused, seen=seen, times=times, moves=moves
     )
     return state, Written(state)
 
@@ -263,16 +305,44 @@ def move_state_bodies(
     page: int = 500,
 ) -> None:
     """Schema version 4: write every state stored whole in its body (the JSON of
-    :func:`~nurturekit.storage.codec.state_to_json`) as its head and its items' rows."""
+    :func:`~nurturekit.storage.codec.state_to_json`) as its head (stage moves still in it)
+    and its score card items' rows."""
     after = ""
     while True:
         rows = query(q.STATES_PAGE, (after, page))
-        writes = StateWrites()
+        writes = StateWrites(moves_apart=False)
         for lead_id, body in rows:
             state = state_from_json(body)
             writes.add(lead_id, state, None)
             writes.head(lead_id, state)
         writes.run(execute_many)
+        if len(rows) < page:
+            return
+        after = rows[-1][0]
+
+
+def move_state_moves(
+    query: Callable[[str, Sequence[Any]], list[Any]],
+    execute_many: Callable[[str, list[Any]], object],
+    page: int = 500,
+) -> None:
+    """Schema version 5: move the stage moves of every state out of its row into
+    ``state_moves``, and write the row again without them."""
+    after = ""
+    while True:
+        rows = query(q.STATES_PAGE, (after, page))
+        moves: list[tuple[Any, ...]] = []
+        bodies: list[tuple[str, str]] = []
+        for lead_id, body in rows:
+            state = state_from_head_json(
+                body, entries=[], refused=[], seen=set(), times=[], moves=None
+            )
+            moves.extend(_move_row(lead_id, n, m) for n, m in enumerate(state.moves))
+            bodies.append((state_head_to_json(state), lead_id))
+        if moves:
+            execute_many(q.ADD_STATE_MOVE, moves)
+        if bodies:
+            execute_many(q.SET_STATE_BODY, bodies)
         if len(rows) < page:
             return
         after = rows[-1][0]
