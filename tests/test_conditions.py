@@ -456,3 +456,24 @@ def test_a_combination_tests_its_cheap_parts_first_and_keeps_its_order_in_words(
     assert counted.calls == [1]
     assert either.describe() == "(counted or score is at least 50)"
     assert either.explain(v).parts[0].text == "counted"
+
+
+scalars = st.one_of(
+    st.booleans(), st.integers(-3, 3), st.floats(-3, 3, allow_nan=False), st.text(max_size=3)
+)
+
+
+@given(scalars, st.one_of(st.none(), scalars))
+def test_a_property_filter_compares_as_a_condition_does(expected: Any, actual: Any) -> None:
+    """A ``did(..., page=...)`` filter of one property (which takes a shortcut for texts) and
+    of two agree with ``attr(...).eq(...)``: a flag is never the number one, a text never a
+    number."""
+    from nurturekit.conditions.activities import _where, property_test
+
+    props = {} if actual is None else {"p": actual}
+    one = property_test(_where({"p": expected}))
+    two = property_test(_where({"p": expected, "q": "x"}))
+    assert one is not None and two is not None
+    same = attr("p").eq(expected).evaluate(view(lead=lead(p=actual)))
+    assert one(props) is same
+    assert two({**props, "q": "x"}) is same

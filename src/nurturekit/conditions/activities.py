@@ -74,6 +74,8 @@ def property_test(
         return None
     if len(where) == 1:
         ((name, expected),) = where
+        if type(expected) is str:  # a text equals no flag and no number: plain equality
+            return lambda props: props.get(name) == expected
         return lambda props: _same(props.get(name), expected)
 
     def every(props: Mapping[str, Any]) -> bool:
