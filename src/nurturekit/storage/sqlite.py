@@ -60,13 +60,7 @@ from nurturekit.storage.codec import (
 )
 from nurturekit.storage.sqlite_cache import CacheEntry, LeadCache
 from nurturekit.storage.sqlite_file import SQLiteFile
-from nurturekit.storage.sqlite_states import (
-    StateWrites,
-    Written,
-    move_state_bodies,
-    move_state_moves,
-    read_state,
-)
+from nurturekit.storage.sqlite_states import StateWrites, Written, move_states, read_state
 
 __all__ = ["SCHEMA_VERSION", "SQLiteStorage"]
 
@@ -194,13 +188,7 @@ class SQLiteStorage(SQLiteFile):
         return f"SQLiteStorage({self.path!r})"
 
     def _move_data(self, conn: sqlite3.Connection, version: int) -> None:
-        def query(sql: str, params: Sequence[Any]) -> list[Any]:
-            return conn.execute(sql, params).fetchall()
-
-        if version == 4:  # states stored whole in their bodies: their items to rows
-            move_state_bodies(query, conn.executemany)
-        elif version == 5:  # stage moves out of the states' rows
-            move_state_moves(query, conn.executemany)
+        move_states(conn, version)
 
     # ------------------------------------------------------------------ closing
 

@@ -25,6 +25,7 @@ commits); without one, a state is written whole.
 
 from __future__ import annotations
 
+import sqlite3
 from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import Any, TypeVar
@@ -41,7 +42,7 @@ from nurturekit.storage.codec import (
     state_head_to_json,
 )
 
-__all__ = ["StateWrites", "Written", "move_state_bodies", "move_state_moves", "read_state"]
+__all__ = ["StateWrites", "Written", "move_states", "read_state"]
 
 _T = TypeVar("_T")
 
@@ -297,6 +298,19 @@ def read_state(
         rows[0][0], entries=entries, refused=refused, seen=seen, times=times, moves=moves
     )
     return state, Written(state)
+
+
+def move_states(conn: sqlite3.Connection, version: int) -> None:
+    """What the migration to ``version`` moves of the lead states in Python, in its
+    transaction (see :mod:`nurturekit.storage.sqlite_sql`): nothing before version 4."""
+
+    def query(sql: str, params: Sequence[Any]) -> list[Any]:
+        return conn.execute(sql, params).fetchall()
+
+    if version == 4:  # states stored whole in their bodies: their items to rows
+        move_state_bodies(query, conn.executemany)
+    elif version == 5:  # stage moves out of the states' rows
+        move_state_moves(query, conn.executemany)
 
 
 def move_state_bodies(
