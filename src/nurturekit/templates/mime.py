@@ -104,38 +104,75 @@ class _CheckedHeader(str):
         return (type(self), (self.name, str(self), self.seven_bit))
 
     def fold(self, *, policy: Policy[Any]) -> str:
-        form = self.seven_bit
-        if getattr(policy, "utf8", False) and not self.isascii():
-            readable = _folded(self.name, str(self))
-            longest = max(len(line.encode("utf-8")) for line in readable.split("\n"))
-            if longest + len(self.name) + 2 <= _MAX_LINE_OCTETS:
-                form = readable
+        form = header_form(self.name, str(self), self.seven_bit, getattr(policy, "utf8", False))
         return f"{self.name}: " + policy.linesep.join(form.split("\n")) + policy.linesep
 
 
-def _put(message: EmailMessage, name: str, value: str) -> None:
-    """Check an unstructured header (Subject, Message-ID, X-…) and add it to ``message``."""
+def header_form(name: str, text: str, seven_bit: str, utf8: bool) -> str:
+    """The value of a checked header as written, lines joined by ``"\n"``: its 7-bit form
+    (encoded words), or with ``utf8`` (SMTPUTF8, a terminal) the text itself folded, when
+    no line of it would pass 998 octets."""
+    if utf8 and not text.isascii():
+        readable = _folded(name, text)
+        longest = max(len(line.encode("utf-8")) for line in readable.split("\n"))
+        if longest + len(name) + 2 <= _MAX_LINE_OCTETS:
+            return readable
+    return seven_bit
+
+
+def _header(name: str, value: str) -> tuple[str, str, str]:
+    """Check an unstructured header (Subject, Message-ID, X-…): (name, text, 7-bit form)."""
     check_header(name, value)
-    seven_bit = _folded(name, value) if value.isascii() else _encoded_words(value)
-    message.set_raw(name, _CheckedHeader(name, value, seven_bit))
+    return name, value, _folded(name, value) if value.isascii() else _encoded_words(value)
 
 
-def _put_mailbox(message: EmailMessage, name: str, display_name: str, address: str) -> None:
-    """Check a display name and add ``Name <address>`` (or a bare address) to ``message``."""
+def _mailbox(name: str, display_name: str, address: str) -> tuple[str, str, str]:
+    """Check a display name: (name, ``Name <address>`` or a bare address, 7-bit form)."""
     check_header(name, display_name)
     if not display_name:
-        message.set_raw(name, _CheckedHeader(name, address, address))
-        return
+        return name, address, address
     shown = display_name
     if _SPECIALS.search(shown):
         shown = '"{}"'.format(shown.replace("\\", "\\\\").replace('"', '\\"'))
     text = f"{shown} <{address}>"
     if display_name.isascii():
-        seven_bit = _folded(name, text)
-    else:
-        # Encoded words are atoms, never quoted (RFC 2047 section 5).
-        seven_bit = f"{_encoded_words(display_name)}\n <{address}>"
-    message.set_raw(name, _CheckedHeader(name, text, seven_bit))
+        return name, text, _folded(name, text)
+    # Encoded words are atoms, never quoted (RFC 2047 section 5).
+    return name, text, f"{_encoded_words(display_name)}\n <{address}>"
+
+
+def checked_headers(mail: OutgoingMail) -> tuple[list[tuple[str, str, str]], bool]:
+    """The headers of ``mail``'s message, each checked again, as (name, text, 7-bit form),
+    in order; and whether the message needs SMTPUTF8 (a mailbox name that is not ASCII).
+
+    Raises what :func:`build_message` raises for its headers.
+    """
+    sender = mail.sender
+    from_local, from_domain = _address_parts(sender.address, "OutgoingMail.sender.address")
+    to_local, to_domain = _address_parts(mail.to_ascii, "OutgoingMail.to_ascii")
+    reply: tuple[str, str] | None = None
+    if sender.reply_to:
+        reply = _address_parts(sender.reply_to, "OutgoingMail.sender.reply_to")
+    locals_ = [from_local, to_local] + ([reply[0]] if reply else [])
+    international = not all(local.isascii() for local in locals_)
+    headers = [
+        _mailbox("From", sender.name, f"{from_local}@{from_domain}"),
+        _mailbox("To", "", f"{to_local}@{to_domain}"),
+        _header("Subject", mail.subject),
+        _header("Date", format_datetime(mail.created_at)),
+        _header("Message-ID", mail.message_id),
+    ]
+    if reply is not None:
+        headers.append(_mailbox("Reply-To", "", f"{reply[0]}@{reply[1]}"))
+    for index, (name, value) in enumerate(mail.headers):
+        if isinstance(name, str) and name.lower() in _OWN_HEADERS:
+            raise TemplateError(
+                f"OutgoingMail.headers[{index}]",
+                f"{name!r} is written from the OutgoingMail's own fields; leave it out of the "
+                f"extra headers",
+            )
+        headers.append(_header(name, value))
+    return headers, international
 
 
 def build_message(mail: OutgoingMail) -> EmailMessage:
@@ -165,31 +202,10 @@ def build_message(mail: OutgoingMail) -> EmailMessage:
     CPython's ``email.policy.default`` parser may show a space between two encoded words of a
     display name (gh-128110); the wire form is right.
     """
-    sender = mail.sender
-    from_local, from_domain = _address_parts(sender.address, "OutgoingMail.sender.address")
-    to_local, to_domain = _address_parts(mail.to_ascii, "OutgoingMail.to_ascii")
-    reply: tuple[str, str] | None = None
-    if sender.reply_to:
-        reply = _address_parts(sender.reply_to, "OutgoingMail.sender.reply_to")
-    locals_ = [from_local, to_local] + ([reply[0]] if reply else [])
-    international = not all(local.isascii() for local in locals_)
+    headers, international = checked_headers(mail)
     message = EmailMessage(policy=SMTPUTF8 if international else SMTP)
-
-    _put_mailbox(message, "From", sender.name, f"{from_local}@{from_domain}")
-    _put_mailbox(message, "To", "", f"{to_local}@{to_domain}")
-    _put(message, "Subject", mail.subject)
-    _put(message, "Date", format_datetime(mail.created_at))
-    _put(message, "Message-ID", mail.message_id)
-    if reply is not None:
-        _put_mailbox(message, "Reply-To", "", f"{reply[0]}@{reply[1]}")
-    for index, (name, value) in enumerate(mail.headers):
-        if isinstance(name, str) and name.lower() in _OWN_HEADERS:
-            raise TemplateError(
-                f"OutgoingMail.headers[{index}]",
-                f"{name!r} is written from the OutgoingMail's own fields; leave it out of the "
-                f"extra headers",
-            )
-        _put(message, name, value)
+    for name, text, seven_bit in headers:
+        message.set_raw(name, _CheckedHeader(name, text, seven_bit))
 
     message.set_content(
         mail.text, subtype="plain", charset="utf-8", cte=None if mail.text.isascii() else "base64"
