@@ -13,10 +13,11 @@ import smtplib
 import attrs
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from test_smtp import LOCALHOST, Recorder, StartServer, start_server  # noqa: F401
+from test_smtp import LOCALHOST, Recorder, StartServer, case_study_mail, start_server  # noqa: F401
 from test_templates import SENDER, TANAKA, body, compose_for, display_name
 
-from nurturekit.messages import OutgoingMail
+from nurturekit.mail import OutboxMailer, SmtpMailer
+from nurturekit.messages import OutgoingMail, SendStatus
 from nurturekit.templates import build_message
 from nurturekit.templates.wire import message_bytes
 
@@ -132,3 +133,30 @@ def test_an_smtp_server_receives_exactly_the_bytes_written(
     assert message["Subject"] == mail.subject
     assert body(message, "plain") == canonical(mail.text)
     assert mail.html is not None and body(message, "html") == canonical(mail.html)
+
+
+def test_smtp_mailer_sends_the_bytes_written(
+    start_server: StartServer,  # noqa: F811 (the fixture of test_smtp)
+) -> None:
+    recorder = Recorder()
+    port = start_server(recorder)
+    mails = [case_study_mail(), case_study_mail("suzuki@example.co.jp", key="enr-2:case:0")]
+    results = list(SmtpMailer(LOCALHOST, port, security="none").send(mails))
+    assert [r.status for r in results] == [SendStatus.SENT, SendStatus.SENT]
+    received = [d.envelope.original_content for d in recorder.deliveries]
+    assert received == [message_bytes(mail) for mail in mails]
+
+
+def test_the_outbox_keeps_the_mails_and_builds_each_message_when_read() -> None:
+    mailer = OutboxMailer()
+    mail = compose_for()
+    bad = with_(mail, key="k2", subject="ok", headers=(("X-Bad", "a\r\nBcc: x@example.com"),))
+    results = mailer.send([mail, bad])
+    assert [r.status for r in results] == [SendStatus.SENT, SendStatus.REJECTED]
+    assert mailer.outbox == [mail] and len(mailer.messages) == 1
+    first, again = mailer.messages[0], mailer.messages[0]
+    assert first is not again and first["Message-ID"] == again["Message-ID"] == mail.message_id
+    assert [m["Subject"] for m in mailer.messages] == [mail.subject]
+    assert mailer.messages[:1][0]["To"] == TANAKA.email
+    mailer.clear()
+    assert mailer.messages == [] and len(mailer.messages) == 0

@@ -3,22 +3,26 @@ place (``REJECTED``), and the others of the batch still go."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from email.message import EmailMessage
+from collections.abc import Callable, Sequence
+from typing import TypeVar
 
 from nurturekit.errors import NurtureError
 from nurturekit.messages import OutgoingMail, SendResult, SendStatus
-from nurturekit.templates import build_message
+
+_Built = TypeVar("_Built")
 
 
 def build_each(
     mails: Sequence[OutgoingMail],
-) -> list[tuple[OutgoingMail, EmailMessage | SendResult]]:
-    """Each mail with its MIME message, or with the ``REJECTED`` result that replaces it."""
-    built: list[tuple[OutgoingMail, EmailMessage | SendResult]] = []
+    build: Callable[[OutgoingMail], _Built],
+) -> list[tuple[OutgoingMail, _Built | SendResult]]:
+    """Each mail with its MIME message (``build``: :func:`~nurturekit.templates.build_message`
+    or :func:`~nurturekit.templates.wire.message_bytes`), or with the ``REJECTED`` result
+    that replaces it."""
+    built: list[tuple[OutgoingMail, _Built | SendResult]] = []
     for mail in mails:
         try:
-            built.append((mail, build_message(mail)))
+            built.append((mail, build(mail)))
         except NurtureError as error:
             refused = f"the message cannot be built: {error}"
             built.append(

@@ -11,6 +11,7 @@ import attrs
 
 from nurturekit.mail._build import build_each
 from nurturekit.messages import OutgoingMail, SendResult, SendStatus
+from nurturekit.templates import build_message
 
 __all__ = ["ConsoleMailer"]
 
@@ -36,7 +37,8 @@ class ConsoleMailer:
 
     def send(self, mails: Sequence[OutgoingMail]) -> list[SendResult]:
         """Write every mail, in order, and return one SENT result per mail."""
-        built = build_each(mails)  # a mail that cannot be built is REJECTED in its place
+        # A mail that cannot be built is REJECTED in its place.
+        built = build_each(mails, build_message)
         # Looked up per send, so redirect_stdout() and pytest's capsys see the output.
         stream = sys.stdout if self.stream is None else self.stream
         results: list[SendResult] = []

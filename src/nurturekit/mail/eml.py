@@ -15,6 +15,7 @@ import attrs
 from nurturekit.errors import InvalidInput, MailerUnavailable
 from nurturekit.mail._build import build_each
 from nurturekit.messages import OutgoingMail, SendResult, SendStatus
+from nurturekit.templates import build_message
 
 __all__ = ["EmlDirectoryMailer"]
 
@@ -83,7 +84,8 @@ class EmlDirectoryMailer:
 
         Raises :class:`~nurturekit.errors.MailerUnavailable` if the directory cannot be made.
         """
-        built = build_each(mails)  # a mail that cannot be built is REJECTED in its place
+        # A mail that cannot be built is REJECTED in its place.
+        built = build_each(mails, build_message)
         try:
             self.directory.mkdir(parents=True, exist_ok=True)
         except OSError as error:

@@ -1,21 +1,24 @@
 """A mailer that keeps what it is given, for tests and notebooks: nothing leaves the process.
 
-Like django-anymail's test backend, it collects the mails in an ``outbox`` list, and the MIME
-messages built from them in ``messages`` so a test can look at real headers.
+Like django-anymail's test backend, it collects the mails in an ``outbox`` list; ``messages``
+gives the MIME message of each, built when it is read, so a test can look at real headers.
 """
 
 from __future__ import annotations
 
 import threading
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from email.message import EmailMessage
 from types import MappingProxyType
+from typing import overload
 
 import attrs
 
 from nurturekit.errors import InvalidInput
 from nurturekit.mail._build import build_each
 from nurturekit.messages import OutgoingMail, SendResult, SendStatus
+from nurturekit.templates import build_message
+from nurturekit.templates.wire import message_bytes
 
 __all__ = ["OutboxMailer"]
 
@@ -47,12 +50,55 @@ def _refusals(value: Mapping[str, SendStatus | str] | None) -> Mapping[str, Send
     return MappingProxyType(refusals)
 
 
+class Messages(Sequence[EmailMessage]):
+    """The MIME messages of an :class:`OutboxMailer`'s mails, in the order of its ``outbox``:
+    each made by :func:`nurturekit.templates.build_message` when it is read (a new object at
+    every read), so the mailer keeps no message in memory. An empty one equals ``[]``;
+    messages compare by identity, so compare what they hold::
+
+        [m["Subject"] for m in mailer.messages]
+    """
+
+    __slots__ = ("_mails",)
+
+    def __init__(self, mails: list[OutgoingMail]) -> None:
+        self._mails = mails
+
+    def __len__(self) -> int:
+        return len(self._mails)
+
+    @overload
+    def __getitem__(self, index: int) -> EmailMessage: ...
+    @overload
+    def __getitem__(self, index: slice) -> list[EmailMessage]: ...
+    def __getitem__(self, index: int | slice) -> EmailMessage | list[EmailMessage]:
+        if isinstance(index, slice):
+            return [build_message(mail) for mail in self._mails[index]]
+        return build_message(self._mails[index])
+
+    def __iter__(self) -> Iterator[EmailMessage]:
+        return (build_message(mail) for mail in list(self._mails))
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, (list, Messages)):
+            return len(self) == len(other) == 0
+        return NotImplemented
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def __repr__(self) -> str:
+        return f"<{len(self)} messages of an OutboxMailer, built when read>"
+
+
 @attrs.define
 class OutboxMailer:
     """Collect mails in memory instead of sending them.
 
-    Every accepted mail is appended to :attr:`outbox` and its MIME message (made by
-    :func:`nurturekit.templates.build_message`) to :attr:`messages`, in the same order.
+    Every accepted mail is appended to :attr:`outbox`; :attr:`messages` gives its MIME message
+    (made by :func:`nurturekit.templates.build_message` when read), in the same order. The
+    mailer keeps the :class:`~nurturekit.messages.OutgoingMail` objects alone: each mail's
+    message is written once when it is handed over (a mail that cannot be written is
+    ``REJECTED``, as by the other mailers) and not kept.
     ``refuse`` maps recipient addresses (compared case-insensitively, as given or in ASCII form)
     to :attr:`~nurturekit.messages.SendStatus.BOUNCED` or
     :attr:`~nurturekit.messages.SendStatus.DEFERRED`, to play bounces and deferrals; a refused
@@ -69,13 +115,12 @@ class OutboxMailer:
     refuse: Mapping[str, SendStatus] = attrs.field(default=None, converter=_refusals, kw_only=True)
     #: The mails handed over, oldest first.
     outbox: list[OutgoingMail] = attrs.field(init=False, factory=list)
-    #: The MIME message of each mail in :attr:`outbox`, at the same index.
-    messages: list[EmailMessage] = attrs.field(init=False, factory=list)
     _lock: threading.Lock = attrs.field(init=False, factory=threading.Lock, repr=False, eq=False)
 
     def send(self, mails: Sequence[OutgoingMail]) -> list[SendResult]:
         """Keep each mail that is not refused and return one result per mail, in order."""
-        built = build_each(mails)  # a mail that cannot be built is REJECTED in its place
+        # A mail that cannot be written is REJECTED in its place; the bytes are not kept.
+        built = build_each(mails, message_bytes)
         results: list[SendResult] = []
         with self._lock:
             for mail, message in built:
@@ -95,12 +140,16 @@ class OutboxMailer:
                     )
                     continue
                 self.outbox.append(mail)
-                self.messages.append(message)
                 results.append(SendResult(key=mail.key, status=SendStatus.SENT))
         return results
 
+    @property
+    def messages(self) -> Messages:
+        """The MIME message of each mail in :attr:`outbox`, at the same index, built when read
+        (see :class:`Messages`)."""
+        return Messages(self.outbox)
+
     def clear(self) -> None:
-        """Empty :attr:`outbox` and :attr:`messages`."""
+        """Empty :attr:`outbox` (and so :attr:`messages`)."""
         with self._lock:
             self.outbox.clear()
-            self.messages.clear()

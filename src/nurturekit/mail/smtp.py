@@ -6,7 +6,6 @@ import math
 import smtplib
 import ssl
 from collections.abc import Iterator, Sequence
-from email.message import EmailMessage
 from typing import Any, Literal
 
 import attrs
@@ -14,6 +13,7 @@ import attrs
 from nurturekit.errors import InvalidInput, MailerUnavailable
 from nurturekit.mail._build import build_each
 from nurturekit.messages import OutgoingMail, SendResult, SendStatus
+from nurturekit.templates.wire import message_bytes
 
 __all__ = ["Security", "SmtpMailer"]
 
@@ -176,14 +176,14 @@ class SmtpMailer:
         """
         if not mails:
             return iter(())
-        built = build_each(mails)
+        built = build_each(mails, message_bytes)
         client = self._connect()
         return self._hand_over(client, built)
 
     def _hand_over(
         self,
         client: smtplib.SMTP,
-        built: list[tuple[OutgoingMail, EmailMessage | SendResult]],
+        built: list[tuple[OutgoingMail, bytes | SendResult]],
     ) -> Iterator[SendResult]:
         try:
             for index, (mail, message) in enumerate(built):
@@ -213,18 +213,17 @@ class SmtpMailer:
         finally:
             self._close(client)
 
-    def _send_one(
-        self, client: smtplib.SMTP, mail: OutgoingMail, message: EmailMessage
-    ) -> SendResult:
+    def _send_one(self, client: smtplib.SMTP, mail: OutgoingMail, message: bytes) -> SendResult:
         """Send one mail; map the server's refusals to a result, let connection errors out."""
-        # send_message asks for SMTPUTF8 (and 8BITMIME) itself when an envelope address is not
-        # ASCII, which with IDNA domains means a non-ASCII mailbox name, and only then.
+        sender = _ascii_address(mail.sender.address)
+        # A mailbox name that is not ASCII (domains are in IDNA form) is in the envelope or the
+        # headers (message_bytes writes them in UTF-8 then): ask for SMTPUTF8, which implies
+        # 8BITMIME; smtplib raises SMTPNotSupportedError when the server does not offer it.
+        options: list[str] = []
+        if not (message.isascii() and sender.isascii() and mail.to_ascii.isascii()):
+            options = ["SMTPUTF8", "BODY=8BITMIME"]
         try:
-            client.send_message(
-                message,
-                from_addr=_ascii_address(mail.sender.address),
-                to_addrs=[mail.to_ascii],
-            )
+            client.sendmail(sender, [mail.to_ascii], message, mail_options=options)
         except smtplib.SMTPRecipientsRefused as error:
             code, text = error.recipients.get(mail.to_ascii) or next(
                 iter(error.recipients.values()), (-1, b"")
