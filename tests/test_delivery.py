@@ -505,3 +505,31 @@ def test_every_mailer_rejects_a_mail_it_cannot_build_and_hands_over_the_rest(
         ("bad", SendStatus.REJECTED),
         ("good", SendStatus.SENT),
     ]
+
+
+def test_a_list_mailers_results_are_committed_together(storage: Storage) -> None:
+    """A mailer that answers with a list had its whole batch on the wire in that call: its
+    results are recorded in one transaction, so a failure while recording them leaves every
+    send of the batch to be handed over again (docs/engine.md, what remains, 2)."""
+    world = World(storage)
+    downloaded(world, "l1", "l2", "l3")
+    mark = storage.mark_sent
+    calls: list[str] = []
+
+    def fails_on_the_second(key: str, *args: object, **kwargs: object) -> None:
+        calls.append(key)
+        if len(calls) == 2:
+            raise StorageError("disk full")
+        mark(key, *args, **kwargs)  # type: ignore[arg-type]
+
+    storage.mark_sent = fails_on_the_second  # type: ignore[method-assign]
+    with pytest.raises(StorageError, match="disk full"):
+        world.engine.run_due()
+    assert len(calls) == 2
+    assert [entry(storage, lead)[0] for lead in ("l1", "l2", "l3")] == [None, None, None]
+    storage.mark_sent = mark  # type: ignore[method-assign]
+    world.clock.advance(timedelta(minutes=10))  # past the lease of the claim
+    report = world.engine.run_due()
+    assert report.sent == 3
+    assert len(world.mailer.outbox) == 6  # each handed over twice, with its own key
+    assert len({mail.key for mail in world.mailer.outbox}) == 3

@@ -112,13 +112,15 @@ class _Delivery(_Base):
             raise
         except Exception as error:
             raise _MailerBroke(group, error) from error
-        stepwise = not isinstance(results, (list, tuple))
+        if isinstance(results, (list, tuple)):
+            self._record_batch(group, results, run, report)
+            return []
         iterator = iter(results)
         #: The check of the next mail, read with the record of the last result.
         ahead: dict[str, SendCheck] | None = None
         try:
             for index, (mail, check) in enumerate(group):
-                if index and stepwise:
+                if index:
                     # The mailer hands this mail over when asked for its result: check it
                     # (and renew the claims of the rest when due) right before asking.
                     if ahead is None:
@@ -137,13 +139,32 @@ class _Delivery(_Base):
                     raise
                 except Exception as error:
                     raise _MailerBroke([(mail, check), *group[index + 1 :]], error) from error
-                following = group[index + 1][0] if stepwise and index + 1 < len(group) else None
+                following = group[index + 1][0] if index + 1 < len(group) else None
                 ahead = self._record_result(mail, check, result, run, report, fence, following)
         finally:
             close = getattr(iterator, "close", None)
             if close is not None:
                 close()
         return []
+
+    def _record_batch(
+        self,
+        group: list[tuple[OutgoingMail, SendCheck]],
+        results: list[SendResult] | tuple[SendResult, ...],
+        run: _Run,
+        report: _Tally,
+    ) -> None:
+        """Record the results of a mailer that answered with a list, in one transaction: the
+        whole batch was handed over in that one call, so committing each result on its own
+        would save no repeat after a crash (see docs/engine.md), only time. A list shorter
+        than the batch: the mails without a result are left to ``_MailerBroke``."""
+        with self.storage.transaction():
+            for (mail, check), result in zip(group, results, strict=False):
+                self._record_result(mail, check, result, run, report)
+        if len(results) < len(group):
+            left = group[len(results) :]
+            missing = RuntimeError(f"the mailer gave no result for {left[0][0].key}")
+            raise _MailerBroke(left, missing)
 
     def _record_result(
         self,
