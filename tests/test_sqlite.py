@@ -1012,3 +1012,30 @@ def test_a_new_file_has_large_pages_and_an_old_one_keeps_its_own(tmp_path: Path)
     with SQLiteStorage(old) as storage:
         storage.add_activity(Activity(lead_id="l1", kind="page_view", at=T0))
     assert query(old, "PRAGMA page_size") == [(4096,)]
+
+
+def test_batch_reads_of_many_leads_read_them_a_few_hundred_a_query_and_cache_none(
+    tmp_path: Path,
+) -> None:
+    from nurturekit import Lead
+
+    with SQLiteStorage(tmp_path / "nk.db") as storage:
+        with storage.transaction():
+            for n in range(1203):
+                storage.put_lead(Lead(id=f"l{n}", email=f"l{n}@example.co.jp"))
+            storage.put_state(LeadState(lead_id="l7", card=ScoreCard(lead_id="l7")))
+        storage._cache.clear()
+        ids = [f"l{n}" for n in range(1210)]  # seven of them are not stored
+        leads = storage.get_leads(reversed(ids))
+        assert list(leads) == [f"l{n}" for n in reversed(range(1203))]
+        assert leads["l5"].email == "l5@example.co.jp"
+        states = storage.get_states(ids)
+        assert list(states) == ["l7"] and states["l7"].lead_id == "l7"
+        assert len(storage._cache) == 1  # only the state read whole, as get_state caches it
+        with storage.transaction():  # what the transaction wrote is what it reads
+            storage.put_lead(Lead(id="l9", email="new@example.co.jp"))
+            assert storage.get_leads(["l9", "l10"])["l9"].email == "new@example.co.jp"
+            state = LeadState(lead_id="l10", card=ScoreCard(lead_id="l10"))
+            storage.put_state(state)
+            assert list(storage.get_states(["l10", "l11"])) == ["l10"]
+        assert storage.get_leads([]) == {} and storage.get_states([]) == {}

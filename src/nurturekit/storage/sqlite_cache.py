@@ -170,9 +170,9 @@ class LeadCache:
                 moved_from.enrollments = None
                 self.resize(moved_from)
             self._owner.pop(eid, None)
-        entry = self.entry(lead_id)
-        if entry.enrollments is None or not entry.live:
-            return
+        entry = self._entries.get(lead_id)
+        if entry is None or entry.enrollments is None or not entry.live:
+            return  # its list is not cached: nothing to bring up to date
         mine = [e for e in entry.enrollments if e.id != eid]
         mine.append(enrollment)
         if len(mine) > 1 and enrollment_order(mine[-2]) > enrollment_order(enrollment):

@@ -13,8 +13,8 @@ import random
 import sqlite3
 import threading
 import time
-from collections.abc import Sequence
-from contextlib import AbstractContextManager
+from collections.abc import Iterator, Sequence
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from typing import Any
 
 from nurturekit.errors import StorageError
@@ -45,6 +45,8 @@ class SQLiteFile:
     busy_timeout: float
     _conn: sqlite3.Connection
     _lock: threading.RLock
+    #: How deep in transactions the store is (0: outside one).
+    _depth: int
     _migrations: tuple[tuple[int, str], ...]
 
     def transaction(self) -> AbstractContextManager[None]:
@@ -156,6 +158,30 @@ class SQLiteFile:
                 return self._conn.execute(sql, params).fetchall()
             except sqlite3.Error as error:
                 raise self._failed(error) from error
+
+    @contextmanager
+    def _read_snapshot(self) -> Iterator[None]:
+        """Outside a transaction: one read transaction (``BEGIN`` without ``IMMEDIATE``, which
+        takes no lock in WAL mode), so that several statements see one committed state of the
+        file. Call with the lock held."""
+        self._run(q.BEGIN_READ)
+        try:
+            yield
+        finally:
+            self._rollback()  # nothing was written: ending it is all that is left
+
+    def _all_in(self, sql: str, ids: list[str]) -> list[Any]:
+        """The rows of ``sql`` (whose ``{marks}`` is its ``IN`` list) for ``ids``, a few
+        hundred ids a statement, outside a transaction in one read snapshot. Call with the
+        lock held."""
+        rows: list[Any] = []
+        if not ids:
+            return rows
+        with nullcontext() if self._depth else self._read_snapshot():
+            for at in range(0, len(ids), q.IN_LIST):
+                chunk = ids[at : at + q.IN_LIST]
+                rows += self._all(sql.format(marks=",".join("?" * len(chunk))), chunk)
+        return rows
 
     def _many(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:
         """``executemany``, with SQLite's errors turned into :class:`StorageError`."""

@@ -263,6 +263,15 @@ PUT_LEAD: Final = (
 
 GET_LEAD: Final = "SELECT body FROM leads WHERE id = ?"
 
+#: The leads of up to :data:`IN_LIST` ids, with a ``?`` for each in ``{marks}``.
+GET_LEADS: Final = "SELECT id, body FROM leads WHERE id IN ({marks})"
+
+#: Which of up to :data:`IN_LIST` leads have a state, with a ``?`` for each in ``{marks}``.
+HAVE_STATES: Final = "SELECT lead_id FROM states WHERE lead_id IN ({marks})"
+
+#: The most ids one ``IN`` list holds (SQLite before 3.32 took at most 999 parameters).
+IN_LIST: Final = 500
+
 #: One page of every lead, after the ``seq`` given (``0`` for the first page).
 LEADS_PAGE: Final = "SELECT seq, body FROM leads WHERE seq > ? ORDER BY seq LIMIT ?"
 
