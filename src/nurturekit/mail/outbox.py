@@ -18,7 +18,7 @@ from nurturekit.errors import InvalidInput
 from nurturekit.mail._build import build_each
 from nurturekit.messages import OutgoingMail, SendResult, SendStatus
 from nurturekit.templates import build_message
-from nurturekit.templates.wire import message_bytes
+from nurturekit.templates.mime import checked_headers
 
 __all__ = ["OutboxMailer"]
 
@@ -96,9 +96,9 @@ class OutboxMailer:
 
     Every accepted mail is appended to :attr:`outbox`; :attr:`messages` gives its MIME message
     (made by :func:`nurturekit.templates.build_message` when read), in the same order. The
-    mailer keeps the :class:`~nurturekit.messages.OutgoingMail` objects alone: each mail's
-    message is written once when it is handed over (a mail that cannot be written is
-    ``REJECTED``, as by the other mailers) and not kept.
+    mailer keeps the :class:`~nurturekit.messages.OutgoingMail` objects alone: a mail is
+    checked when it is handed over (one whose message cannot be written, for an unsafe header
+    or address, is ``REJECTED``, as by the other mailers), and no message is kept.
     ``refuse`` maps recipient addresses (compared case-insensitively, as given or in ASCII form)
     to :attr:`~nurturekit.messages.SendStatus.BOUNCED` or
     :attr:`~nurturekit.messages.SendStatus.DEFERRED`, to play bounces and deferrals; a refused
@@ -119,8 +119,9 @@ class OutboxMailer:
 
     def send(self, mails: Sequence[OutgoingMail]) -> list[SendResult]:
         """Keep each mail that is not refused and return one result per mail, in order."""
-        # A mail that cannot be written is REJECTED in its place; the bytes are not kept.
-        built = build_each(mails, message_bytes)
+        # A mail whose message cannot be written is REJECTED in its place: only its headers
+        # can make it so, and they are checked here; the message itself is not written.
+        built = build_each(mails, checked_headers)
         results: list[SendResult] = []
         with self._lock:
             for mail, message in built:

@@ -9,10 +9,9 @@ ASCII with lines of at most 998 octets, otherwise quoted-printable or base64, wh
 shorter: mostly-ASCII text with a few accents reads best as quoted-printable, Japanese is
 shorter in base64. No line of the message passes 998 octets (RFC 5322 section 2.1.1).
 
-``SmtpMailer`` sends these bytes, and ``OutboxMailer`` writes them to refuse a mail that cannot
-be written. The tests read every message back with the standard library's parser
-(``email.parser.BytesParser(policy=email.policy.default)``) and compare it with what
-:func:`~nurturekit.templates.build_message` gives for the same mail.
+``SmtpMailer`` sends these bytes. The tests read every message back with the standard
+library's parser (``email.parser.BytesParser(policy=email.policy.default)``) and compare it
+with what :func:`~nurturekit.templates.build_message` gives for the same mail.
 """
 
 from __future__ import annotations
