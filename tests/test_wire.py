@@ -61,6 +61,17 @@ def test_any_mail_reads_back_the_same_and_keeps_lines_short(
     )
     wire = message_bytes(mail)
     assert all(len(line) <= 998 for line in wire.split(b"\r\n"))
+    # Subject and From fold at 78 (the words here are short enough to allow it), each line
+    # after the first starting with white space.
+    fields: list[list[bytes]] = []
+    for line in wire.split(b"\r\n\r\n", 1)[0].split(b"\r\n"):
+        if line[:1] in (b" ", b"\t"):
+            fields[-1].append(line)
+        else:
+            fields.append([line])
+    for field in fields:
+        if field[0].startswith((b"Subject:", b"From:")):
+            assert all(len(line) <= 78 for line in field), field
     assert b"\r" not in wire.replace(b"\r\n", b"") and b"\n" not in wire.replace(b"\r\n", b"")
     message = read(wire)
     assert message["Subject"] == subject
