@@ -104,8 +104,9 @@ class _Delivery(_Base):
         run: _Run,
         report: _Tally,
     ) -> list[tuple[OutgoingMail, SendCheck]]:
-        """Hand ``group`` to the mailer and record each result as it comes; return the mails
-        not handed over because the one-by-one check stopped before them."""
+        """Hand ``group`` to the mailer and record its results (a list's together, a yielding
+        mailer's each as it comes); return the mails not handed over because the one-by-one
+        check stopped before them."""
         try:
             results = self.mailer.send([mail for mail, _ in group])
         except MailerUnavailable:

@@ -270,9 +270,9 @@ def _joined(items: Sequence[_T], encode: Callable[[_T], str]) -> str:
     return ",".join(map(encode, items)) if items else ""
 
 
-def _state_text(state: LeadState, whole: bool) -> str:
-    """The state as JSON; without ``card.entries``, ``refused``, ``seen``, ``times`` and
-    ``moves`` unless ``whole`` (see :func:`state_head_to_json`)."""
+def _state_text(state: LeadState, whole: bool, moves: bool) -> str:
+    """The state as JSON; without ``card.entries``, ``refused``, ``seen`` and ``times`` unless
+    ``whole``, and without ``moves`` unless ``moves`` (see :func:`state_head_to_json`)."""
     card = state.card
     last_at = card.last_at
     levels = ",".join(map(_STRING, sorted(state.levels))) if state.levels else ""
@@ -281,9 +281,9 @@ def _state_text(state: LeadState, whole: bool) -> str:
         entries = f'"entries":[{_joined(card.entries, _contribution_text)}],'
         refused = f'"refused":[{_joined(card.refused, _contribution_text)}],"seen":[{seen}],'
         times = f',"times":[{_joined(card.times, _time_text)}]'
-        moves = f'"moves":[{_joined(state.moves, _move_text)}],'
     else:
-        entries = refused = times = moves = ""
+        entries = refused = times = ""
+    moved = f'"moves":[{_joined(state.moves, _move_text)}],' if moves else ""
     return (
         f'{{"lead_id":{_text(state.lead_id)},"card":{{'
         f'"fit":[{_joined(card.fit, _contribution_text)}],'
@@ -291,7 +291,7 @@ def _state_text(state: LeadState, whole: bool) -> str:
         f'"engagement_points":{_text(card.engagement_points)},{refused}'
         f'"last_at":{"null" if last_at is None else _time_text(last_at)},'
         f'"last_key":{_text(card.last_key)}{times}}},'
-        f'{moves}"levels":[{levels}],'
+        f'{moved}"levels":[{levels}],'
         f'"with_sales":{_text(state.with_sales)},"disqualified":{_text(state.disqualified)},'
         f'"qualified":{_text(state.qualified)}{_tally_text(state)}}}'
     )
@@ -305,7 +305,7 @@ def _tally_text(state: LeadState) -> str:
 
 def state_to_json(state: LeadState) -> str:
     """The whole state as compact JSON, in the form every stored state has had."""
-    return _state_text(state, True)
+    return _state_text(state, True, True)
 
 
 def state_head_to_json(state: LeadState, *, with_moves: bool = False) -> str:
@@ -316,11 +316,7 @@ def state_head_to_json(state: LeadState, *, with_moves: bool = False) -> str:
     A store that keeps those apart (the SQLite store: a row per item) reads the state back
     with :func:`state_from_head_json`. Fit lines, totals, levels, flags and the tally stay.
     """
-    head = _state_text(state, False)
-    if not with_moves:
-        return head
-    at = head.index(',"levels":[')
-    return f'{head[:at]},"moves":[{_joined(state.moves, _move_text)}]{head[at:]}'
+    return _state_text(state, False, with_moves)
 
 
 def _state(

@@ -58,9 +58,10 @@ class _Mark:
 
     __slots__ = ("count", "items", "last")
 
-    def __init__(self, items: Sequence[Any]) -> None:
+    def __init__(self, items: Sequence[Any] | None) -> None:
+        """``None``: not known, so the rows there may be are deleted and all written again."""
         self.items = items
-        self.count = len(items)
+        self.count = -1 if items is None else len(items)
         self.last = items[-1] if items else None
 
     def kept(self, items: Sequence[Any]) -> int | None:
@@ -80,12 +81,15 @@ class Written:
 
     __slots__ = ("entries", "keys", "moves", "refused", "times")
 
-    def __init__(self, state: LeadState | None) -> None:
+    def __init__(self, state: LeadState | None, known: bool = True) -> None:
         """What the file holds once ``state`` is written whole; with ``None``, what it holds of
-        a lead that has no state row: no items."""
+        a lead that has no state row (no items), or not ``known``: anything."""
         if state is None:
-            self.entries = self.refused = self.times = self.moves = _Mark(())
-            self.keys: set[str] = set()
+            self.entries, self.refused, self.times, self.moves = (
+                _Mark(() if known else None) for _ in range(4)
+            )
+            #: ``None``: not known.
+            self.keys: set[str] | None = set() if known else None
             return
         card = state.card
         self.entries = _Mark(card.entries)
@@ -98,7 +102,7 @@ class Written:
     @property
     def weight(self) -> int:
         """Items this holds that its state does not share: the copy of the keys."""
-        return len(self.keys)
+        return 0 if self.keys is None else len(self.keys)
 
 
 def _line_row(lead_id: str, part: int, seq: int, c: Contribution) -> tuple[Any, ...]:
@@ -110,6 +114,16 @@ def _line_row(lead_id: str, part: int, seq: int, c: Contribution) -> tuple[Any, 
 def _move_row(lead_id: str, seq: int, m: StageMove) -> tuple[Any, ...]:
     other = None if m.lead_id == lead_id else m.lead_id
     return (lead_id, seq, m.source, m.target, iso_time(m.at), m.reason, m.manual, other)
+
+
+def _kept(mark: _Mark, items: Sequence[Any], clear: list[Any], key: tuple[Any, ...]) -> int:
+    """How many of ``items`` the file holds already; when it holds none that can be kept, the
+    delete of its rows, ``key``, is gathered in ``clear`` and 0 returned."""
+    kept = mark.kept(items)
+    if kept is None:
+        clear.append(key)
+        return 0
+    return kept
 
 
 class StateWrites:
@@ -152,54 +166,32 @@ class StateWrites:
         """
         card = state.card
         if written is None:
-            self.clear_lines.append((lead_id, ENTRIES))
-            self.clear_lines.append((lead_id, REFUSED))
-            self.clear_times.append((lead_id,))
-            self.clear_seen.append((lead_id,))
-            lines: Sequence[tuple[int, list[Contribution]]] = (
-                (ENTRIES, card.entries),
-                (REFUSED, card.refused),
-            )
-            for part, items in lines:
-                self.lines.extend(_line_row(lead_id, part, n, c) for n, c in enumerate(items))
-            self.times.extend((lead_id, n, iso_time(t)) for n, t in enumerate(card.times))
-            self.seen.extend((lead_id, key) for key in card.seen)
-            if self.moves_apart:
-                self.clear_moves.append((lead_id,))
-                self.moves.extend(_move_row(lead_id, n, m) for n, m in enumerate(state.moves))
-            return Written(state)
+            written = Written(None, known=False)
         for part, items, mark in (
             (ENTRIES, card.entries, written.entries),
             (REFUSED, card.refused, written.refused),
         ):
-            kept = mark.kept(items)
-            if kept is None:
-                self.clear_lines.append((lead_id, part))
-                kept = 0
+            kept = _kept(mark, items, self.clear_lines, (lead_id, part))
             if kept < len(items):
                 self.lines.extend(
                     _line_row(lead_id, part, n, items[n]) for n in range(kept, len(items))
                 )
         times = card.times
-        kept = written.times.kept(times)
-        if kept is None:
-            self.clear_times.append((lead_id,))
-            kept = 0
+        kept = _kept(written.times, times, self.clear_times, (lead_id,))
         if kept < len(times):
             self.times.extend((lead_id, n, iso_time(times[n])) for n in range(kept, len(times)))
         moves = state.moves
-        kept = written.moves.kept(moves)
-        if kept is None:
-            self.clear_moves.append((lead_id,))
-            kept = 0
-        if kept < len(moves):
-            self.moves.extend(_move_row(lead_id, n, moves[n]) for n in range(kept, len(moves)))
+        if self.moves_apart:
+            kept = _kept(written.moves, moves, self.clear_moves, (lead_id,))
+            if kept < len(moves):
+                self.moves.extend(_move_row(lead_id, n, moves[n]) for n in range(kept, len(moves)))
         seen = card.seen
         keys = written.keys
-        if len(seen) != len(keys) or seen != keys:  # equal sets: the common case, a C loop
-            new = seen - keys
-            if len(seen) - len(new) == len(keys):  # every key written is still there
-                self.seen.extend((lead_id, key) for key in new)
+        # Equal sets (the common case) compare in a C loop.
+        if keys is None or len(seen) != len(keys) or seen != keys:
+            new = seen if keys is None else seen - keys
+            if keys is not None and len(seen) - len(new) == len(keys):
+                self.seen.extend((lead_id, key) for key in new)  # every key written is there
                 keys |= new
             else:
                 self.clear_seen.append((lead_id,))
