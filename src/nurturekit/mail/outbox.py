@@ -18,7 +18,7 @@ from nurturekit.errors import InvalidInput
 from nurturekit.mail._build import build_each
 from nurturekit.messages import OutgoingMail, SendResult, SendStatus
 from nurturekit.templates import build_message
-from nurturekit.templates.mime import checked_headers
+from nurturekit.templates.mime import check_headers
 
 __all__ = ["OutboxMailer"]
 
@@ -121,7 +121,7 @@ class OutboxMailer:
         """Keep each mail that is not refused and return one result per mail, in order."""
         # A mail whose message cannot be written is REJECTED in its place: only its headers
         # can make it so, and they are checked here; the message itself is not written.
-        built = build_each(mails, checked_headers)
+        built = build_each(mails, check_headers)
         results: list[SendResult] = []
         with self._lock:
             for mail, message in built:

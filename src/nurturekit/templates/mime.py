@@ -8,7 +8,7 @@ import re
 from email.message import EmailMessage
 from email.policy import SMTP, SMTPUTF8, Policy
 from email.utils import format_datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 from nurturekit.errors import TemplateError
 from nurturekit.messages import OutgoingMail
@@ -121,14 +121,14 @@ def header_form(name: str, text: str, seven_bit: str, utf8: bool) -> str:
 
 
 def _header(name: str, value: str) -> tuple[str, str, str]:
-    """Check an unstructured header (Subject, Message-ID, X-…): (name, text, 7-bit form)."""
-    check_header(name, value)
+    """An unstructured header (Subject, Message-ID, X-…) checked before: (name, text, 7-bit
+    form)."""
     return name, value, _folded(name, value) if value.isascii() else _encoded_words(value)
 
 
 def _mailbox(name: str, display_name: str, address: str) -> tuple[str, str, str]:
-    """Check a display name: (name, ``Name <address>`` or a bare address, 7-bit form)."""
-    check_header(name, display_name)
+    """A display name checked before: (name, ``Name <address>`` or a bare address, 7-bit
+    form)."""
     if not display_name:
         return name, address, address
     shown = display_name
@@ -141,29 +141,35 @@ def _mailbox(name: str, display_name: str, address: str) -> tuple[str, str, str]
     return name, text, f"{_encoded_words(display_name)}\n <{address}>"
 
 
-def checked_headers(mail: OutgoingMail) -> tuple[list[tuple[str, str, str]], bool]:
-    """The headers of ``mail``'s message, each checked again, as (name, text, 7-bit form),
-    in order; and whether the message needs SMTPUTF8 (a mailbox name that is not ASCII).
+class Addresses(NamedTuple):
+    """The mailboxes of a checked mail's message, domains in IDNA ASCII form."""
 
-    Raises what :func:`build_message` raises for its headers.
+    sender: str
+    to: str
+    reply_to: str | None
+    #: Whether the message needs SMTPUTF8: a mailbox name (before '@') is not ASCII.
+    international: bool
+
+
+def check_headers(mail: OutgoingMail) -> Addresses:
+    """Check every header ``mail``'s message would have, without writing any: the sender's
+    name, the addresses, the subject, the Message-ID and the extra headers.
+
+    Raises what :func:`build_message` raises for its headers. A mailer that keeps mails
+    instead of writing them (``OutboxMailer``) refuses what a writing mailer would refuse.
     """
     sender = mail.sender
     from_local, from_domain = _address_parts(sender.address, "OutgoingMail.sender.address")
     to_local, to_domain = _address_parts(mail.to_ascii, "OutgoingMail.to_ascii")
-    reply: tuple[str, str] | None = None
+    reply: str | None = None
+    locals_ = [from_local, to_local]
     if sender.reply_to:
-        reply = _address_parts(sender.reply_to, "OutgoingMail.sender.reply_to")
-    locals_ = [from_local, to_local] + ([reply[0]] if reply else [])
-    international = not all(local.isascii() for local in locals_)
-    headers = [
-        _mailbox("From", sender.name, f"{from_local}@{from_domain}"),
-        _mailbox("To", "", f"{to_local}@{to_domain}"),
-        _header("Subject", mail.subject),
-        _header("Date", format_datetime(mail.created_at)),
-        _header("Message-ID", mail.message_id),
-    ]
-    if reply is not None:
-        headers.append(_mailbox("Reply-To", "", f"{reply[0]}@{reply[1]}"))
+        reply_local, reply_domain = _address_parts(sender.reply_to, "OutgoingMail.sender.reply_to")
+        reply = f"{reply_local}@{reply_domain}"
+        locals_.append(reply_local)
+    check_header("From", sender.name)
+    check_header("Subject", mail.subject)
+    check_header("Message-ID", mail.message_id)
     for index, (name, value) in enumerate(mail.headers):
         if isinstance(name, str) and name.lower() in _OWN_HEADERS:
             raise TemplateError(
@@ -171,8 +177,34 @@ def checked_headers(mail: OutgoingMail) -> tuple[list[tuple[str, str, str]], boo
                 f"{name!r} is written from the OutgoingMail's own fields; leave it out of the "
                 f"extra headers",
             )
-        headers.append(_header(name, value))
-    return headers, international
+        check_header(name, value)
+    return Addresses(
+        sender=f"{from_local}@{from_domain}",
+        to=f"{to_local}@{to_domain}",
+        reply_to=reply,
+        international=not all(local.isascii() for local in locals_),
+    )
+
+
+def checked_headers(mail: OutgoingMail) -> tuple[list[tuple[str, str, str]], bool]:
+    """The headers of ``mail``'s message, each checked again (:func:`check_headers`), as
+    (name, text, 7-bit form), in order; and whether the message needs SMTPUTF8 (a mailbox
+    name that is not ASCII).
+
+    Raises what :func:`build_message` raises for its headers.
+    """
+    addresses = check_headers(mail)
+    headers = [
+        _mailbox("From", mail.sender.name, addresses.sender),
+        ("To", addresses.to, addresses.to),
+        _header("Subject", mail.subject),
+        _header("Date", format_datetime(mail.created_at)),
+        _header("Message-ID", mail.message_id),
+    ]
+    if addresses.reply_to is not None:
+        headers.append(("Reply-To", addresses.reply_to, addresses.reply_to))
+    headers.extend(_header(name, value) for name, value in mail.headers)
+    return headers, addresses.international
 
 
 def build_message(mail: OutgoingMail) -> EmailMessage:
