@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 
 from nurturekit.errors import InvalidLead, NaiveDatetime
 from nurturekit.lead import (
+    _PLAIN_ADDRESS,
     DEPARTMENT,
     EMPLOYEES,
     INDUSTRY,
@@ -22,6 +23,8 @@ from nurturekit.lead import (
     Contactability,
     ContactStatus,
     Lead,
+    _split_each_part,
+    split_email,
     validate_email,
 )
 
@@ -231,6 +234,32 @@ def test_text_made_of_tricky_characters_is_accepted_only_when_well_formed(text: 
         assert result is text
         assert text.count("@") == 1
         assert not any(char in text for char in ' \r\n\x00\u3000"[]。')
+
+
+_EDGES = "aZ09.-_+!~@" + "@" * 3 + "例ü\n "
+
+
+@given(
+    st.one_of(
+        st.emails(),
+        st.text(alphabet=st.sampled_from(_EDGES), max_size=70),
+        st.builds(
+            lambda local, labels: local + "@" + ".".join(labels),
+            st.text(alphabet=st.sampled_from("ab.-+_"), min_size=0, max_size=70),
+            st.lists(st.text(alphabet=st.sampled_from("ab9-"), max_size=66), max_size=5),
+        ),
+    )
+)
+def test_the_quick_check_of_plain_addresses_agrees_with_the_part_by_part_checks(
+    text: str,
+) -> None:
+    # split_email accepts most addresses with one regular expression; what it accepts so,
+    # the checks of each character and part must accept alike, with the same parts.
+    quick = _PLAIN_ADDRESS.fullmatch(text)
+    if quick is None or len(quick[1]) > 64 or len(text) > 254:
+        return
+    assert _split_each_part(text, "email") == (quick[1], quick[2])
+    assert split_email(text, "email") == (quick[1], quick[2])
 
 
 @given(st.emails())

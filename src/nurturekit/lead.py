@@ -58,6 +58,13 @@ _LOCAL_ASCII = _ATEXT | {"."}
 _DOMAIN_ASCII = frozenset(string.ascii_letters + string.digits + "-.")
 _LDH = frozenset(string.ascii_letters + string.digits + "-")
 _EXAMPLE = "'ann@example.com'"
+# An all-ASCII address that passes every check of split_email, but for the lengths: a
+# dot-atom local part, LDH labels that neither start nor end with '-', at least one dot. Most
+# addresses are such, and one regular expression checks them in a fraction of the time of
+# the character-by-character checks, which still judge (and explain) every other address.
+_ATOM = "[" + re.escape("".join(sorted(_ATEXT))) + "]+"
+_LABEL = "[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
+_PLAIN_ADDRESS = re.compile(rf"({_ATOM}(?:\.{_ATOM})*)@((?:{_LABEL}\.)+{_LABEL})")
 
 
 def _check_optional_text(value: object, where: str, error: type[InvalidInput]) -> None:
@@ -123,6 +130,16 @@ def _lead_created_at(value: datetime | None) -> datetime | None:
 
 def split_email(value: object, where: str) -> tuple[str, str]:
     """Check an address; return its local part and its domain in IDNA ASCII form."""
+    if isinstance(value, str):
+        plain = _PLAIN_ADDRESS.fullmatch(value)
+        if plain is not None and len(plain[1]) <= 64 and len(value) <= 254:
+            return plain[1], plain[2]
+    return _split_each_part(value, where)
+
+
+def _split_each_part(value: object, where: str) -> tuple[str, str]:
+    """:func:`split_email`, checking one character and one part at a time (and saying which
+    is wrong)."""
     if not isinstance(value, str):
         raise InvalidLead(
             where, f"expected the address as a str, got {type(value).__name__} {_shown(value)}"
