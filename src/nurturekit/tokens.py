@@ -252,7 +252,7 @@ class TokenSigner:
     @staticmethod
     def _mac(key: bytes, purpose: str, payload: str) -> bytes:
         message = b"\x00".join((_DOMAIN, purpose.encode("ascii"), payload.encode("ascii")))
-        return hmac.new(key, message, hashlib.sha256).digest()
+        return hmac.digest(key, message, "sha256")
 
 
 def _purposes() -> str:
