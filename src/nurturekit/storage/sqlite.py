@@ -534,11 +534,15 @@ class SQLiteStorage(SQLiteFile):
     def renew_leases(
         self, enrollment_ids: Sequence[str], worker: str, until: datetime | None = None
     ) -> set[str]:
-        held = set()
+        held: set[str] = set()
         if until is None:
-            for eid in dict.fromkeys(enrollment_ids):
-                if self._one(q.HELD_CLAIM, (eid, worker)) is not None:
-                    held.add(eid)
+            wanted = list(dict.fromkeys(enrollment_ids))
+            for start in range(0, len(wanted), _KEYS_PER_STATEMENT):
+                part = wanted[start : start + _KEYS_PER_STATEMENT]
+                marks = ", ".join("?" * len(part))
+                held.update(
+                    eid for (eid,) in self._all(q.HELD_CLAIMS.format(ids=marks), (*part, worker))
+                )
             return held
         stamp = _stamp(until, "renew_leases(until)")
         with self.transaction():

@@ -391,9 +391,9 @@ SET_LEASE: Final = (
     " WHERE id = ? AND claimed_by = ? AND lease_until IS NOT NULL"
 )
 
-#: A row when the worker still holds its claim on the enrolment.
-HELD_CLAIM: Final = (
-    "SELECT 1 FROM enrollments WHERE id = ? AND claimed_by = ? AND lease_until IS NOT NULL"
+#: The enrolments among ``{ids}`` whose claim the worker still holds.
+HELD_CLAIMS: Final = (
+    "SELECT id FROM enrollments WHERE id IN ({ids}) AND claimed_by = ? AND lease_until IS NOT NULL"
 )
 
 # --------------------------------------------------------------------------- hand-offs
