@@ -8,6 +8,7 @@ batch methods is run one step per transaction.
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -301,3 +302,76 @@ def test_delivery_claims_again_while_claims_come_back_full(
     assert report.sent == 4
     assert sorted(m.lead_id for m in world.mailer.outbox) == LEADS
     assert claims == [0, 2, 2, 0]  # before the steps; then two full claims and a last, empty one
+
+
+def test_a_batch_ends_once_fifty_of_its_runs_went_on_in_savepoints(
+    store: Storage, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A batch of plain steps goes up to 200 in one transaction; runs that write more each
+    take a savepoint, and a batch ends after 50 of them (PostgreSQL keeps at most 64
+    subtransactions of a transaction in its cache): the rest run in the next one."""
+    bonus = Scenario(
+        name="bonus",
+        trigger=OnActivity(when=activity("page_view", page="pricing")),
+        steps=[AdjustScore(id="bonus", points=5, reason="asked for pricing")],
+    )
+    world = World(storage=store)
+    world.engine = _engine(world, bonus)
+    leads = [f"l{n}" for n in range(120)]
+    for lead_id in leads:
+        world.lead(lead_id)
+        world.did("page_view", lead_id, page="pricing")
+    depth = 0
+    savepoints: list[int] = []
+    transaction, savepoint = store.transaction, store.savepoint
+
+    @contextmanager
+    def counted_transaction() -> Iterator[None]:
+        nonlocal depth
+        depth += 1
+        if depth == 1:
+            savepoints.append(0)
+        try:
+            with transaction():
+                yield
+        finally:
+            depth -= 1
+
+    @contextmanager
+    def counted_savepoint() -> Iterator[None]:
+        savepoints[-1] += 1
+        with savepoint():
+            yield
+
+    monkeypatch.setattr(store, "transaction", counted_transaction)
+    monkeypatch.setattr(store, "savepoint", counted_savepoint)
+    report = world.engine.run_due()
+    assert (report.claimed, report.failures) == (120, ())
+    assert max(savepoints) == 50
+    assert sum(savepoints) >= 120
+    for lead_id in leads:
+        adjusted = [a for a in store.activities(lead_id) if a.kind == "score_adjusted"]
+        assert len(adjusted) == 1
+        assert _pricing(store, lead_id, "bonus").status is EnrollmentStatus.COMPLETED
+
+
+def test_up_to_200_plain_steps_are_written_together(
+    store: Storage, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    world = World(storage=store)
+    world.engine = _engine(world, PRICING)
+    leads = [f"l{n}" for n in range(230)]
+    for lead_id in leads:
+        world.lead(lead_id)
+        world.did("page_view", lead_id, page="pricing")
+    written: list[int] = []
+    write_steps = store.write_steps
+
+    def counting(mails: Sequence[OutgoingMail], enrollments: Sequence[Enrollment]) -> None:
+        written.append(len(enrollments))
+        write_steps(mails, enrollments)
+
+    monkeypatch.setattr(store, "write_steps", counting)
+    report = world.engine.run_due()
+    assert (report.claimed, report.sent, report.failures) == (230, 230, ())
+    assert written == [200, 30]

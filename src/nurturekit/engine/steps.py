@@ -110,7 +110,8 @@ class _Steps(_Base):
         waits, branches, hooks, ends) are kept back and written together
         (:meth:`Storage.write_steps`), so a failed run's are simply dropped; a run that
         reaches a step writing more (a score adjustment, a stage, a hand-off) goes on in a
-        savepoint of its own. Stops early, before a step, when asked to stop.
+        savepoint of its own. Stops early, before a step, when asked to stop or once
+        ``_SAVEPOINTS_PER_TRANSACTION`` runs went on in savepoints.
 
         If the transaction fails as a whole (the connection, the commit), the steps it
         started run again, each in a transaction of its own: a step runs at least once, and
@@ -134,7 +135,9 @@ class _Steps(_Base):
                 pending = _Pending()
                 seen: set[str] = set()
                 for enrollment in chunk:
-                    if started and self._stop.is_set():
+                    if started and (
+                        self._stop.is_set() or pending.savepoints >= _SAVEPOINTS_PER_TRANSACTION
+                    ):
                         break
                     started += 1
                     if enrollment.id not in held:
@@ -337,10 +340,12 @@ class _Steps(_Base):
         self.storage.put_state(state)
 
 
-#: Claimed enrolments run in one transaction (see :meth:`Engine._run_batch`). At most 64 keep
-#: PostgreSQL's per-transaction cache of subtransactions from overflowing when every run of
-#: a batch needs a savepoint.
-_STEPS_PER_TRANSACTION = 50
+#: Claimed enrolments run in one transaction (see :meth:`Engine._run_batch`): one durable
+#: commit per batch.
+_STEPS_PER_TRANSACTION = 200
+#: A batch ends early once this many of its runs went on in savepoints: at most 64 keep
+#: PostgreSQL's per-transaction cache of subtransactions from overflowing.
+_SAVEPOINTS_PER_TRANSACTION = 50
 
 
 @attrs.define
@@ -368,6 +373,8 @@ class _Pending:
 
     mails: list[OutgoingMail] = attrs.Factory(list)
     enrollments: list[Enrollment] = attrs.Factory(list)
+    #: How many runs of the batch went on in a savepoint of their own.
+    savepoints: int = 0
 
     def write(self, storage: Storage) -> None:
         if not (self.mails or self.enrollments):
@@ -411,6 +418,7 @@ class _StepWrites:
         except Exception as error:
             raise _BatchFailed(f"{type(error).__name__}: {error}") from error
         self.stack.enter_context(self.storage.savepoint())
+        self.pending.savepoints += 1
         self.direct = True
         mails, self.mails = self.mails, []
         for mail in mails:
