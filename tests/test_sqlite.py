@@ -28,7 +28,7 @@ from nurturekit.messages import SendStatus
 from nurturekit.ports import LeadState, Storage
 from nurturekit.scenario import EnrollmentStatus
 from nurturekit.scoring import ScoreCard
-from nurturekit.storage import sqlite as sqlite_module
+from nurturekit.storage import sqlite_sql
 from nurturekit.storage.codec import state_to_json
 from nurturekit.storage.memory import InMemoryStorage
 from nurturekit.storage.sqlite import SCHEMA_VERSION, SQLiteStorage
@@ -226,20 +226,20 @@ BROKEN = SCHEMA_VERSION + 2
 class _AtVersion1(SQLiteStorage):
     """The nurturekit of schema version 1: leads, state, activities, enrolments, the outbox."""
 
-    _migrations = sqlite_module._MIGRATIONS[:1]
+    _migrations = sqlite_sql.MIGRATIONS[:1]
 
 
 class _AtVersion2(SQLiteStorage):
     """The nurturekit of schema version 2: hand-offs and rotations, no fenced delivery yet."""
 
-    _migrations = sqlite_module._MIGRATIONS[:2]
+    _migrations = sqlite_sql.MIGRATIONS[:2]
 
 
 class _WithNotes(SQLiteStorage):
     """A future nurturekit whose next schema version adds a column."""
 
     _migrations = (
-        *sqlite_module._MIGRATIONS,
+        *sqlite_sql.MIGRATIONS,
         (
             NOTES,
             "ALTER TABLE leads ADD COLUMN note TEXT;\nCREATE INDEX leads_by_note ON leads (note);",
@@ -657,7 +657,7 @@ class TestStoredForm:
     def test_iterators_page_through_everything_once(
         self, db: Path, monkeypatch: pytest.MonkeyPatch
     ) -> None:
-        monkeypatch.setattr(sqlite_module, "_PAGE", 3)
+        monkeypatch.setattr("nurturekit.storage.sqlite_file._PAGE", 3)
         with SQLiteStorage(db) as storage, storage.transaction():
             for n in range(10):
                 storage.put_lead(make_lead(f"l{n}"))
@@ -675,7 +675,7 @@ class TestStoredForm:
     def test_claiming_uses_the_due_index(self, db: Path) -> None:
         with SQLiteStorage(db) as storage:
             plan = storage._conn.execute(
-                "EXPLAIN QUERY PLAN " + sqlite_module._DUE, {"now": "x", "limit": 1}
+                "EXPLAIN QUERY PLAN " + sqlite_sql.DUE, {"now": "x", "limit": 1}
             ).fetchall()
         (row,) = plan
         assert "USING INDEX enrollments_due" in row[3]
@@ -683,9 +683,9 @@ class TestStoredForm:
     @pytest.mark.parametrize(
         ("sql", "params", "index"),
         [
-            (sqlite_module._BREACHES, ("x", 1), "handoffs_breaches"),
-            (sqlite_module._AWAITING_NOTICE, (1,), "handoffs_notices"),
-            (sqlite_module._HANDOFFS_OF_LEAD, ("l1",), "handoffs_by_lead"),
+            (sqlite_sql.BREACHES, ("x", 1), "handoffs_breaches"),
+            (sqlite_sql.AWAITING_NOTICE, (1,), "handoffs_notices"),
+            (sqlite_sql.HANDOFFS_OF_LEAD, ("l1",), "handoffs_by_lead"),
         ],
     )
     def test_handoff_queries_use_their_index(

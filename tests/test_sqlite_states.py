@@ -15,6 +15,7 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
+import attrs
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -25,7 +26,7 @@ from nurturekit.errors import StorageError
 from nurturekit.ports import LeadState
 from nurturekit.scoring import Contribution, ScoreCard
 from nurturekit.stages import StageMove
-from nurturekit.storage import sqlite as sqlite_module
+from nurturekit.storage import sqlite_sql
 from nurturekit.storage.codec import state_to_json
 from nurturekit.storage.sqlite import SCHEMA_VERSION, SQLiteStorage
 from nurturekit.testing import make_activity
@@ -351,6 +352,39 @@ def test_every_write_reads_back_as_written(
                 assert read(path) == reference(state)
 
 
+def _as_lead(state: LeadState, lead_id: str) -> LeadState:
+    """``state`` made the state of ``lead_id`` (its moves of other leads kept as they are)."""
+    return attrs.evolve(
+        state,
+        lead_id=lead_id,
+        card=attrs.evolve(state.card, lead_id=lead_id),
+        moves=[attrs.evolve(m, lead_id=lead_id) if m.lead_id == "l1" else m for m in state.moves],
+    )
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(states, min_size=1, max_size=5), st.integers(0, 3))
+def test_states_read_together_read_back_each_as_written(
+    made: list[LeadState], stateless: int
+) -> None:
+    """get_states reads the states of many leads five statements at a time: each state comes
+    back whole, its lines, times, seen keys and moves its own; leads without one are left
+    out."""
+    written = [_as_lead(state, f"l{n}") for n, state in enumerate(made)]
+    ids = [f"none{n}" for n in range(stateless)] + [state.lead_id for state in written]
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / "nk.db"
+        with SQLiteStorage(path) as storage, storage.transaction():
+            for state in written:
+                storage.put_state(state)
+        with SQLiteStorage(path) as storage:
+            found = storage.get_states(reversed(ids))
+            assert list(found) == [state.lead_id for state in reversed(written)]
+            for state in written:
+                assert reference(found[state.lead_id]) == reference(state)
+                assert read(path, state.lead_id) == reference(state)
+
+
 # ------------------------------------------------------------------------------ rollback
 
 
@@ -467,13 +501,13 @@ def test_a_cached_lead_weighs_its_activities_and_a_fraction_of_its_state_items(d
 class _AtVersion3(SQLiteStorage):
     """The nurturekit of schema version 3: each lead state whole, as JSON, in its row."""
 
-    _migrations = sqlite_module._MIGRATIONS[:3]
+    _migrations = sqlite_sql.MIGRATIONS[:3]
 
 
 class _AtVersion4(SQLiteStorage):
     """The nurturekit of schema version 4: the stage moves still in the state's row."""
 
-    _migrations = sqlite_module._MIGRATIONS[:4]
+    _migrations = sqlite_sql.MIGRATIONS[:4]
 
 
 def version_3_file(path: Path, bodies: dict[str, str]) -> None:

@@ -32,7 +32,6 @@ from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager, nullcontext
 from datetime import datetime, timedelta
 from types import TracebackType
-from typing import Any
 
 from nurturekit._time import aware_utc
 from nurturekit.activity import Activity
@@ -60,21 +59,14 @@ from nurturekit.storage.codec import (
 )
 from nurturekit.storage.sqlite_cache import CacheEntry, LeadCache
 from nurturekit.storage.sqlite_file import SQLiteFile
-from nurturekit.storage.sqlite_states import StateWrites, Written, move_states, read_state
+from nurturekit.storage.sqlite_states import StateWrites, Written, move_states, read_states
 
 __all__ = ["SCHEMA_VERSION", "SQLiteStorage"]
 
 #: The schema version this code writes (see :mod:`nurturekit.storage.sqlite_sql`).
 SCHEMA_VERSION = q.SCHEMA_VERSION
-# The names the migrations and a few statements had here, which the tests still read.
-_MIGRATIONS = q.MIGRATIONS
-_DUE = q.DUE
-_BREACHES = q.BREACHES
-_AWAITING_NOTICE = q.AWAITING_NOTICE
-_HANDOFFS_OF_LEAD = q.HANDOFFS_OF_LEAD
 
 _SYNCHRONOUS = ("OFF", "NORMAL", "FULL", "EXTRA")
-_PAGE = 500
 #: Keys per statement of hold_mail (SQLite allows 999 parameters in older builds).
 _KEYS_PER_STATEMENT = 500
 #: Decoded values kept by their text (two generations of this many; see codec.Memo). More
@@ -213,30 +205,6 @@ class SQLiteStorage(SQLiteFile):
         self.close()
 
     # ------------------------------------------------------------------ statements
-
-    def _write(self, sql: str, params: Sequence[Any]) -> int:
-        """Run one write statement, in its own transaction unless inside one; its row count.
-
-        Its caller, holding the lock, then brings the cache up to date inside a transaction,
-        and drops what it knows of the row's lead outside one: by then the write is committed
-        and another connection may have written the same row since.
-        """
-        with self._lock:
-            if self._depth:  # the common case, a batch: skip the context manager
-                return self._run(sql, params).rowcount
-            with self.transaction():
-                return self._run(sql, params).rowcount
-
-    def _pages(self, sql: str, params: Sequence[Any] = ()) -> Iterator[Any]:
-        """Rows of ``sql`` (which selects ``seq`` first and ends ``seq > ? … LIMIT ?``) a page
-        at a time, so that a long iteration neither holds the lock nor a read snapshot."""
-        after = 0
-        while True:
-            rows = self._all(sql, (*params, after, _PAGE))
-            yield from rows
-            if len(rows) < _PAGE:
-                return
-            after = rows[-1][0]
 
     # ------------------------------------------------------------------ transactions
 
@@ -399,20 +367,34 @@ class SQLiteStorage(SQLiteFile):
                 return unwritten
             entry = self._entry(lead_id)
             if not entry.has_state:
-                with nullcontext() if self._depth else self._read_snapshot():
-                    found = read_state(self._all, lead_id)
-                # No state row: no items either, so the first write need delete none.
-                entry.state, entry.written = (None, Written(None)) if found is None else found
-                entry.has_state = True
-                self._cache.resize(entry)
-            state = entry.state
-            if state is None:
-                return None
-            if self._depth:
-                self._lent.add(lead_id)
-                return state
-            # The caller may change the state it is given: never the cache's own out here.
-            return copy_state(state)
+                self._keep_state(entry, self._read_states([lead_id]).get(lead_id))
+            return self._hand_out(lead_id, entry.state)
+
+    def _read_states(self, lead_ids: list[str]) -> dict[str, tuple[LeadState, Written]]:
+        """The stored states of ``lead_ids`` (those that have one), five statements for them
+        all, in one read snapshot. Call with the lock held."""
+        if not lead_ids:
+            return {}
+        with nullcontext() if self._depth else self._read_snapshot():
+            return read_states(self._rows_in, lead_ids)
+
+    def _keep_state(self, entry: CacheEntry, found: tuple[LeadState, Written] | None) -> None:
+        """Keep a state read (or that there is none) in its cache entry."""
+        # No state row: no items either, so the first write need delete none.
+        entry.state, entry.written = found or (None, Written(None))
+        entry.has_state = True
+        self._cache.resize(entry)
+
+    def _hand_out(self, lead_id: str, state: LeadState | None) -> LeadState | None:
+        """The cached ``state`` as :meth:`get_state` gives it: lent inside a transaction, a
+        copy outside. Call with the lock held."""
+        if state is None:
+            return None
+        if self._depth:
+            self._lent.add(lead_id)
+            return state
+        # The caller may change the state it is given: never the cache's own out here.
+        return copy_state(state)
 
     def put_state(self, state: LeadState) -> None:
         lead_id = state.lead_id
@@ -782,17 +764,29 @@ class SQLiteStorage(SQLiteFile):
         return {i: lead for i in ids if (lead := found.get(i)) is not None}
 
     def get_states(self, lead_ids: Iterable[str]) -> dict[str, LeadState]:
-        """The states found, by id, each as :meth:`get_state` gives it; whether a lead not
-        cached has a state at all is asked a few hundred leads per query."""
+        """The states found, by id, each as :meth:`get_state` gives it. Those not cached are
+        read a few hundred leads per statement, and the ones found are cached as
+        :meth:`get_state` caches them."""
         ids = list(dict.fromkeys(lead_ids))
+        found: dict[str, LeadState | None] = {}
         with self._lock:
             if not self._depth:
                 self._check_cache()
-            entries = [(i, self._cache.get(i)) for i in ids if i not in self._unwritten]
-            unknown = [i for i, e in entries if e is None or not e.has_state]
-            stateless = set(unknown).difference(i for (i,) in self._all_in(q.HAVE_STATES, unknown))
-            found = {i: self.get_state(i) for i in ids if i not in stateless}
-        return {i: state for i, state in found.items() if state is not None}
+            unknown = []
+            for lead_id in ids:
+                unwritten = self._unwritten.get(lead_id)
+                entry = self._cache.get(lead_id)
+                if unwritten is not None:  # inside a transaction: the object put
+                    found[lead_id] = unwritten
+                elif entry is not None and entry.has_state:
+                    found[lead_id] = self._hand_out(lead_id, entry.state)
+                else:
+                    unknown.append(lead_id)
+            for lead_id, read in self._read_states(unknown).items():
+                entry = self._cache.entry(lead_id)
+                self._keep_state(entry, read)
+                found[lead_id] = self._hand_out(lead_id, entry.state)
+        return {i: state for i in ids if (state := found.get(i)) is not None}
 
     def write_steps(self, mails: Sequence[OutgoingMail], enrollments: Sequence[Enrollment]) -> None:
         with self.transaction():

@@ -22,6 +22,8 @@ from nurturekit.storage import sqlite_sql as q
 
 #: The page size of a new file, in bytes (SQLite's default is 4096).
 _PAGE_SIZE = 16384
+#: Rows per statement of :meth:`SQLiteFile._pages`.
+_PAGE = 500
 
 
 def _statements(script: str) -> list[str]:
@@ -170,17 +172,45 @@ class SQLiteFile:
         finally:
             self._rollback()  # nothing was written: ending it is all that is left
 
+    def _write(self, sql: str, params: Sequence[Any]) -> int:
+        """Run one write statement, in its own transaction unless inside one; its row count.
+
+        Its caller, holding the lock, then brings the cache up to date inside a transaction,
+        and drops what it knows of the row's lead outside one: by then the write is committed
+        and another connection may have written the same row since.
+        """
+        with self._lock:
+            if self._depth:  # the common case, a batch: skip the context manager
+                return self._run(sql, params).rowcount
+            with self.transaction():
+                return self._run(sql, params).rowcount
+
+    def _pages(self, sql: str, params: Sequence[Any] = ()) -> Iterator[Any]:
+        """Rows of ``sql`` (which selects ``seq`` first and ends ``seq > ? … LIMIT ?``) a page
+        at a time, so that a long iteration neither holds the lock nor a read snapshot."""
+        after = 0
+        while True:
+            rows = self._all(sql, (*params, after, _PAGE))
+            yield from rows
+            if len(rows) < _PAGE:
+                return
+            after = rows[-1][0]
+
     def _all_in(self, sql: str, ids: list[str]) -> list[Any]:
         """The rows of ``sql`` (whose ``{marks}`` is its ``IN`` list) for ``ids``, a few
         hundred ids a statement, outside a transaction in one read snapshot. Call with the
         lock held."""
-        rows: list[Any] = []
         if not ids:
-            return rows
+            return []
         with nullcontext() if self._depth else self._read_snapshot():
-            for at in range(0, len(ids), q.IN_LIST):
-                chunk = ids[at : at + q.IN_LIST]
-                rows += self._all(sql.format(marks=",".join("?" * len(chunk))), chunk)
+            return self._rows_in(sql, ids)
+
+    def _rows_in(self, sql: str, ids: list[str]) -> list[Any]:
+        """:meth:`_all_in` in the snapshot or transaction the caller is in."""
+        rows: list[Any] = []
+        for at in range(0, len(ids), q.IN_LIST):
+            chunk = ids[at : at + q.IN_LIST]
+            rows += self._all(sql.format(marks=",".join("?" * len(chunk))), chunk)
         return rows
 
     def _many(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:

@@ -266,9 +266,6 @@ GET_LEAD: Final = "SELECT body FROM leads WHERE id = ?"
 #: The leads of up to :data:`IN_LIST` ids, with a ``?`` for each in ``{marks}``.
 GET_LEADS: Final = "SELECT id, body FROM leads WHERE id IN ({marks})"
 
-#: Which of up to :data:`IN_LIST` leads have a state, with a ``?`` for each in ``{marks}``.
-HAVE_STATES: Final = "SELECT lead_id FROM states WHERE lead_id IN ({marks})"
-
 #: The most ids one ``IN`` list holds (SQLite before 3.32 took at most 999 parameters).
 IN_LIST: Final = 500
 
@@ -282,21 +279,25 @@ PUT_STATE: Final = (
     " with_sales = excluded.with_sales, disqualified = excluded.disqualified"
 )
 
-GET_STATE: Final = "SELECT body FROM states WHERE lead_id = ?"
+#: The state rows of the leads in ``{marks}``: (lead_id, body).
+GET_STATES: Final = "SELECT lead_id, body FROM states WHERE lead_id IN ({marks})"
 
-#: A state's score lines, ``entries`` (part 0) then ``refused`` (part 1), each in order.
+#: The score lines of the states in ``{marks}``, each state's ``entries`` (part 0) then
+#: ``refused`` (part 1), each in order.
 STATE_LINES: Final = (
-    "SELECT part, rule, axis, points, value, at, activity_key, activity_kind FROM state_lines"
-    " WHERE lead_id = ? ORDER BY part, seq"
+    "SELECT lead_id, part, rule, axis, points, value, at, activity_key, activity_kind"
+    " FROM state_lines WHERE lead_id IN ({marks}) ORDER BY lead_id, part, seq"
 )
 
-STATE_TIMES: Final = "SELECT at FROM state_times WHERE lead_id = ? ORDER BY seq"
+STATE_TIMES: Final = (
+    "SELECT lead_id, at FROM state_times WHERE lead_id IN ({marks}) ORDER BY lead_id, seq"
+)
 
-STATE_SEEN: Final = "SELECT key FROM state_seen WHERE lead_id = ?"
+STATE_SEEN: Final = "SELECT lead_id, key FROM state_seen WHERE lead_id IN ({marks})"
 
 STATE_MOVES: Final = (
-    "SELECT source, target, at, reason, manual, move_lead FROM state_moves"
-    " WHERE lead_id = ? ORDER BY seq"
+    "SELECT lead_id, source, target, at, reason, manual, move_lead FROM state_moves"
+    " WHERE lead_id IN ({marks}) ORDER BY lead_id, seq"
 )
 
 #: Appends one score line: ``(lead_id, part, seq, rule, axis, points, value, at, key, kind)``.

@@ -42,7 +42,7 @@ from nurturekit.storage.codec import (
     state_head_to_json,
 )
 
-__all__ = ["StateWrites", "Written", "move_states", "read_state"]
+__all__ = ["StateWrites", "Written", "move_states", "read_states"]
 
 _T = TypeVar("_T")
 
@@ -235,24 +235,31 @@ def _read(what: str, build: Callable[[], _T]) -> _T:
         ) from error
 
 
-def read_state(
-    query: Callable[[str, Sequence[Any]], list[Any]], lead_id: str
-) -> tuple[LeadState, Written] | None:
-    """The lead's state from its rows (``query`` runs a statement and returns its rows), and
-    what the file holds of it; ``None`` when it has no state."""
-    rows = query(q.GET_STATE, (lead_id,))
-    if not rows:
-        return None
-    entries: list[Contribution] = []
-    refused: list[Contribution] = []
+def read_states(
+    fetch: Callable[[str, list[str]], list[Any]], lead_ids: list[str]
+) -> dict[str, tuple[LeadState, Written]]:
+    """The states of ``lead_ids`` from their rows, each with what the file holds of it, by
+    lead; a lead without a state is left out. ``fetch`` runs a statement whose ``{marks}`` is
+    the ``IN`` list of the ids it is given and returns its rows (all of them in one read
+    snapshot): five statements for any number of leads."""
+    heads = {lead_id: body for lead_id, body in fetch(q.GET_STATES, lead_ids)}
+    if not heads:
+        return {}
+    ids = list(heads)
+    lines: dict[str, tuple[list[Contribution], list[Contribution]]] = {
+        lead_id: ([], []) for lead_id in ids
+    }
+    times: dict[str, list[datetime]] = {lead_id: [] for lead_id in ids}
+    seen: dict[str, set[str]] = {lead_id: set() for lead_id in ids}
+    moves: dict[str, list[StageMove]] = {lead_id: [] for lead_id in ids}
 
-    def lines() -> None:
+    def read_lines() -> None:
         # A rule, an axis and a kind are the same few strings on every line, and an activity's
         # time and key the same on each of its lines: one object each, not one per line.
         same: dict[str, str] = {}
         one = same.setdefault
         moments: dict[str, datetime] = {}
-        for part, rule, axis, points, value, at, key, kind in query(q.STATE_LINES, (lead_id,)):
+        for lead_id, part, rule, axis, points, value, at, key, kind in fetch(q.STATE_LINES, ids):
             if at is not None:
                 at = moments.get(at) or moments.setdefault(at, _parse_time(at))
             line = (
@@ -264,32 +271,51 @@ def read_state(
                 one(key, key),
                 one(kind, kind),
             )
-            (entries if part == ENTRIES else refused).append(Contribution._make(line))
+            lines[lead_id][part != ENTRIES].append(Contribution._make(line))
 
-    _read(f"score lines of lead {lead_id!r}", lines)
-    times = _read(
-        f"activity times of lead {lead_id!r}",
-        lambda: [_parse_time(at) for (at,) in query(q.STATE_TIMES, (lead_id,))],
-    )
-    seen = {key for (key,) in query(q.STATE_SEEN, (lead_id,))}
-    moves = _read(
-        f"stage moves of lead {lead_id!r}",
-        lambda: [
-            StageMove(
-                lead_id=lead_id if other is None else other,
-                source=source,
-                target=target,
-                at=_parse_time(at),
-                reason=reason,
-                manual=bool(manual),
+    def read_times() -> None:
+        for lead_id, at in fetch(q.STATE_TIMES, ids):
+            times[lead_id].append(_parse_time(at))
+
+    def read_moves() -> None:
+        for lead_id, source, target, at, reason, manual, other in fetch(q.STATE_MOVES, ids):
+            moves[lead_id].append(
+                StageMove(
+                    lead_id=lead_id if other is None else other,
+                    source=source,
+                    target=target,
+                    at=_parse_time(at),
+                    reason=reason,
+                    manual=bool(manual),
+                )
             )
-            for source, target, at, reason, manual, other in query(q.STATE_MOVES, (lead_id,))
-        ],
-    )
-    state = state_from_head_json(
-        rows[0][0], entries=entries, refused=refused, seen=seen, times=times, moves=moves
-    )
-    return state, Written(state)
+
+    which = _which(ids)
+    _read(f"score lines of {which}", read_lines)
+    _read(f"activity times of {which}", read_times)
+    for lead_id, key in fetch(q.STATE_SEEN, ids):
+        seen[lead_id].add(key)
+    _read(f"stage moves of {which}", read_moves)
+    states: dict[str, tuple[LeadState, Written]] = {}
+    for lead_id, body in heads.items():
+        entries, refused = lines[lead_id]
+        state = state_from_head_json(
+            body,
+            entries=entries,
+            refused=refused,
+            seen=seen[lead_id],
+            times=times[lead_id],
+            moves=moves[lead_id],
+        )
+        states[lead_id] = (state, Written(state))
+    return states
+
+
+def _which(lead_ids: list[str]) -> str:
+    """The leads named in an error: ``lead 'l1'``, or ``one of 40 leads ('l1', …)``."""
+    if len(lead_ids) == 1:
+        return f"lead {lead_ids[0]!r}"
+    return f"one of {len(lead_ids)} leads ({lead_ids[0]!r}, …)"
 
 
 def move_states(conn: sqlite3.Connection, version: int) -> None:
