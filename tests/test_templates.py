@@ -32,6 +32,7 @@ from nurturekit.templates import (
     message_id,
     unfillable,
 )
+from nurturekit.templates.outgoing import _PLAIN_HTTPS, _each_check_of_https_url
 
 JST = timezone(timedelta(hours=9))
 SENT_AT = datetime(2026, 4, 1, 10, 0, tzinfo=JST)
@@ -493,6 +494,25 @@ def test_the_message_id_uses_the_senders_domain_in_ascii_form() -> None:
 def test_an_unsubscribe_url_that_is_not_https_is_refused(url: str) -> None:
     with pytest.raises(TemplateError, match="unsubscribe_url"):
         compose_for(unsubscribe_url=url)
+
+
+@given(
+    st.one_of(
+        st.text(alphabet=st.sampled_from("https:/.-aZ9@[]?#%: é"), max_size=40),
+        st.builds(
+            lambda host, rest: f"https://{host}{rest}",
+            st.text(alphabet=st.sampled_from("a9.-:@[]"), max_size=12),
+            st.text(alphabet=st.sampled_from("/?#=&%aé <"), max_size=12),
+        ),
+    )
+)
+def test_the_quick_check_of_plain_https_urls_agrees_with_each_check(url: str) -> None:
+    # compose accepts most unsubscribe URLs with one regular expression; what it accepts so,
+    # the checks that parse the URL must accept alike.
+    if _PLAIN_HTTPS.fullmatch(url) is None:
+        return
+    assert _each_check_of_https_url(url, "unsubscribe_url") == url
+    assert compose_for(unsubscribe_url=url).headers[0][1].startswith(f"<{url}>")
 
 
 def test_a_naive_send_time_is_refused() -> None:

@@ -31,6 +31,13 @@ __all__ = ["compose", "message_id"]
 _NO_EXTRA: Mapping[str, str] = MappingProxyType({})
 # Characters a URL may hold in a List-Unsubscribe header and an href (RFC 3986), '%' included.
 _URL_CHARS = re.compile(r"[A-Za-z0-9\-._~:/?#\[\]@!$&'()*+,;=%]+")
+# An https URL with a plain host (letters, digits, '.', '-') and an optional port, whose every
+# character is one of _URL_CHARS: what _each_check_of_https_url accepts for most URLs, checked
+# by one regular expression instead of urllib.parse (with lead.py's _PLAIN_ADDRESS, +9.9% on
+# benchmarks/send.py: see there).
+_PLAIN_HTTPS = re.compile(
+    r"https://[A-Za-z0-9.\-]+(?::[0-9]*)?(?:[/?#][A-Za-z0-9\-._~:/?#\[\]@!$&'()*+,;=%]*)?"
+)
 # Characters kept as they are in the left part of a Message-ID (RFC 5322 dot-atom text, less
 # '=' which escapes the others as =XX, and '.', which is handled apart).
 _ID_SAFE = frozenset(string.ascii_letters + string.digits + "!#$&'*+-/?^_`{|}~")
@@ -38,6 +45,12 @@ _MAX_ID_LEFT = 600
 
 
 def _https_url(value: object, where: str) -> str:
+    if isinstance(value, str) and _PLAIN_HTTPS.fullmatch(value) is not None:
+        return value
+    return _each_check_of_https_url(value, where)
+
+
+def _each_check_of_https_url(value: object, where: str) -> str:
     if not isinstance(value, str) or not value:
         raise TemplateError(
             where, f"expected an https URL as a str, got {type(value).__name__} {_shown(value)}"
