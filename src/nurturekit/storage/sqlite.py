@@ -13,12 +13,10 @@ lead's history and a row per score line, activity time and seen key, and a write
 the items that are new (see :mod:`nurturekit.storage.sqlite_states`), so its cost does not grow
 with the history.
 
-The SQL lives in :mod:`nurturekit.storage.sqlite_sql`, the cache in
-:mod:`nurturekit.storage.sqlite_cache`, the layout of lead states in
-:mod:`nurturekit.storage.sqlite_states`, and opening the file and running statements in
-:mod:`nurturekit.storage.sqlite_file`. What is left here is long because it is one class, the
-whole :class:`~nurturekit.ports.Storage` port over that cache and its write-behind of states,
-which splits no further without scattering what each method of the port does.
+The SQL is in :mod:`~nurturekit.storage.sqlite_sql`, the cache in
+:mod:`~nurturekit.storage.sqlite_cache`, the states' layout in
+:mod:`~nurturekit.storage.sqlite_states`, opening the file and running statements in
+:mod:`~nurturekit.storage.sqlite_file`; here, the port over that cache.
 """
 
 from __future__ import annotations
@@ -94,6 +92,26 @@ def _utc_stamp(value: datetime) -> str:
 
 def _optional_stamp(value: datetime | None, where: str) -> str | None:
     return None if value is None else _stamp(value, where)
+
+
+def _mail_row(mail: OutgoingMail) -> tuple[str, str, int, str, str]:
+    """The row :data:`~nurturekit.storage.sqlite_sql.ADD_MAIL` writes for ``mail``."""
+    created = _stamp(mail.created_at, "OutgoingMail.created_at")
+    return (mail.key, mail.lead_id, int(mail.marketing), created, mail_to_json(mail))
+
+
+def _enrollment_row(enrollment: Enrollment) -> tuple[str, str, str, str, str, str | None, str]:
+    """The row :data:`~nurturekit.storage.sqlite_sql.PUT_ENROLLMENT` writes, its body last."""
+    due = enrollment.due_at
+    return (
+        enrollment.id,
+        enrollment.lead_id,
+        enrollment.scenario,
+        enrollment.status.value,
+        _stamp(enrollment.entered_at, "Enrollment.entered_at"),
+        None if due is None else _stamp(due, "Enrollment.due_at"),
+        enrollment_to_json(enrollment),
+    )
 
 
 class SQLiteStorage(SQLiteFile):
@@ -472,24 +490,7 @@ class SQLiteStorage(SQLiteFile):
     # ------------------------------------------------------------------ enrolments
 
     def put_enrollment(self, enrollment: Enrollment) -> None:
-        due = enrollment.due_at
-        body = enrollment_to_json(enrollment)
-        row = (
-            enrollment.id,
-            enrollment.lead_id,
-            enrollment.scenario,
-            enrollment.status.value,
-            _stamp(enrollment.entered_at, "Enrollment.entered_at"),
-            None if due is None else _stamp(due, "Enrollment.due_at"),
-            body,
-        )
-        with self._lock:
-            self._write(q.PUT_ENROLLMENT, row)
-            if not self._depth:
-                self._cache.drop_enrollment(enrollment)
-            else:
-                self._cache.put_enrollment(enrollment)
-        self._enrollment.keep(body, enrollment)
+        self.write_steps((), (enrollment,))
 
     def enrollments_of(self, lead_id: str) -> list[Enrollment]:
         with self._lock:
@@ -610,14 +611,7 @@ class SQLiteStorage(SQLiteFile):
     # ------------------------------------------------------------------ the outbox
 
     def add_to_outbox(self, mail: OutgoingMail) -> bool:
-        row = (
-            mail.key,
-            mail.lead_id,
-            int(mail.marketing),
-            _stamp(mail.created_at, "OutgoingMail.created_at"),
-            mail_to_json(mail),
-        )
-        return self._write(q.ADD_MAIL, row) == 1
+        return self._write(q.ADD_MAIL, _mail_row(mail)) == 1
 
     def mark_sent(
         self,
@@ -789,8 +783,13 @@ class SQLiteStorage(SQLiteFile):
         return {i: state for i in ids if (state := found.get(i)) is not None}
 
     def write_steps(self, mails: Sequence[OutgoingMail], enrollments: Sequence[Enrollment]) -> None:
-        with self.transaction():
-            for mail in mails:
-                self.add_to_outbox(mail)
-            for enrollment in enrollments:
-                self.put_enrollment(enrollment)
+        # Each kind with one executemany: what add_to_outbox and put_enrollment write.
+        mail_rows = [_mail_row(mail) for mail in mails]
+        enrollment_rows = [_enrollment_row(enrollment) for enrollment in enrollments]
+        with self.transaction(), self._lock:
+            self._many(q.ADD_MAIL, mail_rows)
+            self._many(q.PUT_ENROLLMENT, enrollment_rows)
+            # Inside the transaction, so the cache is exact: no other connection writes now.
+            for enrollment, row in zip(enrollments, enrollment_rows, strict=True):
+                self._cache.put_enrollment(enrollment)
+                self._enrollment.keep(row[-1], enrollment)
