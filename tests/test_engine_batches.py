@@ -307,7 +307,7 @@ def test_delivery_claims_again_while_claims_come_back_full(
 def test_a_batch_ends_once_fifty_of_its_runs_went_on_in_savepoints(
     store: Storage, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """A batch of plain steps goes up to 200 in one transaction; runs that write more each
+    """A batch of plain steps goes up to 250 in one transaction; runs that write more each
     take a savepoint, and a batch ends after 50 of them (PostgreSQL keeps at most 64
     subtransactions of a transaction in its cache): the rest run in the next one."""
     bonus = Scenario(
@@ -355,12 +355,12 @@ def test_a_batch_ends_once_fifty_of_its_runs_went_on_in_savepoints(
         assert _pricing(store, lead_id, "bonus").status is EnrollmentStatus.COMPLETED
 
 
-def test_up_to_200_plain_steps_are_written_together(
+def test_up_to_250_plain_steps_are_written_together(
     store: Storage, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     world = World(storage=store)
     world.engine = _engine(world, PRICING)
-    leads = [f"l{n}" for n in range(230)]
+    leads = [f"l{n}" for n in range(260)]
     for lead_id in leads:
         world.lead(lead_id)
         world.did("page_view", lead_id, page="pricing")
@@ -373,5 +373,5 @@ def test_up_to_200_plain_steps_are_written_together(
 
     monkeypatch.setattr(store, "write_steps", counting)
     report = world.engine.run_due()
-    assert (report.claimed, report.sent, report.failures) == (230, 230, ())
-    assert written == [200, 30]
+    assert (report.claimed, report.sent, report.failures) == (260, 260, ())
+    assert written == [250, 10]

@@ -17,8 +17,10 @@ from nurturekit.ports import SendCheck, Storage
 
 log = logging.getLogger("nurturekit.engine")
 
-#: Sends claimed from the outbox at a time.
-_SENDS_PER_CLAIM = 200
+#: Sends claimed from the outbox at a time: a mailer that answers with a list gets them in one
+#: call (500 is also the most Postmark's batch API takes). Each claim and each batch of results
+#: is a durable commit: 200 at a time sent 5% fewer a second (benchmarks/send.py).
+_SENDS_PER_CLAIM = 500
 
 
 class _Delivery(_Base):
