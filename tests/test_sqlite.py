@@ -1039,3 +1039,25 @@ def test_batch_reads_of_many_leads_read_them_a_few_hundred_a_query_and_cache_non
             storage.put_state(state)
             assert list(storage.get_states(["l10", "l11"])) == ["l10"]
         assert storage.get_leads([]) == {} and storage.get_states([]) == {}
+
+
+def test_a_state_lent_and_not_put_back_leaves_no_empty_cache_entry(tmp_path: Path) -> None:
+    """``run_due`` reads the states of a batch's leads and puts few back: a lead whose cache
+    entry held only that state is forgotten at the end of the transaction, so sending to many
+    leads does not fill the cache with empty entries; one that holds more keeps the rest."""
+    from nurturekit import Lead
+
+    with SQLiteStorage(tmp_path / "nk.db") as storage:
+        with storage.transaction():
+            for lead_id in ("l1", "l2"):
+                storage.put_lead(Lead(id=lead_id, email=f"{lead_id}@example.co.jp"))
+                storage.put_state(LeadState(lead_id=lead_id, card=ScoreCard(lead_id=lead_id)))
+        storage._cache.clear()
+        assert storage.get_lead("l2") is not None  # l2's entry holds its lead too
+        with storage.transaction():
+            assert set(storage.get_states(["l1", "l2"])) == {"l1", "l2"}
+        assert storage._cache.get("l1") is None
+        kept = storage._cache.get("l2")
+        assert kept is not None and kept.has_lead and not kept.has_state
+        state = storage.get_state("l1")  # read again from the file
+        assert state is not None and state.lead_id == "l1"

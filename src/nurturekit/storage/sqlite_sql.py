@@ -7,7 +7,7 @@ store, with nothing but its own numbers, names and ``?`` marks. This module impo
 but :mod:`typing`.
 
 Every stored time that a statement compares is UTC text in one fixed-width form,
-``2026-04-01T09:00:00.000000+00:00`` (see ``sqlite._stamp``), so comparing and sorting the text
+``2026-04-01T09:00:00.000000+00:00`` (see ``sqlite_rows.stamp``), so comparing and sorting the text
 compares and sorts the times. Values are kept as JSON bodies written by
 :mod:`nurturekit.storage.codec`; the other columns exist only to be searched, sorted or updated
 in place. ``seq`` is each table's insertion order (an upsert keeps it) and the cursor the
