@@ -26,6 +26,7 @@ from nurturekit.activity import EMAIL_CLICK, EMAIL_OPEN, UNSUBSCRIBED, Activity
 from nurturekit.checks import check_id as _check_id
 from nurturekit.checks import shown as _shown
 from nurturekit.errors import ExpiredToken, InvalidInput, InvalidToken
+from nurturekit.templates.tracking import Tracking
 
 __all__ = [
     "Links",
@@ -283,15 +284,27 @@ def _read_claims(data: bytes) -> TokenClaims:
     return TokenClaims(purpose=purpose, lead_id=lead_id, ref=ref, url=url, expires_at=expires_at)
 
 
-def _base_url(value: object) -> str:
+#: The hosts an ``http`` base URL may name with ``Links(development=True)``.
+LOCAL_HOSTS = frozenset({"localhost", "127.0.0.1", "::1"})
+
+
+def _base_url(value: object, development: bool) -> str:
     where = "Links.base_url"
     if not isinstance(value, str) or not value:
         raise InvalidInput(
             where, f"expected an https URL as a str, got {type(value).__name__} {_shown(value)}"
         )
     parts = urllib.parse.urlsplit(value)
+    scheme = parts.scheme.lower()
+    local = development and scheme == "http" and parts.hostname in LOCAL_HOSTS
+    if scheme == "http" and not local and parts.hostname in LOCAL_HOSTS:
+        raise InvalidInput(
+            where,
+            f"{_shown(value)} is http; for local development on this machine write "
+            f"Links({value!r}, signer, development=True), and https in production",
+        )
     if (
-        parts.scheme.lower() != "https"
+        (scheme != "https" and not local)
         or not parts.hostname
         or parts.query
         or parts.fragment
@@ -311,16 +324,24 @@ class Links:
 
     The click target travels inside the signed token, so the click page can redirect only to
     targets nurturekit put in a mail (no open redirect).
+
+    ``base_url`` is https. For local development only, ``development=True`` also accepts
+    ``http://localhost``, ``http://127.0.0.1`` and ``http://[::1]`` (any port)::
+
+        links = Links("http://127.0.0.1:8000/nk", signer, development=True)
     """
 
-    __slots__ = ("base_url", "signer")
+    __slots__ = ("base_url", "development", "signer")
 
-    def __init__(self, base_url: str, signer: TokenSigner) -> None:
+    def __init__(self, base_url: str, signer: TokenSigner, *, development: bool = False) -> None:
         if not isinstance(signer, TokenSigner):
             raise InvalidInput(
                 "Links.signer", f"expected a TokenSigner, got {type(signer).__name__}"
             )
-        self.base_url = _base_url(base_url)
+        if not isinstance(development, bool):
+            raise InvalidInput("Links.development", f"expected True or False, got {development!r}")
+        self.base_url = _base_url(base_url, development)
+        self.development = development
         self.signer = signer
 
     def __repr__(self) -> str:
@@ -342,6 +363,15 @@ class Links:
     def open_url(self, lead_id: str, ref: str, *, now: datetime) -> str:
         """The open-tracking pixel's URL for the send ``ref``."""
         return self._url("open", self.signer.sign("open", lead_id, now=now, ref=ref))
+
+    def tracking(self, lead_id: str, ref: str, *, now: datetime) -> Tracking:
+        """How the send ``ref`` to ``lead_id`` measures clicks and opens: its click URLs and
+        its open pixel (for :func:`~nurturekit.templates.compose`)."""
+
+        def click(target: str) -> str:
+            return self.click_url(lead_id, ref, target, now=now)
+
+        return Tracking(click_url=click, open_url=self.open_url(lead_id, ref, now=now))
 
 
 def outcome_activity(claims: TokenClaims, at: datetime) -> Activity:

@@ -59,8 +59,10 @@ class Engine(_Recording, _Steps, _Delivery, _Sales):
     >>> from nurturekit.storage.memory import InMemoryStorage
     >>> from nurturekit.mail import OutboxMailer
 
-    ``links`` builds the signed unsubscribe links that every marketing mail carries; the host
-    app serves them (see :mod:`nurturekit.tokens`). ``sink`` hears of hand-offs to sales and
+    ``links`` builds the signed unsubscribe links that every marketing mail carries, and the
+    click URLs and open pixel of every mail whose template tracks (see
+    :mod:`nurturekit.templates.tracking`); the host app serves them (see :mod:`nurturekit.web`
+    and :mod:`nurturekit.tokens`). ``sink`` hears of hand-offs to sales and
     SLA breaches (see :mod:`nurturekit.sinks`).
 
     ``worker`` names this process in claims, which last ``lease`` from the moment they are

@@ -322,6 +322,7 @@ class _Steps(_Base):
             scenario=scenario.name,
             step=step.id,
             enrollment_id=enrollment.id,
+            tracking=self.links.tracking(lead.id, key, now=now) if template.track else None,
         )
         if out is None:
             self.storage.add_to_outbox(mail)

@@ -27,7 +27,8 @@ The file, key by key (durations are text such as ``"3d"``, ``"24h"``, ``"1d12h"`
     [scoring]                                # ScoringModel.to_dict() form (required)
     [stages]                                 # StageMachine.to_dict() form (optional)
 
-    [templates.thanks]                       # subject, text, html, defaults, marketing
+    [templates.thanks]                       # subject, text, html, defaults, marketing,
+                                             # track, untracked
     subject = "{{ company }} 様、資料のダウンロードありがとうございます"
     text = \"\"\"
     {{ name }} 様 ...\"\"\"

@@ -140,7 +140,7 @@ class _PartReader(_ValueReader):
             )
 
     def template(self, name: str, value: object, path: str) -> Template:
-        keys = ("subject", "text", "html", "defaults", "marketing")
+        keys = ("subject", "text", "html", "defaults", "marketing", "track", "untracked")
         data = self.table(value, path, keys, required=("subject", "text"))
         defaults_path = f"{path}.defaults"
         defaults = self.mapping(data.get("defaults", {}), defaults_path)
@@ -152,6 +152,8 @@ class _PartReader(_ValueReader):
                 html=self.opt_str(data, "html", path),
                 defaults={k: self.string(v, _join(defaults_path, k)) for k, v in defaults.items()},
                 marketing=self.boolean(data.get("marketing", True), f"{path}.marketing"),
+                track=self.boolean(data.get("track", True), f"{path}.track"),
+                untracked=self.strs(data.get("untracked", []), f"{path}.untracked"),
             )
 
     def scenario(self, name: str, value: object, path: str) -> Scenario:

@@ -109,6 +109,10 @@ def _template(template: Template) -> dict[str, Any]:
         out["defaults"] = dict(template.defaults)
     if not template.marketing:
         out["marketing"] = False
+    if not template.track:
+        out["track"] = False
+    if template.untracked:
+        out["untracked"] = list(template.untracked)
     return out
 
 

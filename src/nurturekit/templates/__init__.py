@@ -11,7 +11,8 @@ placeholders a lead and the engine fill (:func:`lead_values`, :func:`unfillable`
 ``{{ name }}``); :mod:`~nurturekit.templates.headers` the header and address checks;
 :mod:`~nurturekit.templates.outgoing` :func:`compose` and :func:`message_id`;
 :mod:`~nurturekit.templates.mime` :func:`build_message` and the headers both write;
-:mod:`~nurturekit.templates.wire` :func:`message_bytes`. Import every name from
+:mod:`~nurturekit.templates.wire` :func:`message_bytes`; :mod:`~nurturekit.templates.tracking`
+click URLs and the open pixel (:class:`Tracking`). Import every name from
 ``nurturekit.templates`` itself.
 """
 
@@ -26,6 +27,7 @@ from nurturekit.templates.template import (
     lead_values,
     unfillable,
 )
+from nurturekit.templates.tracking import Tracking
 from nurturekit.templates.wire import message_bytes
 
 __all__ = [
@@ -33,6 +35,7 @@ __all__ = [
     "SYSTEM_PLACEHOLDERS",
     "RenderedMail",
     "Template",
+    "Tracking",
     "build_message",
     "check_header",
     "compose",

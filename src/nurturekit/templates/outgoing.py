@@ -25,6 +25,7 @@ from nurturekit.templates.template import (
     Template,
     lead_values,
 )
+from nurturekit.templates.tracking import Tracking, track_html, track_text
 
 __all__ = ["compose", "message_id"]
 
@@ -40,6 +41,7 @@ _PLAIN_HTTPS = re.compile(
 )
 # Characters kept as they are in the left part of a Message-ID (RFC 5322 dot-atom text, less
 # '=' which escapes the others as =XX, and '.', which is handled apart).
+_LOCAL_HOSTS = frozenset({"localhost", "127.0.0.1", "::1"})
 _ID_SAFE = frozenset(string.ascii_letters + string.digits + "!#$&'*+-/?^_`{|}~")
 _MAX_ID_LEFT = 600
 
@@ -63,7 +65,9 @@ def _each_check_of_https_url(value: object, where: str) -> str:
             f"header holds ASCII letters, digits and URL punctuation only)",
         )
     parts = urllib.parse.urlsplit(value)
-    if parts.scheme.lower() != "https" or not parts.hostname:
+    # http on this machine only: what Links(development=True) writes.
+    local = parts.scheme.lower() == "http" and parts.hostname in _LOCAL_HOSTS
+    if (parts.scheme.lower() != "https" and not local) or not parts.hostname:
         raise TemplateError(
             where,
             f"{_shown(value)} is not an https URL; one-click unsubscribe (RFC 8058) needs "
@@ -215,6 +219,7 @@ def compose(
     scenario: str | None = None,
     step: str | None = None,
     enrollment_id: str | None = None,
+    tracking: Tracking | None = None,
 ) -> OutgoingMail:
     """Fill ``template`` for ``lead`` and return the checked :class:`OutgoingMail`.
 
@@ -225,7 +230,12 @@ def compose(
     the unsubscribe link (in the HTML before ``</body>`` when there is one), and the headers
     ``List-Unsubscribe: <https…>, <mailto:…?subject=unsubscribe>`` and
     ``List-Unsubscribe-Post: List-Unsubscribe=One-Click`` (RFC 8058); the mailto part is left
-    out when ``sender.unsubscribe_mailto`` is empty. ``unsubscribe_url`` must be https.
+    out when ``sender.unsubscribe_mailto`` is empty. ``unsubscribe_url`` must be https (or http
+    on this machine, as ``Links(..., development=True)`` writes it).
+
+    With ``tracking`` (and a template with ``track`` on), links become click URLs and the HTML
+    gets an open pixel (see :mod:`nurturekit.templates.tracking`); the unsubscribe link never
+    does.
 
     The Message-ID is :func:`message_id` of ``key``, so a retried send keeps its id. Whether
     the lead may receive marketing mail at all is the engine's decision, not checked here.
@@ -250,6 +260,11 @@ def compose(
     )
     rendered = template.render(values)
     text, page = rendered.text, rendered.html
+    if tracking is not None and template.track:
+        keep = (url, *template.untracked)
+        text = track_text(text, tracking, keep)
+        if page is not None:
+            page = track_html(page, tracking, keep)
     headers: tuple[tuple[str, str], ...] = ()
     if template.marketing:
         text = _text_footer(sender, url, text)

@@ -88,6 +88,24 @@ def _freeze_defaults(value: Mapping[str, str]) -> Mapping[str, str]:
     return MappingProxyType(dict(value))
 
 
+def _untracked(value: object) -> tuple[str, ...]:
+    if isinstance(value, str) or not isinstance(value, (list, tuple, frozenset, set)):
+        raise TemplateError(
+            "Template.untracked",
+            f"expected a list of URL prefixes, got {type(value).__name__} {_shown(value)}; "
+            f"write one such as ['https://example.com/legal']",
+        )
+    prefixes = tuple(value)
+    for index, prefix in enumerate(prefixes):
+        if not isinstance(prefix, str) or not prefix.lower().startswith(("http://", "https://")):
+            raise TemplateError(
+                f"Template.untracked[{index}]",
+                f"{_shown(prefix)} is not the start of an http(s) URL; write one such as "
+                f"'https://example.com/legal'",
+            )
+    return prefixes
+
+
 @attrs.frozen(kw_only=True)
 class RenderedMail:
     """A template filled for one lead: the subject, the plain text and the optional HTML."""
@@ -118,6 +136,12 @@ class Template:
 
     ``marketing`` mail gets the legal footer and the List-Unsubscribe headers from
     :func:`compose`; set it to ``False`` for transactional mail (a seminar's access link).
+
+    When the engine has :class:`~nurturekit.tokens.Links`, every http(s) link of the text and
+    the HTML becomes a signed click URL and the HTML gets an open pixel (see
+    :mod:`nurturekit.templates.tracking`). ``track=False`` leaves the whole template alone;
+    ``untracked`` lists URL prefixes left as they are (``("https://example.com/legal",)``), and
+    in the HTML ``<a href="…" data-nk-track="off">`` leaves one link as it is.
     """
 
     name: str = attrs.field(validator=_template_name)
@@ -129,6 +153,8 @@ class Template:
         default=_NO_DEFAULTS, converter=_freeze_defaults, hash=False
     )
     marketing: bool = True
+    track: bool = True
+    untracked: tuple[str, ...] = attrs.field(default=(), converter=_untracked)
     _found: Mapping[str, frozenset[str]] = attrs.field(init=False, eq=False, repr=False, hash=False)
 
     def __attrs_post_init__(self) -> None:
@@ -158,12 +184,13 @@ class Template:
                         f"Template[{name!r}].defaults[{key!r}]",
                         f"is used in the subject, where {exc.message}",
                     ) from None
-        if not isinstance(self.marketing, bool):
-            raise TemplateError(
-                f"Template[{name!r}].marketing",
-                f"expected True or False, got {type(self.marketing).__name__} "
-                f"{_shown(self.marketing)}",
-            )
+        for flag in ("marketing", "track"):
+            value = getattr(self, flag)
+            if not isinstance(value, bool):
+                raise TemplateError(
+                    f"Template[{name!r}].{flag}",
+                    f"expected True or False, got {type(value).__name__} {_shown(value)}",
+                )
 
     @property
     def placeholders(self) -> frozenset[str]:
