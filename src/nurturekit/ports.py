@@ -409,6 +409,11 @@ class Storage(Protocol):
         """Every send in the outbox with its status (for analytics)."""
         ...
 
+    def get_send(self, key: str) -> OutboxEntry | None:
+        """The send with idempotency key ``key`` and what became of it, or ``None`` (a
+        provider's event about a send names it by this key)."""
+        ...
+
     def marketing_sends_since(self, lead_id: str, since: datetime) -> list[datetime]:
         """When marketing mail to the lead was written to the outbox at or after ``since``."""
         ...

@@ -545,6 +545,10 @@ class InMemoryStorage:
             found = list(self._outbox.values())
         yield from found
 
+    def get_send(self, key: str) -> OutboxEntry | None:
+        with self._lock:
+            return self._outbox.get(key)
+
     def marketing_sends_since(self, lead_id: str, since: datetime) -> list[datetime]:
         with self._lock:
             sends = self._sends.get(lead_id, [])

@@ -675,17 +675,30 @@ class PostgresStorage:
         return [self._mail(body) for (body,) in rows]
 
     def outbox(self) -> Iterator[OutboxEntry]:
-        for _, status, detail, attempts, updated_at, retry_at, body in self._pages(
-            "read the outbox", q.OUTBOX_PAGE
-        ):
-            yield OutboxEntry(
-                mail=self._mail(body),
-                status=None if status is None else SendStatus(status),
-                detail=detail,
-                attempts=attempts,
-                updated_at=None if updated_at is None else _utc(updated_at),
-                retry_at=None if retry_at is None else _utc(retry_at),
-            )
+        for _, *row in self._pages("read the outbox", q.OUTBOX_PAGE):
+            yield self._outbox_entry(*row)
+
+    def get_send(self, key: str) -> OutboxEntry | None:
+        row = self._one("read a send", q.GET_SEND, (key,))
+        return None if row is None else self._outbox_entry(*row)
+
+    def _outbox_entry(
+        self,
+        status: str | None,
+        detail: str,
+        attempts: int,
+        updated_at: datetime | None,
+        retry_at: datetime | None,
+        body: Any,
+    ) -> OutboxEntry:
+        return OutboxEntry(
+            mail=self._mail(body),
+            status=None if status is None else SendStatus(status),
+            detail=detail,
+            attempts=attempts,
+            updated_at=None if updated_at is None else _utc(updated_at),
+            retry_at=None if retry_at is None else _utc(retry_at),
+        )
 
     def marketing_sends_since(self, lead_id: str, since: datetime) -> list[datetime]:
         since = aware_utc(since, "marketing_sends_since(since)")

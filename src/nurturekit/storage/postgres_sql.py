@@ -553,6 +553,12 @@ OUTBOX_PAGE: Final = """
     ORDER BY key LIMIT %s
 """
 
+#: One send by its key: the columns of ``OUTBOX_PAGE`` but ``key``.
+GET_SEND: Final = """
+    SELECT status, detail, attempts, updated_at, retry_at, body FROM {schema}.outbox
+    WHERE key = %s
+"""
+
 MARKETING_SENDS_SINCE: Final = """
     SELECT created_at FROM {schema}.outbox
     WHERE lead_id = %s AND marketing AND created_at >= %s

@@ -86,6 +86,24 @@ def _activity_order(activity: Activity) -> tuple[datetime, str]:
     return (activity.at, activity.key)
 
 
+def _outbox_entry(
+    body: str,
+    status: str | None,
+    detail: str,
+    attempts: int,
+    updated_at: str | None,
+    retry_at: str | None,
+) -> OutboxEntry:
+    return OutboxEntry(
+        mail=mail_from_json(body),
+        status=None if status is None else SendStatus(status),
+        detail=detail,
+        attempts=attempts,
+        updated_at=None if updated_at is None else datetime.fromisoformat(updated_at),
+        retry_at=None if retry_at is None else datetime.fromisoformat(retry_at),
+    )
+
+
 class SQLiteStorage(SQLiteFile):
     """A :class:`~nurturekit.ports.Storage` kept in the SQLite file at ``path``.
 
@@ -677,15 +695,12 @@ class SQLiteStorage(SQLiteFile):
         return [mail_from_json(body) for (body,) in self._all(q.PENDING, (limit,))]
 
     def outbox(self) -> Iterator[OutboxEntry]:
-        for _, body, status, detail, attempts, updated_at, retry_at in self._pages(q.OUTBOX_PAGE):
-            yield OutboxEntry(
-                mail=mail_from_json(body),
-                status=None if status is None else SendStatus(status),
-                detail=detail,
-                attempts=attempts,
-                updated_at=None if updated_at is None else datetime.fromisoformat(updated_at),
-                retry_at=None if retry_at is None else datetime.fromisoformat(retry_at),
-            )
+        for _, *row in self._pages(q.OUTBOX_PAGE):
+            yield _outbox_entry(*row)
+
+    def get_send(self, key: str) -> OutboxEntry | None:
+        row = self._one(q.GET_SEND, (key,))
+        return None if row is None else _outbox_entry(*row)
 
     def marketing_sends_since(self, lead_id: str, since: datetime) -> list[datetime]:
         rows = self._all(q.MARKETING_SENDS, (lead_id, stamp(since, "marketing_sends_since")))

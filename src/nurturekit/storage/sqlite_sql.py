@@ -499,6 +499,11 @@ OUTBOX_PAGE: Final = (
     " WHERE seq > ? ORDER BY seq LIMIT ?"
 )
 
+#: One send by its key: the columns of ``OUTBOX_PAGE`` but ``seq``.
+GET_SEND: Final = (
+    "SELECT body, status, detail, attempts, updated_at, retry_at FROM outbox WHERE key = ?"
+)
+
 MARKETING_SENDS: Final = (
     "SELECT created_at FROM outbox WHERE lead_id = ? AND created_at >= ? AND marketing = 1"
     " ORDER BY created_at"

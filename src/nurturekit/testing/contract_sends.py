@@ -52,6 +52,16 @@ class SendContract:
             "550 no such user",
         )
 
+    def test_a_send_is_found_by_its_key_as_the_outbox_holds_it(self, storage: Storage) -> None:
+        assert storage.get_send("k1") is None
+        storage.add_to_outbox(make_mail("k1", minutes=0))
+        found = storage.get_send("k1")
+        assert found is not None
+        assert (found.mail, found.status, found.attempts) == (make_mail("k1", minutes=0), None, 0)
+        storage.mark_sent("k1", SendStatus.BOUNCED, "550 no such user", T0)
+        assert storage.get_send("k1") == next(iter(storage.outbox()))
+        assert storage.get_send("k2") is None
+
     def test_write_steps_writes_the_outbox_then_the_enrolments(self, storage: Storage) -> None:
         storage.write_steps([], [])
         storage.add_to_outbox(make_mail("k1", minutes=0))
