@@ -15,6 +15,13 @@ Standard library only. Under ``base_path`` (the path of :class:`~nurturekit.toke
     ``302`` to the target signed in the token, never anywhere else.
 ``GET  /open?t=…``
     Records ``email_open`` (``ref``) and answers a 1×1 transparent GIF that is not cached.
+``POST /hooks/<name>``
+    A mail provider's webhook, for each ``providers={"sendgrid": SendGridEvents(key), …}``
+    given: the request is checked by that :mod:`nurturekit.providers` class (401, 403 or 400
+    as it says, nothing recorded), then its events are recorded with
+    :func:`~nurturekit.providers.record_events` (``200``). An Amazon SNS subscription
+    confirmation is confirmed by calling ``confirm_subscription`` with its URL (by default a
+    GET of it).
 
 A token that is malformed, forged or made for another purpose gets ``400``, an expired one
 ``410``, each with a short plain page; an unknown path ``404``; another method ``405``; a body
@@ -43,13 +50,18 @@ import base64
 import html
 import logging
 import urllib.parse
+import urllib.request
 from collections.abc import Awaitable, Callable, Iterable, Mapping
-from typing import Any
+from datetime import datetime
+from http import HTTPStatus
+from typing import Any, Protocol
 
 import attrs
 
 from nurturekit.activity import Activity
 from nurturekit.errors import ExpiredToken, InvalidInput, InvalidToken, UnknownLead
+from nurturekit.providers.events import ProviderEvent, WebhookRejected
+from nurturekit.providers.recording import record_events
 from nurturekit.tokens import Purpose, outcome_activity
 
 __all__ = ["Response", "make_asgi_app", "make_wsgi_app"]
@@ -79,6 +91,20 @@ MACHINE_AGENTS = (
 _NO_STORE = ("Cache-Control", "no-store, no-cache, must-revalidate, max-age=0")
 
 
+class EventSource(Protocol):
+    """A provider's webhook checker (:mod:`nurturekit.providers`): the request's events."""
+
+    def events(
+        self, headers: Mapping[str, str], body: bytes, *, now: datetime
+    ) -> list[ProviderEvent]: ...
+
+
+def _confirm(url: str) -> None:
+    """Confirm an Amazon SNS subscription: GET its (signed, checked) ``SubscribeURL``."""
+    with urllib.request.urlopen(url, timeout=10) as answer:
+        answer.read()
+
+
 @attrs.frozen
 class Response:
     """What an endpoint answers: a status line, headers and a body."""
@@ -88,16 +114,11 @@ class Response:
     body: bytes
 
 
-_REASONS = {
-    200: "OK",
-    302: "Found",
-    400: "Bad Request",
-    404: "Not Found",
-    405: "Method Not Allowed",
-    410: "Gone",
-    413: "Content Too Large",
-    500: "Internal Server Error",
-}
+def _reason(status: int) -> str:
+    try:
+        return HTTPStatus(status).phrase
+    except ValueError:
+        return "Status"
 
 
 def _page(status: int, title: str, message: str, extra: str = "") -> Response:
@@ -122,7 +143,15 @@ class Endpoints:
     """The endpoints, whatever the server: :meth:`handle` takes a request's parts and gives a
     :class:`Response`. :func:`make_wsgi_app` and :func:`make_asgi_app` wrap it."""
 
-    def __init__(self, engine: Any, *, base_path: str = "/nk", max_body: int = MAX_BODY) -> None:
+    def __init__(
+        self,
+        engine: Any,
+        *,
+        base_path: str = "/nk",
+        max_body: int = MAX_BODY,
+        providers: Mapping[str, EventSource] | None = None,
+        confirm_subscription: Callable[[str], None] = _confirm,
+    ) -> None:
         if not isinstance(base_path, str) or not base_path.startswith("/"):
             raise InvalidInput("base_path", f"{base_path!r} is not a path; write one such as '/nk'")
         if isinstance(max_body, bool) or not isinstance(max_body, int) or max_body < 1:
@@ -130,6 +159,8 @@ class Endpoints:
         self.engine = engine
         self.base_path = base_path.rstrip("/")
         self.max_body = max_body
+        self.providers = dict(providers or {})
+        self.confirm_subscription = confirm_subscription
 
     def route(self, path: str) -> str | None:
         """The endpoint's name for ``path`` (``"click"``, ``"hooks/sendgrid"``), or ``None``
@@ -150,6 +181,8 @@ class Endpoints:
         """Answer one request. ``headers`` has lower-case names; ``body`` is ``None`` when it
         was longer than ``max_body``."""
         name = self.route(path)
+        if name is not None and name.startswith("hooks/") and name[6:] in self.providers:
+            return self._hook(name[6:], method, headers, body)
         if name not in ("unsubscribe", "click", "open"):
             return _page(404, "Not found", "There is nothing here.")
         allowed = ("GET", "HEAD", "POST") if name == "unsubscribe" else ("GET", "HEAD")
@@ -186,6 +219,37 @@ class Endpoints:
         return _page(
             200, "Unsubscribe", "Press the button to stop receiving these mails.", extra=form
         )
+
+    def _hook(
+        self, provider: str, method: str, headers: Mapping[str, str], body: bytes | None
+    ) -> Response:
+        if method != "POST":
+            response = _page(405, "Method not allowed", "Use POST.")
+            return attrs.evolve(response, headers=(*response.headers, ("Allow", "POST")))
+        if body is None:
+            return _page(413, "Request too large", "The request body is too large.")
+        source = self.providers[provider]
+        now = self.engine.clock.now()
+        try:
+            events = source.events(headers, body, now=now)
+            confirmation = getattr(source, "confirmation", None)
+            url = None if events or confirmation is None else confirmation(headers, body, now=now)
+        except WebhookRejected as refused:
+            log.warning("webhook of %s refused (%d): %s", provider, refused.status, refused)
+            return _page(refused.status, "Refused", "The request was refused.")
+        if url is not None:
+            self.confirm_subscription(url)
+            return _page(200, "Subscribed", "The subscription is confirmed.")
+        try:
+            done = record_events(self.engine, events)
+        except Exception:
+            log.exception("recording the events of %s failed", provider)
+            return _page(500, "Please retry", "Recording failed; send the events again.")
+        body_out = (
+            f'{{"recorded":{done.recorded},"repeated":{done.repeated},'
+            f'"unmatched":{done.unmatched},"ignored":{done.ignored}}}'
+        )
+        return Response(200, (("Content-Type", "application/json"),), body_out.encode())
 
     def _record(self, activity: Activity) -> bool:
         """Record ``activity``; False when the engine failed (logged)."""
@@ -240,10 +304,24 @@ def _read_body(environ: Mapping[str, Any], limit: int) -> bytes | None:
     return data
 
 
-def make_wsgi_app(engine: Any, *, base_path: str = "/nk", max_body: int = MAX_BODY) -> WsgiApp:
-    """A WSGI application serving the endpoints under ``base_path`` (PEP 3333). Mount it in
-    any WSGI server or framework; a request outside ``base_path`` gets ``404``."""
-    endpoints = Endpoints(engine, base_path=base_path, max_body=max_body)
+def make_wsgi_app(
+    engine: Any,
+    *,
+    base_path: str = "/nk",
+    max_body: int = MAX_BODY,
+    providers: Mapping[str, EventSource] | None = None,
+    confirm_subscription: Callable[[str], None] = _confirm,
+) -> WsgiApp:
+    """A WSGI application serving the endpoints under ``base_path`` (PEP 3333), and the
+    webhooks of ``providers``. Mount it in any WSGI server or framework; a request outside
+    ``base_path`` gets ``404``."""
+    endpoints = Endpoints(
+        engine,
+        base_path=base_path,
+        max_body=max_body,
+        providers=providers,
+        confirm_subscription=confirm_subscription,
+    )
 
     def app(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
         try:
@@ -261,7 +339,7 @@ def make_wsgi_app(engine: Any, *, base_path: str = "/nk", max_body: int = MAX_BO
         except Exception:
             log.exception("the nurturekit endpoint failed")
             response = _page(500, "Error", "Something went wrong; try again later.")
-        status = f"{response.status} {_REASONS.get(response.status, '')}".rstrip()
+        status = f"{response.status} {_reason(response.status)}"
         length = ("Content-Length", str(len(response.body)))
         start_response(status, [*response.headers, length])
         return [b"" if method == "HEAD" else response.body]
@@ -281,11 +359,24 @@ AsgiApp = Callable[
 ]
 
 
-def make_asgi_app(engine: Any, *, base_path: str = "/nk", max_body: int = MAX_BODY) -> AsgiApp:
-    """An ASGI application (HTTP only) serving the endpoints under ``base_path``. The engine's
-    work runs in a worker thread (``asyncio.to_thread``), so the event loop never waits for
-    the store."""
-    endpoints = Endpoints(engine, base_path=base_path, max_body=max_body)
+def make_asgi_app(
+    engine: Any,
+    *,
+    base_path: str = "/nk",
+    max_body: int = MAX_BODY,
+    providers: Mapping[str, EventSource] | None = None,
+    confirm_subscription: Callable[[str], None] = _confirm,
+) -> AsgiApp:
+    """An ASGI application (HTTP only) serving the endpoints under ``base_path``, and the
+    webhooks of ``providers``. The engine's work runs in a worker thread
+    (``asyncio.to_thread``), so the event loop never waits for the store."""
+    endpoints = Endpoints(
+        engine,
+        base_path=base_path,
+        max_body=max_body,
+        providers=providers,
+        confirm_subscription=confirm_subscription,
+    )
 
     async def app(
         scope: dict[str, Any],

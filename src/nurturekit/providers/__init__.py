@@ -5,12 +5,13 @@ There is one class per provider, built with its secret; its ``events(headers, bo
 takes the request's headers (any mapping; names are matched without regard to case) and its
 raw body bytes, checks the signature first and returns the events, or raises
 :class:`WebhookRejected`, whose ``status`` is the HTTP status to answer with (401 bad or missing
-signature, 403 replay or unexpected source, 400 malformed body). Nothing here serves HTTP or
-touches the engine; the caller limits the body size, answers the request and records the
-events, keyed by :attr:`ProviderEvent.event_id` so a repost is recorded once::
+signature, 403 replay or unexpected source, 400 malformed body). :func:`record_events` records
+them through the engine (see :mod:`nurturekit.providers.recording` for what each does), keyed
+by :attr:`ProviderEvent.event_id` so a repost is recorded once. :mod:`nurturekit.web` serves
+them at ``POST /nk/hooks/<provider>``; in a web framework of your own::
 
     from datetime import datetime, timezone
-    from nurturekit.providers import SendGridEvents, WebhookRejected
+    from nurturekit.providers import SendGridEvents, WebhookRejected, record_events
 
     sendgrid = SendGridEvents(public_key=SENDGRID_VERIFICATION_KEY)
 
@@ -20,8 +21,7 @@ events, keyed by :attr:`ProviderEvent.event_id` so a repost is recorded once::
                                      now=datetime.now(timezone.utc))
         except WebhookRejected as error:
             return Response(status=error.status)
-        for event in events:
-            record(event)                     # idempotent on event.event_id
+        record_events(engine, events)         # idempotent on event.event_id
         return Response(status=200)
 
 * :class:`SendGridEvents` — ECDSA-signed Event Webhook (needs ``cryptography``).
@@ -55,6 +55,7 @@ key as provider metadata named ``nk_send_key``; it comes back as
 from nurturekit.providers.events import KINDS, EventKind, Headers, ProviderEvent, WebhookRejected
 from nurturekit.providers.mailgun import MailgunEvents
 from nurturekit.providers.postmark import PostmarkEvents
+from nurturekit.providers.recording import Recorded, record_events
 from nurturekit.providers.sendgrid import SendGridEvents
 from nurturekit.providers.ses import CertificateFetcher, SesEvents
 
@@ -66,7 +67,9 @@ __all__ = [
     "MailgunEvents",
     "PostmarkEvents",
     "ProviderEvent",
+    "Recorded",
     "SendGridEvents",
     "SesEvents",
     "WebhookRejected",
+    "record_events",
 ]

@@ -31,6 +31,7 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, Final
 
 from nurturekit.errors import InvalidInput
+from nurturekit.mail.ses import decode_tag
 from nurturekit.providers.events import (
     EventKind,
     Headers,
@@ -145,8 +146,8 @@ class SesEvents:
       certificate is fetched. ``None`` accepts every topic.
     * ``decode_key``: how to turn the ``nk_send_key`` mail tag back into the send key. SES
       allows only some characters in tag values, so the SES mailer escapes the key when it
-      tags a mail (``nurturekit.mail.ses.decode_tag`` undoes that; pass it here). The default
-      takes the tag as it is. A ``ValueError`` it raises refuses the request with 400.
+      tags a mail; the default, ``nurturekit.mail.ses.decode_tag``, undoes that. Pass your
+      own for mails tagged another way. A ``ValueError`` it raises refuses the request with 400.
     * ``tolerance``: the replay window on the SNS ``Timestamp`` (403 outside it). SNS keeps the
       time a message was first published across its retries, which last up to an hour, so the
       default is one hour.
@@ -204,7 +205,7 @@ class SesEvents:
                 raise InvalidInput(
                     "SesEvents.topic_arns", "expected one or more SNS topic ARNs ('arn:aws:sns:…')"
                 )
-        self._decode_key: Callable[[str], str] = decode_key or _identity
+        self._decode_key: Callable[[str], str] = decode_key or decode_tag
         self._tolerance = _tolerance(tolerance, "SesEvents.tolerance")
         self._keys: dict[str, RSAPublicKey] = {}
         self._lock = threading.Lock()
@@ -335,10 +336,6 @@ def _unavailable(url: str, error: Exception) -> WebhookRejected:
         f"could not fetch the signing certificate {url[:200]}: {str(error)[:200]}",
         status=503,
     )
-
-
-def _identity(value: str) -> str:
-    return value
 
 
 def _is_sns_url(url: str, *, pem: bool = False) -> bool:
