@@ -64,7 +64,7 @@ from nurturekit.providers.events import ProviderEvent, WebhookRejected
 from nurturekit.providers.recording import record_events
 from nurturekit.tokens import Purpose, outcome_activity
 
-__all__ = ["Response", "make_asgi_app", "make_wsgi_app"]
+__all__ = ["Endpoints", "EventSource", "Response", "beside", "make_asgi_app", "make_wsgi_app"]
 
 log = logging.getLogger("nurturekit.web")
 
@@ -345,6 +345,23 @@ def make_wsgi_app(
         return [b"" if method == "HEAD" else response.body]
 
     return app
+
+
+def beside(app: WsgiApp, nurturekit_app: WsgiApp, base_path: str = "/nk") -> WsgiApp:
+    """A WSGI application that sends the requests under ``base_path`` to ``nurturekit_app``
+    and the others to ``app``: how to put the endpoints beside a framework that has no way of
+    mounting a WSGI app of its own (Django's ``wsgi.py``)::
+
+        application = beside(get_wsgi_application(), make_wsgi_app(engine))
+    """
+    prefix = base_path.rstrip("/") + "/"
+
+    def dispatch(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
+        path = environ.get("SCRIPT_NAME", "") + environ.get("PATH_INFO", "")
+        chosen = nurturekit_app if path.startswith(prefix) else app
+        return chosen(environ, start_response)
+
+    return dispatch
 
 
 # ----------------------------------------------------------------------------------- ASGI
