@@ -237,3 +237,46 @@ def test_what_each_kind_of_event_does(world: tuple[Engine, SQLiteStorage]) -> No
     assert lead is not None and lead.contactability.status is ContactStatus.UNSUBSCRIBED
     # A drop of a send not recorded as sent changes nothing.
     assert record_events(engine, [event("dropped", 7)]) == Recorded(ignored=1)
+
+
+def _signed(provider: str) -> tuple[bytes, dict[str, str]]:
+    """A request of ``provider`` with one event about the send ``KEY``, signed as documented."""
+    if provider == "sendgrid":
+        body = json.dumps([sg_event("delivered")]).encode()
+        return body, sendgrid_request(body)
+    if provider == "mailgun":
+        event = mg_event("delivered", **{"user-variables": {"nk_send_key": KEY}})
+        return mailgun_body(event), {"Content-Type": "application/json"}
+    if provider == "postmark":
+        return json.dumps(PM_OPEN).encode(), PM_AUTH
+    headers, body = sns_notification(SES_BOUNCE)
+    return body, headers
+
+
+def _spoiled(provider: str, body: bytes, headers: dict[str, str]) -> tuple[bytes, dict[str, str]]:
+    """The same request with its signature (or credentials) no longer matching."""
+    if provider == "sendgrid":
+        return body.replace(b"delivered", b"delivereD"), headers
+    if provider == "mailgun":  # Mailgun signs the timestamp and the token, not the event
+        return body.replace(b'"token":"e0b5', b'"token":"f0b5'), headers
+    if provider == "postmark":
+        return body, {"Authorization": "Basic " + "bms6d3Jvbmc="}
+    return body.replace(b"Permanent", b"Transient"), headers
+
+
+@pytest.mark.parametrize("provider", ["sendgrid", "mailgun", "postmark", "ses"])
+def test_for_each_provider_a_repost_counts_once_and_a_bad_signature_nothing(
+    world: tuple[Engine, SQLiteStorage], base: str, provider: str
+) -> None:
+    _, storage = world
+    body, headers = _signed(provider)
+    bad_body, bad_headers = _spoiled(provider, body, headers)
+    status, _ = post(f"{base}/hooks/{provider}", bad_body, bad_headers)
+    assert status in (401, 403)
+    assert storage.activities("l1") == []
+    first = post(f"{base}/hooks/{provider}", body, headers)
+    again = post(f"{base}/hooks/{provider}", body, headers)
+    assert (first[0], again[0]) == (200, 200)
+    assert json.loads(first[1])["recorded"] == 1
+    assert json.loads(again[1]) == {"recorded": 0, "repeated": 1, "unmatched": 0, "ignored": 0}
+    assert len(storage.activities("l1")) == 1
