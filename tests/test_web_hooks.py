@@ -146,6 +146,10 @@ def test_each_provider_s_signed_events_are_recorded_once(
     status, _ = post(f"{base}/hooks/mailgun", body, {"Content-Type": "application/json"})
     assert status == 200
     assert kinds(storage).count(COMPLAINED) == 1
+    complained = storage.get_send(KEY)
+    assert complained is not None and complained.status is SendStatus.SENT
+    assert complained.detail.startswith("complained of after it was handed over (mailgun)")
+    assert complained.attempts == 1
     lead = storage.get_lead("l1")
     assert lead is not None and lead.contactability.status is ContactStatus.DO_NOT_CONTACT
     # Postmark: an open, then a hard bounce after the send was SENT.

@@ -409,6 +409,12 @@ class Storage(Protocol):
         """Every send in the outbox with its status (for analytics)."""
         ...
 
+    def report_send(self, key: str, status: SendStatus, detail: str, at: datetime) -> bool:
+        """Record what a provider reported about the send ``key`` after it was handed over (a
+        bounce, a complaint, a drop): its ``status`` and ``detail``, attempts and claim left
+        as they are. False when no such send is in the outbox."""
+        ...
+
     def get_send(self, key: str) -> OutboxEntry | None:
         """The send with idempotency key ``key`` and what became of it, or ``None`` (a
         provider's event about a send names it by this key)."""

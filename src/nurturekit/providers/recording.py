@@ -12,7 +12,8 @@ open          ``email_open`` (``ref``, ``provider``; ``machine = 1`` for a proxy
 click         ``email_click`` (``ref``, ``provider``, ``url``; ``machine`` as above)
 bounce, hard  ``bounced`` (``ref``, ``provider``, ``detail``): the lead is ``BOUNCED``;
               a send recorded ``SENT`` becomes ``BOUNCED``
-complaint     ``complained``: the lead is ``DO_NOT_CONTACT``
+complaint     ``complained``: the lead is ``DO_NOT_CONTACT``; a send recorded ``SENT``
+              keeps that status, with the complaint in its detail
 unsubscribe   ``unsubscribed``: the lead is ``UNSUBSCRIBED``
 dropped       no activity; a send recorded ``SENT`` becomes ``REJECTED`` (the provider
               never tried it)
@@ -21,8 +22,8 @@ deferred      nothing, as a soft bounce
 ============  =====================================================================
 
 An event without a send key, or whose send is not in the outbox (another system's mail), is
-counted as ``unmatched`` and recorded nowhere. Updating a send's status goes through
-:meth:`~nurturekit.ports.Storage.mark_sent`, which also counts one more attempt.
+counted as ``unmatched`` and recorded nowhere. A send's record is updated with
+:meth:`~nurturekit.ports.Storage.report_send`, which leaves its attempts as they are.
 """
 
 from __future__ import annotations
@@ -103,6 +104,8 @@ def record_events(engine: Any, events: Iterable[ProviderEvent]) -> Recorded:
             dropped = _after_sent(storage, entry, SendStatus.REJECTED, event)
             tally["recorded" if dropped else "ignored"] += 1
             continue
+        if event.kind == "complaint":
+            _after_sent(storage, entry, SendStatus.SENT, event)
         kind = _KIND.get(event.kind)
         if kind is None:
             tally["ignored"] += 1
@@ -117,14 +120,13 @@ def record_events(engine: Any, events: Iterable[ProviderEvent]) -> Recorded:
 
 
 def _after_sent(storage: Any, entry: OutboxEntry, status: SendStatus, event: ProviderEvent) -> bool:
-    """Give a send recorded ``SENT`` the ``status`` a provider's later event says; whether
-    it did."""
+    """Give a send recorded ``SENT`` the ``status`` a provider's later event says (a
+    complaint keeps ``SENT``, with the complaint in its detail); whether it did."""
     if entry.status is not SendStatus.SENT:
         return False
-    what = "bounced" if status is SendStatus.BOUNCED else "dropped"
+    what = {"bounce": "bounced", "dropped": "dropped", "complaint": "complained of"}[event.kind]
     detail = f"{what} after it was handed over ({event.provider}): {event.detail}"
-    storage.mark_sent(entry.mail.key, status, detail[:2000], event.at)
-    return True
+    return bool(storage.report_send(entry.mail.key, status, detail[:2000], event.at))
 
 
 def _record(

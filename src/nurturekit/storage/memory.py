@@ -545,6 +545,20 @@ class InMemoryStorage:
             found = list(self._outbox.values())
         yield from found
 
+    def report_send(self, key: str, status: SendStatus, detail: str, at: datetime) -> bool:
+        status = SendStatus(status)
+        with self._lock:
+            old = self._outbox.get(key)
+            if old is None:
+                return False
+            self._outbox[key] = attrs.evolve(old, status=status, detail=detail, updated_at=at)
+
+            def undo() -> None:
+                self._outbox[key] = old
+
+            self._remember(undo)
+        return True
+
     def get_send(self, key: str) -> OutboxEntry | None:
         with self._lock:
             return self._outbox.get(key)

@@ -678,6 +678,11 @@ class PostgresStorage:
         for _, *row in self._pages("read the outbox", q.OUTBOX_PAGE):
             yield self._outbox_entry(*row)
 
+    def report_send(self, key: str, status: SendStatus, detail: str, at: datetime) -> bool:
+        at = aware_utc(at, "report_send(at)")
+        row = (SendStatus(status).value, detail, at, key)
+        return self._count("record a provider's report", q.REPORT_SEND, row) == 1
+
     def get_send(self, key: str) -> OutboxEntry | None:
         row = self._one("read a send", q.GET_SEND, (key,))
         return None if row is None else self._outbox_entry(*row)

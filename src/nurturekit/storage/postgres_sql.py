@@ -553,6 +553,11 @@ OUTBOX_PAGE: Final = """
     ORDER BY key LIMIT %s
 """
 
+#: What a provider reported after the hand-over: attempts and claim left as they are.
+REPORT_SEND: Final = """
+    UPDATE {schema}.outbox SET status = %s, detail = %s, updated_at = %s WHERE key = %s
+"""
+
 #: One send by its key: the columns of ``OUTBOX_PAGE`` but ``key``.
 GET_SEND: Final = """
     SELECT status, detail, attempts, updated_at, retry_at, body FROM {schema}.outbox

@@ -698,6 +698,10 @@ class SQLiteStorage(SQLiteFile):
         for _, *row in self._pages(q.OUTBOX_PAGE):
             yield _outbox_entry(*row)
 
+    def report_send(self, key: str, status: SendStatus, detail: str, at: datetime) -> bool:
+        row = (SendStatus(status).value, detail, stamp(at, "report_send(at)"), key)
+        return self._write(q.REPORT_SEND, row) == 1
+
     def get_send(self, key: str) -> OutboxEntry | None:
         row = self._one(q.GET_SEND, (key,))
         return None if row is None else _outbox_entry(*row)

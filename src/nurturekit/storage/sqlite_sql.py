@@ -499,6 +499,9 @@ OUTBOX_PAGE: Final = (
     " WHERE seq > ? ORDER BY seq LIMIT ?"
 )
 
+#: What a provider reported after the hand-over: attempts and claim left as they are.
+REPORT_SEND: Final = "UPDATE outbox SET status = ?, detail = ?, updated_at = ? WHERE key = ?"
+
 #: One send by its key: the columns of ``OUTBOX_PAGE`` but ``seq``.
 GET_SEND: Final = (
     "SELECT body, status, detail, attempts, updated_at, retry_at FROM outbox WHERE key = ?"

@@ -62,6 +62,22 @@ class SendContract:
         assert storage.get_send("k1") == next(iter(storage.outbox()))
         assert storage.get_send("k2") is None
 
+    def test_a_provider_s_later_report_keeps_the_attempts(self, storage: Storage) -> None:
+        assert storage.report_send("k1", SendStatus.BOUNCED, "later", T0) is False
+        storage.add_to_outbox(make_mail("k1", minutes=0))
+        storage.mark_sent("k1", SendStatus.SENT, "", T0)
+        later = T0 + timedelta(hours=1)
+        assert storage.report_send("k1", SendStatus.BOUNCED, "550 after delivery", later)
+        found = storage.get_send("k1")
+        assert found is not None
+        assert (found.status, found.detail, found.attempts, found.updated_at) == (
+            SendStatus.BOUNCED,
+            "550 after delivery",
+            1,
+            later,
+        )
+        assert storage.pending_mail(10) == []
+
     def test_write_steps_writes_the_outbox_then_the_enrolments(self, storage: Storage) -> None:
         storage.write_steps([], [])
         storage.add_to_outbox(make_mail("k1", minutes=0))
