@@ -40,7 +40,7 @@ from nurturekit.scoring import ScoringModel
 from nurturekit.storage.sqlite import SQLiteStorage
 from nurturekit.templates import Template
 from nurturekit.tokens import Links, TokenSigner
-from nurturekit.web import MAX_BODY, make_asgi_app, make_wsgi_app
+from nurturekit.web import MAX_BODY, Endpoints, make_asgi_app, make_wsgi_app
 
 START = datetime(2026, 4, 6, 1, 0, tzinfo=timezone.utc)
 SENDER = Sender(
@@ -339,3 +339,26 @@ def test_links_take_http_only_on_this_machine_and_only_when_asked() -> None:
     assert Links("http://[::1]:8000/nk/", SIGNER, development=True).base_url == (
         "http://[::1]:8000/nk"
     )
+
+
+def test_a_click_still_redirects_when_recording_it_fails(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    engine, storage, _ = _engine(tmp_path, free_port())
+    engine.upsert_lead(Lead(id="l1", email="tanaka@example.co.jp", name="田中"))
+
+    def broken(activity: Activity) -> None:
+        raise RuntimeError("the database is gone")
+
+    monkeypatch.setattr(engine, "record", broken)
+    endpoints = Endpoints(engine)
+    click = engine.links.click_url("l1", "drip/l1/1/hello/1", "https://example.co.jp/", now=START)
+    query = click.split("?", 1)[1]
+    answer = endpoints.handle("GET", "/nk/click", query, {}, b"")
+    assert (answer.status, dict(answer.headers)["Location"]) == (302, "https://example.co.jp/")
+    assert "recording email_click of l1 failed" in caplog.text
+    # An unsubscribe that cannot be recorded says so (500), so the reader can try again.
+    unsubscribe = engine.links.unsubscribe_url("l1", "drip/l1/1/hello/1", now=START)
+    answer = endpoints.handle("POST", "/nk/unsubscribe", unsubscribe.split("?", 1)[1], {}, b"")
+    assert answer.status == 500 and b"Traceback" not in answer.body
+    storage.close()
