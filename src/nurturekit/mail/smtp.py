@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 import smtplib
 import ssl
 from collections.abc import Iterator, Sequence
@@ -12,6 +11,7 @@ import attrs
 
 from nurturekit.errors import InvalidInput, MailerUnavailable
 from nurturekit.mail._build import build_each
+from nurturekit.mail._http import check_timeout
 from nurturekit.messages import OutgoingMail, SendResult, SendStatus
 from nurturekit.templates.wire import message_bytes
 
@@ -52,19 +52,6 @@ def _check_security(instance: object, attribute: attrs.Attribute[Any], value: ob
             "SmtpMailer.security",
             f"{_shown(value)} is not a security mode; write 'starttls' (port 587), "
             f"'tls' (implicit TLS, port 465) or 'none' (trusted local relay only)",
-        )
-
-
-def _check_timeout(instance: object, attribute: attrs.Attribute[Any], value: object) -> None:
-    if (
-        isinstance(value, bool)
-        or not isinstance(value, int | float)
-        or not math.isfinite(value)
-        or value <= 0
-    ):
-        raise InvalidInput(
-            "SmtpMailer.timeout",
-            f"{_shown(value)} is not a timeout; write a number of seconds greater than 0",
         )
 
 
@@ -135,7 +122,9 @@ class SmtpMailer:
     password: str | None = attrs.field(
         default=None, kw_only=True, repr=False, validator=_check_optional_text
     )
-    timeout: float = attrs.field(default=30.0, kw_only=True, validator=_check_timeout)
+    timeout: float = attrs.field(
+        default=30.0, kw_only=True, validator=check_timeout("SmtpMailer.timeout")
+    )
     ssl_context: ssl.SSLContext | None = attrs.field(
         default=None, kw_only=True, eq=False, validator=_check_ssl_context
     )
