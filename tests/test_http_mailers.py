@@ -211,6 +211,11 @@ def test_sendgrid_sends_each_mail_in_its_own_request_with_its_key_in_custom_args
     assert [part["type"] for part in body["content"]] == ["text/plain", "text/html"]
     assert "導入事例をご紹介します。" in body["content"][0]["value"]
     assert body["custom_args"] == {"nk_send_key": "enr-1/case/0"}
+    # nurturekit tracks opens and clicks itself: SendGrid's own tracking is off.
+    assert body["tracking_settings"] == {
+        "click_tracking": {"enable": False, "enable_text": False},
+        "open_tracking": {"enable": False},
+    }
     assert body["headers"]["List-Unsubscribe"].startswith("<https://nurture.example.jp/u?t=")
     assert body["headers"]["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
     assert "Message-ID" not in body["headers"]  # SendGrid sets it; the key rides custom_args
@@ -880,3 +885,8 @@ def test_the_engine_records_a_postmark_batch_and_bounces_an_inactive_recipient(
     assert bounced is not None and bounced.contactability.status is ContactStatus.BOUNCED
     sent_keys = {entry["Metadata"]["nk_send_key"] for entry in provider.requests[0].json()}
     assert sent_keys == {e.mail.key for e in storage.outbox()}
+
+
+def test_sendgrid_tracking_of_its_own_is_a_flag() -> None:
+    with pytest.raises(InvalidInput, match="provider_tracking"):
+        SendGridMailer("SG.key", provider_tracking="yes")  # type: ignore[arg-type]

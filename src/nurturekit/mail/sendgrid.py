@@ -26,6 +26,13 @@ def _check_base_url(instance: object, attribute: attrs.Attribute[Any], value: ob
     _http.endpoint(value, "SendGridMailer.base_url", _BASE_EXAMPLE)
 
 
+def _check_flag(instance: object, attribute: attrs.Attribute[Any], value: object) -> None:
+    if not isinstance(value, bool):
+        raise InvalidInput(
+            f"SendGridMailer.{attribute.name}", f"expected True or False, got {value!r}"
+        )
+
+
 def _errors(body: bytes) -> str:
     """SendGrid's error messages (``{"errors": [{"field": …, "message": …}]}``) on one line."""
     document = _http.json_body(body)
@@ -91,6 +98,10 @@ class SendGridMailer:
     timeout: float = attrs.field(
         default=30.0, kw_only=True, validator=_http.check_timeout("SendGridMailer.timeout")
     )
+    #: Whether SendGrid may rewrite links and add its own pixel. Off by default: nurturekit
+    #: tracks opens and clicks itself (``nurturekit.web``), and SendGrid's tracking would wrap
+    #: those links a second time.
+    provider_tracking: bool = attrs.field(default=False, kw_only=True, validator=_check_flag)
 
     def send(self, mails: Sequence[OutgoingMail]) -> Iterator[SendResult]:
         """Send ``mails`` in order, yielding each mail's result as soon as SendGrid has
@@ -112,8 +123,7 @@ class SendGridMailer:
             connection.open()
         return _http.one_by_one(built, connection, self._post)
 
-    @staticmethod
-    def _request_body(mail: OutgoingMail) -> bytes:
+    def _request_body(self, mail: OutgoingMail) -> bytes:
         """The Mail Send JSON of ``mail``; raises what the message's header checks raise."""
         addresses = check_headers(mail)
         headers: dict[str, str] = {}
@@ -137,6 +147,11 @@ class SendGridMailer:
             "content": content,
             "custom_args": {SEND_KEY_ARG: mail.key},
         }
+        if not self.provider_tracking:
+            document["tracking_settings"] = {
+                "click_tracking": {"enable": False, "enable_text": False},
+                "open_tracking": {"enable": False},
+            }
         if addresses.reply_to is not None:
             document["reply_to"] = {"email": addresses.reply_to}
         if headers:
