@@ -7,7 +7,14 @@
     nurturekit run --db URL --program FILE        the worker loop; SIGTERM / SIGINT stop it
     nurturekit import --db URL --program FILE DATA  leads (CSV) or activities (JSONL, CSV)
 
-Exit codes: 0 success, 1 the program or the run failed, 2 the command line was wrong.
+Global options (``-v``/``--verbose``) work before or after the sub-command; ``--version``
+prints the version.
+
+Exit codes: 0 success; 1 the program or the run failed, or some rows of an import or a
+simulation did (each is reported, then a summary); 2 the command line was wrong (an unknown
+option, a number out of range, a file that cannot be read). A mistake never shows a traceback;
+output cut short by a closed pipe (``nurturekit demo | head``) ends quietly with 141, as a
+program killed by SIGPIPE would.
 """
 
 from __future__ import annotations
@@ -55,8 +62,8 @@ def _validate(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     try:
         checked = check_program(args.program)
     except OSError as error:
-        print(f"error: cannot read {args.program}: {error.strerror or error}", file=err)
-        return 1
+        print(f"error: {args.program}: {error.strerror or error}", file=err)
+        return 2
     for problem in checked.errors:
         print(f"error: {problem}", file=err)
     for warning in checked.warnings:
@@ -101,6 +108,13 @@ def _run(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
         mailer: Mailer
         if args.smtp:
             host, _, port = args.smtp.partition(":")
+            if port and not (port.isascii() and port.isdigit() and 1 <= int(port) <= 65535):
+                print(
+                    f"error: --smtp {args.smtp}: {port!r} is not a TCP port; write host:port "
+                    f"with a port from 1 to 65535, such as smtp.example.com:587",
+                    file=err,
+                )
+                return 2
             mailer = SmtpMailer(
                 host,
                 int(port or 587),
@@ -159,7 +173,7 @@ def _import(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     for problem in summary.errors:
         print(f"{args.file}: {problem}", file=err)
     print(summary, file=out)
-    return 1 if summary.errors and not summary.imported else 0
+    return 1 if summary.errors else 0
 
 
 def _simulate(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
@@ -188,47 +202,80 @@ def _simulate(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     for source, problem in summary.errors:
         print(f"{source}: {problem}", file=err)
     print(summary, file=err)
-    return 0
+    return 1 if summary.errors else 0
+
+
+def _positive(text: str) -> int:
+    """A whole number of 1 or more (``--leads``, ``--days``)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{value} is too small: give 1 or more")
+    return value
+
+
+def _seconds(text: str) -> float:
+    """A number of seconds of 0 or more (``--idle``)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
+    if not 0 <= value < float("inf"):
+        raise argparse.ArgumentTypeError(f"{text} is not a number of seconds of 0 or more")
+    return value
 
 
 def _parser() -> argparse.ArgumentParser:
+    from nurturekit import __version__
+
     parser = argparse.ArgumentParser(
         prog="nurturekit", description="B2B lead nurturing: programs, workers and checks."
     )
     parser.add_argument("-v", "--verbose", action="store_true", help="log what happens")
+    parser.add_argument("--version", action="version", version=f"nurturekit {__version__}")
+    # The same option after the sub-command; SUPPRESS keeps a -v given before it.
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument(
+        "-v", "--verbose", action="store_true", default=argparse.SUPPRESS, help="log what happens"
+    )
     commands = parser.add_subparsers(dest="command", required=True)
 
-    demo = commands.add_parser("demo", help="run the bundled program on synthetic leads")
-    demo.add_argument("--leads", type=int, default=200, help="how many leads (default 200)")
-    demo.add_argument("--days", type=int, default=90, help="simulated days (default 90)")
+    def command(name: str, help: str) -> argparse.ArgumentParser:
+        return commands.add_parser(name, parents=[common], help=help)
+
+    demo = command("demo", help="run the bundled program on synthetic leads")
+    demo.add_argument("--leads", type=_positive, default=200, help="how many leads (default 200)")
+    demo.add_argument("--days", type=_positive, default=90, help="simulated days (default 90)")
     demo.add_argument("--seed", type=int, default=7, help="random seed (default 7)")
     demo.add_argument("--db", help="storage URL (default: a temporary SQLite file)")
     demo.add_argument("--eml", help="also write every mail as an .eml file into this folder")
     demo.add_argument("--program", help="a program file instead of the bundled one")
     demo.set_defaults(handler=_demo)
 
-    validate = commands.add_parser("validate", help="check a program file and lint it")
+    validate = command("validate", help="check a program file and lint it")
     validate.add_argument("program", help="the program file (TOML)")
     validate.add_argument("--strict", action="store_true", help="fail on lint warnings too")
     validate.set_defaults(handler=_validate)
 
-    graph = commands.add_parser("graph", help="print scenarios as Mermaid flowcharts")
+    graph = command("graph", help="print scenarios as Mermaid flowcharts")
     graph.add_argument("program", help="the program file (TOML)")
     graph.add_argument("--scenario", help="only this scenario")
     graph.set_defaults(handler=_graph)
 
-    sim = commands.add_parser(
+    sim = command(
         "simulate", help="dry-run a program on your own leads and activities, print the timeline"
     )
     sim.add_argument("program", help="the program file (TOML)")
     sim.add_argument("--leads", required=True, help="leads, CSV")
     sim.add_argument("--activities", required=True, help="activities, JSONL or CSV")
-    sim.add_argument("--days", type=int, default=30, help="days to simulate (default 30)")
+    sim.add_argument("--days", type=_positive, default=30, help="days to simulate (default 30)")
     sim.add_argument("--format", choices=("csv", "jsonl"), default="csv")
     sim.add_argument("--out", help="write the timeline to this file (default: stdout)")
     sim.set_defaults(handler=_simulate)
 
-    run = commands.add_parser("run", help="run the worker loop until SIGTERM or Ctrl-C")
+    run = command("run", help="run the worker loop until SIGTERM or Ctrl-C")
     run.add_argument(
         "--db", required=True, help="storage URL: sqlite:///nurture.db, postgresql://…"
     )
@@ -240,12 +287,12 @@ def _parser() -> argparse.ArgumentParser:
     )
     run.add_argument("--smtp", help="host[:port] of the SMTP server (STARTTLS)")
     run.add_argument("--eml", help="write mails as .eml files into this folder instead")
-    run.add_argument("--idle", type=float, default=1.0, help="seconds to sleep when idle")
+    run.add_argument(
+        "--idle", type=_seconds, default=1.0, help="seconds to sleep when idle (default 1)"
+    )
     run.set_defaults(handler=_run)
 
-    load = commands.add_parser(
-        "import", help="import leads (CSV) or activities (JSONL or CSV) into a database"
-    )
+    load = command("import", help="import leads (CSV) or activities (JSONL or CSV) into a database")
     load.add_argument("file", help="the data file")
     load.add_argument("--db", required=True, help="storage URL: sqlite:///nurture.db, …")
     load.add_argument("--program", help="a program file (default: the bundled one)")
@@ -261,5 +308,19 @@ def main(argv: Sequence[str] | None = None, out: TextIO | None = None) -> int:
         level=logging.INFO if args.verbose else logging.WARNING,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
-    code: int = args.handler(args, stdout, sys.stderr)
+    try:
+        code: int = args.handler(args, stdout, sys.stderr)
+        stdout.flush()
+    except BrokenPipeError:
+        # The reader went away (`nurturekit demo | head`): stop quietly. Python would flush
+        # stdout again at exit and fail once more, so it is pointed at /dev/null first.
+        if out is None:
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, sys.stdout.fileno())
+        return 141
+    except OSError as error:
+        # A file named on the command line that cannot be read or written.
+        where = error.filename if error.filename is not None else "a file"
+        print(f"error: {where}: {error.strerror or error}", file=sys.stderr)
+        return 2
     return code
