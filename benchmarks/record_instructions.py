@@ -15,6 +15,7 @@ this one says whether a change made the pipeline do less work.
 
 from __future__ import annotations
 
+import argparse
 import gc
 import sys
 from pathlib import Path
@@ -25,8 +26,20 @@ from pipeline import workload
 
 
 def main() -> None:
-    leads = int(sys.argv[1]) if len(sys.argv) > 1 else 2000
-    full = (sys.argv[2] if len(sys.argv) > 2 else "full") == "full"
+    parser = argparse.ArgumentParser(
+        description="Instructions per recorded activity, counted by valgrind.",
+        epilog="Run it under valgrind as the module docstring shows.",
+    )
+    parser.add_argument("leads", nargs="?", type=int, default=2000, help="leads (default 2000)")
+    parser.add_argument(
+        "part",
+        nargs="?",
+        choices=("full", "setup"),
+        default="full",
+        help="'setup' builds the workload only; 'full' also records it (default)",
+    )
+    args = parser.parse_args()
+    leads, full = args.leads, args.part == "full"
     world, activities = workload(leads, 3)
     gc.collect()
     gc.freeze()
