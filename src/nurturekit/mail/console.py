@@ -1,35 +1,46 @@
-"""A mailer that prints each message to a text stream: for trying a program out at a terminal."""
+"""A mailer that prints each mail to a text stream, decoded: for trying a program out at a
+terminal."""
 
 from __future__ import annotations
 
 import sys
 from collections.abc import Sequence
-from email.policy import SMTPUTF8
 from typing import TextIO
 
 import attrs
 
 from nurturekit.mail._build import build_each
 from nurturekit.messages import OutgoingMail, SendResult, SendStatus
-from nurturekit.templates import build_message
+from nurturekit.templates.mime import checked_headers, header_form
 
 __all__ = ["ConsoleMailer"]
 
 _RULE = "-" * 72
-# UTF-8 headers instead of encoded words, and the terminal's line ends.
-_READABLE = SMTPUTF8.clone(linesep="\n")
+
+
+def _readable(mail: OutgoingMail) -> str:
+    """The mail as a person reads it: its headers in UTF-8, a blank line, the text body as
+    written, and a line saying the HTML version's size when it has one."""
+    headers, _ = checked_headers(mail)
+    lines = [
+        f"{name}: {header_form(name, text, seven_bit, True)}" for name, text, seven_bit in headers
+    ]
+    body = "\n".join(mail.text.splitlines())
+    html = "" if mail.html is None else f"\n-- and an HTML version of {len(mail.html):,} characters"
+    return "\n".join(lines) + f"\n\n{body}\n{html}"
 
 
 @attrs.define
 class ConsoleMailer:
-    """Write each message, headers and body, to ``stream`` (``sys.stdout`` when ``None``).
+    """Write each mail to ``stream`` (``sys.stdout`` when ``None``), as a person reads it.
 
-    Each message is preceded by a rule line naming its key. Headers are written in UTF-8
-    rather than as RFC 2047 encoded words, so a Japanese subject reads as Japanese. Every mail
-    is reported :attr:`~nurturekit.messages.SendStatus.SENT`::
+    Each mail is preceded by a rule line naming its key, then come its headers (in UTF-8, not
+    as RFC 2047 encoded words, so a Japanese subject reads as Japanese), a blank line and the
+    text body as written (not base64); a mail with HTML ends with a line giving the HTML
+    version's size. Every mail is reported :attr:`~nurturekit.messages.SendStatus.SENT`::
 
         mailer = ConsoleMailer()                  # or ConsoleMailer(io.StringIO())
-        mailer.send([welcome_mail])               # prints the message
+        mailer.send([welcome_mail])               # prints the mail
     """
 
     #: Where to write; ``None`` means whatever ``sys.stdout`` is at the time of each send.
@@ -37,16 +48,15 @@ class ConsoleMailer:
 
     def send(self, mails: Sequence[OutgoingMail]) -> list[SendResult]:
         """Write every mail, in order, and return one SENT result per mail."""
-        # A mail that cannot be built is REJECTED in its place.
-        built = build_each(mails, build_message)
+        # A mail whose headers are unsafe is REJECTED in its place, as by the other mailers.
+        built = build_each(mails, _readable)
         # Looked up per send, so redirect_stdout() and pytest's capsys see the output.
         stream = sys.stdout if self.stream is None else self.stream
         results: list[SendResult] = []
-        for mail, message in built:
-            if isinstance(message, SendResult):
-                results.append(message)
+        for mail, text in built:
+            if isinstance(text, SendResult):
+                results.append(text)
                 continue
-            text = message.as_string(policy=_READABLE)
             stream.write(f"{_RULE}\n-- mail {mail.key}\n{_RULE}\n{text}")
             if not text.endswith("\n"):
                 stream.write("\n")
