@@ -288,3 +288,24 @@ def test_output_cut_short_by_a_closed_pipe_ends_quietly(tmp_path: Path) -> None:
     err = process.stderr.read().decode()
     assert process.wait(timeout=120) == 141
     assert "Traceback" not in err and "BrokenPipeError" not in err
+
+
+def test_simulate_names_the_line_of_an_activity_for_an_unknown_lead(
+    program_file: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    leads = tmp_path / "leads.csv"
+    leads.write_text("id,email,name\nl1,tanaka@example.co.jp,田中\n", encoding="utf-8")
+    activities = tmp_path / "activities.jsonl"
+    activities.write_text(
+        '{"lead_id": "l1", "kind": "page_view", "at": "2026-04-06T10:00:00+09:00"}\n'
+        '{"lead_id": "l1", "kind": "page_view", "at": "2026-04-06T11:00:00+09:00"}\n'
+        '{"lead_id": "l9", "kind": "page_view", "at": "2026-04-06T09:00:00+09:00"}\n',
+        encoding="utf-8",
+    )
+    code, _ = run_cli(
+        "simulate", str(program_file), "--leads", str(leads), "--activities", str(activities)
+    )
+    assert code == 1  # a row failed: said, then the summary
+    err = capsys.readouterr().err
+    assert f"{activities}: line 3, lead_id: no lead with id 'l9'" in err
+    assert "2 activities replayed" in err

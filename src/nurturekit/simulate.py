@@ -122,14 +122,15 @@ def simulate(
     if format not in ("csv", "jsonl"):
         raise ValueError(f"format must be 'csv' or 'jsonl', got {format!r}")
     errors: list[tuple[str, RowError]] = []
-    replay: list[Activity] = []
-    for _, item in read_activities(activities):
+    # Each activity with its line in the file, to name it if it cannot be replayed.
+    replay: list[tuple[Activity, int]] = []
+    for line, item in read_activities(activities):
         if isinstance(item, RowError):
             errors.append((os.fspath(activities), item))
         else:
-            replay.append(item)
-    replay.sort(key=lambda a: (a.at, a.key))
-    first = replay[0].at if replay else datetime.now().astimezone()
+            replay.append((item, line))
+    replay.sort(key=lambda pair: (pair[0].at, pair[0].key))
+    first = replay[0][0].at if replay else datetime.now().astimezone()
     start = first.replace(minute=0, second=0, microsecond=0)
     clock = ManualClock(start)
     mailer = OutboxMailer()
@@ -160,8 +161,8 @@ def simulate(
     for hour in range(days * 24):
         until = start + timedelta(hours=hour + 1)
         buffered: list[TimelineEvent] = []
-        while position < len(replay) and replay[position].at < until:
-            activity = replay[position]
+        while position < len(replay) and replay[position][0].at < until:
+            activity, line = replay[position]
             position += 1
             if activity.at > clock.now():
                 clock.set(activity.at)
@@ -169,7 +170,7 @@ def simulate(
                 result = engine.record(activity)
             except UnknownLead as unknown:
                 errors.append(
-                    (os.fspath(activities), RowError(line=0, column="lead_id", reason=str(unknown)))
+                    (os.fspath(activities), RowError(line, column="lead_id", reason=str(unknown)))
                 )
                 continue
             counts["replayed"] += 1
