@@ -309,3 +309,14 @@ def test_simulate_names_the_line_of_an_activity_for_an_unknown_lead(
     err = capsys.readouterr().err
     assert f"{activities}: line 3, lead_id: no lead with id 'l9'" in err
     assert "2 activities replayed" in err
+
+
+def test_an_import_file_of_another_suffix_is_refused_saying_what_each_kind_needs(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    leads = tmp_path / "leads.txt"
+    leads.write_text("id,email\nl1,tanaka@example.co.jp\n", encoding="utf-8")
+    code, _ = run_cli("import", str(leads), "--db", f"sqlite:///{tmp_path / 'n.db'}")
+    err = capsys.readouterr().err
+    assert code == 1
+    assert "leads come in a .csv file" in err and "not .txt: rename it" in err

@@ -502,4 +502,10 @@ def import_file(engine: Engine, path: str | os.PathLike[str]) -> ImportSummary:
         if "lead_id" in (cell.strip() for cell in header):
             return import_activities(engine, path)
         return import_leads(engine, path)
-    return import_activities(engine, path)
+    if suffix in _JSONL_SUFFIXES:
+        return import_activities(engine, path)
+    raise ImportFileError(
+        f"{os.fspath(path)}: the file is told apart by its suffix: leads come in a .csv file; "
+        f"activities in a .jsonl (or .ndjson) file, or a .csv with a lead_id column; not "
+        f"{suffix or 'a file without a suffix'}: rename it"
+    )
