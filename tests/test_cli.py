@@ -320,3 +320,65 @@ def test_an_import_file_of_another_suffix_is_refused_saying_what_each_kind_needs
     err = capsys.readouterr().err
     assert code == 1
     assert "leads come in a .csv file" in err and "not .txt: rename it" in err
+
+
+# --- sales: hand-offs and feedback ---------------------------------------------------------------
+
+
+def _handed_off(tmp_path: Path) -> tuple[str, Path]:
+    """A database where leads l1 and l2 were handed to sales, and the program file of it."""
+    import attrs
+    from engine_fixtures import World
+
+    from nurturekit.conditions import did
+    from nurturekit.handoff import HandoffPolicy, MqlDefinition
+    from nurturekit.storage.sqlite import SQLiteStorage
+
+    policy = HandoffPolicy(definitions=[MqlDefinition(name="asked", when=did("inquiry"))])
+    the_program = attrs.evolve(program(), handoff=policy)
+    path = tmp_path / "program.toml"
+    path.write_text(dumps_program(the_program), encoding="utf-8")
+    storage = SQLiteStorage(tmp_path / "n.db")
+    world = World(storage, the_program)
+    for lead_id in ("l1", "l2"):
+        world.lead(lead_id)
+        world.did("inquiry", lead_id=lead_id)
+    storage.close()
+    return f"sqlite:///{tmp_path / 'n.db'}", path
+
+
+def test_handoffs_lists_them_as_a_table_csv_or_json(tmp_path: Path) -> None:
+    import csv
+    import json
+
+    db, _ = _handed_off(tmp_path)
+    code, out = run_cli("handoffs", "--db", db)
+    assert code == 0
+    header, *lines = out.splitlines()
+    assert header.split()[:5] == ["id", "lead_id", "owner", "status", "breached"]
+    assert sorted(line.split()[1] for line in lines) == ["l1", "l2"]
+    code, out = run_cli("handoffs", "--db", db, "--format", "csv", "--open")
+    rows = list(csv.DictReader(io.StringIO(out)))
+    assert code == 0 and {r["lead_id"] for r in rows} == {"l1", "l2"}
+    assert {r["status"] for r in rows} == {"open"}
+    code, out = run_cli("handoffs", "--db", db, "--format", "json", "--owner", "nobody")
+    assert code == 0 and json.loads(out) == []
+
+
+def test_feedback_records_what_sales_says(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import json
+
+    db, program_path = _handed_off(tmp_path)
+    code, out = run_cli(
+        "feedback", "l1", "accepted", "--db", db, "--program", str(program_path), "--note", "商談化"
+    )
+    assert code == 0 and "of lead l1: accepted" in out
+    rows = json.loads(run_cli("handoffs", "--db", db, "--format", "json")[1])
+    assert {r["lead_id"]: r["status"] for r in rows} == {"l1": "accepted", "l2": "open"}
+    code, _ = run_cli("feedback", "l1", "contacted", "--db", db, "--program", str(program_path))
+    assert code == 1 and "has no open hand-off" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as exited:
+        main(["feedback", "l2", "maybe", "--db", db])
+    assert exited.value.code == 2

@@ -6,6 +6,8 @@
     nurturekit simulate PROGRAM.toml --leads F --activities F --days N   a dry run
     nurturekit run --db URL --program FILE        the worker loop; SIGTERM / SIGINT stop it
     nurturekit import --db URL --program FILE DATA  leads (CSV) or activities (JSONL, CSV)
+    nurturekit handoffs --db URL [--open|--breached] [--owner NAME] [--format table|csv|json]
+    nurturekit feedback LEAD OUTCOME --db URL [--program FILE] [--note TEXT]   what sales says
 
 Global options (``-v``/``--verbose``) work before or after the sub-command; ``--version``
 prints the version.
@@ -24,7 +26,7 @@ import logging
 import os
 import sys
 from collections.abc import Sequence
-from typing import TextIO
+from typing import Any, TextIO
 
 from nurturekit.errors import NurtureError
 
@@ -176,6 +178,106 @@ def _import(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     return 1 if summary.errors else 0
 
 
+def _offline_engine(program_path: str | None, db: str) -> Any:
+    """An engine over ``db`` for a command that records but sends nothing (the worker, ``run``,
+    sends what comes due): the program file, or the bundled program."""
+    from nurturekit.engine import Engine
+    from nurturekit.mail import OutboxMailer
+    from nurturekit.program_file import load_program
+    from nurturekit.programs import b2b_program
+    from nurturekit.storage import open_storage
+    from nurturekit.tokens import Links, TokenSigner
+
+    program = load_program(program_path) if program_path else b2b_program()
+    storage = open_storage(db)
+    return Engine(
+        program,
+        storage,
+        OutboxMailer(),
+        links=Links("https://example.com/nurturekit", TokenSigner(secret=b"-" * 32)),
+    )
+
+
+_HANDOFF_COLUMNS = (
+    "id",
+    "lead_id",
+    "owner",
+    "status",
+    "breached",
+    "at",
+    "deadline",
+    "contacted_at",
+    "score",
+    "definition",
+)
+
+
+def _handoffs(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    import csv
+    import json
+    from datetime import datetime, timezone
+
+    from nurturekit.handoff import HandoffStatus
+    from nurturekit.storage import open_storage
+
+    try:
+        storage = open_storage(args.db)
+    except NurtureError as error:
+        print(f"error: {error}", file=err)
+        return 1
+    now = datetime.now(timezone.utc)
+    rows = []
+    for handoff in storage.handoffs():
+        open_ = handoff.status is HandoffStatus.OPEN
+        late = open_ and handoff.deadline is not None and handoff.deadline < now
+        breached = handoff.escalated_at is not None or late
+        if (args.open and not open_) or (args.breached and not breached):
+            continue
+        if args.owner is not None and handoff.owner != args.owner:
+            continue
+        contacted = handoff.contacted_at
+        rows.append(
+            {
+                "id": handoff.id,
+                "lead_id": handoff.lead_id,
+                "owner": handoff.owner,
+                "status": handoff.status.value,
+                "breached": "yes" if breached else "no",
+                "at": handoff.at.isoformat(),
+                "deadline": "" if handoff.deadline is None else handoff.deadline.isoformat(),
+                "contacted_at": "" if contacted is None else contacted.isoformat(),
+                "score": str(handoff.score),
+                "definition": handoff.definition,
+            }
+        )
+    getattr(storage, "close", lambda: None)()
+    if args.format == "json":
+        json.dump(rows, out, ensure_ascii=False, indent=2)
+        out.write("\n")
+    elif args.format == "csv":
+        writer = csv.DictWriter(out, fieldnames=_HANDOFF_COLUMNS, lineterminator="\n")
+        writer.writeheader()
+        writer.writerows(rows)
+    else:
+        widths = {c: max([len(c), *(len(r[c]) for r in rows)]) for c in _HANDOFF_COLUMNS}
+        print("  ".join(c.ljust(widths[c]) for c in _HANDOFF_COLUMNS).rstrip(), file=out)
+        for row in rows:
+            print("  ".join(row[c].ljust(widths[c]) for c in _HANDOFF_COLUMNS).rstrip(), file=out)
+        print(f"{len(rows)} hand-offs", file=err)
+    return 0
+
+
+def _feedback(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    try:
+        engine = _offline_engine(args.program, args.db)
+        handoff = engine.feedback(args.lead, args.outcome, note=args.note)
+    except NurtureError as error:
+        print(f"error: {error}", file=err)
+        return 1
+    print(f"hand-off {handoff.id} of lead {handoff.lead_id}: {handoff.status.value}", file=out)
+    return 0
+
+
 def _simulate(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     from nurturekit.program_file import load_program
     from nurturekit.simulate import simulate
@@ -297,6 +399,30 @@ def _parser() -> argparse.ArgumentParser:
     load.add_argument("--db", required=True, help="storage URL: sqlite:///nurture.db, …")
     load.add_argument("--program", help="a program file (default: the bundled one)")
     load.set_defaults(handler=_import)
+
+    handoffs = command("handoffs", help="list the hand-offs to sales")
+    handoffs.add_argument("--db", required=True, help="storage URL: sqlite:///nurture.db, …")
+    which = handoffs.add_mutually_exclusive_group()
+    which.add_argument("--open", action="store_true", help="only those not contacted yet")
+    which.add_argument(
+        "--breached", action="store_true", help="only those past their SLA's first contact"
+    )
+    handoffs.add_argument("--owner", help="only this owner's")
+    handoffs.add_argument("--format", choices=("table", "csv", "json"), default="table")
+    handoffs.set_defaults(handler=_handoffs)
+
+    feedback = command("feedback", help="record what sales says about a lead's hand-off")
+    feedback.add_argument("lead", help="the lead's id")
+    feedback.add_argument(
+        "outcome",
+        choices=("contacted", "accepted", "not_now", "not_a_fit"),
+        help="contacted (stops the SLA clock), accepted (an SQL), not_now (back to "
+        "nurturing), not_a_fit (no more marketing mail)",
+    )
+    feedback.add_argument("--db", required=True, help="storage URL: sqlite:///nurture.db, …")
+    feedback.add_argument("--program", help="a program file (default: the bundled one)")
+    feedback.add_argument("--note", default="", help="what sales said, kept with the hand-off")
+    feedback.set_defaults(handler=_feedback)
     return parser
 
 
