@@ -382,3 +382,18 @@ def test_feedback_records_what_sales_says(
     with pytest.raises(SystemExit) as exited:
         main(["feedback", "l2", "maybe", "--db", db])
     assert exited.value.code == 2
+
+
+def test_explain_shows_the_score_line_by_line_the_stages_and_the_enrolments(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    db, program_path = _handed_off(tmp_path)
+    code, out = run_cli("explain", "l1", "--db", db, "--program", str(program_path))
+    assert code == 0
+    lines = out.splitlines()
+    assert lines[0] == "lead l1 (l1@example.co.jp, 田中): subscribed"
+    assert lines[1].startswith("score ")
+    assert "stages:" in lines and "enrolments:" in lines
+    assert any(line.startswith("hand-off ") and "open" in line for line in lines)
+    code, _ = run_cli("explain", "l404", "--db", db, "--program", str(program_path))
+    assert code == 1 and "no lead with id 'l404'" in capsys.readouterr().err

@@ -8,6 +8,7 @@
     nurturekit import --db URL --program FILE DATA  leads (CSV) or activities (JSONL, CSV)
     nurturekit handoffs --db URL [--open|--breached] [--owner NAME] [--format table|csv|json]
     nurturekit feedback LEAD OUTCOME --db URL [--program FILE] [--note TEXT]   what sales says
+    nurturekit explain LEAD --db URL [--program FILE]   the score line by line, stages, enrolments
 
 Global options (``-v``/``--verbose``) work before or after the sub-command; ``--version``
 prints the version.
@@ -278,6 +279,56 @@ def _feedback(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     return 0
 
 
+def _explain(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    from datetime import datetime, timezone
+
+    try:
+        engine = _offline_engine(args.program, args.db)
+        storage = engine.storage
+        lead = storage.get_lead(args.lead)
+        if lead is None:
+            print(f"error: no lead with id {args.lead!r} is stored in {args.db}", file=err)
+            return 1
+        state = storage.get_state(lead.id)
+        enrollments = storage.enrollments_of(lead.id)
+        handoffs = storage.handoffs_of(lead.id)
+    except NurtureError as error:
+        print(f"error: {error}", file=err)
+        return 1
+    now = datetime.now(timezone.utc)
+    who = ", ".join(part for part in (lead.email, lead.name, lead.company) if part)
+    print(f"lead {lead.id} ({who}): {lead.contactability.status.value}", file=out)
+    if state is None:
+        print("no activity recorded yet", file=out)
+    else:
+        print(engine.program.scoring.score(state.card, now).explain(), file=out)
+        print("stages:", file=out)
+        for move in state.moves:
+            source = move.source or "(start)"
+            how = "by hand" if move.manual else move.reason
+            print(f"  {move.at:%Y-%m-%d %H:%M} {source} -> {move.target}: {how}", file=out)
+    print("enrolments:", file=out)
+    for enrollment in enrollments:
+        where = f"step {enrollment.step}" if enrollment.step else "no step"
+        due = f", due {enrollment.due_at:%Y-%m-%d %H:%M}" if enrollment.due_at else ""
+        why = f" ({enrollment.reason})" if enrollment.reason else ""
+        print(
+            f"  {enrollment.scenario} #{enrollment.number}: {enrollment.status.value}, "
+            f"{where}{due}{why}",
+            file=out,
+        )
+    if not enrollments:
+        print("  none", file=out)
+    for handoff in handoffs:
+        print(
+            f"hand-off {handoff.id}: {handoff.status.value}, owner {handoff.owner}, "
+            f"at {handoff.at:%Y-%m-%d %H:%M} ({handoff.definition})",
+            file=out,
+        )
+    getattr(storage, "close", lambda: None)()
+    return 0
+
+
 def _simulate(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     from nurturekit.program_file import load_program
     from nurturekit.simulate import simulate
@@ -423,6 +474,12 @@ def _parser() -> argparse.ArgumentParser:
     feedback.add_argument("--program", help="a program file (default: the bundled one)")
     feedback.add_argument("--note", default="", help="what sales said, kept with the hand-off")
     feedback.set_defaults(handler=_feedback)
+
+    explain = command("explain", help="why a lead is where it is: score, stages, enrolments")
+    explain.add_argument("lead", help="the lead's id")
+    explain.add_argument("--db", required=True, help="storage URL: sqlite:///nurture.db, …")
+    explain.add_argument("--program", help="a program file (default: the bundled one)")
+    explain.set_defaults(handler=_explain)
     return parser
 
 
