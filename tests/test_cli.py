@@ -397,3 +397,28 @@ def test_explain_shows_the_score_line_by_line_the_stages_and_the_enrolments(
     assert any(line.startswith("hand-off ") and "open" in line for line in lines)
     code, _ = run_cli("explain", "l404", "--db", db, "--program", str(program_path))
     assert code == 1 and "no lead with id 'l404'" in capsys.readouterr().err
+
+
+def test_preview_shows_a_template_as_a_lead_would_get_it(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    lead = tmp_path / "lead.json"
+    lead.write_text('{"name": "田中", "company": "株式会社サンプル"}', encoding="utf-8")
+    code, out = run_cli("preview", "wp_thanks", "--attrs", str(lead))
+    assert code == 0
+    head, _, body = out.partition("\n\n")
+    assert "Subject: 資料「お役立ち資料」ダウンロードありがとうございます" in head
+    assert body.startswith("株式会社サンプル\n田中 様\n")
+    assert "https://sellsup.example.co.jp/resources/" in body  # as written, not tracked
+    code, out = run_cli("preview", "wp_thanks", "--attrs", str(lead), "--tracked")
+    assert code == 0 and "/nk/click?t=" in out
+    code, _ = run_cli("preview", "nope", "--attrs", str(lead))
+    assert code == 1 and "no template 'nope'; the program has dormant_offer" in (
+        capsys.readouterr().err
+    )
+    db, program_path = _handed_off(tmp_path)
+    code, out = run_cli(
+        "preview", "wp_case", "--lead", "l1", "--db", db, "--program", str(program_path)
+    )
+    assert code == 0 and "To: l1@example.co.jp" in out
+    assert run_cli("preview", "wp_case", "--lead", "l1", "--program", str(program_path))[0] == 2

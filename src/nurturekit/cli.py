@@ -9,6 +9,7 @@
     nurturekit handoffs --db URL [--open|--breached] [--owner NAME] [--format table|csv|json]
     nurturekit feedback LEAD OUTCOME --db URL [--program FILE] [--note TEXT]   what sales says
     nurturekit explain LEAD --db URL [--program FILE]   the score line by line, stages, enrolments
+    nurturekit preview TEMPLATE (--lead ID --db URL | --attrs FILE.json) [--program FILE]
 
 Global options (``-v``/``--verbose``) work before or after the sub-command; ``--version``
 prints the version.
@@ -329,6 +330,72 @@ def _explain(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     return 0
 
 
+def _preview(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    import json
+    from datetime import datetime, timezone
+
+    from nurturekit.lead import Lead
+    from nurturekit.mail.console import readable
+    from nurturekit.program_file import load_program
+    from nurturekit.programs import b2b_program
+    from nurturekit.templates import compose
+    from nurturekit.tokens import Links, TokenSigner
+
+    try:
+        program = load_program(args.program) if args.program else b2b_program()
+        template = program.templates.get(args.template)
+        if template is None:
+            names = ", ".join(sorted(program.templates)) or "none"
+            print(f"error: no template {args.template!r}; the program has {names}", file=err)
+            return 1
+        if args.attrs is not None:
+            with open(args.attrs, encoding="utf-8") as source:
+                data = json.load(source)
+            if not isinstance(data, dict):
+                print(f"error: {args.attrs}: expected a JSON object of the lead's fields", file=err)
+                return 1
+            fields = {k: data.pop(k) for k in ("id", "email", "name", "company") if k in data}
+            fields.setdefault("id", "preview")
+            fields.setdefault("email", "preview@example.com")
+            lead = Lead(**fields, attributes=data)
+        else:
+            from nurturekit.storage import open_storage
+
+            if args.db is None:
+                print("error: --lead needs --db, the database the lead is stored in", file=err)
+                return 2
+            storage = open_storage(args.db)
+            found = storage.get_lead(args.lead)
+            getattr(storage, "close", lambda: None)()
+            if found is None:
+                print(f"error: no lead with id {args.lead!r} is stored in {args.db}", file=err)
+                return 1
+            lead = found
+        now = datetime.now(timezone.utc)
+        base = program.policies.links_base_url or "https://example.com/nk"
+        links = Links(base, TokenSigner(secret=b"preview only, never sent" * 2))
+        key = f"preview/{lead.id}/{template.name}"
+        mail = compose(
+            template,
+            lead,
+            program.sender,
+            key=key,
+            created_at=now,
+            unsubscribe_url=links.unsubscribe_url(lead.id, key, now=now),
+            tracking=links.tracking(lead.id, key, now=now) if args.tracked else None,
+        )
+    except json.JSONDecodeError as error:
+        print(f"error: {args.attrs}: not JSON ({error})", file=err)
+        return 1
+    except NurtureError as error:
+        print(f"error: {error}", file=err)
+        return 1
+    print(readable(mail), file=out)
+    if mail.html is not None:
+        print(f"-- HTML\n{mail.html}", file=out)
+    return 0
+
+
 def _simulate(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     from nurturekit.program_file import load_program
     from nurturekit.simulate import simulate
@@ -480,6 +547,18 @@ def _parser() -> argparse.ArgumentParser:
     explain.add_argument("--db", required=True, help="storage URL: sqlite:///nurture.db, …")
     explain.add_argument("--program", help="a program file (default: the bundled one)")
     explain.set_defaults(handler=_explain)
+
+    preview = command("preview", help="a template as one lead would get it, decoded")
+    preview.add_argument("template", help="the template's name")
+    preview.add_argument("--program", help="a program file (default: the bundled one)")
+    whose = preview.add_mutually_exclusive_group(required=True)
+    whose.add_argument("--lead", help="a stored lead's id (with --db)")
+    whose.add_argument("--attrs", help="a JSON file of the lead's fields and attributes")
+    preview.add_argument("--db", help="storage URL, for --lead")
+    preview.add_argument(
+        "--tracked", action="store_true", help="with its links made click URLs, as sent"
+    )
+    preview.set_defaults(handler=_preview)
     return parser
 
 

@@ -13,12 +13,12 @@ from nurturekit.mail._build import build_each
 from nurturekit.messages import OutgoingMail, SendResult, SendStatus
 from nurturekit.templates.mime import checked_headers, header_form
 
-__all__ = ["ConsoleMailer"]
+__all__ = ["ConsoleMailer", "readable"]
 
 _RULE = "-" * 72
 
 
-def _readable(mail: OutgoingMail) -> str:
+def readable(mail: OutgoingMail) -> str:
     """The mail as a person reads it: its headers in UTF-8, a blank line, the text body as
     written, and a line saying the HTML version's size when it has one."""
     headers, _ = checked_headers(mail)
@@ -49,7 +49,7 @@ class ConsoleMailer:
     def send(self, mails: Sequence[OutgoingMail]) -> list[SendResult]:
         """Write every mail, in order, and return one SENT result per mail."""
         # A mail whose headers are unsafe is REJECTED in its place, as by the other mailers.
-        built = build_each(mails, _readable)
+        built = build_each(mails, readable)
         # Looked up per send, so redirect_stdout() and pytest's capsys see the output.
         stream = sys.stdout if self.stream is None else self.stream
         results: list[SendResult] = []
