@@ -422,3 +422,30 @@ def test_preview_shows_a_template_as_a_lead_would_get_it(
     )
     assert code == 0 and "To: l1@example.co.jp" in out
     assert run_cli("preview", "wp_case", "--lead", "l1", "--program", str(program_path))[0] == 2
+
+
+def test_status_says_what_is_pending_and_the_last_errors(tmp_path: Path) -> None:
+    from datetime import timedelta, timezone
+
+    from nurturekit.messages import SendStatus
+    from nurturekit.storage.sqlite import SQLiteStorage
+    from nurturekit.testing.factories import T0, make_mail
+
+    db, _ = _handed_off(tmp_path)
+    storage = SQLiteStorage(tmp_path / "n.db")
+    storage.add_to_outbox(make_mail("k1", lead_id="l1"))
+    storage.add_to_outbox(make_mail("k2", lead_id="l2"))
+    storage.add_to_outbox(make_mail("k3", lead_id="l2"))
+    storage.mark_sent("k1", SendStatus.SENT, "", T0)
+    storage.mark_sent("k2", SendStatus.DEFERRED, "451 try later", T0 + timedelta(minutes=1))
+    storage.close()
+    code, out = run_cli("status", "--db", db)
+    assert code == 0
+    lines = out.splitlines()
+    assert lines[0] == "outbox: 1 pending, 1 sent, 1 deferred"
+    assert "k2 deferred: 451 try later" in lines[1]
+    assert lines[2].startswith("enrolments: ")
+    # Handed off on the fixture's day, months ago: both are past their SLA's first contact.
+    assert lines[3] == "hand-offs: 2 open, 2 past their first contact"
+    last = T0 + timedelta(minutes=1)
+    assert lines[4] == f"last send recorded: {last.astimezone(timezone.utc):%Y-%m-%d %H:%M} UTC"

@@ -10,6 +10,7 @@
     nurturekit feedback LEAD OUTCOME --db URL [--program FILE] [--note TEXT]   what sales says
     nurturekit explain LEAD --db URL [--program FILE]   the score line by line, stages, enrolments
     nurturekit preview TEMPLATE (--lead ID --db URL | --attrs FILE.json) [--program FILE]
+    nurturekit status --db URL                   the outbox, due steps, hand-offs, last errors
 
 Global options (``-v``/``--verbose``) work before or after the sub-command; ``--version``
 prints the version.
@@ -396,6 +397,60 @@ def _preview(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     return 0
 
 
+def _status(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    from collections import Counter
+    from datetime import datetime, timezone
+
+    from nurturekit.handoff import HandoffStatus
+    from nurturekit.messages import SendStatus
+    from nurturekit.scenario import EnrollmentStatus
+    from nurturekit.storage import open_storage
+
+    try:
+        storage = open_storage(args.db)
+        now = datetime.now(timezone.utc)
+        sends: Counter[str] = Counter()
+        problems = []
+        last = None
+        for entry in storage.outbox():
+            status = "pending" if entry.status is None else entry.status.value
+            sends[status] += 1
+            if entry.status in (SendStatus.DEFERRED, SendStatus.FAILED, SendStatus.REJECTED):
+                problems.append(entry)
+            if entry.updated_at is not None and (last is None or entry.updated_at > last):
+                last = entry.updated_at
+        running = (EnrollmentStatus.ACTIVE, EnrollmentStatus.WAITING)
+        due = waiting = 0
+        for enrollment in storage.enrollments():
+            if enrollment.status in running:
+                if enrollment.due_at is not None and enrollment.due_at <= now:
+                    due += 1
+                else:
+                    waiting += 1
+        open_ = breached = 0
+        for handoff in storage.handoffs():
+            if handoff.status is HandoffStatus.OPEN:
+                open_ += 1
+                late = handoff.deadline is not None and handoff.deadline < now
+                breached += handoff.escalated_at is not None or late
+        getattr(storage, "close", lambda: None)()
+    except NurtureError as error:
+        print(f"error: {error}", file=err)
+        return 1
+    order = ("pending", "sent", "deferred", "failed", "rejected", "bounced", "suppressed")
+    counts = ", ".join(f"{sends[name]} {name}" for name in order if sends[name])
+    print(f"outbox: {counts or 'empty'}", file=out)
+    for entry in sorted(problems, key=lambda e: e.updated_at or now)[-args.errors :]:
+        when = "" if entry.updated_at is None else f"{entry.updated_at:%Y-%m-%d %H:%M} "
+        assert entry.status is not None
+        print(f"  {when}{entry.mail.key} {entry.status.value}: {entry.detail}", file=out)
+    print(f"enrolments: {due} due now, {waiting} waiting", file=out)
+    print(f"hand-offs: {open_} open, {breached} past their first contact", file=out)
+    seen = "never" if last is None else f"{last:%Y-%m-%d %H:%M} UTC"
+    print(f"last send recorded: {seen}", file=out)
+    return 0
+
+
 def _simulate(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     from nurturekit.program_file import load_program
     from nurturekit.simulate import simulate
@@ -559,6 +614,13 @@ def _parser() -> argparse.ArgumentParser:
         "--tracked", action="store_true", help="with its links made click URLs, as sent"
     )
     preview.set_defaults(handler=_preview)
+
+    status = command("status", help="what is pending: the outbox, due steps, hand-offs")
+    status.add_argument("--db", required=True, help="storage URL: sqlite:///nurture.db, …")
+    status.add_argument(
+        "--errors", type=_positive, default=10, help="how many of the last errors (default 10)"
+    )
+    status.set_defaults(handler=_status)
     return parser
 
 
