@@ -152,26 +152,12 @@ def _run(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
 
 
 def _import(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
-    from nurturekit.engine import Engine
     from nurturekit.importer import import_file
-    from nurturekit.mail import OutboxMailer
-    from nurturekit.program_file import load_program
-    from nurturekit.programs import b2b_program
-    from nurturekit.storage import open_storage
-    from nurturekit.tokens import Links, TokenSigner
 
     try:
-        program = load_program(args.program) if args.program else b2b_program()
-        storage = open_storage(args.db)
         # Importing records activities (scores, stages, enrolments) but sends nothing: the
         # worker (`nurturekit run`) sends what comes due.
-        engine = Engine(
-            program,
-            storage,
-            OutboxMailer(),
-            links=Links("https://example.com/nurturekit", TokenSigner(secret=b"-" * 32)),
-        )
-        summary = import_file(engine, args.file)
+        summary = import_file(_offline_engine(args.program, args.db), args.file)
     except NurtureError as error:
         print(f"error: {error}", file=err)
         return 1
