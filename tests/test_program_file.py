@@ -510,3 +510,36 @@ def test_link_settings_round_trip_and_are_checked() -> None:
     with pytest.raises(InvalidProgram, match="at least 32 bytes"):
         program.policies.link_secret({"NURTUREKIT_LINK_SECRET": "short"})
     assert program.policies.link_secret({"NURTUREKIT_LINK_SECRET": "s" * 32}) == b"s" * 32
+
+
+@pytest.mark.parametrize(
+    ("rule", "where"),
+    [
+        ('name = "b"\nwhen = { activity = "download" }\npoints = nan', "behaviour_rules[1].points"),
+        ('name = "b"\nwhen = { activity = "download" }\npoints = 1.5', "behaviour_rules[1].points"),
+        (
+            'name = "b"\nwhen = { activity = "download" }\npoints = 5\ncap = { times = 0 }',
+            "behaviour_rules[1].cap.times",
+        ),
+    ],
+)
+def test_a_rule_s_bad_value_is_named_with_the_rule_s_index(rule: str, where: str) -> None:
+    text = f"""
+[scoring]
+[[scoring.behaviour_rules]]
+name = "a"
+when = {{ activity = "page_view" }}
+points = 5
+
+[[scoring.behaviour_rules]]
+{rule}
+
+[sender]
+name = "X"
+address = "x@example.com"
+postal_address = "Tokyo"
+unsubscribe_mailto = "u@example.com"
+"""
+    with pytest.raises(InvalidProgram) as raised:
+        loads_program(text, "p.toml")
+    assert raised.value.where == f"p.toml: scoring.{where}"

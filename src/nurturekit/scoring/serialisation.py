@@ -6,12 +6,13 @@ its path inside the data (``_keys``, ``_get``, ``_list``, ``_datetime``).
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from nurturekit.conditions import condition_from_dict
-from nurturekit.errors import InvalidScoringModel
+from nurturekit.errors import InvalidInput, InvalidScoringModel
 from nurturekit.scoring.rules import Band, BehaviourRule, Cap, FitRule, HalfLife, IdleLoss, Level
 
 if TYPE_CHECKING:
@@ -37,6 +38,18 @@ def _model_to_dict(model: ScoringModel) -> dict[str, Any]:
     return out
 
 
+@contextmanager
+def _at(where: str) -> Iterator[None]:
+    """Name ``where`` (the rule's place in the file) in an error its constructor raises with a
+    field's name only (``points`` becomes ``scoring.behaviour_rules[1].points``)."""
+    try:
+        yield
+    except InvalidInput as error:
+        if error.where.startswith(where):
+            raise
+        raise InvalidScoringModel(f"{where}.{error.where}", error.message) from None
+
+
 def _model_from_dict(cls: type[ScoringModel], data: Mapping[str, Any], path: str) -> ScoringModel:
     """What :meth:`ScoringModel.from_dict` returns: a ``cls`` read from ``data``."""
     _keys(
@@ -48,13 +61,11 @@ def _model_from_dict(cls: type[ScoringModel], data: Mapping[str, Any], path: str
     for i, r in enumerate(_list(data, path, "fit_rules")):
         where = f"{path}.fit_rules[{i}]"
         _keys(r, where, ("name", "when", "points"))
-        fit.append(
-            FitRule(
-                name=_get(r, where, "name"),
-                when=condition_from_dict(_get(r, where, "when"), f"{where}.when"),
-                points=_get(r, where, "points"),
+        when = condition_from_dict(_get(r, where, "when"), f"{where}.when")
+        with _at(where):
+            fit.append(
+                FitRule(name=_get(r, where, "name"), when=when, points=_get(r, where, "points"))
             )
-        )
     behaviour = []
     for i, r in enumerate(_list(data, path, "behaviour_rules")):
         where = f"{path}.behaviour_rules[{i}]"
@@ -62,17 +73,20 @@ def _model_from_dict(cls: type[ScoringModel], data: Mapping[str, Any], path: str
         cap = r.get("cap")
         if cap is not None:
             _keys(cap, f"{where}.cap", ("times", "per"))
-            cap = Cap(times=_get(cap, f"{where}.cap", "times"), per=cap.get("per"))
-        behaviour.append(
-            BehaviourRule(
-                name=_get(r, where, "name"),
-                when=condition_from_dict(_get(r, where, "when"), f"{where}.when"),
-                points=_get(r, where, "points"),
-                cap=cap,
-                active_from=_datetime(r.get("active_from"), f"{where}.active_from"),
-                active_until=_datetime(r.get("active_until"), f"{where}.active_until"),
+            with _at(where):
+                cap = Cap(times=_get(cap, f"{where}.cap", "times"), per=cap.get("per"))
+        when = condition_from_dict(_get(r, where, "when"), f"{where}.when")
+        with _at(where):
+            behaviour.append(
+                BehaviourRule(
+                    name=_get(r, where, "name"),
+                    when=when,
+                    points=_get(r, where, "points"),
+                    cap=cap,
+                    active_from=_datetime(r.get("active_from"), f"{where}.active_from"),
+                    active_until=_datetime(r.get("active_until"), f"{where}.active_until"),
+                )
             )
-        )
     decay: HalfLife | IdleLoss | None = None
     raw = data.get("decay")
     if raw is not None:
