@@ -717,3 +717,15 @@ def test_a_built_message_survives_copy_and_pickle() -> None:
     wire = message.as_bytes()
     assert copy.deepcopy(message).as_bytes() == wire
     assert pickle.loads(pickle.dumps(message)).as_bytes() == wire
+
+
+def test_a_misspelt_placeholder_beside_its_default_is_blamed_on_the_template() -> None:
+    with pytest.raises(TemplateError) as raised:
+        Template(name="t", subject="Hi", text="{{ campany }} 様", defaults={"company_ja": "貴社"})
+    assert raised.value.where == "Template['t'].text"
+    assert "uses {{ campany }}, and a default is given for {{ company_ja }}" in (
+        raised.value.message
+    )
+    with pytest.raises(TemplateError) as raised:
+        Template(name="t", subject="Hi", text="{{ nmae }} 様", defaults={"name": "お客"})
+    assert raised.value.where == "Template['t'].text"

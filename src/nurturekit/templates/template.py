@@ -3,6 +3,7 @@ the placeholders a lead and the engine fill (:func:`lead_values`, :func:`unfilla
 
 from __future__ import annotations
 
+import difflib
 import html
 import re
 from collections.abc import Iterable, Mapping
@@ -171,6 +172,16 @@ class Template:
         used = frozenset().union(*found.values())
         for key, value in self.defaults.items():
             if key not in used:
+                close = difflib.get_close_matches(key, sorted(used), n=1)
+                known = LEAD_PLACEHOLDERS | SYSTEM_PLACEHOLDERS
+                if close and close[0] not in known:
+                    # Most likely the template's placeholder is the misspelt one: say so there.
+                    part = next(p for p in _PARTS if close[0] in found[p])
+                    raise TemplateError(
+                        f"Template[{name!r}].{part}",
+                        f"uses {{{{ {close[0]} }}}}, and a default is given for {{{{ {key} }}}}, "
+                        f"which the template does not use: fix the spelling of one of them",
+                    )
                 raise TemplateError(
                     f"Template[{name!r}].defaults[{key!r}]",
                     f"the template has no placeholder {{{{ {key} }}}}; remove the default or "
