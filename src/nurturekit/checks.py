@@ -19,6 +19,7 @@ from nurturekit.errors import InvalidInput
 
 __all__ = [
     "CONTROL",
+    "LOCAL_HOSTS",
     "MAX_ID_LENGTH",
     "MAX_INT",
     "MIN_INT",
@@ -44,6 +45,11 @@ MAX_ID_LENGTH = 200
 # C0 controls, DEL and C1 controls, plus lone surrogates (not text at all). A CR or LF in a
 # name or address could inject mail headers, so these are refused wherever text is stored.
 CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\ud800-\udfff]")
+
+
+#: The hosts that are this machine: the only ones an ``http`` URL may name where https is
+#: otherwise required (``Links(..., development=True)``, the HTTP mailers' test servers).
+LOCAL_HOSTS = frozenset({"localhost", "127.0.0.1", "::1"})
 
 
 def _digits(value: int) -> int:

@@ -29,6 +29,7 @@ import logging
 import os
 import sys
 from collections.abc import Sequence
+from datetime import datetime
 from typing import Any, TextIO
 
 from nurturekit.errors import NurtureError
@@ -201,10 +202,19 @@ _HANDOFF_COLUMNS = (
 )
 
 
+def _breached(handoff: Any, now: datetime) -> bool:
+    """Whether ``handoff`` is past its SLA's first contact: escalated, or open past its
+    deadline (the next ``run_due`` escalates it)."""
+    from nurturekit.handoff import HandoffStatus
+
+    late = handoff.deadline is not None and handoff.deadline < now
+    return handoff.escalated_at is not None or (handoff.status is HandoffStatus.OPEN and late)
+
+
 def _handoffs(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     import csv
     import json
-    from datetime import datetime, timezone
+    from datetime import timezone
 
     from nurturekit.handoff import HandoffStatus
     from nurturekit.storage import open_storage
@@ -218,8 +228,7 @@ def _handoffs(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     rows = []
     for handoff in storage.handoffs():
         open_ = handoff.status is HandoffStatus.OPEN
-        late = open_ and handoff.deadline is not None and handoff.deadline < now
-        breached = handoff.escalated_at is not None or late
+        breached = _breached(handoff, now)
         if (args.open and not open_) or (args.breached and not breached):
             continue
         if args.owner is not None and handoff.owner != args.owner:
@@ -268,7 +277,7 @@ def _feedback(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
 
 
 def _explain(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
-    from datetime import datetime, timezone
+    from datetime import timezone
 
     try:
         engine = _offline_engine(args.program, args.db)
@@ -319,7 +328,7 @@ def _explain(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
 
 def _preview(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     import json
-    from datetime import datetime, timezone
+    from datetime import timezone
 
     from nurturekit.lead import Lead
     from nurturekit.mail.console import readable
@@ -385,7 +394,7 @@ def _preview(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
 
 def _status(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     from collections import Counter
-    from datetime import datetime, timezone
+    from datetime import timezone
 
     from nurturekit.handoff import HandoffStatus
     from nurturekit.messages import SendStatus
@@ -417,8 +426,7 @@ def _status(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
         for handoff in storage.handoffs():
             if handoff.status is HandoffStatus.OPEN:
                 open_ += 1
-                late = handoff.deadline is not None and handoff.deadline < now
-                breached += handoff.escalated_at is not None or late
+                breached += _breached(handoff, now)
         getattr(storage, "close", lambda: None)()
     except NurtureError as error:
         print(f"error: {error}", file=err)

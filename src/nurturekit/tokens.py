@@ -23,6 +23,7 @@ import attrs
 
 from nurturekit._time import UTC, aware_utc
 from nurturekit.activity import EMAIL_CLICK, EMAIL_OPEN, UNSUBSCRIBED, Activity
+from nurturekit.checks import LOCAL_HOSTS
 from nurturekit.checks import check_id as _check_id
 from nurturekit.checks import shown as _shown
 from nurturekit.errors import ExpiredToken, InvalidInput, InvalidToken
@@ -282,10 +283,6 @@ def _read_claims(data: bytes) -> TokenClaims:
     except (OverflowError, OSError, ValueError):
         raise InvalidToken("the token's expiry time is out of range") from None
     return TokenClaims(purpose=purpose, lead_id=lead_id, ref=ref, url=url, expires_at=expires_at)
-
-
-#: The hosts an ``http`` base URL may name with ``Links(development=True)``.
-LOCAL_HOSTS = frozenset({"localhost", "127.0.0.1", "::1"})
 
 
 def _base_url(value: object, development: bool) -> str:

@@ -21,7 +21,7 @@ from typing import Any, NamedTuple, TypeVar
 
 import attrs
 
-from nurturekit.checks import shown
+from nurturekit.checks import LOCAL_HOSTS, shown
 from nurturekit.errors import InvalidInput, MailerUnavailable
 from nurturekit.messages import OutgoingMail, SendResult, SendStatus
 
@@ -32,7 +32,6 @@ DETAIL_LIMIT = 500
 #: The longest wait taken from a ``Retry-After``: a provider asking for more is asked again
 #: after a day (and a broken header cannot push a send past what a datetime holds).
 MAX_RETRY_AFTER = timedelta(days=1)
-_LOOPBACK = frozenset({"127.0.0.1", "localhost", "::1"})
 _USER_AGENT = "nurturekit"
 
 
@@ -128,7 +127,7 @@ def endpoint(value: object, where: str, example: str) -> Endpoint:
         problem = "holds characters a URL cannot (spaces, controls or non-ASCII)"
     elif scheme not in ("https", "http") or not host:
         problem = "is not an http(s) URL"
-    elif scheme == "http" and host not in _LOOPBACK:
+    elif scheme == "http" and host not in LOCAL_HOSTS:
         problem = (
             "is plain http to another machine, which would send the key in clear text; "
             "use https (http is allowed for 127.0.0.1 and localhost only)"

@@ -12,6 +12,7 @@ from collections.abc import Mapping
 from datetime import datetime
 from types import MappingProxyType
 
+from nurturekit.checks import LOCAL_HOSTS
 from nurturekit.checks import check_id as _check_id
 from nurturekit.checks import describe_char as _describe_char
 from nurturekit.checks import shown as _shown
@@ -41,7 +42,6 @@ _PLAIN_HTTPS = re.compile(
 )
 # Characters kept as they are in the left part of a Message-ID (RFC 5322 dot-atom text, less
 # '=' which escapes the others as =XX, and '.', which is handled apart).
-_LOCAL_HOSTS = frozenset({"localhost", "127.0.0.1", "::1"})
 _ID_SAFE = frozenset(string.ascii_letters + string.digits + "!#$&'*+-/?^_`{|}~")
 _MAX_ID_LEFT = 600
 
@@ -66,7 +66,7 @@ def _each_check_of_https_url(value: object, where: str) -> str:
         )
     parts = urllib.parse.urlsplit(value)
     # http on this machine only: what Links(development=True) writes.
-    local = parts.scheme.lower() == "http" and parts.hostname in _LOCAL_HOSTS
+    local = parts.scheme.lower() == "http" and parts.hostname in LOCAL_HOSTS
     if (parts.scheme.lower() != "https" and not local) or not parts.hostname:
         raise TemplateError(
             where,
