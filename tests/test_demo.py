@@ -22,8 +22,13 @@ def demo(*argv: str) -> str:
 def test_the_demo_prints_the_funnel_kpis_and_hand_offs() -> None:
     text = demo("--leads", "60", "--days", "30")
     assert text.splitlines()[0].startswith("60 leads, ")
+    headings = [line.partition(":")[0] for line in text.splitlines() if ": " in line]
     for heading in ("funnel", "scenarios", "hand-offs"):
-        assert heading in text.splitlines()
+        assert heading in headings
+    # Each heading says what its figures count: leads, enrolments or hand-offs.
+    assert "funnel: leads that reached each stage (a lead counts once)" in text
+    assert "scenarios: enrolments (a lead can be in several scenarios" in text
+    assert "hand-offs: one per qualification" in text
     assert "whitepaper follow-up:" in text
     assert "MQL → SQL" in text
 

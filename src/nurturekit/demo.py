@@ -13,10 +13,11 @@ import random
 import sys
 import tempfile
 from collections import Counter
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import TextIO
+from urllib.parse import parse_qsl, urlsplit
 
 import attrs
 
@@ -24,6 +25,7 @@ from nurturekit.activity import Activity
 from nurturekit.analytics import scenario_kpis
 from nurturekit.clock import ManualClock
 from nurturekit.engine import Engine
+from nurturekit.errors import InvalidInput
 from nurturekit.handoff import HandoffStatus, handoff_report
 from nurturekit.lead import Consent, Lead
 from nurturekit.messages import OutgoingMail, SendResult, SendStatus
@@ -110,20 +112,43 @@ REGIONS = ("kanto", "kansai", "chubu", "kyushu")
 
 
 class _AcceptingMailer:
-    """Takes every mail (the demo sends nothing anywhere) and remembers who got what."""
+    """Remembers who got what, so that the demo's people can react to their mails: takes
+    every mail itself, or hands them to ``inner`` (``--eml``) and remembers those it sent."""
 
-    def __init__(self) -> None:
+    def __init__(self, inner: Mailer | None = None) -> None:
         self.sent: list[OutgoingMail] = []
+        self.inner = inner
 
     def send(self, mails: Sequence[OutgoingMail]) -> Iterator[SendResult]:
+        if self.inner is None:
+            return self._accept(mails)
+        # Called now, so that a mailer that cannot be reached says so now.
+        return self._watch(mails, self.inner.send(mails))
+
+    def _accept(self, mails: Sequence[OutgoingMail]) -> Iterator[SendResult]:
         for mail in mails:
             self.sent.append(mail)
             yield SendResult(key=mail.key, status=SendStatus.SENT)
 
+    def _watch(
+        self, mails: Sequence[OutgoingMail], results: Iterable[SendResult]
+    ) -> Iterator[SendResult]:
+        by_key = {mail.key: mail for mail in mails}
+        for result in results:
+            if result.status is SendStatus.SENT:
+                self.sent.append(by_key[result.key])
+            yield result
+
 
 @attrs.frozen(kw_only=True)
 class DemoResult:
-    """What the demo measured; :meth:`report` prints it."""
+    """What the demo measured. ``text`` is the summary ``nurturekit demo`` prints.
+
+    ``leads`` is the population; ``activities`` and ``mails`` count what was recorded and
+    handed over during the run; ``mqls``, ``sqls`` and ``opportunities`` count *leads* that
+    were handed to sales, accepted by sales, and booked a meeting once accepted (a lead handed
+    off twice counts once here, twice among the summary's hand-offs).
+    """
 
     leads: int
     activities: int
@@ -171,7 +196,13 @@ def run_demo(
 
     Without ``db`` it runs on a temporary SQLite file, deleted at the end; as nothing of it
     outlives the run, it skips the disk syncs (``synchronous="OFF"``). A ``db`` you name is
-    opened with :func:`~nurturekit.storage.open_storage` and its durable defaults.
+    opened with :func:`~nurturekit.storage.open_storage` and its durable defaults, and keeps
+    the run for you to look at afterwards. It must hold no leads yet: the demo starts on the
+    1st of April 2026 with its own leads, so it cannot go on from an earlier run, and it adds
+    nothing to a database of real leads. A ``db`` that already holds leads (a second run on the
+    same file) raises :class:`~nurturekit.errors.InvalidInput`, before anything is written.
+
+    The same ``seed`` gives the same figures on every store (memory, SQLite, PostgreSQL).
     """
     rng = random.Random(seed)
     with tempfile.TemporaryDirectory() as folder:
@@ -179,11 +210,31 @@ def run_demo(
             open_storage(db) if db else SQLiteStorage(Path(folder) / "demo.db", synchronous="OFF")
         )
         try:
+            if db and next(iter(storage.leads()), None) is not None:
+                raise InvalidInput("db", _not_empty(db))
             return _simulate(program, storage, leads, days, rng, mailer, progress)
         finally:
             close = getattr(storage, "close", None)
             if close is not None:
                 close()
+
+
+def _not_empty(db: str) -> str:
+    """Why the demo will not run on ``db``, and how to start afresh (a PostgreSQL URL is not
+    repeated: it may hold a password)."""
+    parts = urlsplit(db)
+    if parts.scheme.lower() in ("postgresql", "postgres"):
+        schema = next((v for k, v in parse_qsl(parts.query) if k == "schema"), "nurturekit")
+        where = f"the PostgreSQL schema {schema!r}"
+        fresh = "add ?schema=<a new name> to the URL, or drop this schema"
+    else:
+        where = db
+        fresh = "name a new file (sqlite:///demo2.db), or delete this one"
+    return (
+        f"{where} already holds leads (from an earlier demo run?); the demo starts on day one "
+        f"with leads of its own and needs an empty database: {fresh}, or leave --db out to "
+        "run on a temporary file"
+    )
 
 
 def _simulate(
@@ -196,11 +247,11 @@ def _simulate(
     progress: Callable[[int, int], None] | None,
 ) -> DemoResult:
     clock = ManualClock(START)
-    accepting = _AcceptingMailer()
+    accepting = _AcceptingMailer(mailer)
     engine = Engine(
         program,
         storage,
-        mailer or accepting,
+        accepting,
         clock=clock,
         links=Links("https://demo.example.co.jp/nk", TokenSigner(secret=b"demo-secret-" * 3)),
     )
@@ -321,14 +372,14 @@ def _summary(
     lines = [
         f"{leads} leads, {activities} activities over the run, {mails} mails handed over",
         "",
-        "funnel",
+        "funnel: leads that reached each stage (a lead counts once)",
         f"  leads        {leads:6d}",
         f"  MQL          {len(mql_leads):6d}  {_rate(len(mql_leads), leads)}",
         f"  SQL          {len(sql_leads):6d}  {_rate(len(sql_leads), len(mql_leads))} of MQL",
         f"  opportunity  {len(opportunities):6d}  "
         f"{_rate(len(opportunities), len(sql_leads))} of SQL",
         "",
-        "scenarios",
+        "scenarios: enrolments (a lead can be in several scenarios, and enter one again)",
     ]
     for kpis in scenario_kpis(storage):
         lines.append(
@@ -344,7 +395,8 @@ def _summary(
     outcomes = Counter({k: v for k, v in figures.outcomes.items() if v})
     lines += [
         "",
-        "hand-offs",
+        "hand-offs: one per qualification (a lead sent back to nurturing that qualifies "
+        "again is handed off again)",
         f"  MQLs {figures.mqls}, SQLs {figures.sqls}, MQL → SQL {_pct(figures.mql_to_sql)}",
         f"  first contact: median {_hours(figures.first_contact_median)}, "
         f"p90 {_hours(figures.first_contact_p90)}; SLA kept {_pct(figures.sla_kept)}",
@@ -373,13 +425,29 @@ def _hours(value: timedelta | None) -> str:
     return "-" if value is None else f"{value.total_seconds() / 3600:.1f} h"
 
 
-def terminal_progress(stream: TextIO = sys.stderr) -> Callable[[int, int], None] | None:
-    """A progress line on a terminal; nothing when the output is a pipe or a file."""
+def terminal_progress(
+    stream: TextIO = sys.stderr, *, label: str = "simulating day", in_bytes: bool = False
+) -> Callable[[int, int | None], None] | None:
+    """A progress line on a terminal; nothing when the output is a pipe or a file.
+
+    It is called with ``(done, total)`` and shows ``"simulating day 3/30"`` (``label`` and
+    the two). With ``in_bytes=True`` they are bytes, as an import tells them
+    (:data:`nurturekit.importer.Progress`): ``"importing 42% (12.0 of 28.5 MB)"``, or
+    ``"importing 12.0 MB"`` when ``total`` is ``None`` (not known). The line ends when
+    ``done == total``.
+    """
     if not stream.isatty():
         return None
 
-    def show(done: int, total: int) -> None:
-        stream.write(f"\rsimulating day {done}/{total}")
+    def show(done: int, total: int | None) -> None:
+        if not in_bytes:
+            text = str(done) if total is None else f"{done}/{total}"
+        elif total is None:
+            text = f"{done / 1e6:.1f} MB"
+        else:
+            share = 100 if done >= total else done * 100 // total
+            text = f"{share}% ({done / 1e6:.1f} of {total / 1e6:.1f} MB)"
+        stream.write(f"\r{label} {text}")
         if done == total:
             stream.write("\n")
         stream.flush()

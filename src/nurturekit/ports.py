@@ -163,6 +163,12 @@ class Storage(Protocol):
     written back (:meth:`put_enrollment`, :meth:`mark_sent`, a notice no longer owed), when
     its holder renews it to a time already past, or when its lease runs out and another
     worker claims the work.
+
+    **Order.** Where a method below names an order, every store must give exactly that order,
+    so that the engine, a report or a simulation with a seeded random generator does the same
+    things on every store. Ids and keys compare as Python compares ``str``, by code point
+    (PostgreSQL's ``COLLATE "C"``, SQLite's ``BINARY``); the order in which rows were written
+    or updated never decides it. Methods that say "in no particular order" are for counting.
     """
 
     def transaction(self) -> AbstractContextManager[None]:
@@ -204,7 +210,7 @@ class Storage(Protocol):
         ...
 
     def leads(self) -> Iterator[Lead]:
-        """Every stored lead, in no particular order (for broadcasts and reports)."""
+        """Every stored lead, ordered by id (for broadcasts and reports)."""
         ...
 
     def get_state(self, lead_id: str) -> LeadState | None:
@@ -251,7 +257,7 @@ class Storage(Protocol):
         ...
 
     def enrollments(self, scenario: str | None = None) -> Iterator[Enrollment]:
-        """Every enrolment, or those of one scenario (for analytics)."""
+        """Every enrolment, or those of one scenario, in no particular order (for analytics)."""
         ...
 
     def claim_due(
@@ -299,7 +305,7 @@ class Storage(Protocol):
         ...
 
     def handoffs(self) -> Iterator[Handoff]:
-        """Every hand-off, in no particular order (for reports)."""
+        """Every hand-off, ordered by id (for reports and a sales queue worked through)."""
         ...
 
     def due_breaches(self, now: datetime, limit: int) -> list[Handoff]:
@@ -406,7 +412,7 @@ class Storage(Protocol):
         ...
 
     def outbox(self) -> Iterator[OutboxEntry]:
-        """Every send in the outbox with its status (for analytics)."""
+        """Every send in the outbox with its status, in no particular order (for analytics)."""
         ...
 
     def report_send(self, key: str, status: SendStatus, detail: str, at: datetime) -> bool:

@@ -19,6 +19,7 @@ import threading
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager
 from datetime import datetime, timedelta
+from operator import attrgetter
 from types import TracebackType
 from typing import Any, TypeVar
 
@@ -37,6 +38,8 @@ __all__ = ["InMemoryStorage"]
 
 _V = TypeVar("_V")
 _RUNNING = (EnrollmentStatus.ACTIVE, EnrollmentStatus.WAITING)
+#: The sort key of the iterators the port orders by id (leads, hand-offs).
+_by_id = attrgetter("id")
 
 
 class InMemoryStorage:
@@ -160,8 +163,10 @@ class InMemoryStorage:
         return found
 
     def leads(self) -> Iterator[Lead]:
+        """Every lead in id order, as the port promises (not the order they were put)."""
         with self._lock:
             found = [row.lead for row in self._rows.values() if row.lead is not None]
+        found.sort(key=_by_id)
         yield from found
 
     def get_state(self, lead_id: str) -> LeadState | None:
@@ -367,8 +372,9 @@ class InMemoryStorage:
         return sorted(found, key=lambda h: (h.at, h.id))
 
     def handoffs(self) -> Iterator[Handoff]:
+        """Every hand-off in id order, as the port promises (not the order they were put)."""
         with self._lock:
-            found = list(self._handoffs.values())
+            found = sorted(self._handoffs.values(), key=_by_id)
         yield from found
 
     def due_breaches(self, now: datetime, limit: int) -> list[Handoff]:

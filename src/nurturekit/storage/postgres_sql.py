@@ -217,7 +217,8 @@ GET_LEAD: Final = "SELECT body FROM {schema}.leads WHERE id = %s"
 #: The leads among a list of ids (a ``text[]``), in no particular order.
 GET_LEADS: Final = "SELECT id, body FROM {schema}.leads WHERE id = ANY(%b::text[])"
 
-#: One page of every lead, after the id given (``''`` for the first page).
+#: One page of every lead in id order (the order the Storage port promises), after the id
+#: given (``''`` for the first page).
 LEADS_PAGE: Final = "SELECT id, body FROM {schema}.leads WHERE id > %s ORDER BY id LIMIT %s"
 
 PUT_STATE: Final = """
@@ -367,6 +368,7 @@ HANDOFFS_OF_LEAD: Final = """
     SELECT body FROM {schema}.handoffs WHERE lead_id = %s ORDER BY at, id
 """
 
+#: One page of every hand-off in id order, as :data:`LEADS_PAGE` pages the leads.
 HANDOFFS_PAGE: Final = """
     SELECT id, body FROM {schema}.handoffs WHERE id > %s ORDER BY id LIMIT %s
 """

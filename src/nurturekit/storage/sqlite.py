@@ -365,7 +365,7 @@ class SQLiteStorage(SQLiteFile):
             return entry.lead
 
     def leads(self) -> Iterator[Lead]:
-        for _, body in self._pages(q.LEADS_PAGE):
+        for _, body in self._pages(q.LEADS_PAGE, after=""):
             yield self._lead(body)
 
     def get_state(self, lead_id: str) -> LeadState | None:
@@ -566,7 +566,7 @@ class SQLiteStorage(SQLiteFile):
         return [self._handoff(body) for (body,) in self._all(q.HANDOFFS_OF_LEAD, (lead_id,))]
 
     def handoffs(self) -> Iterator[Handoff]:
-        for _, body in self._pages(q.HANDOFFS_PAGE):
+        for _, body in self._pages(q.HANDOFFS_PAGE, after=""):
             yield self._handoff(body)
 
     def due_breaches(self, now: datetime, limit: int) -> list[Handoff]:

@@ -185,10 +185,11 @@ class SQLiteFile:
             with self.transaction():
                 return self._run(sql, params).rowcount
 
-    def _pages(self, sql: str, params: Sequence[Any] = ()) -> Iterator[Any]:
-        """Rows of ``sql`` (which selects ``seq`` first and ends ``seq > ? … LIMIT ?``) a page
-        at a time, so that a long iteration neither holds the lock nor a read snapshot."""
-        after = 0
+    def _pages(self, sql: str, params: Sequence[Any] = (), after: int | str = 0) -> Iterator[Any]:
+        """Rows of ``sql`` (which selects its cursor first, ``seq`` or an id, and ends
+        ``cursor > ? … LIMIT ?``) a page at a time, so that a long iteration neither holds the
+        lock nor a read snapshot. ``after`` is below every cursor: ``0`` for ``seq``, ``""``
+        for an id."""
         while True:
             rows = self._all(sql, (*params, after, _PAGE))
             yield from rows

@@ -11,7 +11,8 @@ Every stored time that a statement compares is UTC text in one fixed-width form,
 compares and sorts the times. Values are kept as JSON bodies written by
 :mod:`nurturekit.storage.codec`; the other columns exist only to be searched, sorted or updated
 in place. ``seq`` is each table's insertion order (an upsert keeps it) and the cursor the
-iterators page by. The exception is a lead state's items (``state_lines``, ``state_times``,
+iterators page by, but for leads and hand-offs, paged by id: the Storage port promises them
+in id order. The exception is a lead state's items (``state_lines``, ``state_times``,
 ``state_seen``: see :mod:`nurturekit.storage.sqlite_states`): a column per field, times as the
 codec writes them (with the offset they were given), ``seq`` the item's place in its list.
 """
@@ -269,8 +270,9 @@ GET_LEADS: Final = "SELECT id, body FROM leads WHERE id IN ({marks})"
 #: The most ids one ``IN`` list holds (SQLite before 3.32 took at most 999 parameters).
 IN_LIST: Final = 500
 
-#: One page of every lead, after the ``seq`` given (``0`` for the first page).
-LEADS_PAGE: Final = "SELECT seq, body FROM leads WHERE seq > ? ORDER BY seq LIMIT ?"
+#: One page of every lead in id order (the order the Storage port promises), after the id
+#: given (``""`` for the first page); the ``UNIQUE`` index on ``id`` serves it.
+LEADS_PAGE: Final = "SELECT id, body FROM leads WHERE id > ? ORDER BY id LIMIT ?"
 
 #: The state's body, and the suppression flags the fence before a hand-over reads.
 PUT_STATE: Final = (
@@ -410,7 +412,8 @@ PUT_HANDOFF: Final = (
 
 HANDOFFS_OF_LEAD: Final = "SELECT body FROM handoffs WHERE lead_id = ? ORDER BY at, id"
 
-HANDOFFS_PAGE: Final = "SELECT seq, body FROM handoffs WHERE seq > ? ORDER BY seq LIMIT ?"
+#: One page of every hand-off in id order, as :data:`LEADS_PAGE` pages the leads.
+HANDOFFS_PAGE: Final = "SELECT id, body FROM handoffs WHERE id > ? ORDER BY id LIMIT ?"
 
 #: Open, overdue, not escalated yet. As for enrolments, the tests repeat the partial indexes'
 #: WHERE word for word.

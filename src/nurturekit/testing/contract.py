@@ -16,6 +16,7 @@ from nurturekit.testing.factories import (
     LEASE,
     T0,
     make_enrollment,
+    make_handoff,
     make_lead,
     make_mail,
 )
@@ -30,6 +31,25 @@ class StorageContract(LeadContract, StepContract, SendContract, HandoffContract)
     def test_closing_twice_is_fine(self, storage: Storage) -> None:
         storage.close()
         storage.close()
+
+    # ------------------------------------------------------------------ order
+
+    def test_leads_and_handoffs_come_in_id_order_whatever_order_they_were_put_in(
+        self, storage: Storage
+    ) -> None:
+        """The port's order, not the order of writes: a simulation that draws random numbers
+        while it walks the hand-offs (the demo's sales team) must do the same on every store.
+        Ids compare by code point, as Python's ``str`` does ("L" < "l" < "é" < "ｌ")."""
+        ids = ["l2", "ｌ1", "l10", "é", "L9", "l1", "l02"]
+        with storage.transaction():
+            for n, each in enumerate(ids):
+                storage.put_lead(make_lead(each))
+                storage.put_handoff(make_handoff(f"{each}/1", lead_id=each, minutes=-n))
+        # Writing a row again (an update) leaves its place alone.
+        storage.put_lead(make_lead("l2", name="again"))
+        storage.put_handoff(make_handoff("l2/1", lead_id="l2", owner="suzuki"))
+        assert [lead.id for lead in storage.leads()] == sorted(ids)
+        assert [h.id for h in storage.handoffs()] == sorted(f"{each}/1" for each in ids)
 
     # ------------------------------------------------------------------ threads
 
