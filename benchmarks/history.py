@@ -32,7 +32,7 @@ from collections.abc import Callable
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
-from nurturekit import Activity, Lead, ManualClock
+from nurturekit import Activity, Consent, Lead, ManualClock
 from nurturekit.engine import Engine
 from nurturekit.mail import OutboxMailer
 from nurturekit.ports import Storage
@@ -45,6 +45,11 @@ from nurturekit.tokens import Links, TokenSigner
 START = datetime(2025, 1, 6, 1, 0, tzinfo=timezone.utc)
 PAGES = ("blog", "pricing", "product")
 BATCH = 1000
+
+#: The opt-in record marketing mail needs (Policies.require_consent, on by default).
+OPTED_IN = Consent(
+    at=datetime(2026, 1, 5, tzinfo=timezone.utc), method="web form", wording="配信に同意する"
+)
 
 
 def page_views(leads: int, first: int, count: int) -> list[Activity]:
@@ -82,6 +87,7 @@ def engine_on(storage: Storage, leads: int) -> tuple[Engine, ManualClock]:
                 name="田中",
                 attributes={"job_level": "staff", "industry": "it", "employees": 60},
                 created_at=START,
+                consent=OPTED_IN,
             )
         )
     return engine, clock

@@ -34,7 +34,7 @@ from datetime import datetime, timedelta, timezone
 from email.message import EmailMessage
 from pathlib import Path
 
-from nurturekit import Lead, ManualClock
+from nurturekit import Consent, Lead, ManualClock
 from nurturekit.conditions import activity
 from nurturekit.engine import Engine
 from nurturekit.mail import OutboxMailer
@@ -55,6 +55,11 @@ SENDER = Sender(
     address="news@sellsup.example.co.jp",
     postal_address="1-2-3 Shibuya, Shibuya-ku, Tokyo 150-0002, Japan",
     unsubscribe_mailto="unsubscribe@sellsup.example.co.jp",
+)
+
+#: The opt-in record marketing mail needs (Policies.require_consent, on by default).
+OPTED_IN = Consent(
+    at=datetime(2026, 1, 5, tzinfo=timezone.utc), method="web form", wording="配信に同意する"
 )
 
 
@@ -92,7 +97,14 @@ def prepare_nurturekit(path: Path, leads: int) -> None:
     for first in range(0, leads, 1000):
         with storage.transaction():
             for n in range(first, min(first + 1000, leads)):
-                engine.upsert_lead(Lead(id=f"l{n}", email=f"l{n}@example.co.jp", name=f"田中{n}"))
+                engine.upsert_lead(
+                    Lead(
+                        id=f"l{n}",
+                        email=f"l{n}@example.co.jp",
+                        name=f"田中{n}",
+                        consent=OPTED_IN,
+                    )
+                )
                 at = signed_up(n)
                 storage.put_enrollment(
                     Enrollment(

@@ -30,7 +30,7 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent / "tests"))
 
-from engine_fixtures import START, World  # noqa: E402
+from engine_fixtures import OPTED_IN, START, World  # noqa: E402
 from test_reliability import read_log, seed, start  # noqa: E402
 
 from nurturekit import Activity  # noqa: E402
@@ -51,7 +51,9 @@ def sqlite_rates(count: int) -> tuple[float, float]:
         leads = max(1, count // 5)
         with storage.transaction():
             for n in range(leads):
-                engine.upsert_lead(Lead(id=f"l{n}", email=f"l{n}@example.co.jp", name="田中"))
+                engine.upsert_lead(
+                    Lead(id=f"l{n}", email=f"l{n}@example.co.jp", name="田中", consent=OPTED_IN)
+                )
         activities = [
             Activity(
                 lead_id=f"l{n % leads}",

@@ -10,11 +10,18 @@ from __future__ import annotations
 from collections.abc import Iterator, Sequence
 from datetime import datetime, timedelta, timezone
 
-from nurturekit import Activity, Engine, Lead, ManualClock
+from nurturekit import Activity, Consent, Engine, Lead, ManualClock
 from nurturekit.messages import OutgoingMail, SendResult, SendStatus
 from nurturekit.programs import b2b_program
 from nurturekit.storage import open_storage
 from nurturekit.tokens import Links, TokenSigner
+
+# The opt-in record marketing mail needs (Policies.require_consent, on by default).
+OPTED_IN = Consent(
+    at=datetime(2026, 4, 1, tzinfo=timezone.utc),
+    method="web form",
+    wording="製品情報のメール配信に同意する",
+)
 
 
 class ProviderMailer:
@@ -47,7 +54,13 @@ def main() -> None:
     )
     for lead_id, email in (("l1", "tanaka@example.co.jp"), ("l2", "ghost@invalid.example")):
         engine.upsert_lead(
-            Lead(id=lead_id, email=email, name="田中", attributes={"employees": 300})
+            Lead(
+                id=lead_id,
+                email=email,
+                name="田中",
+                attributes={"employees": 300},
+                consent=OPTED_IN,
+            )
         )
         engine.record(
             Activity(

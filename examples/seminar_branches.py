@@ -8,11 +8,18 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta, timezone
 
-from nurturekit import Activity, Engine, Lead, ManualClock
+from nurturekit import Activity, Consent, Engine, Lead, ManualClock
 from nurturekit.mail import OutboxMailer
 from nurturekit.programs import b2b_program
 from nurturekit.storage import open_storage
 from nurturekit.tokens import Links, TokenSigner
+
+# The opt-in record marketing mail needs (Policies.require_consent, on by default).
+OPTED_IN = Consent(
+    at=datetime(2026, 4, 1, tzinfo=timezone.utc),
+    method="web form",
+    wording="製品情報のメール配信に同意する",
+)
 
 
 def main() -> None:
@@ -32,6 +39,7 @@ def main() -> None:
                 email=f"{lead_id}@example.co.jp",
                 name="山田",
                 attributes={"job_level": "staff", "employees": 40, "time_zone": "Asia/Tokyo"},
+                consent=OPTED_IN,
             )
         )
         engine.record(Activity(lead_id=lead_id, kind="seminar_registered", at=clock.now()))

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta, timezone
 
-from nurturekit import Activity, Lead, ManualClock
+from nurturekit import Activity, Consent, Lead, ManualClock
 from nurturekit.conditions import activity, contact_status, did
 from nurturekit.engine import Engine
 from nurturekit.mail import OutboxMailer
@@ -87,6 +87,13 @@ def main() -> None:
             name="田中",
             company="東海精機",
             attributes={"time_zone": "Asia/Tokyo"},
+            # Marketing mail needs an opt-in record (Policies.require_consent, on by default).
+            consent=Consent(
+                at=clock.now(),
+                method="web form",
+                wording="資料ダウンロード時に、メールでの情報提供に同意する",
+                source="https://example.co.jp/whitepaper",
+            ),
         )
     )
     engine.record(

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
-from nurturekit import Activity, Lead, ManualClock
+from nurturekit import Activity, Consent, Lead, ManualClock
 from nurturekit.conditions import activity, contact_status, did
 from nurturekit.engine import Engine
 from nurturekit.mail import OutboxMailer
@@ -28,6 +28,10 @@ from nurturekit.tokens import Links, TokenSigner
 
 UTC = timezone.utc
 START = datetime(2026, 4, 6, 1, 0, tzinfo=UTC)  # Monday 10:00 in Tokyo
+#: The opt-in record every lead of a World has (marketing mail needs one by default).
+OPTED_IN = Consent(
+    at=datetime(2026, 4, 1, tzinfo=UTC), method="web form", wording="Acme からのお知らせを受け取る"
+)
 
 SENDER = Sender(
     name="Sells up KK",
@@ -167,7 +171,13 @@ class World:
     def lead(self, lead_id: str = "l1", **attributes: Any) -> Lead:
         attributes.setdefault("time_zone", "Asia/Tokyo")
         return self.engine.upsert_lead(
-            Lead(id=lead_id, email=f"{lead_id}@example.co.jp", name="田中", attributes=attributes)
+            Lead(
+                id=lead_id,
+                email=f"{lead_id}@example.co.jp",
+                name="田中",
+                attributes=attributes,
+                consent=OPTED_IN,
+            )
         )
 
     def did(self, kind: str, lead_id: str = "l1", **props: Any) -> None:

@@ -8,6 +8,7 @@ import json
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
+import attrs
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -207,3 +208,16 @@ def test_a_remembered_time_text_is_never_that_of_an_equal_time_in_another_zone()
         assert iso_time(T0) == "2026-04-01T09:00:00+00:00"
         assert iso_time(tokyo) == "2026-04-01T18:00:00+09:00"
         assert iso_time(T0.replace(microsecond=5)) == "2026-04-01T09:00:00.000005+00:00"
+
+
+def test_a_mail_keeps_its_senders_own_footer_wordings_and_others_store_none() -> None:
+    from nurturekit.storage.codec import mail_from_json, mail_to_json
+    from nurturekit.testing.factories import make_mail
+
+    plain = make_mail()
+    assert "footers" not in mail_to_json(plain)
+    assert mail_from_json(mail_to_json(plain)) == plain
+    wording = "送信者：{{ sender_name }}\n停止：{{ unsubscribe_url }}"
+    worded = attrs.evolve(plain, sender=attrs.evolve(plain.sender, footers={"ja": wording}))
+    back = mail_from_json(mail_to_json(worded))
+    assert back == worded and back.sender.footers == {"ja": wording}

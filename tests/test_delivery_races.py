@@ -26,6 +26,7 @@ from typing import NamedTuple
 
 import pytest
 from delivery_worker import FIRST_STEP, SCENARIO, SEND_STEPS, three_mails_program
+from engine_fixtures import OPTED_IN
 
 from nurturekit.activity import Activity
 from nurturekit.engine import Engine
@@ -92,7 +93,13 @@ def seed_due(
     with storage.transaction():
         for lead_id in lead_ids:
             storage.put_lead(
-                Lead(id=lead_id, email=f"{lead_id}@example.co.jp", name="田中", created_at=due)
+                Lead(
+                    id=lead_id,
+                    email=f"{lead_id}@example.co.jp",
+                    name="田中",
+                    created_at=due,
+                    consent=OPTED_IN,
+                )
             )
         write_steps = getattr(storage, "write_steps", None)
         if write_steps is not None:

@@ -10,6 +10,7 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
+from engine_fixtures import OPTED_IN
 from test_scoring import MODELS, assert_ledger_sums, head_of_department
 
 from nurturekit import Activity, Lead, ManualClock
@@ -124,6 +125,7 @@ def _engine(storage: Storage) -> tuple[Engine, ManualClock]:
             email="l1@example.co.jp",
             attributes={"job_level": "staff", "industry": "it", "employees": 60},
             created_at=T0,
+            consent=OPTED_IN,
         )
     )
     return engine, clock

@@ -18,6 +18,7 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
+from engine_fixtures import OPTED_IN
 
 from nurturekit.lead import Lead
 from nurturekit.scenario import Enrollment, EnrollmentStatus
@@ -35,7 +36,13 @@ def seed(url: str, count: int) -> set[str]:
         for n in range(count):
             lead_id = f"lead-{n}"
             storage.put_lead(
-                Lead(id=lead_id, email=f"{lead_id}@example.co.jp", name="田中", created_at=due)
+                Lead(
+                    id=lead_id,
+                    email=f"{lead_id}@example.co.jp",
+                    name="田中",
+                    created_at=due,
+                    consent=OPTED_IN,
+                )
             )
             enrollment = Enrollment(
                 id=f"whitepaper follow-up/{lead_id}/1",

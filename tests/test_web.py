@@ -23,6 +23,7 @@ from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 import pytest
 import uvicorn
 from aiosmtpd.controller import Controller
+from engine_fixtures import OPTED_IN
 from test_smtp import LOCALHOST, Recorder, free_port
 
 from nurturekit import Lead, ManualClock
@@ -199,7 +200,7 @@ def test_a_mail_s_links_pixel_and_one_click_unsubscribe_work_end_to_end(
     handler, smtp_port = smtp
     engine, storage, clock = _engine(tmp_path, smtp_port)
     serve(engine)
-    engine.upsert_lead(Lead(id="l1", email="tanaka@example.co.jp", name="田中"))
+    engine.upsert_lead(Lead(id="l1", email="tanaka@example.co.jp", name="田中", consent=OPTED_IN))
     engine.record(Activity(lead_id="l1", kind="signup", at=START))
     assert engine.run_due().sent == 1
     message = _received(handler)
@@ -254,7 +255,7 @@ def test_the_unsubscribe_link_asks_before_it_unsubscribes(
     _, smtp_port = smtp
     engine, storage, _ = _engine(tmp_path, smtp_port)
     serve(engine)
-    engine.upsert_lead(Lead(id="l1", email="tanaka@example.co.jp", name="田中"))
+    engine.upsert_lead(Lead(id="l1", email="tanaka@example.co.jp", name="田中", consent=OPTED_IN))
     url = engine.links.unsubscribe_url("l1", "drip/l1/1/hello/1", now=START)
     status, headers, body = fetch(url)
     assert status == 200 and b'<form method="post"' in body and b"Unsubscribe" in body
@@ -268,7 +269,7 @@ def test_opens_and_clicks_of_proxies_and_scanners_are_recorded_as_machine(
 ) -> None:
     engine, storage, _ = _engine(tmp_path, smtp[1])
     serve(engine)
-    engine.upsert_lead(Lead(id="l1", email="tanaka@example.co.jp", name="田中"))
+    engine.upsert_lead(Lead(id="l1", email="tanaka@example.co.jp", name="田中", consent=OPTED_IN))
     ref = "drip/l1/1/hello/1"
     proxy = (
         "Mozilla/5.0 (Windows NT 5.1; rv:11.0) Gecko Firefox/11.0 (via ggpht.com GoogleImageProxy)"
@@ -285,7 +286,7 @@ def test_hostile_requests_are_refused_and_record_nothing(
 ) -> None:
     engine, storage, clock = _engine(tmp_path, smtp[1])
     base = serve(engine)
-    engine.upsert_lead(Lead(id="l1", email="tanaka@example.co.jp", name="田中"))
+    engine.upsert_lead(Lead(id="l1", email="tanaka@example.co.jp", name="田中", consent=OPTED_IN))
     ref = "drip/l1/1/hello/1"
     click = engine.links.click_url("l1", ref, "https://example.co.jp/", now=START)
     token = click.split("t=")[1]
@@ -345,7 +346,7 @@ def test_a_click_still_redirects_when_recording_it_fails(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
     engine, storage, _ = _engine(tmp_path, free_port())
-    engine.upsert_lead(Lead(id="l1", email="tanaka@example.co.jp", name="田中"))
+    engine.upsert_lead(Lead(id="l1", email="tanaka@example.co.jp", name="田中", consent=OPTED_IN))
 
     def broken(activity: Activity) -> None:
         raise RuntimeError("the database is gone")

@@ -7,7 +7,9 @@ the MIME message from an :class:`OutgoingMail` is :func:`nurturekit.templates.bu
 from __future__ import annotations
 
 import enum
+from collections.abc import Mapping
 from datetime import datetime, timedelta
+from types import MappingProxyType
 
 import attrs
 
@@ -15,6 +17,16 @@ from nurturekit._time import aware_utc
 from nurturekit.errors import InvalidInput
 
 __all__ = ["OutgoingMail", "SendResult", "SendStatus", "Sender"]
+
+_NO_FOOTERS: Mapping[str, str] = MappingProxyType({})
+
+
+def _freeze_footers(value: Mapping[str, str]) -> Mapping[str, str]:
+    # Checked with the other fields when a mail is composed; anything else is kept as given
+    # for that check to name.
+    if not isinstance(value, Mapping):
+        return value
+    return MappingProxyType(dict(value)) if value else _NO_FOOTERS
 
 
 @attrs.frozen(kw_only=True)
@@ -27,6 +39,37 @@ class Sender:
     ``unsubscribe_mailto`` is the mailbox that takes unsubscribe mails (the ``mailto`` half of
     ``List-Unsubscribe``); the https half is a signed link the engine builds with
     :class:`nurturekit.tokens.Links`.
+
+    The footer :func:`~nurturekit.templates.compose` adds to marketing mail is worded in the
+    mail's language (:attr:`~nurturekit.templates.Template.language`): nurturekit has Japanese
+    (``"ja"``) and English (``"en"``) wordings, and a language with none gets the English one.
+    ``footers`` maps a language tag to your own plain-text wording, which replaces the
+    built-in one or adds a language. A wording may use
+    ``{{ sender_name }}``, ``{{ sender_postal_address }}`` and ``{{ unsubscribe_url }}``, and
+    must use ``{{ unsubscribe_url }}``: the law requires a working opt-out. The HTML footer
+    is the same wording, escaped, its line breaks as ``<br>`` and the unsubscribe URL as a
+    link::
+
+        Sender(name="Acme 株式会社", address="news@acme.example",
+               postal_address="東京都千代田区1-1", unsubscribe_mailto="unsubscribe@acme.example",
+               footers={"ja": "送信者：{{ sender_name }}\\n{{ sender_postal_address }}\\n"
+                              "配信停止：{{ unsubscribe_url }}"})
+
+    The built-in Japanese wording is::
+
+        配信元：{{ sender_name }}
+        {{ sender_postal_address }}
+        配信停止をご希望の方は、以下のURLからお手続きください。
+        {{ unsubscribe_url }}
+
+    and the English one::
+
+        Sent by {{ sender_name }}
+        {{ sender_postal_address }}
+        To stop receiving these mails, unsubscribe here: {{ unsubscribe_url }}
+
+    Like the other fields, ``footers`` is checked when the first mail is composed (and when a
+    program file is read).
     """
 
     name: str
@@ -34,6 +77,10 @@ class Sender:
     postal_address: str
     unsubscribe_mailto: str
     reply_to: str | None = None
+    # A mapping proxy is unhashable, so the hash leaves it out; equality still compares it.
+    footers: Mapping[str, str] = attrs.field(
+        default=_NO_FOOTERS, converter=_freeze_footers, hash=False
+    )
 
 
 class SendStatus(str, enum.Enum):

@@ -150,25 +150,34 @@ class Engine(_Recording, _Steps, _Delivery, _Sales):
         return lead
 
     # ------------------------------------------------------------------ activities
-    def record(self, activity: Activity) -> RecordResult:
+    def record(self, activity: Activity, *, history: bool = False) -> RecordResult:
         """Record one activity and everything that follows from it, in one transaction.
 
         A hand-off it causes is told to the sink right after the transaction; if the sink
         fails, the notice stays pending and :meth:`run_due` retries it.
+
+        ``history=True`` records an activity of the past (an import from a CRM or another
+        tool): it is stored, scored and moves the lead through the stages, and it ends
+        enrolments whose goal it meets, but it starts no scenario and hands nobody off, so it
+        sends nothing. A lead that history qualifies for sales is handed off by its first live
+        activity while an MQL definition still holds; record a ``handed_off`` activity in the
+        history for a lead that sales already has.
         """
         now = aware_utc(self.clock.now(), "clock.now()")
         with self.storage.transaction():
-            result = self._record(activity, now)
+            result = self._record(activity, now, history)
         if result.handoff is not None:
             self._notify(_Run(now))
         return result
 
-    def record_many(self, activities: Iterable[Activity]) -> list[RecordResult]:
+    def record_many(
+        self, activities: Iterable[Activity], *, history: bool = False
+    ) -> list[RecordResult]:
         """Record several activities in one transaction (all of them or none), in the order
-        given."""
+        given; ``history=True`` as in :meth:`record`."""
         now = aware_utc(self.clock.now(), "clock.now()")
         with self.storage.transaction():
-            results = [self._record(activity, now) for activity in activities]
+            results = [self._record(activity, now, history) for activity in activities]
         if any(r.handoff is not None for r in results):
             self._notify(_Run(now))
         return results

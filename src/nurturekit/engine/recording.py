@@ -87,7 +87,7 @@ class _Recording(_Base):
         state.tally = tally = plan.tally(history)
         return TalliedHistory(history, tally)
 
-    def _record(self, activity: Activity, clock_now: datetime) -> RecordResult:
+    def _record(self, activity: Activity, clock_now: datetime, past: bool = False) -> RecordResult:
         storage = self.storage
         lead = storage.get_lead(activity.lead_id)
         if lead is None:
@@ -136,7 +136,9 @@ class _Recording(_Base):
             state.with_sales = True
         handoff = None
         policy = program.handoff
-        if policy is not None:
+        if policy is not None and not past:
+            # History hands nobody off, and leaves the lead as unqualified as it was: the
+            # first live activity while a definition holds hands it off.
             qualified = policy.qualifies(view)
             # Hand off on a new qualification only: a definition that starts to hold.
             if qualified is not None and not state.qualified and not state.with_sales:
@@ -144,8 +146,10 @@ class _Recording(_Base):
             state.qualified = qualified is not None
         ended = self._goals_and_waits(view, now)
         triggered = program.triggered_by(activity.kind)
-        if not state.with_sales and (
-            triggered or ((moves or crossed) and program.triggered_on_entry())
+        if (
+            not past
+            and not state.with_sales
+            and (triggered or ((moves or crossed) and program.triggered_on_entry()))
         ):
             enrolled = self._triggers(view, triggered, moves, crossed, now)
         else:

@@ -209,7 +209,7 @@ class _Steps(_Base):
             if out is not None and isinstance(step, (AdjustScore, SetStage, HandOff)):
                 out.settle()  # these write more than a send: go on in a savepoint
             if isinstance(step, SendMail):
-                held = self._hold_send(lead, state, now, out)
+                held = self._hold_send(lead, state, now, out, step.template)
                 if isinstance(held, str):
                     current = _end(current, EnrollmentStatus.EXITED, now, held)
                     break
@@ -278,7 +278,12 @@ class _Steps(_Base):
         return self.storage.get_state(lead.id)
 
     def _hold_send(
-        self, lead: Lead, state: LeadState, now: datetime, out: _StepWrites | None = None
+        self,
+        lead: Lead,
+        state: LeadState,
+        now: datetime,
+        out: _StepWrites | None = None,
+        template: str | None = None,
     ) -> str | datetime | None:
         """Why a marketing send may not go now: a reason to exit (str), a time to wait until,
         or ``None`` when it may go. ``out`` holds the sends of this run not written yet."""
@@ -289,6 +294,12 @@ class _Steps(_Base):
         if state.disqualified:
             return "suppressed: disqualified by sales"
         policies = self.program.policies
+        if (
+            policies.require_consent
+            and lead.consent is None
+            and (template is None or self.program.templates[template].marketing)
+        ):
+            return "suppressed: no consent"
         later = now
         if policies.frequency_cap is not None:
             cap = policies.frequency_cap

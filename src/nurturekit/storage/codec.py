@@ -463,7 +463,9 @@ def mail_to_json(m: OutgoingMail) -> str:
                 "postal_address": s.postal_address,
                 "unsubscribe_mailto": s.unsubscribe_mailto,
                 "reply_to": s.reply_to,
-            },
+            }
+            # Only a sender with wordings of its own carries them (most have none).
+            | ({"footers": dict(s.footers)} if s.footers else {}),
             "subject": m.subject,
             "text": m.text,
             "html": m.html,

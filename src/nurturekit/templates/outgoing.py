@@ -1,5 +1,5 @@
-"""Filling a template for one lead (:func:`compose`): the sender's checks, the legal footer,
-the List-Unsubscribe headers and the Message-ID (:func:`message_id`)."""
+"""Filling a template for one lead (:func:`compose`): the sender's checks, the legal footer in
+the mail's language, the List-Unsubscribe headers and the Message-ID (:func:`message_id`)."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ import urllib.parse
 from collections.abc import Mapping
 from datetime import datetime
 from types import MappingProxyType
+from typing import NamedTuple
 
 from nurturekit.checks import LOCAL_HOSTS
 from nurturekit.checks import check_id as _check_id
@@ -20,10 +21,12 @@ from nurturekit.errors import TemplateError
 from nurturekit.lead import Lead
 from nurturekit.messages import OutgoingMail, Sender
 from nurturekit.templates.headers import _address_parts, check_header
+from nurturekit.templates.language import _PLACEHOLDER, _names, _scan
 from nurturekit.templates.template import (
     _BODY_FORBIDDEN,
     SYSTEM_PLACEHOLDERS,
     Template,
+    _check_language,
     lead_values,
 )
 from nurturekit.templates.tracking import Tracking, track_html, track_text
@@ -44,6 +47,19 @@ _PLAIN_HTTPS = re.compile(
 # '=' which escapes the others as =XX, and '.', which is handled apart).
 _ID_SAFE = frozenset(string.ascii_letters + string.digits + "!#$&'*+-/?^_`{|}~")
 _MAX_ID_LEFT = 600
+# The built-in wordings of the legal footer, by language; Sender.footers adds and replaces.
+_FOOTERS: Mapping[str, str] = MappingProxyType(
+    {
+        "en": "Sent by {{ sender_name }}\n"
+        "{{ sender_postal_address }}\n"
+        "To stop receiving these mails, unsubscribe here: {{ unsubscribe_url }}",
+        "ja": "配信元：{{ sender_name }}\n"
+        "{{ sender_postal_address }}\n"
+        "配信停止をご希望の方は、以下のURLからお手続きください。\n"
+        "{{ unsubscribe_url }}",
+    }
+)
+_FOOTER_PLACEHOLDERS = frozenset({"sender_name", "sender_postal_address", "unsubscribe_url"})
 
 
 def _https_url(value: object, where: str) -> str:
@@ -133,40 +149,126 @@ def _message_id(key: str, domain: str) -> str:
     return f"<{left}@{domain}>"
 
 
-def _text_footer(sender: Sender, unsubscribe_url: str, text: str) -> str:
-    gap = "\n" if text.endswith("\n") else "\n\n"
-    return (
-        f"{text}{gap}-- \n"
-        f"Sent by {sender.name}\n"
-        f"{sender.postal_address.strip()}\n"
-        f"To stop receiving these mails, unsubscribe here: {unsubscribe_url}\n"
+def _check_footer(language: object, wording: object, where: str) -> None:
+    """Check one footer wording of ``Sender.footers`` (``where`` names it); TemplateError."""
+    _check_language(language, where)
+    if not isinstance(wording, str) or not wording.strip():
+        raise TemplateError(
+            where,
+            f"{_shown(wording)} is not a footer; write its text with "
+            f"{_names(_FOOTER_PLACEHOLDERS)}",
+        )
+    bad = _BODY_FORBIDDEN.search(wording)
+    if bad is not None:
+        raise TemplateError(where, f"contains {_describe_char(bad.group())}; remove it")
+    try:
+        used = _scan("footer", "text", wording)
+    except TemplateError as exc:
+        raise TemplateError(where, exc.message) from None
+    unknown = used - _FOOTER_PLACEHOLDERS
+    if unknown:
+        raise TemplateError(
+            where,
+            f"uses {_names(unknown)}; a footer may use {_names(_FOOTER_PLACEHOLDERS)} only",
+        )
+    if "unsubscribe_url" not in used:
+        raise TemplateError(
+            where,
+            "has no {{ unsubscribe_url }}; marketing mail must carry a working way to opt out "
+            "(特定電子メール法, CAN-SPAM): add the link, e.g. 'Unsubscribe: {{ unsubscribe_url }}'",
+        )
+
+
+def _check_footers(footers: object) -> None:
+    if not isinstance(footers, Mapping):
+        raise TemplateError(
+            "Sender.footers",
+            f"expected a mapping of language tags to footer text, got "
+            f"{type(footers).__name__} {_shown(footers)}",
+        )
+    seen: dict[str, object] = {}
+    for language, wording in footers.items():
+        where = f"Sender.footers[{_shown(language)}]"
+        _check_footer(language, wording, where)
+        other = seen.setdefault(language.lower(), language)
+        if other != language:
+            raise TemplateError(
+                where, f"{_shown(other)} is the same language tag; keep one of the two"
+            )
+
+
+class _Footer(NamedTuple):
+    """A footer wording filled for one sender, cut where the unsubscribe URL goes."""
+
+    text: tuple[str, ...]
+    html: tuple[str, ...]
+
+
+def _footer(wording: str, sender: Sender) -> _Footer:
+    postal = "\n".join(line.strip() for line in sender.postal_address.strip().splitlines())
+    values = {"sender_name": sender.name, "sender_postal_address": postal}
+    # re.split with the name captured: text, name, text, name, …, text.
+    pieces = _PLACEHOLDER.split(wording.strip().replace("\r\n", "\n"))
+    segments = [""]
+    for index, piece in enumerate(pieces):
+        if index % 2 == 0:
+            segments[-1] += piece
+        elif piece == "unsubscribe_url":
+            segments.append("")
+        else:
+            segments[-1] += values[piece]
+    return _Footer(
+        text=tuple(segments),
+        html=tuple(html.escape(s, quote=True).replace("\n", "<br>") for s in segments),
     )
+
+
+def _footers(sender: Sender) -> Mapping[str, _Footer]:
+    """The sender's footers by lower-case language tag: the built-in ones, then its own."""
+    wordings = {**_FOOTERS, **{tag.lower(): text for tag, text in sender.footers.items()}}
+    return {tag: _footer(text, sender) for tag, text in wordings.items()}
+
+
+def _pick_footer(footers: Mapping[str, _Footer], language: str) -> _Footer:
+    """The footer for ``language``: its own, its primary language's ("en-US" → "en"), or
+    English."""
+    tag = language.lower()
+    found = footers.get(tag)
+    if found is None:
+        found = footers.get(tag.partition("-")[0]) or footers["en"]
+    return found
+
+
+def _text_footer(footer: _Footer, unsubscribe_url: str, text: str) -> str:
+    gap = "\n" if text.endswith("\n") else "\n\n"
+    return f"{text}{gap}-- \n{unsubscribe_url.join(footer.text)}\n"
 
 
 _BODY_END = re.compile(r"</body\s*>", re.IGNORECASE)
 
 
-def _html_footer(sender: Sender, unsubscribe_url: str, page: str) -> str:
-    postal = "<br>".join(
-        html.escape(line.strip(), quote=True) for line in sender.postal_address.strip().splitlines()
-    )
-    footer = (
+def _html_footer(footer: _Footer, unsubscribe_url: str, page: str) -> str:
+    url = html.escape(unsubscribe_url, quote=True)
+    footer_html = (
         '<hr><p style="font-size:12px;color:#666666">'
-        f"Sent by {html.escape(sender.name, quote=True)}<br>{postal}<br>"
-        f'<a href="{html.escape(unsubscribe_url, quote=True)}">Unsubscribe</a> '
-        "to stop receiving these mails.</p>\n"
+        + f'<a href="{url}">{url}</a>'.join(footer.html)
+        + "</p>\n"
     )
     ends = list(_BODY_END.finditer(page))
     if not ends:
-        return page + ("" if page.endswith("\n") else "\n") + footer
+        return page + ("" if page.endswith("\n") else "\n") + footer_html
     at = ends[-1].start()
-    return page[:at] + footer + page[at:]
+    return page[:at] + footer_html + page[at:]
 
 
-def _sender_facts(sender: Sender, marketing: bool) -> tuple[str, str | None]:
+_NO_FOOTERS: Mapping[str, _Footer] = MappingProxyType({})
+
+
+def _sender_facts(sender: Sender, marketing: bool) -> tuple[str, str | None, Mapping[str, _Footer]]:
     """Check ``sender`` for a mail (marketing or not) and return its domain (IDNA ASCII, lower
-    case) and its unsubscribe ``mailto:`` URL (``None`` if it has none or the mail is not
-    marketing). A program sends thousands of mails from one sender: the answer is kept."""
+    case), its unsubscribe ``mailto:`` URL (``None`` if it has none or the mail is not
+    marketing) and its footers by language (none if the mail is not marketing). A program
+    sends thousands of mails from one sender: the answer is kept."""
     if not isinstance(sender, Sender):
         raise TemplateError(
             "sender", f"expected a Sender, got {type(sender).__name__} {_shown(sender)}"
@@ -175,11 +277,14 @@ def _sender_facts(sender: Sender, marketing: bool) -> tuple[str, str | None]:
 
 
 @functools.lru_cache(maxsize=64)
-def _checked_sender(sender: Sender, marketing: bool) -> tuple[str, str | None]:
+def _checked_sender(
+    sender: Sender, marketing: bool
+) -> tuple[str, str | None, Mapping[str, _Footer]]:
     _check_sender(sender, marketing)
     _, domain = _address_parts(sender.address, "Sender.address")
-    mailto = _mailto(sender.unsubscribe_mailto) if marketing else None
-    return domain.lower(), mailto
+    if not marketing:
+        return domain.lower(), None, _NO_FOOTERS
+    return domain.lower(), _mailto(sender.unsubscribe_mailto), _footers(sender)
 
 
 def _check_sender(sender: Sender, marketing: bool) -> None:
@@ -205,6 +310,7 @@ def _check_sender(sender: Sender, marketing: bool) -> None:
     if sender.reply_to is not None:
         check_header("Reply-To", sender.reply_to)
         _address_parts(sender.reply_to, "Sender.reply_to")
+    _check_footers(sender.footers)
 
 
 def compose(
@@ -227,7 +333,11 @@ def compose(
     then the system values ``unsubscribe_url``, ``sender_name``, ``sender_address`` and
     ``sender_postal_address`` (which nothing overrides; an ``extra`` of those names is
     refused). A marketing template gets a footer with the sender's name, postal address and
-    the unsubscribe link (in the HTML before ``</body>`` when there is one), and the headers
+    the unsubscribe link (in the HTML before ``</body>`` when there is one), worded in the
+    mail's language (:attr:`Template.mail_language
+    <nurturekit.templates.Template.mail_language>`);
+    the wordings are the built-in ones and ``sender.footers`` (see
+    :class:`~nurturekit.messages.Sender`). It also gets the headers
     ``List-Unsubscribe: <https…>, <mailto:…?subject=unsubscribe>`` and
     ``List-Unsubscribe-Post: List-Unsubscribe=One-Click`` (RFC 8058); the mailto part is left
     out when ``sender.unsubscribe_mailto`` is empty. ``unsubscribe_url`` must be https (or http
@@ -240,7 +350,7 @@ def compose(
     The Message-ID is :func:`message_id` of ``key``, so a retried send keeps its id. Whether
     the lead may receive marketing mail at all is the engine's decision, not checked here.
     """
-    domain, mailto = _sender_facts(sender, template.marketing)
+    domain, mailto, footers = _sender_facts(sender, template.marketing)
     url = _https_url(unsubscribe_url, "unsubscribe_url")
     mail_id = _message_id(key, domain)
     values = lead_values(lead)
@@ -267,9 +377,10 @@ def compose(
             page = track_html(page, tracking, keep)
     headers: tuple[tuple[str, str], ...] = ()
     if template.marketing:
-        text = _text_footer(sender, url, text)
+        footer = _pick_footer(footers, template.mail_language)
+        text = _text_footer(footer, url, text)
         if page is not None:
-            page = _html_footer(sender, url, page)
+            page = _html_footer(footer, url, page)
         links = f"<{url}>" if mailto is None else f"<{url}>, <{mailto}>"
         headers = (
             ("List-Unsubscribe", links),

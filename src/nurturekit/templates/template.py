@@ -42,6 +42,24 @@ __all__ = [
 _BODY_FORBIDDEN = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\ud800-\udfff]")
 _NO_DEFAULTS: Mapping[str, str] = MappingProxyType({})
 _PARTS = ("subject", "text", "html")
+# Hiragana, katakana (full and half width) and CJK ideographs: one of them makes a mail "ja".
+_JAPANESE = re.compile(
+    "[\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\uff66-\uff9f\U00020000-\U0003134f]"
+)
+# A BCP 47 language tag as mail needs it: a two- or three-letter language, then optional
+# subtags ("ja", "en", "en-US", "zh-Hant-TW").
+_LANGUAGE_TAG = re.compile(r"[A-Za-z]{2,3}(?:-[A-Za-z0-9]{1,8})*")
+
+
+def _check_language(value: object, where: str) -> str:
+    """``value`` if it is a language tag such as ``"ja"`` or ``"en-US"``, else TemplateError."""
+    if not isinstance(value, str) or _LANGUAGE_TAG.fullmatch(value) is None:
+        raise TemplateError(
+            where,
+            f"{_shown(value)} is not a language tag; write a BCP 47 tag such as 'ja', 'en' or "
+            f"'en-US'",
+        )
+    return value
 
 
 def _check_part(template: str, part: str, value: object, *, optional: bool = False) -> None:
@@ -143,6 +161,22 @@ class Template:
     :mod:`nurturekit.templates.tracking`). ``track=False`` leaves the whole template alone;
     ``untracked`` lists URL prefixes left as they are (``("https://example.com/legal",)``), and
     in the HTML ``<a href="…" data-nk-track="off">`` leaves one link as it is.
+
+    ``language`` is the mail's language, a BCP 47 tag such as ``"ja"`` or ``"en"``; it picks
+    the wording of the legal footer (see :class:`~nurturekit.messages.Sender`). Without it,
+    the language is read from the template's own subject and text (placeholders unfilled, so
+    a lead's Japanese name never makes an English mail Japanese): ``"ja"`` when they hold any
+    Japanese character (hiragana, katakana or a CJK ideograph), else ``"en"``. Set it when
+    that rule would guess wrong, e.g. on a template whose text is all placeholders::
+
+        >>> Template(name="wp", subject="資料のご案内", text="{{ name }} 様").mail_language
+        'ja'
+        >>> Template(name="pricing_en", subject="Your pricing guide",
+        ...          text="Hello {{ name }},").mail_language
+        'en'
+        >>> Template(name="any", subject="{{ subject }}", text="{{ body }}",
+        ...          language="ja").mail_language
+        'ja'
     """
 
     name: str = attrs.field(validator=_template_name)
@@ -156,7 +190,9 @@ class Template:
     marketing: bool = True
     track: bool = True
     untracked: tuple[str, ...] = attrs.field(default=(), converter=_untracked)
+    language: str | None = None
     _found: Mapping[str, frozenset[str]] = attrs.field(init=False, eq=False, repr=False, hash=False)
+    _language: str = attrs.field(init=False, eq=False, repr=False, hash=False)
 
     def __attrs_post_init__(self) -> None:
         name = self.name
@@ -202,6 +238,19 @@ class Template:
                     f"Template[{name!r}].{flag}",
                     f"expected True or False, got {type(value).__name__} {_shown(value)}",
                 )
+        if self.language is not None:
+            _check_language(self.language, f"Template[{name!r}].language")
+            language = self.language
+        else:
+            japanese = _JAPANESE.search(self.subject) or _JAPANESE.search(self.text)
+            language = "ja" if japanese else "en"
+        object.__setattr__(self, "_language", language)
+
+    @property
+    def mail_language(self) -> str:
+        """The language of this template's mail: :attr:`language`, or ``"ja"`` when the
+        subject or text holds a Japanese character, else ``"en"``."""
+        return self._language
 
     @property
     def placeholders(self) -> frozenset[str]:
