@@ -149,7 +149,8 @@ def test_simulate_writes_the_timeline(
 
     leads = tmp_path / "leads.csv"
     leads.write_text(
-        "id,email,name,employees,time_zone\nl1,tanaka@example.co.jp,田中,120,Asia/Tokyo\n",
+        "id,email,name,employees,time_zone,consent_at,consent_method,consent_wording\n"
+        "l1,tanaka@example.co.jp,田中,120,Asia/Tokyo,2026-04-01,web form,お知らせを受け取る\n",
         encoding="utf-8",
     )
     activities = tmp_path / "activities.jsonl"
@@ -203,7 +204,7 @@ def test_run_needs_to_know_where_links_point(
         "run", "--db", f"sqlite:///{tmp_path / 'n.db'}", "--program", str(program_file)
     )
     assert code == 1
-    assert "links_base_url" in capsys.readouterr().err
+    assert "base_url in the program file's [links] table" in capsys.readouterr().err
 
 
 # --- usage mistakes: a message and exit 2, never a traceback ---------------------------------
@@ -448,4 +449,7 @@ def test_status_says_what_is_pending_and_the_last_errors(tmp_path: Path) -> None
     # Handed off on the fixture's day, months ago: both are past their SLA's first contact.
     assert lines[3] == "hand-offs: 2 open, 2 past their first contact"
     last = T0 + timedelta(minutes=1)
-    assert lines[4] == f"last send recorded: {last.astimezone(timezone.utc):%Y-%m-%d %H:%M} UTC"
+    assert lines[4] == (
+        f"last worker activity: {last.astimezone(timezone.utc):%Y-%m-%d %H:%M} UTC "
+        "(the last send a worker wrote or handed over)"
+    )

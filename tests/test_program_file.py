@@ -6,6 +6,7 @@ import sys
 from datetime import date, time, timedelta
 from pathlib import Path
 
+import attrs
 import pytest
 from dateutil.relativedelta import relativedelta
 from hypothesis import given
@@ -496,20 +497,24 @@ def test_check_does_not_call_a_template_that_failed_to_read_missing() -> None:
     assert [w.id for w in check.warnings] == ["NK101"]
 
 
-def test_link_settings_round_trip_and_are_checked() -> None:
+def test_the_consent_rule_is_on_unless_the_file_turns_it_off() -> None:
     from nurturekit.programs import b2b_program
 
     program = b2b_program()
-    assert program.policies.links_base_url == "https://sellsup.example.co.jp/nk"
-    assert loads_program(dumps_program(program)) == program
-    text = dumps_program(program).replace(
-        'links_base_url = "https://', 'links_base_url = "http://', 1
-    )
-    with pytest.raises(InvalidProgram, match="not an https URL"):
-        loads_program(text, "program.toml")
-    with pytest.raises(InvalidProgram, match="at least 32 bytes"):
-        program.policies.link_secret({"NURTUREKIT_LINK_SECRET": "short"})
-    assert program.policies.link_secret({"NURTUREKIT_LINK_SECRET": "s" * 32}) == b"s" * 32
+    assert program.policies.require_consent is True
+    assert "require_consent" not in dumps_program(program)  # the default is not written
+    off = attrs.evolve(program, policies=attrs.evolve(program.policies, require_consent=False))
+    text = dumps_program(off)
+    assert "require_consent = false" in text
+    assert loads_program(text) == off
+    with pytest.raises(InvalidProgram, match=r"policies\.require_consent: expected true or false"):
+        loads_program(text.replace("require_consent = false", 'require_consent = "no"'), "p.toml")
+    # Where links point is a setting of the running system, no longer a policy.
+    with pytest.raises(InvalidProgram, match=r"policies\.links_base_url: unknown key"):
+        loads_program(
+            text.replace("[policies]\n", '[policies]\nlinks_base_url = "https://x.example"\n'),
+            "p.toml",
+        )
 
 
 @pytest.mark.parametrize(

@@ -1,16 +1,20 @@
 """The ``nurturekit`` command (also ``python -m nurturekit``).
 
     nurturekit demo [--leads N] [--days N]        the bundled program on synthetic leads
+    nurturekit init PROGRAM.toml                  a copy of the bundled program to start from
     nurturekit validate PROGRAM.toml [--strict]   errors and lint warnings; exit 1 on errors
     nurturekit graph PROGRAM.toml [--scenario N]  the scenarios as Mermaid flowcharts
     nurturekit simulate PROGRAM.toml --leads F --activities F --days N   a dry run
     nurturekit run --db URL --program FILE        the worker loop; SIGTERM / SIGINT stop it
+                                                  (it sends through the file's [mailer])
     nurturekit import --db URL --program FILE DATA  leads (CSV) or activities (JSONL, CSV)
+                 [--backfill | --history-before WHEN]  old activities are history: no mail
     nurturekit handoffs --db URL [--open|--breached] [--owner NAME] [--format table|csv|json]
     nurturekit feedback LEAD OUTCOME --db URL [--program FILE] [--note TEXT]   what sales says
     nurturekit explain LEAD --db URL [--program FILE]   the score line by line, stages, enrolments
     nurturekit preview TEMPLATE (--lead ID --db URL | --attrs FILE.json) [--program FILE]
     nurturekit status --db URL                   the outbox, due steps, hand-offs, last errors
+    nurturekit test-send TEMPLATE --to ADDRESS [--program FILE]   one mail through the mailer
 
 Global options (``-v``/``--verbose``) work before or after the sub-command; ``--version``
 prints the version.
@@ -31,6 +35,8 @@ import sys
 from collections.abc import Sequence
 from datetime import datetime
 from typing import Any, TextIO
+
+import attrs
 
 from nurturekit.errors import NurtureError
 
@@ -59,6 +65,24 @@ def _demo(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
         print(f"error: {error}", file=err)
         return 1
     print(result.text, file=out)
+    return 0
+
+
+def _init(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    from nurturekit.programs import bundled_program_path
+
+    text = bundled_program_path().read_bytes()
+    try:
+        with open(args.program, "xb") as target:
+            target.write(text)
+    except FileExistsError:
+        print(f"error: {args.program} exists; name a new file, or delete it first", file=err)
+        return 1
+    print(
+        f"wrote {args.program}: the bundled B2B program; change it, then check it with "
+        f"nurturekit validate {args.program}",
+        file=out,
+    )
     return 0
 
 
@@ -100,72 +124,141 @@ def _graph(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     return 0
 
 
+def _smtp_flag(value: str, err: TextIO) -> Any:
+    """The ``--smtp host[:port]`` option as settings of an SMTP mailer, or ``None`` (said on
+    ``err``) when the port is not one."""
+    from nurturekit.settings import MailerSettings
+
+    host, _, port = value.partition(":")
+    if port and not (port.isascii() and port.isdigit() and 1 <= int(port) <= 65535):
+        print(
+            f"error: --smtp {value}: {port!r} is not a TCP port; write host:port "
+            f"with a port from 1 to 65535, such as smtp.example.com:587",
+            file=err,
+        )
+        return None
+    return MailerSettings.from_dict({"type": "smtp", "host": host, "port": int(port or 587)})
+
+
+def _mailer_settings(args: argparse.Namespace, settings: Any, err: TextIO) -> Any:
+    """What sends: ``--smtp`` or ``--eml`` when given, else the program file's ``[mailer]``,
+    else the console. ``None`` (said on ``err``) for a bad ``--smtp``."""
+    from nurturekit.settings import MailerSettings
+
+    if getattr(args, "smtp", None):
+        return _smtp_flag(args.smtp, err)
+    if getattr(args, "eml", None):
+        return MailerSettings.from_dict({"type": "eml", "directory": args.eml})
+    return settings.mailer or MailerSettings(type="console")
+
+
 def _run(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     from nurturekit.engine import Engine
-    from nurturekit.mail import ConsoleMailer, EmlDirectoryMailer, SmtpMailer
-    from nurturekit.ports import Mailer
-    from nurturekit.program_file import load_program
+    from nurturekit.program_file import load_program, load_settings
+    from nurturekit.settings import LinksSettings
     from nurturekit.storage import open_storage
-    from nurturekit.tokens import Links, TokenSigner
 
     try:
         program = load_program(args.program)
-        storage = open_storage(args.db)
-        mailer: Mailer
-        if args.smtp:
-            host, _, port = args.smtp.partition(":")
-            if port and not (port.isascii() and port.isdigit() and 1 <= int(port) <= 65535):
-                print(
-                    f"error: --smtp {args.smtp}: {port!r} is not a TCP port; write host:port "
-                    f"with a port from 1 to 65535, such as smtp.example.com:587",
-                    file=err,
-                )
-                return 2
-            mailer = SmtpMailer(
-                host,
-                int(port or 587),
-                username=os.environ.get("NURTUREKIT_SMTP_USER"),
-                password=os.environ.get("NURTUREKIT_SMTP_PASSWORD"),
+        settings = load_settings(args.program)
+        chosen = _mailer_settings(args, settings, err)
+        if chosen is None:
+            return 2
+        links = settings.links
+        if args.links:
+            secret_env = "NURTUREKIT_LINK_SECRET" if links is None else links.secret_env
+            links = LinksSettings.from_dict(
+                {"base_url": args.links, "secret_env": secret_env}, "--links"
             )
-        elif args.eml:
-            mailer = EmlDirectoryMailer(args.eml)
-        else:
-            mailer = ConsoleMailer(stream=out)
-        # The program says where links point and which variable holds their secret;
-        # --links overrides the base URL.
-        base_url = args.links or program.policies.links_base_url
-        if base_url is None:
+        if links is None:
             print(
-                "error: say where your app serves the signed links: links_base_url in the "
-                "program's [policies], or --links https://…",
+                "error: say where your app serves the signed links: base_url in the program "
+                "file's [links] table, or --links https://…",
                 file=err,
             )
             return 1
-        secret = program.policies.link_secret(os.environ)
-        engine = Engine(program, storage, mailer, links=Links(base_url, TokenSigner(secret=secret)))
-    except (NurtureError, ValueError) as error:
+        mailer = chosen.build(os.environ, stream=out)
+        sink = settings.build_sink(os.environ)
+        engine = Engine(
+            program, open_storage(args.db), mailer, links=links.build(os.environ), sink=sink
+        )
+    except NurtureError as error:
         print(f"error: {error}", file=err)
         return 1
-    print(f"worker {engine.worker} running; stop it with SIGTERM or Ctrl-C", file=err)
+    where = "the console" if chosen.type == "console" else f"the {chosen.type} mailer"
+    print(
+        f"worker {engine.worker} running, sending through {where}; stop it with SIGTERM or Ctrl-C",
+        file=err,
+    )
     engine.run_forever(idle_sleep=args.idle)
     print(f"worker {engine.worker} stopped", file=err)
     return 0
 
 
+#: Without --backfill or --history-before, activities older than this before the import
+#: starts are history (scored and staged, no scenario, no mail).
+_HISTORY_AGE_DAYS = 1
+
+
 def _import(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    from datetime import timedelta, timezone
+
+    from nurturekit.demo import terminal_progress
     from nurturekit.importer import import_file
 
+    now = datetime.now(timezone.utc)
+    if args.backfill:
+        cutoff = datetime.max.replace(tzinfo=timezone.utc)
+    elif args.history_before is not None:
+        cutoff = args.history_before
+    else:
+        cutoff = now - timedelta(days=_HISTORY_AGE_DAYS)
     try:
         # Importing records activities (scores, stages, enrolments) but sends nothing: the
         # worker (`nurturekit run`) sends what comes due.
-        summary = import_file(_offline_engine(args.program, args.db), args.file)
+        summary = import_file(
+            _offline_engine(args.program, args.db),
+            args.file,
+            history_before=cutoff,
+            progress=terminal_progress(err, label="importing", in_bytes=True),
+        )
     except NurtureError as error:
         print(f"error: {error}", file=err)
         return 1
     for problem in summary.errors:
         print(f"{args.file}: {problem}", file=err)
+    for line in summary.warning_lines():
+        print(f"{args.file}: warning: {line}", file=err)
     print(summary, file=out)
+    if summary.history and not (args.backfill or args.history_before):
+        print(
+            f"note: {summary.history} activities older than {cutoff:%Y-%m-%d %H:%M} UTC were "
+            "recorded as history: scored and staged, but they start no scenario and send "
+            "nothing. --history-before DATE moves the cutoff; --backfill makes every row history.",
+            file=err,
+        )
     return 1 if summary.errors else 0
+
+
+def _when(text: str) -> datetime:
+    """A date (``2026-12-01``, midnight UTC) or an ISO 8601 time with an offset
+    (``--history-before``)."""
+    from datetime import date, timezone
+
+    try:
+        if len(text) == 10:
+            return datetime.combine(date.fromisoformat(text), datetime.min.time(), timezone.utc)
+        when = datetime.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not a date (2026-12-01) or a time with its offset "
+            "(2026-12-01T09:00:00+09:00)"
+        ) from None
+    if when.tzinfo is None:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} has no UTC offset; write it like 2026-12-01T09:00:00+09:00"
+        )
+    return when
 
 
 def _offline_engine(program_path: str | None, db: str) -> Any:
@@ -328,67 +421,126 @@ def _explain(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
 
 def _preview(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     import json
-    from datetime import timezone
 
-    from nurturekit.lead import Lead
     from nurturekit.mail.console import readable
-    from nurturekit.program_file import load_program
-    from nurturekit.programs import b2b_program
-    from nurturekit.templates import compose
-    from nurturekit.tokens import Links, TokenSigner
 
     try:
-        program = load_program(args.program) if args.program else b2b_program()
-        template = program.templates.get(args.template)
-        if template is None:
-            names = ", ".join(sorted(program.templates)) or "none"
-            print(f"error: no template {args.template!r}; the program has {names}", file=err)
-            return 1
-        if args.attrs is not None:
-            with open(args.attrs, encoding="utf-8") as source:
-                data = json.load(source)
-            if not isinstance(data, dict):
-                print(f"error: {args.attrs}: expected a JSON object of the lead's fields", file=err)
-                return 1
-            fields = {k: data.pop(k) for k in ("id", "email", "name", "company") if k in data}
-            fields.setdefault("id", "preview")
-            fields.setdefault("email", "preview@example.com")
-            lead = Lead(**fields, attributes=data)
-        else:
-            from nurturekit.storage import open_storage
-
-            if args.db is None:
-                print("error: --lead needs --db, the database the lead is stored in", file=err)
-                return 2
-            storage = open_storage(args.db)
-            found = storage.get_lead(args.lead)
-            getattr(storage, "close", lambda: None)()
-            if found is None:
-                print(f"error: no lead with id {args.lead!r} is stored in {args.db}", file=err)
-                return 1
-            lead = found
-        now = datetime.now(timezone.utc)
-        base = program.policies.links_base_url or "https://example.com/nk"
-        links = Links(base, TokenSigner(secret=b"preview only, never sent" * 2))
-        key = f"preview/{lead.id}/{template.name}"
-        mail = compose(
-            template,
-            lead,
-            program.sender,
-            key=key,
-            created_at=now,
-            unsubscribe_url=links.unsubscribe_url(lead.id, key, now=now),
-            tracking=links.tracking(lead.id, key, now=now) if args.tracked else None,
-        )
+        mail = _sample_mail(args, "preview", tracked=args.tracked, err=err)
     except json.JSONDecodeError as error:
         print(f"error: {args.attrs}: not JSON ({error})", file=err)
         return 1
     except NurtureError as error:
         print(f"error: {error}", file=err)
         return 1
+    if isinstance(mail, int):
+        return mail
     print(readable(mail), file=out)
     if mail.html is not None:
         print(f"-- HTML\n{mail.html}", file=out)
+    return 0
+
+
+def _sample_mail(
+    args: argparse.Namespace, purpose: str, *, tracked: bool, err: TextIO, to: str | None = None
+) -> Any:
+    """The mail ``args.template`` makes for the lead of ``--lead`` (from ``--db``) or
+    ``--attrs`` (a JSON file), or for a sample lead at ``to``; an exit code when the command
+    line is wrong (said on ``err``). Its links are signed with a throw-away key: they show
+    where they point but do not work (nothing is recorded for a preview or a test)."""
+    import json
+    from datetime import timezone
+
+    from nurturekit.lead import Lead
+    from nurturekit.program_file import load_program, load_settings
+    from nurturekit.programs import b2b_program, bundled_program_path
+    from nurturekit.templates import compose
+    from nurturekit.tokens import Links, TokenSigner
+
+    program = load_program(args.program) if args.program else b2b_program()
+    template = program.templates.get(args.template)
+    if template is None:
+        names = ", ".join(sorted(program.templates)) or "none"
+        print(f"error: no template {args.template!r}; the program has {names}", file=err)
+        return 1
+    if args.attrs is not None:
+        with open(args.attrs, encoding="utf-8") as source:
+            data = json.load(source)
+        if not isinstance(data, dict):
+            print(f"error: {args.attrs}: expected a JSON object of the lead's fields", file=err)
+            return 1
+        fields = {k: data.pop(k) for k in ("id", "email", "name", "company") if k in data}
+        fields.setdefault("id", purpose)
+        fields.setdefault("email", to or f"{purpose}@example.com")
+        lead = Lead(**fields, attributes=data)
+    elif args.lead is not None:
+        from nurturekit.storage import open_storage
+
+        if args.db is None:
+            print("error: --lead needs --db, the database the lead is stored in", file=err)
+            return 2
+        storage = open_storage(args.db)
+        found = storage.get_lead(args.lead)
+        getattr(storage, "close", lambda: None)()
+        if found is None:
+            print(f"error: no lead with id {args.lead!r} is stored in {args.db}", file=err)
+            return 1
+        lead = found
+    else:
+        lead = Lead(id="sample", email=to or f"{purpose}@example.com")
+    if to is not None:
+        lead = attrs.evolve(lead, email=to)
+    settings = load_settings(args.program or bundled_program_path())
+    base = "https://example.com/nk" if settings.links is None else settings.links.base_url
+    development = settings.links is not None and settings.links.development
+    links = Links(
+        base, TokenSigner(secret=b"a throw-away key, never kept" * 2), development=development
+    )
+    now = datetime.now(timezone.utc)
+    key = f"{purpose}/{lead.id}/{template.name}"
+    return compose(
+        template,
+        lead,
+        program.sender,
+        key=key,
+        created_at=now,
+        unsubscribe_url=links.unsubscribe_url(lead.id, key, now=now),
+        tracking=links.tracking(lead.id, key, now=now) if tracked else None,
+    )
+
+
+def _test_send(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    import json
+
+    from nurturekit.messages import SendStatus
+    from nurturekit.program_file import load_settings
+    from nurturekit.programs import bundled_program_path
+
+    try:
+        settings = load_settings(args.program or bundled_program_path())
+        chosen = _mailer_settings(args, settings, err)
+        if chosen is None:
+            return 2
+        mail = _sample_mail(args, "test-send", tracked=False, err=err, to=args.to)
+        if isinstance(mail, int):
+            return mail
+        mail = attrs.evolve(mail, subject=f"[TEST] {mail.subject}")
+        mailer = chosen.build(os.environ, stream=out)
+        results = list(mailer.send([mail]))
+    except json.JSONDecodeError as error:
+        print(f"error: {args.attrs}: not JSON ({error})", file=err)
+        return 1
+    except NurtureError as error:
+        print(f"error: {error}", file=err)
+        return 1
+    result = results[0]
+    if result.status is not SendStatus.SENT:
+        detail = f": {result.detail}" if result.detail else ""
+        print(
+            f"error: the {chosen.type} mailer did not send it ({result.status.value}{detail})",
+            file=err,
+        )
+        return 1
+    print(f"sent {args.template} to {args.to} through the {chosen.type} mailer", file=err)
     return 0
 
 
@@ -412,8 +564,10 @@ def _status(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
             sends[status] += 1
             if entry.status in (SendStatus.DEFERRED, SendStatus.FAILED, SendStatus.REJECTED):
                 problems.append(entry)
-            if entry.updated_at is not None and (last is None or entry.updated_at > last):
-                last = entry.updated_at
+            # A worker writes a send when a step runs, and updates it when it hands it over.
+            for at in (entry.mail.created_at, entry.updated_at):
+                if at is not None and (last is None or at > last):
+                    last = at
         running = (EnrollmentStatus.ACTIVE, EnrollmentStatus.WAITING)
         due = waiting = 0
         for enrollment in storage.enrollments():
@@ -441,7 +595,7 @@ def _status(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     print(f"enrolments: {due} due now, {waiting} waiting", file=out)
     print(f"hand-offs: {open_} open, {breached} past their first contact", file=out)
     seen = "never" if last is None else f"{last:%Y-%m-%d %H:%M} UTC"
-    print(f"last send recorded: {seen}", file=out)
+    print(f"last worker activity: {seen} (the last send a worker wrote or handed over)", file=out)
     return 0
 
 
@@ -523,6 +677,10 @@ def _parser() -> argparse.ArgumentParser:
     demo.add_argument("--program", help="a program file instead of the bundled one")
     demo.set_defaults(handler=_demo)
 
+    init = command("init", help="write the bundled program to a file, to start your own")
+    init.add_argument("program", help="the new program file (TOML); an existing file is kept")
+    init.set_defaults(handler=_init)
+
     validate = command("validate", help="check a program file and lint it")
     validate.add_argument("program", help="the program file (TOML)")
     validate.add_argument("--strict", action="store_true", help="fail on lint warnings too")
@@ -551,10 +709,12 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--program", required=True, help="the program file (TOML)")
     run.add_argument(
         "--links",
-        help="https base URL your app serves the signed links under (default: the program's "
-        "policies.links_base_url)",
+        help="https base URL your app serves the signed links under (default: base_url in "
+        "the program file's [links])",
     )
-    run.add_argument("--smtp", help="host[:port] of the SMTP server (STARTTLS)")
+    run.add_argument(
+        "--smtp", help="host[:port] of an SMTP server (STARTTLS) instead of the file's [mailer]"
+    )
     run.add_argument("--eml", help="write mails as .eml files into this folder instead")
     run.add_argument(
         "--idle", type=_seconds, default=1.0, help="seconds to sleep when idle (default 1)"
@@ -565,6 +725,18 @@ def _parser() -> argparse.ArgumentParser:
     load.add_argument("file", help="the data file")
     load.add_argument("--db", required=True, help="storage URL: sqlite:///nurture.db, …")
     load.add_argument("--program", help="a program file (default: the bundled one)")
+    past = load.add_mutually_exclusive_group()
+    past.add_argument(
+        "--backfill",
+        action="store_true",
+        help="every activity is history: scored and staged, no scenario, no mail",
+    )
+    past.add_argument(
+        "--history-before",
+        type=_when,
+        metavar="WHEN",
+        help="activities before this date or time are history (default: older than a day)",
+    )
     load.set_defaults(handler=_import)
 
     handoffs = command("handoffs", help="list the hand-offs to sales")
@@ -608,6 +780,18 @@ def _parser() -> argparse.ArgumentParser:
         "--tracked", action="store_true", help="with its links made click URLs, as sent"
     )
     preview.set_defaults(handler=_preview)
+
+    test = command("test-send", help="send one template to yourself through the mailer")
+    test.add_argument("template", help="the template's name")
+    test.add_argument("--to", required=True, help="the address to send it to")
+    test.add_argument("--program", help="a program file (default: the bundled one)")
+    sample = test.add_mutually_exclusive_group()
+    sample.add_argument("--lead", help="fill it as for this stored lead (with --db)")
+    sample.add_argument("--attrs", help="fill it from a JSON file of a lead's fields")
+    test.add_argument("--db", help="storage URL, for --lead")
+    test.add_argument("--smtp", help="host[:port] of an SMTP server instead of [mailer]")
+    test.add_argument("--eml", help="write it as an .eml file into this folder instead")
+    test.set_defaults(handler=_test_send)
 
     status = command("status", help="what is pending: the outbox, due steps, hand-offs")
     status.add_argument("--db", required=True, help="storage URL: sqlite:///nurture.db, …")

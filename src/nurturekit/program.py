@@ -7,7 +7,6 @@ exists, every hook is given.
 
 from __future__ import annotations
 
-import re
 import zoneinfo
 from collections.abc import Callable, Iterable, Mapping
 from datetime import datetime, time, timedelta, tzinfo
@@ -40,8 +39,6 @@ from nurturekit.stages import StageMachine
 from nurturekit.templates import Template, unfillable
 
 __all__ = ["FrequencyCap", "Hook", "Policies", "Program", "SendWindow"]
-
-_ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
 #: A user function a :class:`~nurturekit.scenario.CallHook` step calls.
 Hook = Callable[[Lead, Enrollment], None]
@@ -107,35 +104,25 @@ class SendWindow:
 
 @attrs.frozen(kw_only=True)
 class Policies:
-    """Rules over all scenarios: the frequency cap, the send window, the default time zone,
-    and where the signed links point and where their secret comes from.
+    """Rules over all scenarios: the frequency cap, the send window, the default time zone
+    and the consent rule.
 
     Both the cap and the window are off unless given. Suppression (unsubscribed, bounced,
-    do-not-contact, owned by sales) is always on and is checked at send time.
+    do-not-contact, owned by sales) is always on and is checked at send time; so is the
+    consent rule unless ``require_consent=False``.
     """
 
     frequency_cap: FrequencyCap | None = None
     send_window: SendWindow | None = None
     default_time_zone: str = "UTC"
-    #: The https base URL your app serves the signed unsubscribe / click / open links under.
-    links_base_url: str | None = None
-    #: The environment variable that holds the link-signing secret (never the secret itself:
-    #: a program file is shared and versioned, a secret is not).
-    link_secret_env: str = "NURTUREKIT_LINK_SECRET"
+    #: Marketing mail only to leads with an opt-in record (:attr:`Lead.consent
+    #: <nurturekit.Lead.consent>`), as Japan's anti-spam law (特定電子メール法) requires; a
+    #: send to a lead without one ends its enrolment as "suppressed: no consent". Mail that
+    #: is not marketing (``Template(marketing=False)``) is not affected. Turn it off only where
+    #: the law lets you mail without an opt-in.
+    require_consent: bool = True
 
     def __attrs_post_init__(self) -> None:
-        if self.links_base_url is not None and not self.links_base_url.startswith("https://"):
-            raise InvalidProgram(
-                "policies.links_base_url",
-                f"{self.links_base_url!r} is not an https URL; links in mail must be https, "
-                "like 'https://example.com/nk'",
-            )
-        if not _ENV_NAME.fullmatch(self.link_secret_env):
-            raise InvalidProgram(
-                "policies.link_secret_env",
-                f"{self.link_secret_env!r} is not an environment variable name; write one "
-                "like 'NURTUREKIT_LINK_SECRET'",
-            )
         try:
             zoneinfo.ZoneInfo(self.default_time_zone)
         except (zoneinfo.ZoneInfoNotFoundError, ValueError):
@@ -143,17 +130,6 @@ class Policies:
                 "policies.default_time_zone",
                 f"{self.default_time_zone!r} is not an IANA time zone such as 'Asia/Tokyo'",
             ) from None
-
-    def link_secret(self, environ: Mapping[str, str]) -> bytes:
-        """The link-signing secret from ``environ`` (``os.environ``), at least 32 bytes."""
-        secret = environ.get(self.link_secret_env, "").encode()
-        if len(secret) < 32:
-            raise InvalidProgram(
-                "policies.link_secret_env",
-                f"set {self.link_secret_env} to a secret of at least 32 bytes; it signs the "
-                "unsubscribe, click and open links",
-            )
-        return secret
 
     def zone_of(self, lead: Lead) -> tzinfo:
         """The lead's time zone, or the default one."""

@@ -12,23 +12,33 @@ The file, key by key (durations are text such as ``"3d"``, ``"24h"``, ``"1d12h"`
     attributes = ["product_interest"]        # lead attributes beyond the well-known ones
 
     [sender]                                 # name, address, postal_address,
-    name = "Acme 株式会社"                    # unsubscribe_mailto, reply_to (optional)
-    address = "news@acme.example"
+    name = "Acme 株式会社"                    # unsubscribe_mailto, reply_to (optional),
+    address = "news@acme.example"            # footers (optional)
     postal_address = "東京都千代田区1-1"
     unsubscribe_mailto = "unsubscribe@acme.example"
+
+    # Optional: the wording of the legal footer by language, replacing or adding to the
+    # built-in "ja" and "en" ones (a language without one gets "en"). A wording may use
+    # {{ sender_name }} and {{ sender_postal_address }}, and must use {{ unsubscribe_url }}.
+    [sender.footers]
+    ja = \"\"\"
+    送信者：{{ sender_name }}
+    {{ sender_postal_address }}
+    配信停止：{{ unsubscribe_url }}\"\"\"
 
     [policies]                               # all optional
     frequency_cap = {times = 1, per = "7d"}
     send_window = {start = "09:00", end = "20:00", weekdays = [0, 1, 2, 3, 4]}
     default_time_zone = "Asia/Tokyo"
-    links_base_url = "https://acme.example/nk"   # where your app serves the signed links
-    link_secret_env = "NURTUREKIT_LINK_SECRET"   # the variable holding the signing secret
+    require_consent = true                   # marketing mail needs Lead.consent (default)
 
     [scoring]                                # ScoringModel.to_dict() form (required)
     [stages]                                 # StageMachine.to_dict() form (optional)
 
     [templates.thanks]                       # subject, text, html, defaults, marketing,
-                                             # track, untracked
+                                             # track, untracked, language ("ja", "en" …;
+                                             # default: "ja" if the subject or text has a
+                                             # Japanese character, else "en")
     subject = "{{ company }} 様、資料のダウンロードありがとうございます"
     text = \"\"\"
     {{ name }} 様 ...\"\"\"
@@ -86,6 +96,23 @@ The hand-off to sales (``assignment`` and ``sla`` may also be inline tables)::
     when = {all = [{score = "total", at_least = 100}, {did = "page_view", within = "30d"}]}
 
 Hooks are functions, so they are not in the file: pass them to :func:`load_program`.
+
+How the program runs here (read by :func:`load_settings`, left out of the program; secrets
+only by the name of the environment variable that holds them; see :mod:`nurturekit.settings`)::
+
+    [mailer]                                 # type: smtp, eml, console, sendgrid, postmark, ses
+    type = "smtp"
+    host = "smtp.acme.example"               # port = 587, security = "starttls",
+    username_env = "NURTUREKIT_SMTP_USER"    # timeout = 30 (the defaults)
+    password_env = "NURTUREKIT_SMTP_PASSWORD"
+
+    [sink]                                   # the webhook told of every hand-off
+    url = "https://crm.acme.example/hooks/nk"
+    secret_env = "NURTUREKIT_SINK_SECRET"    # timeout, attempts (optional)
+
+    [links]                                  # where your app serves the signed links
+    base_url = "https://acme.example/nk"
+    secret_env = "NURTUREKIT_LINK_SECRET"    # development = true allows http://localhost
 """
 
 # The package: _values reads the basic values (tables, strings, durations, conditions ...) and
@@ -111,6 +138,7 @@ from nurturekit.lint import LintWarning
 from nurturekit.program import Hook, Program
 from nurturekit.program_file._reader import _Reader
 from nurturekit.program_file._writer import dumps_program, program_to_dict
+from nurturekit.settings import Settings
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -123,7 +151,9 @@ __all__ = [
     "check_program_text",
     "dumps_program",
     "load_program",
+    "load_settings",
     "loads_program",
+    "loads_settings",
     "program_to_dict",
 ]
 
@@ -148,6 +178,26 @@ def loads_program(
     nurturekit.errors.InvalidProgram: program.toml: sender.nam: unknown key 'nam'; the keys ...
     """
     return _Reader(source).program(_parse(text, source), hooks)
+
+
+def load_settings(path: str | os.PathLike[str]) -> Settings:
+    """Read how the program of the file at ``path`` runs here: its ``[mailer]``, ``[sink]``
+    and ``[links]`` tables (see :mod:`nurturekit.settings`). The rest of the file is read by
+    :func:`load_program`."""
+    source = os.fspath(path)
+    return loads_settings(_read_text(path, source), source)
+
+
+def loads_settings(text: str, source: str = "<string>") -> Settings:
+    """Read the ``[mailer]``, ``[sink]`` and ``[links]`` tables of the program in TOML
+    ``text``; a table the text does not have is ``None`` in the result.
+
+    >>> loads_settings('[links]\nbase_url = "http://x.example/nk"', "p.toml")  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    nurturekit.errors.InvalidProgram: p.toml: links.base_url: 'http://x.example/nk' is not ...
+    """
+    return _Reader(source).settings(_parse(text, source))
 
 
 @attrs.frozen

@@ -48,6 +48,8 @@ from nurturekit.scenario import (
     WaitFor,
 )
 from nurturekit.templates import Template
+from nurturekit.templates.outgoing import _check_footer
+from nurturekit.templates.template import _check_language
 
 _SCENARIO_KEYS = (
     "description",
@@ -78,8 +80,15 @@ class _PartReader(_ValueReader):
     """Reads each part of a program: sender, policies, templates, scenarios, steps, hand-off."""
 
     def sender(self, value: object, path: str) -> Sender:
-        keys = ("name", "address", "postal_address", "unsubscribe_mailto", "reply_to")
+        keys = ("name", "address", "postal_address", "unsubscribe_mailto", "reply_to", "footers")
         data = self.table(value, path, keys, required=keys[:4])
+        footers: dict[str, str] = {}
+        footers_path = f"{path}.footers"
+        for language, wording in self.mapping(data.get("footers", {}), footers_path).items():
+            where = _join(footers_path, language)
+            footers[language] = self.string(wording, where)
+            with self.at(where):
+                _check_footer(language, wording, where)
         with self.at(path):
             return Sender(
                 name=self.string(data["name"], f"{path}.name"),
@@ -89,6 +98,7 @@ class _PartReader(_ValueReader):
                     data["unsubscribe_mailto"], f"{path}.unsubscribe_mailto"
                 ),
                 reply_to=self.opt_str(data, "reply_to", path),
+                footers=footers,
             )
 
     def policies(self, value: object, path: str) -> Policies:
@@ -99,8 +109,7 @@ class _PartReader(_ValueReader):
                 "frequency_cap",
                 "send_window",
                 "default_time_zone",
-                "links_base_url",
-                "link_secret_env",
+                "require_consent",
             ),
         )
         cap = window = None
@@ -124,26 +133,33 @@ class _PartReader(_ValueReader):
                     ),
                 )
         zone = self.string(data.get("default_time_zone", "UTC"), f"{path}.default_time_zone")
-        base = None
-        if "links_base_url" in data:
-            base = self.string(data["links_base_url"], f"{path}.links_base_url")
-        secret_env = self.string(
-            data.get("link_secret_env", "NURTUREKIT_LINK_SECRET"), f"{path}.link_secret_env"
-        )
+        consent = self.boolean(data.get("require_consent", True), f"{path}.require_consent")
         with self.at(path):
             return Policies(
                 frequency_cap=cap,
                 send_window=window,
                 default_time_zone=zone,
-                links_base_url=base,
-                link_secret_env=secret_env,
+                require_consent=consent,
             )
 
     def template(self, name: str, value: object, path: str) -> Template:
-        keys = ("subject", "text", "html", "defaults", "marketing", "track", "untracked")
+        keys = (
+            "subject",
+            "text",
+            "html",
+            "defaults",
+            "marketing",
+            "track",
+            "untracked",
+            "language",
+        )
         data = self.table(value, path, keys, required=("subject", "text"))
         defaults_path = f"{path}.defaults"
         defaults = self.mapping(data.get("defaults", {}), defaults_path)
+        language = self.opt_str(data, "language", path)
+        if language is not None:
+            with self.at(f"{path}.language"):
+                _check_language(language, f"{path}.language")
         with self.at(path):
             return Template(
                 name=name,
@@ -154,6 +170,7 @@ class _PartReader(_ValueReader):
                 marketing=self.boolean(data.get("marketing", True), f"{path}.marketing"),
                 track=self.boolean(data.get("track", True), f"{path}.track"),
                 untracked=self.strs(data.get("untracked", []), f"{path}.untracked"),
+                language=language,
             )
 
     def scenario(self, name: str, value: object, path: str) -> Scenario:

@@ -24,6 +24,7 @@ from nurturekit.program_file._parts import _PartReader
 from nurturekit.program_file._values import _join, _key
 from nurturekit.scenario import Scenario, SendMail
 from nurturekit.scoring import ScoringModel
+from nurturekit.settings import LinksSettings, MailerSettings, Settings, SinkSettings
 from nurturekit.stages import StageMachine
 from nurturekit.templates import Template
 
@@ -38,7 +39,16 @@ _TOP_KEYS = (
     "templates",
     "scenarios",
     "handoff",
+    "mailer",
+    "sink",
+    "links",
 )
+# The tables that say how the program runs (nurturekit.settings), not what it is.
+_SETTINGS: dict[str, Callable[[dict[str, Any], str], object]] = {
+    "mailer": MailerSettings.from_dict,
+    "sink": SinkSettings.from_dict,
+    "links": LinksSettings.from_dict,
+}
 
 # Stands in for a sender that failed to read, so that the scenarios can still be checked.
 _STAND_IN_SENDER = Sender(
@@ -68,6 +78,7 @@ class _Parts:
     all_scenarios: bool
     handoff: HandoffPolicy | None
     attributes: list[str] | None
+    settings: Settings
 
 
 class _Reader(_PartReader):
@@ -173,6 +184,14 @@ class _Reader(_PartReader):
         attributes = self.part(
             "attributes", lambda: self.strs(data.get("attributes", []), "attributes"), errors
         )
+        settings: dict[str, Any] = {}
+        for key, read in _SETTINGS.items():
+            if key in data:
+                settings[key] = self.part(
+                    key,
+                    lambda: read(self.mapping(data[key], key), key),  # noqa: B023
+                    errors,
+                )
         return _Parts(
             sender=sender,
             policies=policies,
@@ -186,7 +205,21 @@ class _Reader(_PartReader):
             all_scenarios=all_scenarios,
             handoff=handoff,
             attributes=attributes,
+            settings=Settings(**settings),
         )
+
+    def settings(self, data: dict[str, Any]) -> Settings:
+        """The ``[mailer]``, ``[sink]`` and ``[links]`` tables, or the first error raised in
+        them; see :func:`~nurturekit.program_file.loads_settings`."""
+        found: dict[str, Any] = {}
+        for key, read in _SETTINGS.items():
+            if key in data:
+                found[key] = self.part(
+                    key,
+                    lambda: read(self.mapping(data[key], key), key),  # noqa: B023
+                    None,
+                )
+        return Settings(**found)
 
     def program(self, data: dict[str, Any], hooks: Mapping[str, Hook]) -> Program:
         """The program, or the first error raised; see :func:`loads_program`."""

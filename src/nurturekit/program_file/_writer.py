@@ -60,6 +60,8 @@ def program_to_dict(program: Program) -> dict[str, Any]:
         "postal_address": sender.postal_address,
         "unsubscribe_mailto": sender.unsubscribe_mailto,
     } | ({} if sender.reply_to is None else {"reply_to": sender.reply_to})
+    if sender.footers:
+        out["sender"]["footers"] = dict(sender.footers)
     policies: dict[str, Any] = {}
     cap = program.policies.frequency_cap
     if cap is not None:
@@ -72,10 +74,8 @@ def program_to_dict(program: Program) -> dict[str, Any]:
             "weekdays": list(window.weekdays),
         }
     policies["default_time_zone"] = program.policies.default_time_zone
-    if program.policies.links_base_url is not None:
-        policies["links_base_url"] = program.policies.links_base_url
-    if program.policies.link_secret_env != "NURTUREKIT_LINK_SECRET":
-        policies["link_secret_env"] = program.policies.link_secret_env
+    if not program.policies.require_consent:
+        policies["require_consent"] = False
     out["policies"] = policies
     out["scoring"] = program.scoring.to_dict()
     if program.stages is not None:
@@ -113,6 +113,8 @@ def _template(template: Template) -> dict[str, Any]:
         out["track"] = False
     if template.untracked:
         out["untracked"] = list(template.untracked)
+    if template.language is not None:
+        out["language"] = template.language
     return out
 
 
@@ -244,6 +246,7 @@ def _handoff(policy: HandoffPolicy) -> dict[str, Any]:
 # Where the writer puts a [table] or an [[array of tables]]; every other table is inline.
 _TABLES = (
     ("sender",),
+    ("sender", "footers"),
     ("policies",),
     ("scoring",),
     ("stages",),
