@@ -239,3 +239,15 @@ def test_the_benchmark_script_explains_itself() -> None:
         timeout=60,
     )
     assert done.returncode == 0 and "usage:" in done.stdout
+
+
+def test_a_lead_file_that_is_not_json_is_named(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    attrs_file = tmp_path / "lead.json"
+    attrs_file.write_text("{name: 佐藤}", encoding="utf-8")
+    for command in ("preview", "test-send"):
+        extra = ["--to", "me@example.com"] if command == "test-send" else []
+        assert run_cli(command, "wp_thanks", "--attrs", str(attrs_file), *extra)[0] == 1
+        err = capsys.readouterr().err
+        assert err.startswith(f"error: {attrs_file}: not JSON") and "Traceback" not in err

@@ -50,9 +50,9 @@ from a web form, or a check before launch, asks it the same way.
 from __future__ import annotations
 
 import difflib
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator
 from datetime import datetime, timezone
-from typing import Any, cast
+from typing import Any
 
 import attrs
 
@@ -67,7 +67,7 @@ from nurturekit.conditions import (
     View,
 )
 from nurturekit.lead import AttributeValue, Lead
-from nurturekit.program import Program
+from nurturekit.program import Program, _conditions_in
 from nurturekit.scenario import Branch
 
 __all__ = ["AttributeValueCheck", "UnmatchedValue", "unmatched_values"]
@@ -142,33 +142,6 @@ def _leaves(condition: Condition, negated: bool) -> Iterator[tuple[_AttributeTes
             continue
         inner = flipped ^ isinstance(node, Not)
         pending.extend((child, inner) for child in reversed(node.children()))
-
-
-def _conditions_in(value: object) -> Iterator[Condition]:
-    """Every condition held anywhere inside ``value`` (attrs values, sequences, mappings),
-    outermost ones only, in the order they are written; each object looked into once. (As
-    :func:`nurturekit.program._conditions_in`, in order: a reason lists what the rules test
-    for as the program lists it.)"""
-    seen: set[int] = set()
-    pending = [value]
-    while pending:
-        item = pending.pop()
-        if id(item) in seen:
-            continue
-        seen.add(id(item))
-        if isinstance(item, Condition):
-            yield item
-        elif isinstance(item, str | bytes):
-            continue
-        elif isinstance(item, Mapping):
-            pending.extend(reversed(list(item.values())))
-        elif isinstance(item, tuple | list):
-            pending.extend(reversed(item))
-        elif isinstance(item, frozenset | set):
-            pending.extend(item)
-        elif attrs.has(type(item)):
-            fields = attrs.fields(cast(Any, type(item)))
-            pending.extend(getattr(item, field.name) for field in reversed(fields) if field.init)
 
 
 def _branch_conditions(program: Program) -> set[int]:

@@ -420,15 +420,10 @@ def _explain(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
 
 
 def _preview(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
-    import json
-
     from nurturekit.mail.console import readable
 
     try:
         mail = _sample_mail(args, "preview", tracked=args.tracked, err=err)
-    except json.JSONDecodeError as error:
-        print(f"error: {args.attrs}: not JSON ({error})", file=err)
-        return 1
     except NurtureError as error:
         print(f"error: {error}", file=err)
         return 1
@@ -464,7 +459,11 @@ def _sample_mail(
         return 1
     if args.attrs is not None:
         with open(args.attrs, encoding="utf-8") as source:
-            data = json.load(source)
+            try:
+                data = json.load(source)
+            except json.JSONDecodeError as error:
+                print(f"error: {args.attrs}: not JSON ({error})", file=err)
+                return 1
         if not isinstance(data, dict):
             print(f"error: {args.attrs}: expected a JSON object of the lead's fields", file=err)
             return 1
@@ -509,8 +508,6 @@ def _sample_mail(
 
 
 def _test_send(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
-    import json
-
     from nurturekit.messages import SendStatus
     from nurturekit.program_file import load_settings
     from nurturekit.programs import bundled_program_path
@@ -526,9 +523,6 @@ def _test_send(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
         mail = attrs.evolve(mail, subject=f"[TEST] {mail.subject}")
         mailer = chosen.build(os.environ, stream=out)
         results = list(mailer.send([mail]))
-    except json.JSONDecodeError as error:
-        print(f"error: {args.attrs}: not JSON ({error})", file=err)
-        return 1
     except NurtureError as error:
         print(f"error: {error}", file=err)
         return 1

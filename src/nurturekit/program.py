@@ -301,7 +301,8 @@ def _once(scenarios: list[Scenario]) -> tuple[Scenario, ...]:
 
 def _conditions_in(value: object) -> list[Condition]:
     """Every condition held anywhere inside ``value`` (attrs values, sequences, mappings),
-    outermost ones only; each object is looked into once."""
+    outermost ones only, in the order they are written; each object is looked into once.
+    (:mod:`nurturekit.attribute_values` lists what the rules test for in this order.)"""
     found: list[Condition] = []
     seen: set[int] = set()
     pending = [value]
@@ -315,11 +316,13 @@ def _conditions_in(value: object) -> list[Condition]:
         elif isinstance(item, str | bytes):
             continue
         elif isinstance(item, Mapping):
-            pending.extend(item.values())
-        elif isinstance(item, tuple | list | frozenset | set):
+            pending.extend(reversed(list(item.values())))
+        elif isinstance(item, tuple | list):
+            pending.extend(reversed(item))
+        elif isinstance(item, frozenset | set):
             pending.extend(item)
         elif attrs.has(type(item)):
             fields = attrs.fields(cast(Any, type(item)))
             # What a value derives from its fields (init=False) holds nothing more.
-            pending.extend(getattr(item, field.name) for field in fields if field.init)
+            pending.extend(getattr(item, field.name) for field in reversed(fields) if field.init)
     return found

@@ -157,6 +157,17 @@ def _table(
     return options
 
 
+def _signing_secret(environ: Mapping[str, str], name: str, table: str, signs: str) -> bytes:
+    """The secret in the variable ``name`` of ``environ``: at least 32 bytes, for it signs."""
+    secret = environ.get(name, "").encode()
+    if len(secret) < 32:
+        raise InvalidProgram(
+            f"{table}.secret_env",
+            f"set {name} to a secret of at least 32 bytes; it signs the {signs}",
+        )
+    return secret
+
+
 def _read_only(options: Mapping[str, Any]) -> Mapping[str, Any]:
     return MappingProxyType(dict(options))
 
@@ -290,13 +301,7 @@ class SinkSettings:
         """The webhook sink, its secret read from ``environ`` (at least 32 bytes)."""
         from nurturekit.sinks import WebhookSink
 
-        secret = environ.get(self.secret_env, "").encode()
-        if len(secret) < 32:
-            raise InvalidProgram(
-                "sink.secret_env",
-                f"set {self.secret_env} to a secret of at least 32 bytes; it signs the "
-                "hand-off notices the webhook receives",
-            )
+        secret = _signing_secret(environ, self.secret_env, "sink", "hand-off notices")
         options: dict[str, Any] = {}
         if self.timeout is not None:
             options["timeout"] = self.timeout
@@ -342,13 +347,9 @@ class LinksSettings:
         """The links, signed with the secret in ``environ`` (at least 32 bytes)."""
         from nurturekit.tokens import TokenSigner
 
-        secret = environ.get(self.secret_env, "").encode()
-        if len(secret) < 32:
-            raise InvalidProgram(
-                "links.secret_env",
-                f"set {self.secret_env} to a secret of at least 32 bytes; it signs the "
-                "unsubscribe, click and open links",
-            )
+        secret = _signing_secret(
+            environ, self.secret_env, "links", "unsubscribe, click and open links"
+        )
         return Links(self.base_url, TokenSigner(secret=secret), development=self.development)
 
 
