@@ -192,7 +192,7 @@ def loads_settings(text: str, source: str = "<string>") -> Settings:
     """Read the ``[mailer]``, ``[sink]`` and ``[links]`` tables of the program in TOML
     ``text``; a table the text does not have is ``None`` in the result.
 
-    >>> loads_settings('[links]\nbase_url = "http://x.example/nk"', "p.toml")  # doctest: +ELLIPSIS
+    >>> loads_settings('[links]\\nbase_url = "http://x.example/nk"', "p.toml")  # doctest: +ELLIPSIS
     Traceback (most recent call last):
     ...
     nurturekit.errors.InvalidProgram: p.toml: links.base_url: 'http://x.example/nk' is not ...
