@@ -14,6 +14,7 @@ from typing import Any, Final, TypeAlias
 import attrs
 from dateutil.parser import isoparse
 
+from nurturekit._repr import mapping, moment, quoted, summary
 from nurturekit._time import aware_utc
 from nurturekit.checks import CONTROL as _CONTROL
 from nurturekit.checks import check_id as _check_id
@@ -290,6 +291,24 @@ class Activity:
             head = f"{self.lead_id}\n{self.kind}\n{self.at.isoformat(timespec='microseconds')}\n"
             digest = hashlib.sha256(head.encode("utf-8") + encoded)
             object.__setattr__(self, "key", digest.hexdigest()[:32])
+
+    def __repr__(self) -> str:
+        """Whose activity, what and when, with its first few properties.
+
+        >>> from datetime import datetime, timezone
+        >>> Activity(lead_id="l1", kind="page_view", properties={"page": "/pricing"},
+        ...          at=datetime(2026, 4, 1, 9, 0, tzinfo=timezone.utc))
+        <Activity lead='l1' kind='page_view' at=2026-04-01T09:00Z properties={'page': '/pricing'}>
+        """
+        return summary(
+            "Activity",
+            [
+                ("lead", quoted(self.lead_id)),
+                ("kind", quoted(self.kind)),
+                ("at", moment(self.at)),
+                ("properties", mapping(self.properties)),
+            ],
+        )
 
     def get(self, name: str, default: PropertyValue | None = None) -> PropertyValue | None:
         """The property ``name``, or ``default`` if the activity does not carry it."""

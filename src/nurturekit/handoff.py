@@ -20,6 +20,7 @@ from typing import Any
 
 import attrs
 
+from nurturekit._repr import counted, hours, moment, percent, quoted, summary
 from nurturekit._time import UTC, aware_utc, parse_duration
 from nurturekit.conditions import Condition, Explanation, View, always
 from nurturekit.errors import InvalidInput
@@ -113,6 +114,23 @@ class Handoff:
     notified_at: datetime | None = attrs.field(default=None, converter=_optional_utc)
     escalation_notified_at: datetime | None = attrs.field(default=None, converter=_optional_utc)
     notify_attempts: int = 0
+
+    def __repr__(self) -> str:
+        """The id, the lead, the MQL definition that fired, the score, the owner, where it
+        stands, when it was made and the SLA deadline."""
+        return summary(
+            "Handoff",
+            [
+                ("id", quoted(self.id)),
+                ("lead", quoted(self.lead_id)),
+                ("definition", quoted(self.definition, 30)),
+                ("score", self.score),
+                ("owner", quoted(self.owner, 30)),
+                ("status", self.status.value),
+                ("at", moment(self.at)),
+                ("deadline", moment(self.deadline)),
+            ],
+        )
 
     @property
     def awaiting_notice(self) -> str | None:
@@ -676,6 +694,22 @@ class HandoffReport:
     sla_kept: float | None
     outcomes: Mapping[str, int] = attrs.field(hash=False)
     per_owner: Mapping[str, OwnerFigures] = attrs.field(hash=False)
+
+    def __repr__(self) -> str:
+        """The headline figures (rates as percentages, times in hours), and how many owners
+        and outcomes the report breaks them down into."""
+        return summary(
+            "HandoffReport",
+            [
+                ("mqls", self.mqls),
+                ("sqls", self.sqls),
+                ("mql_to_sql", percent(self.mql_to_sql)),
+                ("sla_kept", percent(self.sla_kept)),
+                ("first_contact_median", hours(self.first_contact_median)),
+                ("first_contact_p90", hours(self.first_contact_p90)),
+            ],
+            [counted(len(self.per_owner), "owner"), counted(len(self.outcomes), "outcome")],
+        )
 
 
 class _Tally:

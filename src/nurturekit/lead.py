@@ -15,6 +15,7 @@ from typing import Any, TypeAlias
 
 import attrs
 
+from nurturekit._repr import counted, quoted, summary, yes_no
 from nurturekit._time import aware_utc
 from nurturekit.checks import MAX_INT, MIN_INT
 from nurturekit.checks import check_id as _check_id
@@ -494,6 +495,24 @@ class Lead:
     def __attrs_post_init__(self) -> None:
         local, ascii_domain = split_email(self.email, "Lead.email")
         object.__setattr__(self, "_email_ascii", f"{local}@{ascii_domain}")
+
+    def __repr__(self) -> str:
+        """Who the lead is and whether we may mail them, in at most 200 characters.
+
+        >>> Lead(id="l1", email="ann@acme.jp", company="Acme", attributes={"region": "jp"})
+        <Lead id='l1' email='ann@acme.jp' company='Acme' consent=no contact=subscribed, 1 attribute>
+        """
+        return summary(
+            "Lead",
+            [
+                ("id", quoted(self.id, 32)),
+                ("email", quoted(self.email)),
+                ("company", quoted(self.company, 28)),
+                ("consent", yes_no(self.consent)),
+                ("contact", self.contactability.status.value),
+            ],
+            [counted(len(self.attributes), "attribute")],
+        )
 
     def get(self, key: str, default: AttributeValue = None) -> AttributeValue:
         """Look ``key`` up among the fields id, email, name, company, source and owner, then

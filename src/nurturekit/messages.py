@@ -13,6 +13,7 @@ from types import MappingProxyType
 
 import attrs
 
+from nurturekit._repr import quoted, summary
 from nurturekit._time import aware_utc
 from nurturekit.errors import InvalidInput
 
@@ -167,3 +168,16 @@ class OutgoingMail:
     step: str | None = None
     enrollment_id: str | None = None
     template: str | None = None
+
+    def __repr__(self) -> str:
+        """The send's key, the recipient, the subject cut short and the template; never the
+        body, whose links carry the lead's signed tokens."""
+        return summary(
+            "OutgoingMail",
+            [
+                ("key", quoted(self.key, 60)),
+                ("to", quoted(self.to, 50)),
+                ("subject", quoted(self.subject)),
+                ("template", quoted(self.template)),
+            ],
+        )

@@ -13,6 +13,7 @@ from datetime import datetime, timedelta
 import attrs
 from typing_extensions import Protocol
 
+from nurturekit._repr import counted, names, quoted, summary
 from nurturekit.activity import Activity
 from nurturekit.conditions.tally import Tally
 from nurturekit.handoff import Handoff, HandoffEvent
@@ -49,6 +50,25 @@ class LeadState:
     #: activities arrive (``None`` until the engine makes it; see
     #: :mod:`nurturekit.conditions.tally`).
     tally: Tally | None = None
+
+    def __repr__(self) -> str:
+        """The lead, its stage now, the levels reached, the flags, and how many stage moves
+        and score entries it holds."""
+        return summary(
+            "LeadState",
+            [
+                ("lead", quoted(self.lead_id)),
+                ("stage", quoted(self.moves[-1].target if self.moves else None)),
+                ("levels", names(sorted(self.levels))),
+                ("with_sales", self.with_sales),
+                ("disqualified", self.disqualified),
+                ("qualified", self.qualified),
+            ],
+            [
+                counted(len(self.moves), "move"),
+                counted(len(self.card.entries), "score entry", "score entries"),
+            ],
+        )
 
 
 @attrs.frozen(kw_only=True)

@@ -15,6 +15,7 @@ from typing import Any, cast
 
 import attrs
 
+from nurturekit._repr import counted, html_block, html_pairs, html_table, quoted, summary, yes_no
 from nurturekit._time import UTC
 from nurturekit.conditions import Condition
 from nurturekit.conditions.activities import plan_tally
@@ -266,6 +267,58 @@ class Program:
                 raise InvalidProgram(
                     at, f"calls hook {step.hook!r}; pass it in Program(hooks={{...}})"
                 )
+
+    def __repr__(self) -> str:
+        """The sender, the scoring model's name, whether it hands leads to sales, and how many
+        scenarios, templates and stages it has."""
+        return summary(
+            "Program",
+            [
+                ("sender", quoted(self.sender.name)),
+                ("scoring", quoted(self.scoring.name)),
+                ("handoff", yes_no(self.handoff)),
+            ],
+            [
+                counted(len(self.scenarios), "scenario"),
+                counted(len(self.templates), "template"),
+                counted(0 if self.stages is None else len(self.stages.stages), "stage"),
+            ],
+        )
+
+    def _repr_html_(self) -> str:
+        """The repr over a summary (scoring, stages, hand-off) and a table of the scenarios:
+        name, trigger, mail type, steps and mails."""
+        handoff = self.handoff
+        about = html_pairs(
+            [
+                ("sender", f"{self.sender.name} <{self.sender.address}>"),
+                ("scoring", repr(self.scoring)),
+                ("stages", "(none)" if self.stages is None else " → ".join(self.stages.names)),
+                (
+                    "hand-off",
+                    "(none)"
+                    if handoff is None
+                    else "MQL when: " + "; ".join(d.name for d in handoff.definitions),
+                ),
+                ("templates", ", ".join(sorted(self.templates)) or "(none)"),
+            ]
+        )
+        scenarios = html_table(
+            ("scenario", "trigger", "mail type", "steps", "mails"),
+            (
+                (
+                    s.name,
+                    s.trigger.describe(),
+                    s.mail_type.value,
+                    len(s.steps),
+                    sum(isinstance(step, SendMail) for step in s.steps),
+                )
+                for s in self.scenarios
+            ),
+            total=len(self.scenarios),
+            noun="scenario",
+        )
+        return html_block(repr(self), about, scenarios)
 
     def scenario(self, name: str) -> Scenario:
         """The scenario called ``name``."""

@@ -16,6 +16,7 @@ from typing import Any
 
 import attrs
 
+from nurturekit._repr import counted, quoted, summary
 from nurturekit._time import aware_utc
 from nurturekit.activity import Activity
 from nurturekit.clock import SystemClock
@@ -112,6 +113,21 @@ class Engine(_Recording, _Steps, _Delivery, _Sales):
         self.max_steps = max_steps
         self.max_attempts = max_attempts
         self._stop = threading.Event()
+
+    def __repr__(self) -> str:
+        """The worker's name, the adapters by their type (never their own repr, which might
+        hold a password or a key), and the size of the program."""
+        return summary(
+            "Engine",
+            [
+                ("worker", quoted(self.worker)),
+                ("storage", type(self.storage).__name__),
+                ("mailer", type(self.mailer).__name__),
+                ("clock", type(self.clock).__name__),
+                ("sink", "None" if self.sink is None else type(self.sink).__name__),
+            ],
+            [counted(len(self.program.scenarios), "scenario")],
+        )
 
     # ------------------------------------------------------------------ leads
     def upsert_lead(self, lead: Lead) -> Lead:

@@ -10,6 +10,7 @@ from datetime import datetime, timedelta
 import attrs
 
 from nurturekit._fast import maker
+from nurturekit._repr import counted, moment, quoted, summary, yes_no
 from nurturekit.activity import Activity
 from nurturekit.handoff import Handoff
 from nurturekit.scenario import Enrollment
@@ -30,6 +31,27 @@ class RecordResult:
     ended: tuple[Enrollment, ...] = ()
     #: The hand-off to sales this activity caused, if it did.
     handoff: Handoff | None = None
+
+    def __repr__(self) -> str:
+        """The activity (lead, kind, time), whether it was stored, the score after it, whether
+        it caused a hand-off, and how many moves, enrolments and endings followed."""
+        activity = self.activity
+        return summary(
+            "RecordResult",
+            [
+                ("lead", quoted(activity.lead_id)),
+                ("kind", quoted(activity.kind)),
+                ("at", moment(activity.at)),
+                ("stored", self.stored),
+                ("score", None if self.score is None else self.score.total),
+                ("handoff", yes_no(self.handoff)),
+            ],
+            [
+                counted(len(self.moves), "move"),
+                f"{len(self.enrolled)} enrolled",
+                f"{len(self.ended)} ended",
+            ],
+        )
 
 
 #: Builds a :class:`RecordResult` from all its fields in order (one per recorded activity).
@@ -61,6 +83,33 @@ class RunReport:
     #: Enrolments given up after their step failed on its last attempt
     #: (``EnrollmentStatus.FAILED``), with the last error.
     abandoned: tuple[tuple[str, str], ...] = ()
+
+    def __repr__(self) -> str:
+        """The run's time and what it claimed, ran and sent; the other counts when not zero.
+
+        >>> from datetime import datetime, timezone
+        >>> RunReport(now=datetime(2026, 4, 6, 1, 0, tzinfo=timezone.utc), claimed=3, steps=5,
+        ...           sent=2, deferred=1)
+        <RunReport now=2026-04-06T01:00Z claimed=3 steps=5 sent=2 deferred=1>
+        """
+        fields: list[tuple[str, object]] = [
+            ("now", moment(self.now)),
+            ("claimed", self.claimed),
+            ("steps", self.steps),
+            ("sent", self.sent),
+        ]
+        for name in ("bounced", "deferred", "rejected", "suppressed", "escalated"):
+            number = getattr(self, name)
+            if number:
+                fields.append((name, number))
+        counts = []
+        if self.failures:
+            counts.append(counted(len(self.failures), "failure"))
+        if self.failed:
+            counts.append(f"{len(self.failed)} failed")
+        if self.abandoned:
+            counts.append(f"{len(self.abandoned)} abandoned")
+        return summary("RunReport", fields, counts)
 
 
 class _Run:

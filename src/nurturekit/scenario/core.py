@@ -11,14 +11,21 @@ from typing import TYPE_CHECKING, Any
 import attrs
 from dateutil.relativedelta import relativedelta
 
-from nurturekit._time import UTC, aware_utc
+from nurturekit._repr import counted, html_block, html_pairs, html_table, quoted, summary
+from nurturekit._time import UTC, aware_utc, describe_duration
 from nurturekit.checks import control_problem as _control_problem
-from nurturekit.conditions import Condition, always
+from nurturekit.conditions import Always, Condition, always
 from nurturekit.errors import InvalidScenario
 from nurturekit.scenario.steps import (
     _STEP_TYPES,
     _WAITS,
+    AdjustScore,
+    Branch,
+    CallHook,
+    End,
+    HandOff,
     SendMail,
+    SetStage,
     Step,
     Wait,
     WaitFor,
@@ -296,6 +303,63 @@ class Scenario:
         if len(set(names)) != len(names):
             raise InvalidScenario(f"{where}.exits", f"exit names repeat: {names}")
 
+    def __repr__(self) -> str:
+        """The name, the trigger in short, the mail type, and how many steps and mails.
+
+        >>> from nurturekit.conditions import activity
+        >>> Scenario(name="hello", trigger=OnActivity(when=activity("download")),
+        ...          steps=[SendMail(id="thanks", template="thanks")])
+        ... # doctest: +NORMALIZE_WHITESPACE
+        <Scenario name='hello' trigger='this activity is download' mail_type=step,
+         1 step, 1 mail>
+        """
+        return summary(
+            "Scenario",
+            [
+                ("name", quoted(self.name)),
+                ("trigger", quoted(self.trigger.describe(), 60)),
+                ("mail_type", self.mail_type.value),
+            ],
+            [
+                counted(len(self.steps), "step"),
+                counted(sum(isinstance(s, SendMail) for s in self.steps), "mail"),
+            ],
+        )
+
+    def _repr_html_(self) -> str:
+        """The repr over two tables: the frame (trigger, target, goal, exits, re-entry, KPIs)
+        and the steps (id, type, what it does, where it goes next)."""
+        reentry = self.reentry
+        frame = html_pairs(
+            [
+                ("trigger", self.trigger.describe()),
+                (
+                    "target",
+                    "everyone" if isinstance(self.target, Always) else self.target.describe(),
+                ),
+                ("goal", "(none)" if self.goal is None else self.goal.describe()),
+                (
+                    "exits",
+                    "\n".join(f"{e.name}: {e.when.describe()}" for e in self.exits) or "(none)",
+                ),
+                (
+                    "re-entry",
+                    reentry.policy
+                    if reentry.after is None
+                    else f"after {describe_duration(reentry.after)}",
+                ),
+                ("mail type", self.mail_type.value),
+                ("KPIs", ", ".join(self.kpis) or "(none)"),
+            ]
+        )
+        steps = html_table(
+            ("id", "type", "what it does", "next"),
+            ((s.id, type(s).__name__, _step_does(s), _step_next(s)) for s in self.steps),
+            total=len(self.steps),
+            noun="step",
+        )
+        return html_block(repr(self), frame, steps)
+
     @property
     def start(self) -> str:
         """The id of the first step."""
@@ -395,6 +459,43 @@ class Scenario:
         from nurturekit.render import scenario_frame
 
         return scenario_frame(self)
+
+
+def _step_does(step: Step) -> str:
+    """What ``step`` does, in a few words (``'send template wp_thanks'``, ``'wait 3 days'``)."""
+    if isinstance(step, SendMail):
+        return f"send template {step.template}"
+    if isinstance(step, Wait):
+        return step.describe()
+    if isinstance(step, WaitFor):
+        return f"wait for: {step.condition.describe()}, at most {describe_duration(step.within)}"
+    if isinstance(step, Branch):
+        return f"branch on: {step.when.describe()}"
+    if isinstance(step, AdjustScore):
+        return f"score {step.points:+d}: {step.reason}"
+    if isinstance(step, SetStage):
+        return f"set stage {step.stage}: {step.reason}"
+    if isinstance(step, HandOff):
+        return "hand off to sales"
+    if isinstance(step, CallHook):
+        return f"call hook {step.hook}"
+    return "end the enrolment"
+
+
+def _step_next(step: Step) -> str:
+    """Where ``step`` goes on to: a step id, ``'end'``, or both ways of a branch or a wait for
+    an activity (``'yes → case; no → end'``)."""
+
+    def shown(target: str | None) -> str:
+        return "end" if target is None else target
+
+    if isinstance(step, Branch):
+        return f"yes → {shown(step.yes)}; no → {shown(step.no)}"
+    if isinstance(step, WaitFor):
+        return f"came → {shown(step.next)}; timeout → {shown(step.timeout)}"
+    if isinstance(step, End):
+        return ""
+    return shown(step.next)
 
 
 def step_edges(step: Step) -> tuple[tuple[str, timedelta], ...]:

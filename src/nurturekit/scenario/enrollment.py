@@ -9,6 +9,7 @@ from datetime import datetime
 import attrs
 
 from nurturekit._fast import maker
+from nurturekit._repr import moment, quoted, summary
 from nurturekit._time import aware_utc
 from nurturekit.scenario.core import Scenario
 
@@ -79,6 +80,22 @@ class Enrollment:
     ended_at: datetime | None = attrs.field(default=None, converter=_optional_utc)
     reason: str = ""
     attempt: int = 1
+
+    def __repr__(self) -> str:
+        """The id (scenario, lead, entry number), where it stands, its step and when that is
+        due; an ended enrolment's end time and reason."""
+        fields: list[tuple[str, object]] = [
+            ("id", quoted(self.id, 80)),
+            ("status", self.status.value),
+            ("step", quoted(self.step)),
+            ("due_at", moment(self.due_at)),
+            ("attempt", self.attempt),
+        ]
+        if self.ended_at is not None:
+            fields.append(("ended_at", moment(self.ended_at)))
+        if self.reason:
+            fields.append(("reason", quoted(self.reason)))
+        return summary("Enrollment", fields)
 
     @classmethod
     def start(cls, scenario: Scenario, lead_id: str, number: int, now: datetime) -> Enrollment:

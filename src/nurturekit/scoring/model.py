@@ -19,6 +19,7 @@ from typing import Any
 
 import attrs
 
+from nurturekit._repr import counted, names, quoted, summary
 from nurturekit._time import UTC, aware_utc
 from nurturekit.activity import SCORE_ADJUSTED, Activity
 from nurturekit.conditions import (
@@ -245,6 +246,22 @@ class ScoringModel:
         object.__setattr__(self, "_idle", isinstance(self.decay, IdleLoss))
         object.__setattr__(self, "_level_marks", tuple(lv.at_least for lv in self.levels))
         object.__setattr__(self, "_level_names", tuple(lv.name for lv in self.levels))
+
+    def __repr__(self) -> str:
+        """The model's name, levels, bands and decay, and how many rules it has."""
+        return summary(
+            "ScoringModel",
+            [
+                ("name", quoted(self.name)),
+                ("levels", names(lv.name for lv in self.levels)),
+                ("bands", names(b.name for b in self.bands)),
+                ("decay", quoted(None if self.decay is None else self.decay.describe())),
+            ],
+            [
+                counted(len(self.fit_rules), "fit rule"),
+                counted(len(self.behaviour_rules), "behaviour rule"),
+            ],
+        )
 
     def _check_levels_and_bands(self) -> None:
         seen: set[str] = set()

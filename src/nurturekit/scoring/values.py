@@ -14,6 +14,7 @@ from typing import Any, NamedTuple, cast
 import attrs
 
 from nurturekit._fast import maker
+from nurturekit._repr import counted, html_block, html_table, moment, names, quoted, summary
 
 FIT = "fit"
 ENGAGEMENT = "engagement"
@@ -114,12 +115,48 @@ class Score:
     def __hash__(self) -> int:
         return hash(self._values())
 
+    def _lines(self) -> int:
+        """How many lines the ledger has, without laying it out."""
+        lines = self._ledger
+        if isinstance(lines, _Lines):
+            return len(lines.fit) + lines.count
+        return len(lines)
+
     def __repr__(self) -> str:
-        return (
-            f"Score(lead_id={self.lead_id!r}, at={self.at!r}, total={self.total!r}, "
-            f"fit={self.fit!r}, engagement={self.engagement!r}, ledger={self.ledger!r}, "
-            f"levels={self.levels!r}, temperature={self.temperature!r})"
+        """The lead, the figures, levels and temperature, and how long the ledger is
+        (:meth:`explain` and the notebook table show the lines).
+
+        >>> from datetime import datetime, timezone
+        >>> Score(lead_id="l1", at=datetime(2026, 4, 1, tzinfo=timezone.utc), total=85, fit=45,
+        ...       engagement=40, ledger=(), levels=("MQL",), temperature="warm")
+        ... # doctest: +NORMALIZE_WHITESPACE
+        <Score lead='l1' total=85 fit=45 engagement=40 levels=['MQL'] temperature='warm'
+         at=2026-04-01T00:00Z, 0 ledger lines>
+        """
+        return summary(
+            "Score",
+            [
+                ("lead", quoted(self.lead_id)),
+                ("total", self.total),
+                ("fit", self.fit),
+                ("engagement", self.engagement),
+                ("levels", names(self.levels)),
+                ("temperature", quoted(self.temperature)),
+                ("at", moment(self.at)),
+            ],
+            [counted(self._lines(), "ledger line")],
         )
+
+    def _repr_html_(self) -> str:
+        """The repr over the ledger as a table: rule, axis, points, value, at, activity."""
+        rows = ((c.rule, c.axis, c.points, c.value, c.at, c.activity_kind) for c in self.ledger)
+        table = html_table(
+            ("rule", "axis", "points", "value", "at", "activity"),
+            rows,
+            total=self._lines(),
+            noun="ledger line",
+        )
+        return html_block(repr(self), table)
 
     def explain(self) -> str:
         """The score line by line, for a marketer: why is this lead at 115?"""
@@ -187,6 +224,22 @@ class ScoreCard:
 
     def __attrs_post_init__(self) -> None:
         self.awarded = _awarded(self.entries)
+
+    def __repr__(self) -> str:
+        return summary(
+            "ScoreCard",
+            [
+                ("lead", quoted(self.lead_id)),
+                ("fit_total", self.fit_total),
+                ("engagement_points", self.engagement_points),
+                ("last_at", moment(self.last_at)),
+            ],
+            [
+                counted(len(self.fit), "fit line"),
+                counted(len(self.entries), "entry", "entries"),
+                f"{len(self.refused)} refused",
+            ],
+        )
 
 
 def _awarded(entries: Iterable[Contribution]) -> dict[str, int]:

@@ -8,6 +8,7 @@ from datetime import datetime, timedelta
 
 import attrs
 
+from nurturekit._repr import counted, html_block, html_table, moment, quoted, summary
 from nurturekit._time import aware_utc
 from nurturekit.conditions import (
     View,
@@ -79,6 +80,30 @@ class StageHistory:
         history.lead_id = lead_id
         history.moves = moves
         return history
+
+    def __repr__(self) -> str:
+        """The lead, its current stage and since when, and how many moves the history holds
+        (the first placement counts as one)."""
+        last = self.moves[-1] if self.moves else None
+        return summary(
+            "StageHistory",
+            [
+                ("lead", quoted(self.lead_id)),
+                ("current", quoted(None if last is None else last.target)),
+                ("since", moment(None if last is None else last.at)),
+            ],
+            [counted(len(self.moves), "move")],
+        )
+
+    def _repr_html_(self) -> str:
+        """The repr over the moves as a table: at, from, to, reason, manual."""
+        rows = (
+            (m.at, m.source, m.target, m.reason, "yes" if m.manual else "no") for m in self.moves
+        )
+        table = html_table(
+            ("at", "from", "to", "reason", "manual"), rows, total=len(self.moves), noun="move"
+        )
+        return html_block(repr(self), table)
 
     @property
     def current(self) -> str:

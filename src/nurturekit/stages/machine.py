@@ -17,7 +17,14 @@ from typing import Any
 import attrs
 
 from nurturekit._fast import maker
-from nurturekit._time import aware_utc, format_duration, parse_duration, positive_duration
+from nurturekit._repr import counted, moment, names, quoted, summary
+from nurturekit._time import (
+    aware_utc,
+    describe_duration,
+    format_duration,
+    parse_duration,
+    positive_duration,
+)
 from nurturekit.conditions import (
     Condition,
     View,
@@ -265,6 +272,28 @@ class StageMove:
     def _check_manual(self, _: attrs.Attribute[bool], value: bool) -> None:
         _check_flag(value, "StageMove.manual")
 
+    def __repr__(self) -> str:
+        """Whose move, from where to where, when, and the start of its reason.
+
+        >>> from datetime import datetime, timezone
+        >>> StageMove(lead_id="l1", source="awareness", target="interest", manual=True,
+        ...           at=datetime(2026, 4, 2, 9, 0, tzinfo=timezone.utc), reason="asked for a demo")
+        ... # doctest: +NORMALIZE_WHITESPACE
+        <StageMove lead='l1' source='awareness' target='interest' at=2026-04-02T09:00Z
+         manual=True reason='asked for a demo'>
+        """
+        return summary(
+            "StageMove",
+            [
+                ("lead", quoted(self.lead_id)),
+                ("source", quoted(self.source)),
+                ("target", quoted(self.target)),
+                ("at", moment(self.at)),
+                ("manual", self.manual),
+                ("reason", quoted(self.reason)),
+            ],
+        )
+
 
 #: Builds an automatic :class:`StageMove` the machine made from values it already checked
 #: (stage names it declared, a lead's id, an aware UTC time): no validators on the hot path.
@@ -347,6 +376,27 @@ class StageMachine:
     @name.validator
     def _check_label(self, _: attrs.Attribute[str], value: str) -> None:
         _check_text(value, "name")
+
+    def __repr__(self) -> str:
+        """The machine's name, its stages in the order declared, its dormancy rule, and how
+        many transitions it has."""
+        dormancy = self.dormancy
+        return summary(
+            "StageMachine",
+            [
+                ("name", quoted(self.name)),
+                ("stages", names((stage.name for stage in self.stages), shown=8, limit=20)),
+                (
+                    "dormancy",
+                    quoted(
+                        None
+                        if dormancy is None
+                        else f"{dormancy.stage} after {describe_duration(dormancy.after)}"
+                    ),
+                ),
+            ],
+            [counted(len(self.transitions), "transition")],
+        )
 
     def __attrs_post_init__(self) -> None:
         by_name = self._check_stages()

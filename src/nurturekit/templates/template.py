@@ -12,6 +12,7 @@ from typing import Any
 
 import attrs
 
+from nurturekit._repr import quoted, summary, yes_no
 from nurturekit.checks import check_id as _check_id
 from nurturekit.checks import describe_char as _describe_char
 from nurturekit.checks import shown as _shown
@@ -245,6 +246,24 @@ class Template:
             japanese = _JAPANESE.search(self.subject) or _JAPANESE.search(self.text)
             language = "ja" if japanese else "en"
         object.__setattr__(self, "_language", language)
+
+    def __repr__(self) -> str:
+        """The name, the subject cut short, the mail's language, and whether it is marketing
+        mail and has an HTML part.
+
+        >>> Template(name="wp", subject="資料のご案内", text="{{ name }} 様")
+        <Template name='wp' subject='資料のご案内' language='ja' marketing=True html=no>
+        """
+        return summary(
+            "Template",
+            [
+                ("name", quoted(self.name)),
+                ("subject", quoted(self.subject, 50)),
+                ("language", quoted(getattr(self, "_language", self.language))),
+                ("marketing", self.marketing),
+                ("html", yes_no(self.html)),
+            ],
+        )
 
     @property
     def mail_language(self) -> str:
