@@ -4,6 +4,7 @@ unsubscribed, and their rates (seed 001's "measure every mail").
 Mail events come back as activities carrying the send's key in their ``ref`` property (the
 tracking links of :mod:`nurturekit.tokens` do this), so each open, click or unsubscribe is
 counted against the step that sent the mail. A send counts once however often it was opened.
+Opens and clicks by machines (property ``machine = 1``) are left out unless asked for.
 
 >>> from nurturekit.analytics import scenario_kpis
 """
@@ -15,12 +16,23 @@ from collections.abc import Iterable
 
 import attrs
 
-from nurturekit.activity import EMAIL_CLICK, EMAIL_OPEN, UNSUBSCRIBED
+from nurturekit._repr import counted, quoted, summary
+from nurturekit.activity import EMAIL_CLICK, EMAIL_OPEN, UNSUBSCRIBED, Activity
 from nurturekit.messages import SendStatus
 from nurturekit.ports import OutboxEntry, Storage
 from nurturekit.scenario import EnrollmentStatus
 
 __all__ = ["ScenarioKpis", "StepKpis", "scenario_kpis"]
+
+
+def _by_machine(activity: Activity) -> bool:
+    """Whether an open or click was made by a machine: its ``machine`` property is 1."""
+    flag = activity.properties.get("machine")
+    return flag is not None and str(flag) in ("1", "True", "true")
+
+
+#: The counts a :class:`StepKpis` repr shows, in order.
+_STEP_COUNTS = ("sent", "bounced", "opened", "clicked", "unsubscribed", "converted")
 
 
 def _rate(part: int, whole: int) -> float | None:
@@ -58,6 +70,17 @@ class StepKpis:
     def conversion_rate(self) -> float | None:
         return _rate(self.converted, self.sent)
 
+    def __repr__(self) -> str:
+        return summary(
+            "StepKpis",
+            [
+                ("scenario", quoted(self.scenario, 30)),
+                ("step", quoted(self.step, 24)),
+                ("template", quoted(self.template, 24)),
+                *((name, getattr(self, name)) for name in _STEP_COUNTS),
+            ],
+        )
+
 
 @attrs.frozen(kw_only=True)
 class ScenarioKpis:
@@ -76,10 +99,31 @@ class ScenarioKpis:
         """Converted enrolments over all enrolments."""
         return _rate(self.converted, self.enrolled)
 
+    def __repr__(self) -> str:
+        return summary(
+            "ScenarioKpis",
+            [
+                ("scenario", quoted(self.scenario)),
+                ("enrolled", self.enrolled),
+                ("running", self.running),
+                ("converted", self.converted),
+                ("exited", self.exited),
+                ("completed", self.completed),
+            ],
+            [counted(len(self.steps), "send step")],
+        )
 
-def scenario_kpis(storage: Storage, scenarios: Iterable[str] | None = None) -> list[ScenarioKpis]:
+
+def scenario_kpis(
+    storage: Storage, scenarios: Iterable[str] | None = None, *, machine_opens: bool = False
+) -> list[ScenarioKpis]:
     """Compute every scenario's KPIs (or those named) from the storage's outbox, activities and
-    enrolments. It reads everything once: run it for reports, not per activity."""
+    enrolments. It reads everything once: run it for reports, not per activity.
+
+    Opens and clicks made by machines (mail-privacy proxies, link scanners: the activity's
+    property ``machine`` is 1, see :mod:`nurturekit.web`) are left out unless
+    ``machine_opens=True``. :mod:`nurturekit.reports` has these figures as tables.
+    """
     wanted = None if scenarios is None else set(scenarios)
     sends: dict[str, OutboxEntry] = {}
     for entry in storage.outbox():
@@ -91,8 +135,11 @@ def scenario_kpis(storage: Storage, scenarios: Iterable[str] | None = None) -> l
     reacted: dict[str, set[str]] = {EMAIL_OPEN: set(), EMAIL_CLICK: set(), UNSUBSCRIBED: set()}
     for activity in storage.activities_of_kinds(reacted):
         ref = activity.properties.get("ref")
-        if isinstance(ref, str) and ref in sends:
-            reacted[activity.kind].add(ref)
+        if not isinstance(ref, str) or ref not in sends:
+            continue
+        if activity.kind != UNSUBSCRIBED and not machine_opens and _by_machine(activity):
+            continue
+        reacted[activity.kind].add(ref)
 
     counts: dict[tuple[str, str], dict[str, int]] = defaultdict(lambda: defaultdict(int))
     templates: dict[tuple[str, str], str | None] = {}

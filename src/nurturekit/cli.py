@@ -14,6 +14,7 @@
     nurturekit explain LEAD --db URL [--program FILE]   the score line by line, stages, enrolments
     nurturekit preview TEMPLATE (--lead ID --db URL | --attrs FILE.json) [--program FILE]
     nurturekit status --db URL                   the outbox, due steps, hand-offs, last errors
+    nurturekit report --db URL --out report.html [--program FILE] [--since DATE]   one HTML file
     nurturekit test-send TEMPLATE --to ADDRESS [--program FILE]   one mail through the mailer
 
 Global options (``-v``/``--verbose``) work before or after the sub-command; ``--version``
@@ -593,6 +594,30 @@ def _status(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     return 0
 
 
+def _report(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    from datetime import timezone
+
+    from nurturekit.program_file import load_program
+    from nurturekit.programs import b2b_program
+    from nurturekit.reports import html_report
+    from nurturekit.storage import open_storage
+
+    try:
+        program = load_program(args.program) if args.program else b2b_program()
+        storage = open_storage(args.db)
+        try:
+            page = html_report(storage, program, now=datetime.now(timezone.utc), since=args.since)
+        finally:
+            getattr(storage, "close", lambda: None)()
+    except NurtureError as error:
+        print(f"error: {error}", file=err)
+        return 1
+    with open(args.out, "w", encoding="utf-8") as target:
+        target.write(page)
+    print(f"wrote {args.out} ({len(page.encode()):,} bytes): open it in a browser", file=err)
+    return 0
+
+
 def _simulate(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     from nurturekit.program_file import load_program
     from nurturekit.simulate import simulate
@@ -786,6 +811,15 @@ def _parser() -> argparse.ArgumentParser:
     test.add_argument("--smtp", help="host[:port] of an SMTP server instead of [mailer]")
     test.add_argument("--eml", help="write it as an .eml file into this folder instead")
     test.set_defaults(handler=_test_send)
+
+    report = command("report", help="one HTML file: funnel, mail KPIs, hand-offs, SLA, scores")
+    report.add_argument("--db", required=True, help="storage URL: sqlite:///nurture.db, …")
+    report.add_argument("--program", help="a program file (default: the bundled one)")
+    report.add_argument(
+        "--since", type=_when, metavar="DATE", help="only what happened from this date on"
+    )
+    report.add_argument("--out", required=True, help="the HTML file to write")
+    report.set_defaults(handler=_report)
 
     status = command("status", help="what is pending: the outbox, due steps, hand-offs")
     status.add_argument("--db", required=True, help="storage URL: sqlite:///nurture.db, …")
