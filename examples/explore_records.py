@@ -1,69 +1,27 @@
-"""Notebook-style exploration: run the bundled program briefly, then look at plain records.
+"""Notebook-style exploration: run the bundled program briefly, then look at its reports.
 
-Every function here returns a list of dicts — one row each, plain values — ready for
-``pandas.DataFrame(rows)`` if you have pandas, or for printing if you do not. Run it with
+Every report of :mod:`nurturekit.reports` is a table of plain values: ``rows()`` gives dicts,
+``to_pandas()`` a DataFrame (with the ``pandas`` extra), ``print()`` a text table, and a
+notebook shows it as HTML (see ``examples/notebook.ipynb``). Run it with
 ``python examples/explore_records.py``.
 """
 
 from __future__ import annotations
 
 from datetime import datetime, timedelta, timezone
-from typing import Any
 
-from nurturekit import Activity, Engine, Lead, ManualClock
-from nurturekit.analytics import scenario_kpis
+from nurturekit import Activity, Consent, Engine, Lead, ManualClock, reports
 from nurturekit.mail import OutboxMailer
-from nurturekit.ports import Storage
 from nurturekit.programs import b2b_program
 from nurturekit.storage import open_storage
 from nurturekit.tokens import Links, TokenSigner
 
-
-def score_rows(engine: Engine, now: datetime) -> list[dict[str, Any]]:
-    """One row per lead: its score, the parts of it, its temperature and stage."""
-    rows = []
-    for lead in engine.storage.leads():
-        state = engine.storage.get_state(lead.id)
-        if state is None:
-            continue
-        score = engine.program.scoring.score(state.card, now)
-        rows.append(
-            {
-                "lead": lead.id,
-                "total": score.total,
-                "fit": score.fit,
-                "engagement": score.engagement,
-                "temperature": score.temperature,
-                "stage": state.moves[-1].target if state.moves else None,
-                "mql": "MQL" in score.levels,
-            }
-        )
-    return sorted(rows, key=lambda row: -row["total"])
-
-
-def ledger_rows(engine: Engine, lead_id: str, now: datetime) -> list[dict[str, Any]]:
-    """Why a lead has its score: one row per ledger line."""
-    state = engine.storage.get_state(lead_id)
-    assert state is not None
-    return [
-        {"rule": c.rule, "axis": c.axis, "points": c.points, "value": c.value, "at": c.at}
-        for c in engine.program.scoring.score(state.card, now).ledger
-    ]
-
-
-def step_rows(storage: Storage) -> list[dict[str, Any]]:
-    """One row per scenario step that sent mail, with its rates."""
-    return [
-        {
-            "scenario": step.scenario,
-            "step": step.step,
-            "sent": step.sent,
-            "open_rate": step.open_rate,
-            "click_rate": step.click_rate,
-        }
-        for kpis in scenario_kpis(storage)
-        for step in kpis.steps
-    ]
+# The opt-in record marketing mail needs (Policies.require_consent, on by default).
+OPTED_IN = Consent(
+    at=datetime(2026, 4, 1, tzinfo=timezone.utc),
+    method="web form",
+    wording="製品情報のメール配信に同意する",
+)
 
 
 def main() -> None:
@@ -81,7 +39,12 @@ def main() -> None:
     }
     for lead_id, attributes in people.items():
         engine.upsert_lead(
-            Lead(id=lead_id, email=f"{lead_id}@example.co.jp", attributes=attributes)
+            Lead(
+                id=lead_id,
+                email=f"{lead_id}@example.co.jp",
+                attributes=attributes,
+                consent=OPTED_IN,
+            )
         )
     for lead_id, kind, props in (
         ("sato", "download", {"type": "whitepaper"}),
@@ -92,14 +55,16 @@ def main() -> None:
         clock.advance(timedelta(minutes=30))
     engine.run_due()
     now = clock.now()
-    for title, rows in (
-        ("scores", score_rows(engine, now)),
-        ("sato's ledger", ledger_rows(engine, "sato", now)),
-        ("steps", step_rows(engine.storage)),
-    ):
-        print(title)
-        for row in rows:
-            print("  ", row)
+    program, storage = engine.program, engine.storage
+    print(reports.lead_scores(storage, program, now=now))
+    print()
+    state = storage.get_state("sato")
+    assert state is not None
+    print(program.scoring.score(state.card, now).explain())  # why sato has that score
+    print()
+    print(reports.step_kpis(storage, program=program))
+    print()
+    print(reports.funnel(storage, program))
 
 
 if __name__ == "__main__":

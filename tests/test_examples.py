@@ -13,7 +13,7 @@ EXPECTED = {
     "score_a_lead.py": "score 115 (fit 45, engagement 70), level MQL, hot",
     "whitepaper_follow_up.py": "無料個別相談のご案内",
     "custom_mailer.py": "sent 1, bounced 1",
-    "explore_records.py": "'rule': 'pricing page visit'",
+    "explore_records.py": "+30 pricing page visit — page_view at 2026-04-06 02:00 UTC",
     "seminar_branches.py": "archive     【アーカイブ配信のご案内】",
 }
 

@@ -1,143 +1,34 @@
-"""The demo: synthetic B2B leads living 90 days under the bundled program, on a simulated clock.
+"""The demo: synthetic B2B leads living 90 days under the bundled program, on a simulated clock,
+and the summary ``nurturekit demo`` prints.
 
-``nurturekit demo`` runs it. Leads come from four personas of a buying committee (seed 003):
-decision makers, influencers, end users and researchers, each with its own habits — who reads
-the blog, who downloads whitepapers, who looks at pricing, who comes to seminars. Mails get
-opened and clicked, some leads unsubscribe, some book meetings; sales answers the hand-offs,
-mostly within the SLA. Everything is seeded: the same ``seed`` gives the same run.
+The leads and their life are :mod:`nurturekit.synthetic`'s (four personas of a buying
+committee, seed 003); this module runs them on a store and sums up the funnel, every
+scenario's KPIs and the hand-offs. Everything is seeded: the same ``seed`` gives the same run.
 """
 
 from __future__ import annotations
 
-import random
 import sys
 import tempfile
 from collections import Counter
-from collections.abc import Callable, Iterable, Iterator, Sequence
-from datetime import datetime, timedelta, timezone
+from collections.abc import Callable
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import TextIO
 from urllib.parse import parse_qsl, urlsplit
 
 import attrs
 
-from nurturekit.activity import Activity
 from nurturekit.analytics import scenario_kpis
-from nurturekit.clock import ManualClock
-from nurturekit.engine import Engine
 from nurturekit.errors import InvalidInput
 from nurturekit.handoff import HandoffStatus, handoff_report
-from nurturekit.lead import Consent, Lead
-from nurturekit.messages import OutgoingMail, SendResult, SendStatus
 from nurturekit.ports import Mailer, Storage
 from nurturekit.program import Program
-from nurturekit.scenario import Broadcast
 from nurturekit.storage import open_storage
 from nurturekit.storage.sqlite import SQLiteStorage
-from nurturekit.tokens import Links, TokenSigner
+from nurturekit.synthetic import PERSONAS, Persona, simulate
 
-__all__ = ["PERSONAS", "DemoResult", "Persona", "run_demo"]
-
-START = datetime(2026, 4, 1, 0, 0, tzinfo=timezone.utc)
-
-
-@attrs.frozen(kw_only=True)
-class Persona:
-    """A kind of person in a buying committee and how often (per day) they do things."""
-
-    name: str
-    share: float
-    job_levels: tuple[str, ...]
-    daily: tuple[tuple[str, dict[str, str], float], ...]
-    opens: float
-    clicks: float
-    books_meeting: float
-
-
-PERSONAS = (
-    Persona(
-        name="decision maker",
-        share=0.15,
-        job_levels=("executive", "director", "department_head"),
-        daily=(
-            (("page_view"), {"page": "pricing"}, 0.03),
-            (("page_view"), {"page": "product"}, 0.05),
-            (("download"), {"type": "whitepaper"}, 0.02),
-            (("seminar_registered"), {}, 0.005),
-        ),
-        opens=0.45,
-        clicks=0.15,
-        books_meeting=0.01,
-    ),
-    Persona(
-        name="influencer",
-        share=0.30,
-        job_levels=("section_manager",),
-        daily=(
-            ("page_view", {"page": "blog"}, 0.10),
-            ("page_view", {"page": "product"}, 0.06),
-            ("page_view", {"page": "pricing"}, 0.02),
-            ("download", {"type": "whitepaper"}, 0.04),
-            ("seminar_registered", {}, 0.01),
-        ),
-        opens=0.40,
-        clicks=0.12,
-        books_meeting=0.004,
-    ),
-    Persona(
-        name="end user",
-        share=0.35,
-        job_levels=("staff",),
-        daily=(
-            ("page_view", {"page": "blog"}, 0.12),
-            ("page_view", {"page": "product"}, 0.03),
-            ("download", {"type": "whitepaper"}, 0.02),
-        ),
-        opens=0.30,
-        clicks=0.06,
-        books_meeting=0.001,
-    ),
-    Persona(
-        name="researcher",
-        share=0.20,
-        job_levels=("staff", "section_manager"),
-        daily=(("page_view", {"page": "blog"}, 0.05), ("download", {"type": "whitepaper"}, 0.03)),
-        opens=0.15,
-        clicks=0.03,
-        books_meeting=0.0005,
-    ),
-)
-INDUSTRIES = ("manufacturing", "it", "retail", "logistics", "finance", "construction")
-REGIONS = ("kanto", "kansai", "chubu", "kyushu")
-
-
-class _AcceptingMailer:
-    """Remembers who got what, so that the demo's people can react to their mails: takes
-    every mail itself, or hands them to ``inner`` (``--eml``) and remembers those it sent."""
-
-    def __init__(self, inner: Mailer | None = None) -> None:
-        self.sent: list[OutgoingMail] = []
-        self.inner = inner
-
-    def send(self, mails: Sequence[OutgoingMail]) -> Iterator[SendResult]:
-        if self.inner is None:
-            return self._accept(mails)
-        # Called now, so that a mailer that cannot be reached says so now.
-        return self._watch(mails, self.inner.send(mails))
-
-    def _accept(self, mails: Sequence[OutgoingMail]) -> Iterator[SendResult]:
-        for mail in mails:
-            self.sent.append(mail)
-            yield SendResult(key=mail.key, status=SendStatus.SENT)
-
-    def _watch(
-        self, mails: Sequence[OutgoingMail], results: Iterable[SendResult]
-    ) -> Iterator[SendResult]:
-        by_key = {mail.key: mail for mail in mails}
-        for result in results:
-            if result.status is SendStatus.SENT:
-                self.sent.append(by_key[result.key])
-            yield result
+__all__ = ["PERSONAS", "DemoResult", "Persona", "run_demo", "terminal_progress"]
 
 
 @attrs.frozen(kw_only=True)
@@ -157,29 +48,6 @@ class DemoResult:
     sqls: int
     opportunities: int
     text: str
-
-
-def _lead(n: int, rng: random.Random) -> tuple[Lead, Persona]:
-    persona = rng.choices(PERSONAS, weights=[p.share for p in PERSONAS])[0]
-    lead = Lead(
-        id=f"lead-{n:06d}",
-        email=f"person{n}@example-{n % 97}.co.jp",
-        name=f"見込み客{n}",
-        company=f"株式会社サンプル{n % 97}",
-        source=rng.choice(("whitepaper", "trade_show", "seminar", "inquiry")),
-        attributes={
-            "job_level": rng.choice(persona.job_levels),
-            "industry": rng.choice(INDUSTRIES),
-            "employees": rng.choice((8, 30, 60, 120, 450, 2000)),
-            "region": rng.choice(REGIONS),
-            "time_zone": "Asia/Tokyo",
-            "persona": persona.name,
-        },
-        consent=Consent(
-            at=START - timedelta(days=30), method="web form", wording="ニュースを受け取る"
-        ),
-    )
-    return lead, persona
 
 
 def run_demo(
@@ -204,7 +72,6 @@ def run_demo(
 
     The same ``seed`` gives the same figures on every store (memory, SQLite, PostgreSQL).
     """
-    rng = random.Random(seed)
     with tempfile.TemporaryDirectory() as folder:
         storage = (
             open_storage(db) if db else SQLiteStorage(Path(folder) / "demo.db", synchronous="OFF")
@@ -212,7 +79,16 @@ def run_demo(
         try:
             if db and next(iter(storage.leads()), None) is not None:
                 raise InvalidInput("db", _not_empty(db))
-            return _simulate(program, storage, leads, days, rng, mailer, progress)
+            run = simulate(
+                program,
+                storage,
+                leads=leads,
+                days=days,
+                seed=seed,
+                mailer=mailer,
+                progress=progress,
+            )
+            return _summary(program, storage, run.leads, run.activities, run.mails, run.now)
         finally:
             close = getattr(storage, "close", None)
             if close is not None:
@@ -235,127 +111,6 @@ def _not_empty(db: str) -> str:
         f"with leads of its own and needs an empty database: {fresh}, or leave --db out to "
         "run on a temporary file"
     )
-
-
-def _simulate(
-    program: Program,
-    storage: Storage,
-    count: int,
-    days: int,
-    rng: random.Random,
-    mailer: Mailer | None,
-    progress: Callable[[int, int], None] | None,
-) -> DemoResult:
-    clock = ManualClock(START)
-    accepting = _AcceptingMailer(mailer)
-    engine = Engine(
-        program,
-        storage,
-        accepting,
-        clock=clock,
-        links=Links("https://demo.example.co.jp/nk", TokenSigner(secret=b"demo-secret-" * 3)),
-    )
-    people = [_lead(n, rng) for n in range(count)]
-    with storage.transaction():
-        for lead, _ in people:
-            engine.upsert_lead(lead)
-    personas = {lead.id: persona for lead, persona in people}
-    recorded = 0
-    seen_mails = 0
-    seminars: list[str] = []
-    broadcasts = [s.name for s in program.scenarios if isinstance(s.trigger, Broadcast)]
-    for day in range(days):
-        today = START + timedelta(days=day)
-        if (today + timedelta(hours=9)).day == 1:  # the 1st of the month, Tokyo time
-            clock.set(max(clock.now(), today + timedelta(hours=1)))
-            for name in broadcasts:  # newsletters, campaigns to dormant leads …
-                engine.broadcast(name)
-        # What people do today, in time order.
-        plans: list[Activity] = []
-        for lead, persona in people:
-            for kind, properties, chance in persona.daily:
-                if rng.random() < chance:
-                    at = (
-                        today
-                        + timedelta(minutes=rng.randrange(8 * 60, 20 * 60))
-                        - timedelta(hours=9)
-                    )
-                    plans.append(Activity(lead_id=lead.id, kind=kind, at=at, properties=properties))
-            if rng.random() < persona.books_meeting:
-                at = today + timedelta(hours=rng.randrange(1, 9))
-                plans.append(Activity(lead_id=lead.id, kind="meeting_booked", at=at))
-        # Reactions to yesterday's mails: opens, clicks, a few unsubscribes.
-        sent = accepting.sent[seen_mails:]
-        seen_mails = len(accepting.sent)
-        for mail in sent:
-            persona = personas[mail.lead_id]
-            # Read some time today (mails went out yesterday or overnight).
-            at = max(
-                mail.created_at + timedelta(minutes=5),
-                today + timedelta(minutes=rng.randrange(0, 20 * 60)),
-            )
-            if rng.random() < persona.opens:
-                plans.append(
-                    Activity(
-                        lead_id=mail.lead_id, kind="email_open", at=at, properties={"ref": mail.key}
-                    )
-                )
-                if rng.random() < persona.clicks / max(persona.opens, 1e-9):
-                    plans.append(
-                        Activity(
-                            lead_id=mail.lead_id,
-                            kind="email_click",
-                            at=at + timedelta(minutes=1),
-                            properties={"ref": mail.key},
-                        )
-                    )
-            if rng.random() < 0.004:
-                plans.append(
-                    Activity(
-                        lead_id=mail.lead_id,
-                        kind="unsubscribed",
-                        at=at + timedelta(minutes=2),
-                        properties={"ref": mail.key},
-                    )
-                )
-        # Yesterday's seminar registrations: about 60 % come (seed 001's attendees and no-shows).
-        for registered in seminars:
-            if rng.random() < 0.6:
-                plans.append(
-                    Activity(
-                        lead_id=registered,
-                        kind="seminar_attended",
-                        at=today + timedelta(hours=5),  # 14:00 in Tokyo
-                    )
-                )
-        seminars = [a.lead_id for a in plans if a.kind == "seminar_registered"]
-        plans.sort(key=lambda a: (a.at, a.key))
-        for hour in range(0, 24, 6):
-            until = today + timedelta(hours=hour + 6)
-            batch = [a for a in plans if today + timedelta(hours=hour) <= a.at < until]
-            # One transaction for the window; each activity is processed at its own time.
-            engine.record_many(batch)
-            recorded += len(batch)
-            if until > clock.now():
-                clock.set(until)
-            # Everything due now, not only one claim's worth (run_due takes 500 at a time).
-            while engine.run_due().claimed:
-                pass
-        _answer_handoffs(engine, storage, rng, clock.now())
-        if progress is not None:
-            progress(day + 1, days)
-    return _summary(program, storage, count, recorded, len(accepting.sent), clock.now())
-
-
-def _answer_handoffs(engine: Engine, storage: Storage, rng: random.Random, now: datetime) -> None:
-    """Sales works its queue: most hand-offs are called within a day, some are forgotten."""
-    for handoff in storage.handoffs():
-        if handoff.status is HandoffStatus.OPEN and now - handoff.at >= timedelta(hours=6):
-            if rng.random() < 0.8:
-                engine.feedback(handoff.lead_id, "contacted", at=now)
-        elif handoff.status is HandoffStatus.CONTACTED and now - handoff.at >= timedelta(days=3):
-            outcome = rng.choices(("accepted", "not_now", "not_a_fit"), weights=(4, 4, 2))[0]
-            engine.feedback(handoff.lead_id, outcome, at=now)
 
 
 def _summary(
