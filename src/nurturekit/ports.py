@@ -14,8 +14,10 @@ import attrs
 from typing_extensions import Protocol
 
 from nurturekit._repr import counted, names, quoted, summary
+from nurturekit._time import aware_utc
 from nurturekit.activity import Activity
 from nurturekit.conditions.tally import Tally
+from nurturekit.errors import InvalidInput
 from nurturekit.handoff import Handoff, HandoffEvent
 from nurturekit.lead import ContactStatus, Lead
 from nurturekit.messages import OutgoingMail, SendResult, SendStatus
@@ -23,7 +25,16 @@ from nurturekit.scenario import Enrollment
 from nurturekit.scoring import ScoreCard
 from nurturekit.stages import StageMove
 
-__all__ = ["Clock", "HandoffSink", "LeadState", "Mailer", "OutboxEntry", "SendCheck", "Storage"]
+__all__ = [
+    "Clock",
+    "HandoffSink",
+    "LeadState",
+    "Mailer",
+    "OutboxEntry",
+    "SendCheck",
+    "Storage",
+    "TestSend",
+]
 
 
 @attrs.define(kw_only=True, eq=False)
@@ -102,6 +113,83 @@ class SendCheck:
     disqualified: bool = False
 
 
+def _filled(instance: object, attribute: attrs.Attribute[str], value: object) -> None:
+    if not isinstance(value, str) or not value.strip():
+        raise InvalidInput(f"TestSend.{attribute.name}", f"expected a non-empty str, got {value!r}")
+
+
+def _optional_text(instance: object, attribute: attrs.Attribute[str | None], value: object) -> None:
+    if value is not None and not isinstance(value, str):
+        raise InvalidInput(f"TestSend.{attribute.name}", f"expected a str or None, got {value!r}")
+
+
+def _text(instance: object, attribute: attrs.Attribute[str], value: object) -> None:
+    if not isinstance(value, str):
+        raise InvalidInput(f"TestSend.{attribute.name}", f"expected a str, got {value!r}")
+
+
+def _test_send_time(value: datetime) -> datetime:
+    return aware_utc(value, "TestSend.at")
+
+
+@attrs.frozen(kw_only=True)
+class TestSend:
+    """One test-send of a template (``nurturekit test-send --db``): which template, at which
+    :attr:`~nurturekit.templates.Template.version`, to whom, when, and what the mailer
+    answered.
+
+    A readiness check reads them with :meth:`Storage.test_sends`: a template was test-sent
+    when a record with ``status`` ``SENT`` holds its current version; one whose version
+    differs from the template's now was test-sent before the template changed.
+
+    >>> from datetime import datetime, timezone
+    >>> record = TestSend(template="wp_thanks", version="f1293b13fea5", to="me@example.com",
+    ...                   at=datetime(2026, 12, 1, 9, 0, tzinfo=timezone.utc), status="sent")
+    >>> record.status is SendStatus.SENT
+    True
+    """
+
+    #: Not a pytest test class, whatever its name.
+    __test__ = False
+
+    #: The template's name.
+    template: str = attrs.field(validator=_filled)
+    #: :attr:`Template.version <nurturekit.templates.Template.version>` of what was sent.
+    version: str = attrs.field(validator=_filled)
+    #: The address it was sent to.
+    to: str = attrs.field(validator=_filled)
+    #: When the mailer answered; converted to UTC (a naive time is refused).
+    at: datetime = attrs.field(converter=_test_send_time)
+    #: What the mailer did with it (a :class:`~nurturekit.messages.SendStatus`, or its value
+    #: such as ``"sent"``).
+    status: SendStatus = attrs.field(converter=SendStatus)
+    #: The mailer's detail (a server's answer, an error), if any.
+    detail: str = attrs.field(default="", validator=_text)
+    #: Who ran it, when known (the command line writes the login name of its user).
+    sent_by: str | None = attrs.field(default=None, validator=_optional_text)
+
+    def __repr__(self) -> str:
+        """The template and version, the address, the time and what the mailer answered.
+
+        >>> from datetime import datetime, timezone
+        >>> TestSend(template="wp", version="f1293b13fea5", to="a@b.jp",
+        ...          at=datetime(2026, 12, 1, 9, 0, tzinfo=timezone.utc), status="sent")
+        <TestSend template='wp' version='f1293b13fea5' to='a@b.jp' at=2026-12-01T09:00Z status=sent>
+        """
+        fields: list[tuple[str, object]] = [
+            ("template", quoted(self.template)),
+            ("version", quoted(self.version)),
+            ("to", quoted(self.to)),
+            ("at", self.at),
+            ("status", self.status.value),
+        ]
+        if self.detail:
+            fields.append(("detail", quoted(self.detail)))
+        if self.sent_by is not None:
+            fields.append(("by", quoted(self.sent_by)))
+        return summary("TestSend", fields)
+
+
 class Clock(Protocol):
     """Where the engine reads the time.
 
@@ -164,7 +252,11 @@ class HandoffSink(Protocol):
 class Storage(Protocol):
     """Where leads, activities, per-lead state, enrolments and the outbox live.
 
-    Every method below is required: the engine calls each of them and has no fallback.
+    Every method below is required, but for the two of the last section (test-sends,
+    :meth:`record_test_send` and :meth:`test_sends`): the engine calls all the others and has
+    no fallback, and never calls those two. A store written before they existed still works
+    with the engine; only ``nurturekit test-send --db`` and a check of what was test-sent
+    need them (and the storage contract suite skips their tests on a store without them).
 
     Every method may be called inside :meth:`transaction`; the writes of one transaction take
     effect together or not at all, and an adapter that cannot promise that (none of ours) must
@@ -448,4 +540,21 @@ class Storage(Protocol):
 
     def marketing_sends_since(self, lead_id: str, since: datetime) -> list[datetime]:
         """When marketing mail to the lead was written to the outbox at or after ``since``."""
+        ...
+
+    # -- test-sends (never called by the engine) --------------------------------------------
+
+    def record_test_send(self, record: TestSend) -> None:
+        """Record a test-send of a template (``nurturekit test-send --db``).
+
+        A record with the same ``template``, ``version``, ``to`` and ``at`` as a stored one
+        replaces it (recording the same test-send twice keeps one); any other is added, and
+        none is ever removed. Inside a transaction it is part of it.
+        """
+        ...
+
+    def test_sends(self, template: str | None = None) -> list[TestSend]:
+        """The recorded test-sends, or those of the template named ``template``: newest
+        first (``at`` descending), then by ``template``, ``version`` and ``to``, each
+        ascending by code point. Every store gives this order."""
         ...

@@ -30,12 +30,13 @@ from nurturekit.errors import StorageError
 from nurturekit.handoff import Handoff, HandoffStatus
 from nurturekit.lead import Lead
 from nurturekit.messages import OutgoingMail, SendStatus
-from nurturekit.ports import LeadState, OutboxEntry, SendCheck
+from nurturekit.ports import LeadState, OutboxEntry, SendCheck, TestSend
 from nurturekit.scenario import Enrollment, EnrollmentStatus
 from nurturekit.storage._states import Snapshot, copy_state, snapshot_state, state_from_snapshot
 
 __all__ = ["InMemoryStorage"]
 
+_K = TypeVar("_K")
 _V = TypeVar("_V")
 _RUNNING = (EnrollmentStatus.ACTIVE, EnrollmentStatus.WAITING)
 #: The sort key of the iterators the port orders by id (leads, hand-offs).
@@ -78,6 +79,8 @@ class InMemoryStorage:
         self._notice_claims: dict[str, tuple[str, datetime]] = {}
         self._rotations: dict[str, int] = {}
         self._sends: dict[str, list[datetime]] = {}
+        #: Test-sends by (template, version, address, time): see record_test_send.
+        self._test_sends: dict[tuple[str, str, str, datetime], TestSend] = {}
         #: The context manager of every transaction: it keeps no state of its own (the depth and
         #: the undo log are the store's), so one serves them all, nested ones included.
         self._transaction = _Transaction(self)
@@ -124,7 +127,7 @@ class InMemoryStorage:
             row = self._rows[lead_id] = _Row()
         return row
 
-    def _replace(self, table: dict[str, _V], key: str, value: _V) -> None:
+    def _replace(self, table: dict[_K, _V], key: _K, value: _V) -> None:
         """``table[key] = value``, undone on rollback."""
         missing = key not in table
         old = table.get(key)
@@ -573,6 +576,23 @@ class InMemoryStorage:
         with self._lock:
             sends = self._sends.get(lead_id, [])
             return sends[bisect.bisect_left(sends, since) :]
+
+    # ------------------------------------------------------------------ test-sends
+
+    def record_test_send(self, record: TestSend) -> None:
+        with self._lock:
+            key = (record.template, record.version, record.to, record.at)
+            self._replace(self._test_sends, key, record)
+
+    def test_sends(self, template: str | None = None) -> list[TestSend]:
+        with self._lock:
+            found = [
+                r for r in self._test_sends.values() if template is None or r.template == template
+            ]
+        # Newest first, then by template, version and address: two stable sorts.
+        found.sort(key=lambda r: (r.template, r.version, r.to))
+        found.sort(key=attrgetter("at"), reverse=True)
+        return found
 
 
 class _Row:

@@ -29,7 +29,7 @@ from nurturekit.errors import StorageError
 from nurturekit.handoff import Handoff
 from nurturekit.lead import ContactStatus, Lead
 from nurturekit.messages import OutgoingMail, SendStatus
-from nurturekit.ports import LeadState, OutboxEntry, SendCheck
+from nurturekit.ports import LeadState, OutboxEntry, SendCheck, TestSend
 from nurturekit.scenario import Enrollment
 from nurturekit.storage import postgres_sql as q
 from nurturekit.storage.codec import (
@@ -709,3 +709,36 @@ class PostgresStorage:
         since = aware_utc(since, "marketing_sends_since(since)")
         rows = self._all("read marketing sends", q.MARKETING_SENDS_SINCE, (lead_id, since))
         return [_utc(at) for (at,) in rows]
+
+    # ------------------------------------------------------------------ test-sends
+
+    def record_test_send(self, record: TestSend) -> None:
+        params = (
+            record.template,
+            record.version,
+            record.to,
+            record.at,
+            record.status.value,
+            # A text column cannot hold NUL; a mailer's diagnostic may (it is only shown).
+            record.detail.replace("\x00", "\ufffd"),
+            record.sent_by,
+        )
+        self._run_write("record a test-send", q.RECORD_TEST_SEND, params)
+
+    def test_sends(self, template: str | None = None) -> list[TestSend]:
+        if template is None:
+            rows = self._all("read test-sends", q.TEST_SENDS)
+        else:
+            rows = self._all("read test-sends", q.TEST_SENDS_OF_TEMPLATE, (template,))
+        return [
+            TestSend(
+                template=name,
+                version=version,
+                to=address,
+                at=_utc(at),
+                status=status,
+                detail=detail,
+                sent_by=sent_by,
+            )
+            for name, version, address, at, status, detail, sent_by in rows
+        ]

@@ -11,7 +11,8 @@ on ``str`` does, whatever the database's collation. Bodies are the compact JSON 
 :mod:`nurturekit.storage.codec` in ``text`` columns: ``jsonb`` refuses ``\\u0000`` inside a
 string (an activity property may hold one) and rewrites numbers (the float ``1e20`` would read
 back as an int), so it would not give back what was stored. The other columns exist to be
-searched, ordered or claimed by.
+searched, ordered or claimed by. Test-sends (``test_sends``), flat records, are a column per
+field and no body.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ __all__ = ["MIGRATIONS", "SCHEMA_VERSION"]
 # --------------------------------------------------------------------------- migrations
 
 #: The schema version this code writes and understands.
-SCHEMA_VERSION: Final = 4
+SCHEMA_VERSION: Final = 5
 
 #: ``MIGRATIONS[n - 1]`` takes a schema from version ``n - 1`` to ``n``. Append, never edit:
 #: a database records the version it is at, and only later migrations are run on it.
@@ -158,6 +159,25 @@ MIGRATIONS: Final[tuple[tuple[str, ...], ...]] = (
         "ALTER TABLE {schema}.leads ADD COLUMN contact text",
         "UPDATE {schema}.leads SET contact = body::json -> 'contactability' ->> 'status'",
         "ALTER TABLE {schema}.leads ALTER COLUMN contact SET NOT NULL",
+    ),
+    # 5: test-sends of templates (``nurturekit test-send --db``), one row per template,
+    # version, address and time, its fields in columns of their own (no JSON body: a check of
+    # what was test-sent may read the table with plain SQL). Nothing to move: an older schema
+    # had none.
+    (
+        """
+        CREATE TABLE {schema}.test_sends (
+            template text COLLATE "C" NOT NULL,
+            version  text COLLATE "C" NOT NULL,
+            address  text COLLATE "C" NOT NULL,
+            at       timestamptz NOT NULL,
+            status   text NOT NULL,
+            detail   text NOT NULL DEFAULT '',
+            sent_by  text,
+            PRIMARY KEY (template, version, address, at)
+        )
+        """,
+        "CREATE INDEX test_sends_by_time ON {schema}.test_sends (at)",
     ),
 )
 
@@ -570,4 +590,30 @@ MARKETING_SENDS_SINCE: Final = """
     SELECT created_at FROM {schema}.outbox
     WHERE lead_id = %s AND marketing AND created_at >= %s
     ORDER BY created_at
+"""
+
+# --------------------------------------------------------------------------- test-sends
+
+#: Adds a test-send, or replaces the one with the same template, version, address and time.
+RECORD_TEST_SEND: Final = """
+    INSERT INTO {schema}.test_sends (template, version, address, at, status, detail, sent_by)
+    VALUES (%s, %s, %s, %s, %s, %s, %s)
+    ON CONFLICT (template, version, address, at) DO UPDATE SET
+        status = EXCLUDED.status,
+        detail = EXCLUDED.detail,
+        sent_by = EXCLUDED.sent_by
+"""
+
+#: Every test-send in the order the Storage port promises: newest first, then by template,
+#: version and address (by code point: the columns are ``COLLATE "C"``).
+TEST_SENDS: Final = """
+    SELECT template, version, address, at, status, detail, sent_by FROM {schema}.test_sends
+    ORDER BY at DESC, template, version, address
+"""
+
+#: The test-sends of one template, in the same order.
+TEST_SENDS_OF_TEMPLATE: Final = """
+    SELECT template, version, address, at, status, detail, sent_by FROM {schema}.test_sends
+    WHERE template = %s
+    ORDER BY at DESC, template, version, address
 """

@@ -36,7 +36,7 @@ from nurturekit.errors import StorageError
 from nurturekit.handoff import Handoff
 from nurturekit.lead import ContactStatus, Lead
 from nurturekit.messages import OutgoingMail, SendStatus
-from nurturekit.ports import LeadState, OutboxEntry, SendCheck
+from nurturekit.ports import LeadState, OutboxEntry, SendCheck, TestSend
 from nurturekit.scenario import Enrollment
 from nurturekit.storage import sqlite_sql as q
 from nurturekit.storage._states import copy_state
@@ -709,6 +709,31 @@ class SQLiteStorage(SQLiteFile):
     def marketing_sends_since(self, lead_id: str, since: datetime) -> list[datetime]:
         rows = self._all(q.MARKETING_SENDS, (lead_id, stamp(since, "marketing_sends_since")))
         return [datetime.fromisoformat(at) for (at,) in rows]
+
+    # ------------------------------------------------------------------ test-sends
+
+    def record_test_send(self, record: TestSend) -> None:
+        at = utc_stamp(record.at)
+        row = (record.template, record.version, record.to, at, record.status.value)
+        self._write(q.RECORD_TEST_SEND, (*row, record.detail, record.sent_by))
+
+    def test_sends(self, template: str | None = None) -> list[TestSend]:
+        if template is None:
+            rows = self._all(q.TEST_SENDS)
+        else:
+            rows = self._all(q.TEST_SENDS_OF_TEMPLATE, (template,))
+        return [
+            TestSend(
+                template=name,
+                version=version,
+                to=address,
+                at=datetime.fromisoformat(at),
+                status=status,
+                detail=detail,
+                sent_by=sent_by,
+            )
+            for name, version, address, at, status, detail, sent_by in rows
+        ]
 
     # ------------------------------------------------------------------ batches
 

@@ -15,6 +15,8 @@ iterators page by, but for leads and hand-offs, paged by id: the Storage port pr
 in id order. The exception is a lead state's items (``state_lines``, ``state_times``,
 ``state_seen``: see :mod:`nurturekit.storage.sqlite_states`): a column per field, times as the
 codec writes them (with the offset they were given), ``seq`` the item's place in its list.
+Test-sends (``test_sends``) are flat records too: a column per field and no body, keyed by
+template, version, address and time.
 """
 
 from __future__ import annotations
@@ -196,6 +198,26 @@ MIGRATIONS: Final[tuple[tuple[int, str], ...]] = (
             move_lead TEXT,
             PRIMARY KEY (lead_id, seq)
         ) WITHOUT ROWID;
+        """,
+    ),
+    # 6: test-sends of templates (``nurturekit test-send --db``), one row per template,
+    # version, address and time, its fields in columns of their own (no JSON body: a check of
+    # what was test-sent may read the table with plain SQL). Nothing to move: an older file
+    # had none.
+    (
+        6,
+        """
+        CREATE TABLE test_sends (
+            template TEXT NOT NULL,
+            version  TEXT NOT NULL,
+            address  TEXT NOT NULL,
+            at       TEXT NOT NULL,
+            status   TEXT NOT NULL,
+            detail   TEXT NOT NULL DEFAULT '',
+            sent_by  TEXT,
+            PRIMARY KEY (template, version, address, at)
+        ) WITHOUT ROWID;
+        CREATE INDEX test_sends_by_time ON test_sends (at);
         """,
     ),
 )
@@ -513,4 +535,27 @@ GET_SEND: Final = (
 MARKETING_SENDS: Final = (
     "SELECT created_at FROM outbox WHERE lead_id = ? AND created_at >= ? AND marketing = 1"
     " ORDER BY created_at"
+)
+
+# --------------------------------------------------------------------------- test-sends
+
+#: Adds a test-send, or replaces the one with the same template, version, address and time.
+RECORD_TEST_SEND: Final = (
+    "INSERT INTO test_sends (template, version, address, at, status, detail, sent_by)"
+    " VALUES (?, ?, ?, ?, ?, ?, ?)"
+    " ON CONFLICT (template, version, address, at) DO UPDATE SET status = excluded.status,"
+    " detail = excluded.detail, sent_by = excluded.sent_by"
+)
+
+#: Every test-send in the order the Storage port promises: newest first, then by template,
+#: version and address.
+TEST_SENDS: Final = (
+    "SELECT template, version, address, at, status, detail, sent_by FROM test_sends"
+    " ORDER BY at DESC, template, version, address"
+)
+
+#: The test-sends of one template, in the same order.
+TEST_SENDS_OF_TEMPLATE: Final = (
+    "SELECT template, version, address, at, status, detail, sent_by FROM test_sends"
+    " WHERE template = ? ORDER BY at DESC, template, version, address"
 )

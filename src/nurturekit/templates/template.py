@@ -4,7 +4,9 @@ the placeholders a lead and the engine fill (:func:`lead_values`, :func:`unfilla
 from __future__ import annotations
 
 import difflib
+import hashlib
 import html
+import json
 import re
 from collections.abc import Iterable, Mapping
 from types import MappingProxyType
@@ -264,6 +266,45 @@ class Template:
                 ("html", yes_no(self.html)),
             ],
         )
+
+    @property
+    def version(self) -> str:
+        """A short, stable fingerprint of what this template makes a mail from: 12 hex digits.
+
+        It is the start of the SHA-256 of a canonical JSON (sorted keys, ASCII only, no
+        spaces) of the subject, the text, the HTML, the ``defaults`` (sorted by name),
+        ``marketing``, ``track``, the ``untracked`` prefixes (sorted, each once) and the mail's
+        language (:attr:`mail_language`). Any change to one of them gives another version;
+        nothing else does: not the template's :attr:`name`, not the order the defaults or
+        prefixes were written in, not a ``language`` set to what the subject and text already
+        imply. It is the same in every process, on every machine and Python version (no
+        ``hash()``), so a version stored today (a recorded test-send, see
+        :meth:`~nurturekit.ports.Storage.record_test_send`) still says tomorrow whether the
+        template changed since. The program's sender and footer are not the template's and
+        are not part of it::
+
+            >>> wp = Template(name="wp", subject="資料のご案内", text="{{ name }} 様")
+            >>> wp.version
+            'f1293b13fea5'
+            >>> attrs.evolve(wp, name="wp_copy").version == wp.version
+            True
+            >>> attrs.evolve(wp, language="ja").version == wp.version  # already "ja"
+            True
+            >>> attrs.evolve(wp, text="{{ name }} 様へ").version == wp.version
+            False
+        """
+        canonical = {
+            "subject": self.subject,
+            "text": self.text,
+            "html": self.html,
+            "defaults": dict(sorted(self.defaults.items())),
+            "marketing": self.marketing,
+            "track": self.track,
+            "untracked": sorted(set(self.untracked)),
+            "language": self._language,
+        }
+        text = json.dumps(canonical, sort_keys=True, ensure_ascii=True, separators=(",", ":"))
+        return hashlib.sha256(text.encode("ascii")).hexdigest()[:12]
 
     @property
     def mail_language(self) -> str:

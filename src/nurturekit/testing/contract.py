@@ -12,6 +12,7 @@ from nurturekit.testing.contract_handoffs import HandoffContract
 from nurturekit.testing.contract_leads import LeadContract
 from nurturekit.testing.contract_sends import SendContract
 from nurturekit.testing.contract_steps import StepContract
+from nurturekit.testing.contract_test_sends import RecordedTestSendsContract
 from nurturekit.testing.factories import (
     LEASE,
     T0,
@@ -22,10 +23,15 @@ from nurturekit.testing.factories import (
 )
 
 
-class StorageContract(LeadContract, StepContract, SendContract, HandoffContract):
+class StorageContract(
+    LeadContract, StepContract, SendContract, HandoffContract, RecordedTestSendsContract
+):
     """The behaviour every :class:`~nurturekit.ports.Storage` adapter must have.
 
-    Subclass it with a ``storage`` fixture (see the module docstring).
+    Subclass it with a ``storage`` fixture (see the module docstring). The tests of
+    test-sends (:class:`~nurturekit.testing.contract_test_sends.RecordedTestSendsContract`)
+    are skipped on a store without ``record_test_send`` and ``test_sends``, which the engine
+    never calls.
     """
 
     def test_closing_twice_is_fine(self, storage: Storage) -> None:
