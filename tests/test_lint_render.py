@@ -10,7 +10,17 @@ from typing import Any
 import pytest
 
 from nurturekit.conditions import activity, attr, contact_status, did
-from nurturekit.lint import LINT_IDS, LintWarning, lint_scenario
+from nurturekit.lint import (
+    LINT_IDS,
+    MAX_BRANCH_DEPTH,
+    Complexity,
+    LintWarning,
+    branch_depth,
+    complexity,
+    deepest_decisions,
+    lint_scenario,
+)
+from nurturekit.program import Program
 from nurturekit.render import scenario_frame, scenario_mermaid
 from nurturekit.scenario import (
     AdjustScore,
@@ -102,6 +112,32 @@ def mails(count: int, gap: timedelta = timedelta(days=7)) -> list[Step]:
     return steps
 
 
+def branching(depth: int) -> list[Step]:
+    """Seed 001's three mails (thanks, a case study after 3 days, the offer 4 days later) with
+    ``depth`` decisions in a row before the case study: a large company? in marketing? then
+    wait for a click; every "no" and the timeout go straight on to the case study."""
+    decisions: list[Step] = [
+        Branch(id="big", when=attr("employees").at_least(100), yes="mkt", no="case"),
+        Branch(id="mkt", when=attr("department").eq("marketing"), yes="clicked", no="case"),
+        WaitFor(
+            id="clicked",
+            condition=activity("email_click"),
+            within=timedelta(days=4),
+            next="case",
+            timeout="case",
+        ),
+    ][3 - depth :]
+    first = decisions[0].id if decisions else "case"
+    return [
+        SendMail(id="thanks", template="thanks", next="wait3"),
+        Wait(id="wait3", duration=timedelta(days=3), next=first),
+        *decisions,
+        SendMail(id="case", template="case_study", next="wait4"),
+        Wait(id="wait4", duration=timedelta(days=4), next="offer"),
+        SendMail(id="offer", template="consultation_offer"),
+    ]
+
+
 # --------------------------------------------------------------------------- the lint
 
 
@@ -164,6 +200,7 @@ CASES: dict[str, tuple[dict[str, Any], set[str]]] = {
         },
         set(),
     ),
+    "NK109": ({"steps": branching(3)}, set()),
 }
 
 
@@ -187,7 +224,7 @@ def test_each_warning_fires_on_a_scenario_built_to_trigger_it(case: str) -> None
 
 
 def test_the_cases_cover_every_warning_id() -> None:
-    assert set(CASES) == set(LINT_IDS) == {f"NK{n}" for n in range(101, 109)}
+    assert set(CASES) == set(LINT_IDS) == {f"NK{n}" for n in range(101, 110)}
 
 
 def test_nk101_finds_japanese_free_consultation_in_mail_1_and_says_which_word() -> None:
@@ -375,6 +412,116 @@ def test_nk108_names_the_missing_template_and_the_ones_there_are() -> None:
     assert lint_scenario(follow_up(**CASES["NK108"][0])) == []
 
 
+def test_nk109_warns_on_three_decisions_in_a_row_with_seed_004s_advice() -> None:
+    (warning,) = lint_scenario(follow_up(steps=branching(3)), TEMPLATES)
+    assert (warning.id, warning.step) == ("NK109", "clicked")
+    assert warning.message.startswith(
+        "start simple: a lead can pass 3 decisions (branches or waits for an activity) on one "
+        "way through this scenario (big → mkt → clicked), more than 2;"
+    )
+    assert "最初から複雑なシナリオを作る必要はありません" in warning.message
+    assert "a simple step mail and alerts on key behaviour" in warning.message
+
+
+@pytest.mark.parametrize("depth", [0, 1, 2])
+def test_nk109_lets_two_decisions_on_a_way_through(depth: int) -> None:
+    scenario = follow_up(steps=branching(depth))
+    assert branch_depth(scenario) == depth <= MAX_BRANCH_DEPTH
+    assert lint_scenario(scenario, TEMPLATES) == []
+
+
+def test_nk109_counts_decisions_on_one_way_not_in_the_whole_scenario() -> None:
+    # Three branches side by side, one on each way: 1 deep.
+    steps: list[Step] = [
+        SendMail(id="thanks", template="thanks", next="size"),
+        Branch(id="size", when=attr("employees").at_least(100), yes="wait-big", no="wait-small"),
+        Wait(id="wait-big", duration=timedelta(days=3), next="big-mkt"),
+        Wait(id="wait-small", duration=timedelta(days=3), next="small-mkt"),
+        Branch(id="big-mkt", when=attr("department").eq("marketing"), yes="case", no=None),
+        Branch(id="small-mkt", when=attr("department").eq("marketing"), yes="case", no=None),
+        SendMail(id="case", template="case_study"),
+    ]
+    scenario = follow_up(steps=steps)
+    assert deepest_decisions(scenario) == ("size", "big-mkt")
+    assert lint_scenario(scenario, TEMPLATES) == []
+
+
+def test_nk109_counts_a_loops_decisions_once_and_goes_on_after_it() -> None:
+    # A reminder round a loop (opened? clicked?) until one of them, then a size check.
+    steps: list[Step] = [
+        SendMail(id="remind", template="thanks", next="week"),
+        Wait(id="week", duration=timedelta(days=7), next="opened"),
+        Branch(id="opened", when=did("email_open"), yes="big", no="clicked"),
+        Branch(id="clicked", when=did("email_click"), yes="big", no="remind"),
+        Branch(id="big", when=attr("employees").at_least(100), yes="offer", no=None),
+        SendMail(id="offer", template="case_study"),
+    ]
+    scenario = follow_up(steps=steps)
+    assert deepest_decisions(scenario) == ("opened", "clicked", "big")
+    assert ids(lint_scenario(scenario)) == ["NK109"]
+    round_only = follow_up(
+        steps=[
+            *steps[:2],
+            Branch(id="opened", when=did("email_open"), yes=None, no="clicked"),
+            Branch(id="clicked", when=did("email_click"), yes=None, no="remind"),
+        ],
+        silenced={"NK103"},
+    )
+    assert branch_depth(round_only) == 2
+    assert lint_scenario(round_only) == []
+
+
+def test_nk109_can_be_silenced_like_the_others() -> None:
+    deep = follow_up(steps=branching(3), silenced={"NK109"})
+    assert lint_scenario(deep, TEMPLATES) == []
+    assert deep.lint(TEMPLATES) == []
+
+
+def test_complexity_counts_a_small_hand_made_program() -> None:
+    from engine_fixtures import SEMINAR, SENDER, TEMPLATES, WHITEPAPER
+
+    from nurturekit.scoring import ScoringModel
+
+    deep = follow_up(name="deep", steps=branching(3))
+    program = Program(
+        scoring=ScoringModel(name="none"),
+        sender=SENDER,
+        scenarios=[WHITEPAPER, SEMINAR, deep],
+        templates=[
+            *TEMPLATES,
+            *(
+                Template(name=name, subject="件名", text="本文")
+                for name in ("thanks", "case_study", "consultation_offer")
+            ),
+        ],
+    )
+    assert complexity(program) == Complexity(
+        scenarios=3, steps=5 + 11 + 8, branches=0 + 1 + 3, mails=3 + 6 + 3, deepest=3
+    )
+    assert str(complexity(program)) == (
+        "3 scenarios, 24 steps, 4 branches, 12 mails; branches at most 3 deep"
+    )
+    empty = Program(scoring=ScoringModel(name="none"), sender=SENDER)
+    assert str(complexity(empty)) == (
+        "0 scenarios, 0 steps, 0 branches, 0 mails; branches at most 0 deep"
+    )
+
+
+def test_the_bundled_program_has_no_nk109() -> None:
+    from nurturekit.programs import b2b_program
+
+    program = b2b_program()
+    assert [w for w in program.lint() if w.id == "NK109"] == []
+    assert max(branch_depth(s) for s in program.scenarios) == MAX_BRANCH_DEPTH
+    assert deepest_decisions(program.scenario("dormant re-engagement")) == (
+        "reacted-1",
+        "reacted-2",
+    )
+    assert str(complexity(program)) == (
+        "6 scenarios, 35 steps, 5 branches, 19 mails; branches at most 2 deep"
+    )
+
+
 def test_silenced_warnings_are_not_reported() -> None:
     bare = follow_up(goal=None, kpis=())
     assert ids(lint_scenario(bare)) == ["NK105", "NK106"]
@@ -489,6 +636,64 @@ def test_flowchart_labels_escape_quotes_and_brackets_and_ids_stay_distinct() -> 
         label = re.search(r'"(.*)"', line)
         if label:
             assert '"' not in label.group(1)
+
+
+# Words Mermaid reads as its own (an id "end" closes a subgraph) and the characters it chokes on
+# inside a label; the charts write these as entities ("#quot;").
+MERMAID_WORDS = {
+    "end",
+    "graph",
+    "flowchart",
+    "subgraph",
+    "direction",
+    "style",
+    "classdef",
+    "class",
+    "click",
+    "linkstyle",
+    "default",
+}
+
+
+def check_mermaid(chart: str) -> tuple[set[str], set[str]]:
+    """The Mermaid syntax rules every chart nurturekit draws follows (scenario graphs and the
+    program's flowchart): ``flowchart TD``, then one node or one edge a line; node ids of
+    ASCII letters, digits and ``_``, none a Mermaid word, each declared once; edges only
+    between declared nodes, labelled with at most one word; every label quoted, on one line,
+    with no quote, angle bracket, ``&``, ``#`` or backtick left but as an entity. Returns the
+    declared and the linked node ids."""
+    lines = chart.splitlines()
+    assert lines[0] == "flowchart TD"
+    declared, linked = declared_and_linked(chart)
+    assert linked <= declared
+    nodes = [line for line in lines[1:] if not re.fullmatch(r"    \w+ -->(\|\w+\|)? \w+", line)]
+    assert len(nodes) == len(declared), "a node is declared twice"
+    for node in declared:
+        assert re.fullmatch(r"[A-Za-z][A-Za-z0-9_]*", node), node
+        assert node.lower() not in MERMAID_WORDS, node
+    for line in nodes:
+        shape = re.fullmatch(r'    \w+(\(\[|\[\[|\[|\(|\{|>)"(.*)"(\]\)|\]\]|\]|\)|\})', line)
+        assert shape, f"not a quoted label in a known shape: {line!r}"
+        label = shape.group(2)
+        assert label == " ".join(label.split()), line
+        assert not set(re.sub(r"#\w+;", "", label)) & set('"<>&#`'), line
+    return declared, linked
+
+
+def test_every_flowchart_follows_the_mermaid_rules() -> None:
+    from nurturekit.programs import b2b_program
+
+    declared, linked = check_mermaid(scenario_mermaid(every_kind()))
+    assert declared - linked == {"goal"}
+    for scenario in b2b_program().scenarios:
+        check_mermaid(scenario.to_mermaid())
+    tricky = follow_up(
+        steps=[
+            Branch(id="a-b", when=attr("title").eq('say "hi" [#1] <b> & `x`'), yes="a_b"),
+            SendMail(id="a_b", template="x"),
+        ],
+    )
+    check_mermaid(scenario_mermaid(tricky))
 
 
 def test_scenario_to_mermaid_is_the_same_chart() -> None:

@@ -18,10 +18,23 @@ NK106  no KPI                                                                   
 NK107  a WaitFor on ``email_open`` with no timeout path (opens are unreliable)       all
 NK108  a send names a template that is not among the templates given                 needs
                                                                                      templates
+NK109  a lead can meet more than :data:`MAX_BRANCH_DEPTH` (2) decisions (Branch and  all
+       WaitFor steps) on one way through the scenario: its :func:`branch_depth`
+       (seed 004: start simple, with a step mail and alerts on key behaviour)
 ====== ============================================================================= ===========
 
 "Step mail" is ``MailType.STEP``, the default: a real-time trigger mail (pricing page viewed →
 pricing material now) is one mail by design, and may well ask for a quote.
+
+A scenario's *branch depth* (:func:`branch_depth`, NK109) is the largest number of distinct
+decisions — :class:`~nurturekit.scenario.Branch` and :class:`~nurturekit.scenario.WaitFor`
+steps, each a fork in the road — that one lead can pass in one enrolment, from the first step
+on. A decision passed again (round a loop) counts once, but a loop lets a lead meet every
+decision in it. A straight step mail is 0 deep; seed 001's seminar follow-up (attended or not)
+is 1; its dormant re-engagement (mail 2 only after a reaction, mail 3 only after another) is 2.
+Seed 004: 「最初から複雑なシナリオを作る必要はありません」 — start with a simple step mail and
+alerts on key behaviour, and add branches as the scenario runs. :func:`complexity` sums a
+whole program up (scenarios, steps, decisions, mails, the deepest branching) for a report.
 
 >>> from datetime import timedelta
 >>> from nurturekit.conditions import activity
@@ -50,13 +63,25 @@ from typing import TYPE_CHECKING
 
 import attrs
 
-from nurturekit.scenario import MailType, Scenario, SendMail, WaitFor
+from nurturekit._repr import counted
+from nurturekit.scenario import Branch, MailType, Scenario, SendMail, WaitFor
 from nurturekit.scenario.core import step_edges
 
 if TYPE_CHECKING:
+    from nurturekit.program import Program
     from nurturekit.templates import Template
 
-__all__ = ["LINT_IDS", "SALES_WORDS", "LintWarning", "lint_scenario"]
+__all__ = [
+    "LINT_IDS",
+    "MAX_BRANCH_DEPTH",
+    "SALES_WORDS",
+    "Complexity",
+    "LintWarning",
+    "branch_depth",
+    "complexity",
+    "deepest_decisions",
+    "lint_scenario",
+]
 
 #: Every warning id, with what it is about.
 LINT_IDS: Mapping[str, str] = {
@@ -68,7 +93,14 @@ LINT_IDS: Mapping[str, str] = {
     "NK106": "no KPI",
     "NK107": "waiting for an e-mail open with no timeout path",
     "NK108": "a template the scenario sends is missing",
+    "NK109": "branches nest more than 2 deep (start simple)",
 }
+
+#: The deepest branching NK109 lets through: at most this many decisions (Branch or WaitFor
+#: steps) on one way through a scenario. Seed 001's seminar follow-up (attended or not) is 1
+#: deep; its dormant re-engagement (mail 2 only if they reacted, mail 3 only if they reacted
+#: again) is 2.
+MAX_BRANCH_DEPTH = 2
 
 #: Words that make a mail a sales or meeting call to action, as regular expressions matched
 #: case-insensitively. Deliberately absent: a bare 「ご相談」 (seed 001's own thank-you mail says
@@ -138,6 +170,7 @@ def lint_scenario(
         *_frame(scenario),
         *_open_without_timeout(scenario),
         *_missing_templates(scenario, templates),
+        *_too_deep(scenario),
     ]
     return [warning for warning in found if warning.id not in scenario.silenced]
 
@@ -313,3 +346,188 @@ def _missing_templates(
                 f"sends template {send.template!r}, which is not among the templates given "
                 f"(they are: {known})",
             )
+
+
+def _too_deep(scenario: Scenario) -> Iterator[LintWarning]:
+    way = deepest_decisions(scenario)
+    if len(way) <= MAX_BRANCH_DEPTH:
+        return
+    yield _warning(
+        scenario,
+        "NK109",
+        way[MAX_BRANCH_DEPTH],
+        f"start simple: a lead can pass {len(way)} decisions (branches or waits for an "
+        f"activity) on one way through this scenario ({' → '.join(way)}), more than "
+        f"{MAX_BRANCH_DEPTH}; seed 004: 「最初から複雑なシナリオを作る必要はありません」 — "
+        "begin with a simple step mail and alerts on key behaviour (a whitepaper download, a "
+        "pricing page view), keep it running and extend it gradually; split the deeper paths "
+        "into scenarios of their own",
+    )
+
+
+# --------------------------------------------------------------------------- complexity
+
+
+def _is_decision(step: object) -> bool:
+    return isinstance(step, Branch | WaitFor)
+
+
+def deepest_decisions(scenario: Scenario) -> tuple[str, ...]:
+    """The ids of the decisions (Branch and WaitFor steps) on the scenario's deepest way, in
+    the order a lead meets them: the longest such list over every way one lead can go from
+    the first step, each step counted once. Its length is :func:`branch_depth`.
+
+    A loop's decisions count once each (a lead can go round and meet all of them), in step
+    order; the way goes on from the loop to whatever follows it.
+
+    >>> from datetime import timedelta
+    >>> from nurturekit.conditions import activity, attr
+    >>> from nurturekit.scenario import OnActivity, Scenario, SendMail
+    >>> seminar = Scenario(
+    ...     name="seminar follow-up",
+    ...     trigger=OnActivity(when=activity("seminar_registered")),
+    ...     steps=[
+    ...         WaitFor(id="attended", condition=activity("seminar_attended"),
+    ...                 within=timedelta(days=2), next="big", timeout="archive"),
+    ...         Branch(id="big", when=attr("employees").at_least(100), yes="offer", no="case"),
+    ...         SendMail(id="offer", template="consultation"),
+    ...         SendMail(id="case", template="case_study"),
+    ...         SendMail(id="archive", template="archive"),
+    ...     ],
+    ... )
+    >>> deepest_decisions(seminar)
+    ('attended', 'big')
+    """
+    graph = {step.id: [t for t in step.targets() if t is not None] for step in scenario.steps}
+    components = _loops(graph, scenario.start)
+    component_of = {node: index for index, part in enumerate(components) for node in part}
+    order = {step.id: index for index, step in enumerate(scenario.steps)}
+    # Tarjan's algorithm yields a component after every component it leads to, so each one's
+    # best way on is known when it is reached.
+    best: list[tuple[str, ...]] = []
+    for index, part in enumerate(components):
+        own = tuple(
+            sorted((n for n in part if _is_decision(scenario.step(n))), key=order.__getitem__)
+        )
+        onward: tuple[str, ...] = ()
+        for node in sorted(part, key=order.__getitem__):
+            for target in graph[node]:
+                other = component_of[target]
+                if other != index and len(best[other]) > len(onward):
+                    onward = best[other]
+        best.append(own + onward)
+    return best[component_of[scenario.start]]
+
+
+def _loops(graph: Mapping[str, list[str]], start: str) -> list[list[str]]:
+    """The strongly connected components of ``graph`` reachable from ``start`` (Tarjan's
+    algorithm, without recursion), each after every component it leads to."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    on_stack: set[str] = set()
+    found: list[list[str]] = []
+    work: list[tuple[str, int]] = [(start, 0)]
+    while work:
+        node, edge = work.pop()
+        if edge == 0:
+            index[node] = low[node] = len(index)
+            stack.append(node)
+            on_stack.add(node)
+        targets = graph[node]
+        if edge < len(targets):
+            work.append((node, edge + 1))
+            target = targets[edge]
+            if target not in index:
+                work.append((target, 0))
+            elif target in on_stack:
+                low[node] = min(low[node], index[target])
+            continue
+        if low[node] == index[node]:
+            part: list[str] = []
+            while True:
+                member = stack.pop()
+                on_stack.discard(member)
+                part.append(member)
+                if member == node:
+                    break
+            found.append(part)
+        if work:
+            parent = work[-1][0]
+            low[parent] = min(low[parent], low[node])
+    return found
+
+
+def branch_depth(scenario: Scenario) -> int:
+    """How deep the scenario's branches nest: the most decisions (Branch and WaitFor steps)
+    one lead can pass on its way through the scenario, each counted once (see
+    :func:`deepest_decisions`). A straight step mail is 0; NK109 warns above
+    :data:`MAX_BRANCH_DEPTH`.
+
+    >>> from datetime import timedelta
+    >>> from nurturekit.conditions import activity
+    >>> from nurturekit.scenario import OnActivity, Scenario, SendMail, Wait
+    >>> branch_depth(Scenario(
+    ...     name="hello",
+    ...     trigger=OnActivity(when=activity("download")),
+    ...     steps=[SendMail(id="thanks", template="thanks", next="wait3"),
+    ...            Wait(id="wait3", duration=timedelta(days=3), next="case"),
+    ...            SendMail(id="case", template="case_study")],
+    ... ))
+    0
+    """
+    return len(deepest_decisions(scenario))
+
+
+@attrs.frozen(kw_only=True)
+class Complexity:
+    """How big a program is, for a report: its ``scenarios``, their ``steps``, the
+    ``branches`` among them (decisions: Branch and WaitFor steps), the ``mails`` (send-mail
+    steps), and the ``deepest`` branching of any one scenario (:func:`branch_depth`).
+
+    Seed 004 advises starting small; ``str()`` reads as one line:
+
+    >>> print(Complexity(scenarios=2, steps=9, branches=1, mails=5, deepest=1))
+    2 scenarios, 9 steps, 1 branch, 5 mails; branches at most 1 deep
+    """
+
+    scenarios: int
+    steps: int
+    branches: int
+    mails: int
+    deepest: int
+
+    def to_dict(self) -> dict[str, int]:
+        """``{"scenarios", "steps", "branches", "mails", "deepest"}``."""
+        return {
+            "scenarios": self.scenarios,
+            "steps": self.steps,
+            "branches": self.branches,
+            "mails": self.mails,
+            "deepest": self.deepest,
+        }
+
+    def __str__(self) -> str:
+        return (
+            f"{counted(self.scenarios, 'scenario')}, {counted(self.steps, 'step')}, "
+            f"{counted(self.branches, 'branch', 'branches')}, {counted(self.mails, 'mail')}; "
+            f"branches at most {self.deepest} deep"
+        )
+
+
+def complexity(program: Program) -> Complexity:
+    """The size of ``program``: how many scenarios, steps, branches (Branch and WaitFor
+    steps), mails (send-mail steps), and the deepest branching of any one scenario.
+
+    >>> from nurturekit.programs import b2b_program
+    >>> print(complexity(b2b_program()))
+    6 scenarios, 35 steps, 5 branches, 19 mails; branches at most 2 deep
+    """
+    steps = [step for scenario in program.scenarios for step in scenario.steps]
+    return Complexity(
+        scenarios=len(program.scenarios),
+        steps=len(steps),
+        branches=sum(_is_decision(step) for step in steps),
+        mails=sum(isinstance(step, SendMail) for step in steps),
+        deepest=max((branch_depth(s) for s in program.scenarios), default=0),
+    )
