@@ -29,6 +29,11 @@ def test_the_demo_prints_the_funnel_kpis_and_hand_offs() -> None:
     assert "funnel: leads that reached each stage (a lead counts once)" in text
     assert "scenarios: enrolments (a lead can be in several scenarios" in text
     assert "hand-offs: one per qualification" in text
+    # The bundled program against the seeds' launch checklists, in one line.
+    assert text.splitlines()[-1] == (
+        "Launch readiness: ✓ 40 passed, ✗ 0 failed, ? 3 to confirm "
+        "(nurturekit checklist PROGRAM.toml)"
+    )
     assert "whitepaper follow-up:" in text
     assert "MQL → SQL" in text
 

@@ -548,3 +548,64 @@ unsubscribe_mailto = "u@example.com"
     with pytest.raises(InvalidProgram) as raised:
         loads_program(text, "p.toml")
     assert raised.value.where == f"p.toml: scoring.{where}"
+
+
+def planned_program() -> Program:
+    """The bundled-style program with a plan and two confirmations."""
+    from nurturekit.program import Confirmation, Plan
+
+    return attrs.evolve(
+        bundled_style_program(),
+        plan=Plan(
+            kpis=("MQL 30件/月", "CPA 5万円以下"),
+            review="月次: マーケと営業で振り返る\n閾値と引き渡し基準を見直す",
+            personas=("意思決定者: 部長級", "情報収集者: 情報システム担当"),
+            stage_goals={"awareness": "課題を認識してもらう", "consideration": "商談化"},
+            stage_content={"awareness": ("業界レポート", "newsletter"), "interest": ()},
+            crm_fields=("氏名", "合計スコア"),
+            sync="realtime",
+            seminars='毎月1回 "共催" セミナー',
+        ),
+        confirmations={
+            "004-03": Confirmation(by="佐藤 (営業部長)", on=date(2026, 11, 20), note="定例で合意"),
+            "002-23": Confirmation(by="鈴木", on=date(2026, 11, 21)),
+        },
+    )
+
+
+def test_a_plan_and_its_confirmations_read_back_equal() -> None:
+    program = planned_program()
+    text = dumps_program(program)
+    assert loads_program(text, "program.toml", HOOKS) == program
+    assert tomllib.loads(text) == program_to_dict(program)
+    assert dumps_program(loads_program(text, hooks=HOOKS)) == text
+    assert "on = 2026-11-20\n" in text  # a TOML date, not a string
+    assert "[plan.stage_goals]" in text
+
+
+def test_no_plan_and_no_confirmations_write_nothing() -> None:
+    text = dumps_program(bundled_style_program())
+    assert "[plan" not in text
+    assert "[readiness" not in text
+
+
+@given(st.text(), st.lists(st.text().filter(str.strip), max_size=3))
+def test_any_text_survives_in_the_plan(review: str, kpis: list[str]) -> None:
+    from nurturekit.program import Plan
+
+    program = Program(
+        scoring=seed002_scoring_model(), sender=SENDER, plan=Plan(review=review, kpis=kpis)
+    )
+    assert loads_program(dumps_program(program)).plan == program.plan
+
+
+def test_a_plan_naming_an_unknown_stage_is_reported_at_its_key() -> None:
+    text = dumps_program(planned_program()).replace(
+        'consideration = "商談化"', 'considration = "商談化"'
+    )
+    with pytest.raises(InvalidProgram) as caught:
+        loads_program(text, "p.toml", HOOKS)
+    assert caught.value.where == "p.toml: plan.stage_goals.considration"
+    assert "consideration" in caught.value.message
+    check = check_program_text(text, "p.toml", HOOKS)
+    assert [error.where for error in check.errors] == ["p.toml: plan.stage_goals.considration"]

@@ -239,6 +239,7 @@ def test_from_install_to_a_running_worker_as_the_page_says(
     assert test_mail["Subject"].startswith("[TEST] ")
     assert all(tls and login == "marketing" for _, tls, login in inbox.messages)
     assert "To: sato@example.co.jp" in outputs["preview wp_thanks"]
+    assert "recorded: wp_thanks version" in outputs["test-send wp_thanks"]
     # 5. the worker sent lead-1's thank-you mail only, and told the CRM of lead-2.
     [thanks] = inbox.to("sato@example.co.jp")
     assert "ダウンロード" in thanks["Subject"]

@@ -3,7 +3,10 @@
     nurturekit demo [--leads N] [--days N]        the bundled program on synthetic leads
     nurturekit init PROGRAM.toml                  a copy of the bundled program to start from
     nurturekit validate PROGRAM.toml [--strict]   errors and lint warnings; exit 1 on errors
-    nurturekit graph PROGRAM.toml [--scenario N]  the scenarios as Mermaid flowcharts
+                                                  (--strict: on warnings and failed checklist items)
+    nurturekit graph PROGRAM.toml [--scenario N | --program]   Mermaid flowcharts
+    nurturekit checklist PROGRAM.toml [--db URL] [--lang ja|en] [--format text|json|html]
+                                                  the seeds' launch checklists; 1 when one fails
     nurturekit simulate PROGRAM.toml --leads F --activities F --days N   a dry run
     nurturekit run --db URL --program FILE        the worker loop; SIGTERM / SIGINT stop it
                                                   (it sends through the file's [mailer])
@@ -11,11 +14,12 @@
                  [--backfill | --history-before WHEN]  old activities are history: no mail
     nurturekit handoffs --db URL [--open|--breached] [--owner NAME] [--format table|csv|json]
     nurturekit feedback LEAD OUTCOME --db URL [--program FILE] [--note TEXT]   what sales says
-    nurturekit explain LEAD --db URL [--program FILE]   the score line by line, stages, enrolments
+    nurturekit explain LEAD --db URL [--program FILE]   the score line by line, stages, steps
     nurturekit preview TEMPLATE (--lead ID --db URL | --attrs FILE.json) [--program FILE]
     nurturekit status --db URL                   the outbox, due steps, hand-offs, last errors
     nurturekit report --db URL --out report.html [--program FILE] [--since DATE]   one HTML file
-    nurturekit test-send TEMPLATE --to ADDRESS [--program FILE]   one mail through the mailer
+    nurturekit test-send TEMPLATE --to ADDRESS [--program FILE] [--db URL]   one mail through
+                                                  the mailer, recorded in --db for the checklist
 
 Global options (``-v``/``--verbose``) work before or after the sub-command; ``--version``
 prints the version.
@@ -99,13 +103,59 @@ def _validate(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
         print(f"error: {problem}", file=err)
     for warning in checked.warnings:
         print(f"warning: {warning}", file=out)
+    unready = 0
+    if args.strict and checked.program is not None:
+        # --strict also holds the program to the launch checklists (nurturekit checklist).
+        from nurturekit.program_file import load_settings
+        from nurturekit.readiness import check
+
+        try:
+            readiness = check(checked.program, settings=load_settings(args.program))
+        except NurtureError as error:
+            print(f"error: {error}", file=err)
+            return 1
+        for item in readiness.failed:
+            print(f"readiness: ✗ {item.id} {item.ja} — {item.todo}", file=out)
+        unready = len(readiness.failed)
     print(
-        f"{args.program}: {len(checked.errors)} errors, {len(checked.warnings)} warnings",
+        f"{args.program}: {len(checked.errors)} errors, {len(checked.warnings)} warnings"
+        + (f", {unready} failed readiness items" if args.strict else ""),
         file=out,
     )
     if checked.errors:
         return 1
-    return 1 if (checked.warnings and args.strict) else 0
+    return 1 if (checked.warnings or unready) and args.strict else 0
+
+
+def _checklist(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    import json
+
+    from nurturekit.program_file import load_program, load_settings
+    from nurturekit.readiness import check
+
+    storage = None
+    try:
+        program = load_program(args.program)
+        settings = load_settings(args.program)
+        if args.db:
+            from nurturekit.storage import open_storage
+
+            storage = open_storage(args.db)
+        readiness = check(program, storage, settings=settings)
+    except NurtureError as error:
+        print(f"error: {error}", file=err)
+        return 1
+    finally:
+        if storage is not None:
+            getattr(storage, "close", lambda: None)()
+    if args.format == "json":
+        json.dump(readiness.to_dict(), out, ensure_ascii=False, indent=2)
+        out.write("\n")
+    elif args.format == "html":
+        out.write(readiness.html())
+    else:
+        out.write(readiness.text(args.lang))
+    return 1 if readiness.failed else 0
 
 
 def _graph(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
@@ -117,6 +167,11 @@ def _graph(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     except NurtureError as error:
         print(f"error: {error}", file=err)
         return 1
+    if args.whole:
+        from nurturekit.render_program import program_flowchart
+
+        print(program_flowchart(program), file=out)
+        return 0
     for index, scenario in enumerate(scenarios):
         if index:
             print(file=out)
@@ -509,34 +564,80 @@ def _sample_mail(
 
 
 def _test_send(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
-    from nurturekit.messages import SendStatus
-    from nurturekit.program_file import load_settings
-    from nurturekit.programs import bundled_program_path
+    import getpass
+    from datetime import timezone
 
+    from nurturekit.messages import SendStatus
+    from nurturekit.ports import TestSend
+    from nurturekit.program_file import load_program, load_settings
+    from nurturekit.programs import b2b_program, bundled_program_path
+    from nurturekit.storage import open_storage
+
+    storage = None
     try:
-        settings = load_settings(args.program or bundled_program_path())
-        chosen = _mailer_settings(args, settings, err)
-        if chosen is None:
-            return 2
-        mail = _sample_mail(args, "test-send", tracked=False, err=err, to=args.to)
-        if isinstance(mail, int):
-            return mail
-        mail = attrs.evolve(mail, subject=f"[TEST] {mail.subject}")
-        mailer = chosen.build(os.environ, stream=out)
-        results = list(mailer.send([mail]))
-    except NurtureError as error:
-        print(f"error: {error}", file=err)
-        return 1
-    result = results[0]
+        try:
+            settings = load_settings(args.program or bundled_program_path())
+            chosen = _mailer_settings(args, settings, err)
+            if chosen is None:
+                return 2
+            mail = _sample_mail(args, "test-send", tracked=False, err=err, to=args.to)
+            if isinstance(mail, int):
+                return mail
+            program = load_program(args.program) if args.program else b2b_program()
+            version = program.templates[args.template].version
+            # Opened before the mail goes out: a --db that cannot be opened stops the
+            # command before anything is sent.
+            storage = None if args.db is None else open_storage(args.db)
+            mail = attrs.evolve(mail, subject=f"[TEST] {mail.subject}")
+            mailer = chosen.build(os.environ, stream=out)
+            results = list(mailer.send([mail]))
+        except NurtureError as error:
+            print(f"error: {error}", file=err)
+            return 1
+        result = results[0]
+        if storage is not None:
+            try:
+                sent_by: str | None = getpass.getuser()
+            except (ImportError, KeyError, OSError):  # no login name (a container's bare uid)
+                sent_by = None
+            record = TestSend(
+                template=args.template,
+                version=version,
+                to=args.to,
+                at=datetime.now(timezone.utc),
+                status=result.status,
+                detail=result.detail,
+                sent_by=sent_by,
+            )
+            try:
+                storage.record_test_send(record)
+            except NurtureError as error:
+                print(
+                    f"error: the {chosen.type} mailer answered {result.status.value}, but the "
+                    f"test-send could not be recorded: {error}",
+                    file=err,
+                )
+                return 1
+    finally:
+        if storage is not None:
+            getattr(storage, "close", lambda: None)()
     if result.status is not SendStatus.SENT:
         detail = f": {result.detail}" if result.detail else ""
         print(
             f"error: the {chosen.type} mailer did not send it ({result.status.value}{detail})",
             file=err,
         )
-        return 1
-    print(f"sent {args.template} to {args.to} through the {chosen.type} mailer", file=err)
-    return 0
+    else:
+        print(f"sent {args.template} to {args.to} through the {chosen.type} mailer", file=err)
+    if storage is not None:
+        print(f"recorded: {args.template} version {version}, {result.status.value}", file=err)
+    else:
+        print(
+            "note: nothing was recorded (no --db), so a readiness check cannot count this "
+            "test-send; give --db URL to record it",
+            file=err,
+        )
+    return 0 if result.status is SendStatus.SENT else 1
 
 
 def _status(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
@@ -702,12 +803,35 @@ def _parser() -> argparse.ArgumentParser:
 
     validate = command("validate", help="check a program file and lint it")
     validate.add_argument("program", help="the program file (TOML)")
-    validate.add_argument("--strict", action="store_true", help="fail on lint warnings too")
+    validate.add_argument(
+        "--strict",
+        action="store_true",
+        help="fail on lint warnings and on failed launch-checklist items too",
+    )
     validate.set_defaults(handler=_validate)
+
+    checklist = command(
+        "checklist", help="the seeds' two launch checklists, checked against a program"
+    )
+    checklist.add_argument("program", help="the program file (TOML)")
+    checklist.add_argument(
+        "--db", help="storage URL, to count the templates test-sent (nurturekit test-send --db)"
+    )
+    checklist.add_argument("--lang", choices=("ja", "en"), default="ja", help="default ja")
+    checklist.add_argument("--format", choices=("text", "json", "html"), default="text")
+    checklist.set_defaults(handler=_checklist)
 
     graph = command("graph", help="print scenarios as Mermaid flowcharts")
     graph.add_argument("program", help="the program file (TOML)")
-    graph.add_argument("--scenario", help="only this scenario")
+    shown = graph.add_mutually_exclusive_group()
+    shown.add_argument("--scenario", help="only this scenario")
+    shown.add_argument(
+        "--program",
+        dest="whole",
+        action="store_true",
+        help="the whole program as seed 002's MA flowchart: fit score, target, scenarios, "
+        "behaviour score, the MQL line, sales and back to nurture",
+    )
     graph.set_defaults(handler=_graph)
 
     sim = command(
@@ -807,7 +931,9 @@ def _parser() -> argparse.ArgumentParser:
     sample = test.add_mutually_exclusive_group()
     sample.add_argument("--lead", help="fill it as for this stored lead (with --db)")
     sample.add_argument("--attrs", help="fill it from a JSON file of a lead's fields")
-    test.add_argument("--db", help="storage URL, for --lead")
+    test.add_argument(
+        "--db", help="storage URL: the test-send is recorded there (and --lead read from it)"
+    )
     test.add_argument("--smtp", help="host[:port] of an SMTP server instead of [mailer]")
     test.add_argument("--eml", help="write it as an .eml file into this folder instead")
     test.set_defaults(handler=_test_send)

@@ -24,6 +24,7 @@ from nurturekit.errors import InvalidInput
 from nurturekit.handoff import HandoffStatus, handoff_report
 from nurturekit.ports import Mailer, Storage
 from nurturekit.program import Program
+from nurturekit.readiness import check
 from nurturekit.storage import open_storage
 from nurturekit.storage.sqlite import SQLiteStorage
 from nurturekit.synthetic import PERSONAS, Persona, simulate
@@ -156,6 +157,9 @@ def _summary(
         f"  first contact: median {_hours(figures.first_contact_median)}, "
         f"p90 {_hours(figures.first_contact_p90)}; SLA kept {_pct(figures.sla_kept)}",
         "  outcomes: " + ", ".join(f"{k} {v}" for k, v in sorted(outcomes.items())),
+        "",
+        # The seeds' launch checklists, in one line (nurturekit checklist gives every item).
+        check(program).text("en").splitlines()[0] + " (nurturekit checklist PROGRAM.toml)",
     ]
     return DemoResult(
         leads=leads,

@@ -3,13 +3,18 @@
 The engine runs one :class:`Program`. It is a frozen value, checked as a whole when built: every
 template a scenario sends exists and can be filled, every stage and level a scenario names
 exists, every hook is given.
+
+Beside what the engine runs, a program may hold its :class:`Plan` (the KPIs in numbers, the
+review cadence, personas, stage goals and content, CRM fields and sync, the seminar plan) and
+its launch :class:`Confirmation` records; :mod:`nurturekit.readiness` checks both against the
+seeds' checklists. The engine reads neither.
 """
 
 from __future__ import annotations
 
 import zoneinfo
 from collections.abc import Callable, Iterable, Mapping
-from datetime import datetime, time, timedelta, tzinfo
+from datetime import date, datetime, time, timedelta, tzinfo
 from types import MappingProxyType
 from typing import Any, cast
 
@@ -39,7 +44,7 @@ from nurturekit.scoring import ScoringModel
 from nurturekit.stages import StageMachine
 from nurturekit.templates import Template, unfillable
 
-__all__ = ["FrequencyCap", "Hook", "Policies", "Program", "SendWindow"]
+__all__ = ["Confirmation", "FrequencyCap", "Hook", "Plan", "Policies", "Program", "SendWindow"]
 
 #: A user function a :class:`~nurturekit.scenario.CallHook` step calls.
 Hook = Callable[[Lead, Enrollment], None]
@@ -137,6 +142,166 @@ class Policies:
         return lead.time_zone or zoneinfo.ZoneInfo(self.default_time_zone)
 
 
+def _plan_text(where: str, value: object) -> str:
+    if not isinstance(value, str) or not value.strip():
+        raise InvalidProgram(where, f"expected a non-empty text, got {value!r}")
+    return value
+
+
+def _plan_texts(where: str, value: str | Iterable[str]) -> tuple[str, ...]:
+    # A lone string is one entry, not a sequence of one-letter entries.
+    items = (value,) if isinstance(value, str) else tuple(value)
+    return tuple(_plan_text(f"{where}[{i}]", item) for i, item in enumerate(items))
+
+
+def _optional_text(where: str, value: object) -> str:
+    if not isinstance(value, str):
+        raise InvalidProgram(where, f"expected a text, got {value!r}")
+    return value
+
+
+# Named converters, one per field (mypy's attrs plugin takes no closures).
+def _kpis(value: str | Iterable[str]) -> tuple[str, ...]:
+    return _plan_texts("plan.kpis", value)
+
+
+def _personas(value: str | Iterable[str]) -> tuple[str, ...]:
+    return _plan_texts("plan.personas", value)
+
+
+def _crm_fields(value: str | Iterable[str]) -> tuple[str, ...]:
+    return _plan_texts("plan.crm_fields", value)
+
+
+def _review(value: str) -> str:
+    return _optional_text("plan.review", value)
+
+
+def _sync(value: str) -> str:
+    return _optional_text("plan.sync", value)
+
+
+def _seminars(value: str) -> str:
+    return _optional_text("plan.seminars", value)
+
+
+def _note(value: str) -> str:
+    return _optional_text("readiness.note", value)
+
+
+def _stage_goals(value: Mapping[str, str]) -> Mapping[str, str]:
+    goals: dict[str, str] = {}
+    for stage, goal in dict(value).items():
+        where = f"plan.stage_goals.{stage}"
+        goals[_plan_text("plan.stage_goals", stage)] = _plan_text(where, goal)
+    return MappingProxyType(goals)
+
+
+def _stage_content(value: Mapping[str, str | Iterable[str]]) -> Mapping[str, tuple[str, ...]]:
+    content: dict[str, tuple[str, ...]] = {}
+    for stage, items in dict(value).items():
+        where = f"plan.stage_content.{stage}"
+        content[_plan_text("plan.stage_content", stage)] = _plan_texts(where, items)
+    return MappingProxyType(content)
+
+
+@attrs.frozen(kw_only=True)
+class Plan:
+    """What the program is for and how it is run, as the seeds' checklists ask for it; the
+    engine does not read it, :func:`nurturekit.readiness.check` does. Every field is optional.
+
+    ``kpis``: the programme's KPIs with their target numbers (``"MQL 30件/月"``, seed 002's MQL
+    count, SQL count, meeting rate, CPA); ``review``: the review cadence and improvement (PDCA)
+    rule (``"月次: …"``); ``personas``: the target personas, one text each (job level, industry,
+    company size, problem); ``stage_goals``: stage name → the goal of nurturing in that stage;
+    ``stage_content``: stage name → the content given in it (a title such as ``"業界レポート"``,
+    or the name of one of the program's templates, which then counts as that stage's mail);
+    ``crm_fields``: the fields the MA and the CRM/SFA share; ``sync``: when they sync
+    (``"realtime"``, ``"daily"``); ``seminars``: the seminar / webinar plan.
+
+    >>> plan = Plan(kpis=["MQL 30件/月"], stage_goals={"awareness": "課題に気づく"})
+    >>> plan.kpis, plan.stage_goals["awareness"], bool(Plan())
+    (('MQL 30件/月',), '課題に気づく', False)
+    """
+
+    kpis: tuple[str, ...] = attrs.field(default=(), converter=_kpis)
+    review: str = attrs.field(default="", converter=_review)
+    personas: tuple[str, ...] = attrs.field(default=(), converter=_personas)
+    stage_goals: Mapping[str, str] = attrs.field(factory=dict, converter=_stage_goals)
+    stage_content: Mapping[str, tuple[str, ...]] = attrs.field(
+        factory=dict, converter=_stage_content
+    )
+    crm_fields: tuple[str, ...] = attrs.field(default=(), converter=_crm_fields)
+    sync: str = attrs.field(default="", converter=_sync)
+    seminars: str = attrs.field(default="", converter=_seminars)
+
+    def __bool__(self) -> bool:
+        """Whether anything is planned (``Plan()`` is false)."""
+        return self != Plan()
+
+
+def _confirmed_by(value: str) -> str:
+    if not isinstance(value, str) or not value.strip():
+        raise InvalidProgram("readiness.by", f"expected who confirmed it, got {value!r}")
+    return value
+
+
+def _confirmed_on(value: date) -> date:
+    if not isinstance(value, date) or isinstance(value, datetime):
+        raise InvalidProgram("readiness.on", f"expected a date such as 2026-11-20, got {value!r}")
+    return value
+
+
+@attrs.frozen(kw_only=True)
+class Confirmation:
+    """Who confirmed a checklist item that only people can know (``"agreed with sales"``),
+    on what day, with an optional note; a program holds them by item id in
+    :attr:`Program.confirmations` (a program file's ``[readiness."004-03"]`` table).
+
+    >>> Confirmation(by="佐藤 (営業部長)", on=date(2026, 11, 20), note="定例会議で合意").on
+    datetime.date(2026, 11, 20)
+    """
+
+    by: str = attrs.field(converter=_confirmed_by)
+    on: date = attrs.field(converter=_confirmed_on)
+    note: str = attrs.field(default="", converter=_note)
+
+
+def _confirmations(value: Mapping[str, Confirmation]) -> Mapping[str, Confirmation]:
+    table = dict(value)
+    for item_id, confirmation in table.items():
+        if not isinstance(confirmation, Confirmation):
+            raise InvalidProgram(
+                f"readiness.{item_id}", f"expected a Confirmation, got {confirmation!r}"
+            )
+    return MappingProxyType(table)
+
+
+def _check_plan_stages(plan: Plan, stages: StageMachine | None) -> None:
+    """Raise :class:`~nurturekit.errors.InvalidProgram` when ``plan`` names a stage that
+    ``stages`` does not have (or names stages when there is no stage machine)."""
+    known = set() if stages is None else set(stages.names)
+    for key, table in (("stage_goals", plan.stage_goals), ("stage_content", plan.stage_content)):
+        for stage in table:
+            if stage not in known:
+                raise InvalidProgram(
+                    f"plan.{key}.{stage}",
+                    f"stage {stage!r} is not in the program's stage machine "
+                    f"({', '.join(sorted(known)) or 'none: add [stages]'})",
+                )
+
+
+def _check_confirmation_ids(ids: Iterable[str]) -> None:
+    """Raise :class:`~nurturekit.errors.InvalidProgram` for an id that is not a checklist item
+    of :mod:`nurturekit.readiness` (``"002-01"`` … ``"002-26"``, ``"004-01"`` … ``"004-17"``)."""
+    from nurturekit.readiness import CHECKLIST, unknown_item
+
+    known = {item.id for item in CHECKLIST}
+    for item_id in ids:
+        if item_id not in known:
+            raise InvalidProgram(f"readiness.{item_id}", unknown_item(item_id))
+
+
 def _scenarios(value: Iterable[Scenario]) -> tuple[Scenario, ...]:
     return tuple(value)
 
@@ -162,6 +327,10 @@ class Program:
 
     ``attributes`` names lead attributes your leads carry beyond the well-known ones, so that
     a template placeholder such as ``{{ product_interest }}`` is known to be fillable.
+
+    ``plan`` (a :class:`Plan`) and ``confirmations`` (checklist item id → :class:`Confirmation`)
+    are for :func:`nurturekit.readiness.check`; the plan's stages must be stages of ``stages``
+    and the ids items of :data:`nurturekit.readiness.CHECKLIST`.
     """
 
     scoring: ScoringModel
@@ -173,6 +342,8 @@ class Program:
     hooks: Mapping[str, Hook] = attrs.field(factory=dict, converter=_hooks, eq=False)
     attributes: tuple[str, ...] = attrs.field(default=(), converter=tuple)
     handoff: HandoffPolicy | None = None
+    plan: Plan = attrs.field(factory=Plan)
+    confirmations: Mapping[str, Confirmation] = attrs.field(factory=dict, converter=_confirmations)
 
     _by_name: Mapping[str, Scenario] = attrs.field(init=False, eq=False, repr=False)
     _by_kind: Mapping[str, tuple[Scenario, ...]] = attrs.field(init=False, eq=False, repr=False)
@@ -214,6 +385,10 @@ class Program:
             ),
         )
         object.__setattr__(self, "_tally_plan", plan_tally(_conditions_in(self)))
+        if not isinstance(self.plan, Plan):
+            raise InvalidProgram("plan", f"expected a Plan, got {self.plan!r}")
+        _check_plan_stages(self.plan, self.stages)
+        _check_confirmation_ids(self.confirmations)
         recycle_into = None if self.handoff is None else self.handoff.recycle_into
         if recycle_into is not None and recycle_into not in by_name:
             raise InvalidProgram(

@@ -95,6 +95,30 @@ The hand-off to sales (``assignment`` and ``sla`` may also be inline tables)::
     name = "score and pricing"
     when = {all = [{score = "total", at_least = 100}, {did = "page_view", within = "30d"}]}
 
+What the program is for, as the seeds' checklists ask for it (:class:`~nurturekit.program.Plan`,
+read by :func:`nurturekit.readiness.check`, never by the engine; every key is optional, and a
+stage named must be a stage of ``[stages]``)::
+
+    [plan]
+    kpis = ["MQL 30件/月", "SQL 10件/月", "商談化率 30%", "CPA 5万円以下"]   # with numbers
+    review = "月次: マーケと営業で振り返り、閾値と引き渡し基準を見直す"   # cadence, PDCA rule
+    personas = ["意思決定者: 部長級、製造業、従業員100名以上。課題: …"]
+    crm_fields = ["氏名", "会社名", "合計スコア", "育成ステージ"]   # what MA and CRM/SFA share
+    sync = "realtime"                        # when they sync ("daily" …)
+    seminars = "毎月1回オンラインセミナー …"    # the seminar / webinar plan
+    stage_goals = {awareness = "課題を認識してもらう"}                # stage → its goal
+    stage_content = {awareness = ["業界レポート", "newsletter_ja"]}  # a template's name counts
+                                                                    # as that stage's mail
+
+Checklist items only people can know, once confirmed (:class:`~nurturekit.program.Confirmation`;
+the ids are ``"002-01"`` … ``"002-26"`` and ``"004-01"`` … ``"004-17"``, see
+:data:`nurturekit.readiness.CHECKLIST`; any other id is an error naming them)::
+
+    [readiness."004-03"]                     # MQL/SQLの定義を営業と合意している
+    by = "佐藤 (営業部長)"                    # who confirmed it (required)
+    on = 2026-11-20                          # the day, a TOML date (required)
+    note = "営業定例で合意"                   # optional
+
 Hooks are functions, so they are not in the file: pass them to :func:`load_program`.
 
 How the program runs here (read by :func:`load_settings`, left out of the program; secrets
@@ -117,9 +141,9 @@ only by the name of the environment variable that holds them; see :mod:`nurturek
 
 # The package: _values reads the basic values (tables, strings, durations, conditions ...) and
 # names where in the file each is; _parts reads the parts of a program (sender, policies,
-# templates, scenarios and their steps, the hand-off); _reader reads the whole file with one
-# routine that either raises the first error (loads_program) or collects one per part
-# (check_program_text); _writer writes a program back. Import every name from
+# templates, scenarios and their steps, the hand-off, the plan and the confirmations); _reader
+# reads the whole file with one routine that either raises the first error (loads_program) or
+# collects one per part (check_program_text); _writer writes a program back. Import every name from
 # nurturekit.program_file itself.
 
 from __future__ import annotations

@@ -1,5 +1,6 @@
 """The parts of a program file: the sender, the policies, each template, each scenario with its
-trigger, re-entry and steps, and the hand-off with its assignment and SLA.
+trigger, re-entry and steps, the hand-off with its assignment and SLA, the plan and the
+readiness confirmations.
 
 :class:`_PartReader` reads each part from its TOML data into the domain value, so that an error
 of the domain classes is named by the file and TOML path too.
@@ -23,8 +24,9 @@ from nurturekit.handoff import (
     Sla,
 )
 from nurturekit.messages import Sender
-from nurturekit.program import FrequencyCap, Policies, SendWindow
+from nurturekit.program import Confirmation, FrequencyCap, Plan, Policies, SendWindow
 from nurturekit.program_file._values import _ALL_DAYS, _WORKDAYS, _join, _kind, _ValueReader
+from nurturekit.readiness import CHECKLIST, unknown_item
 from nurturekit.scenario import (
     AdjustScore,
     Branch,
@@ -63,6 +65,17 @@ _SCENARIO_KEYS = (
     "silenced",
     "steps",
 )
+_PLAN_KEYS = (
+    "kpis",
+    "review",
+    "personas",
+    "stage_goals",
+    "stage_content",
+    "crm_fields",
+    "sync",
+    "seminars",
+)
+_ITEM_IDS = frozenset(item.id for item in CHECKLIST)
 _STEP_KEYS: Mapping[str, tuple[str, ...]] = {
     "send_mail": ("template", "next"),
     "wait": ("duration", "months", "until", "next"),
@@ -77,7 +90,50 @@ _STEP_KEYS: Mapping[str, tuple[str, ...]] = {
 
 
 class _PartReader(_ValueReader):
-    """Reads each part of a program: sender, policies, templates, scenarios, steps, hand-off."""
+    """Reads each part of a program: sender, policies, templates, scenarios, steps, hand-off,
+    plan and confirmations."""
+
+    def plan(self, value: object, path: str) -> Plan:
+        data = self.table(value, path, _PLAN_KEYS)
+        goals_path = f"{path}.stage_goals"
+        goals = {
+            stage: self.string(goal, _join(goals_path, stage))
+            for stage, goal in self.mapping(data.get("stage_goals", {}), goals_path).items()
+        }
+        content_path = f"{path}.stage_content"
+        content = {
+            stage: self.strs(items, _join(content_path, stage))
+            for stage, items in self.mapping(data.get("stage_content", {}), content_path).items()
+        }
+        with self.at(path):
+            return Plan(
+                kpis=self.strs(data.get("kpis", []), f"{path}.kpis"),
+                review=self.string(data.get("review", ""), f"{path}.review"),
+                personas=self.strs(data.get("personas", []), f"{path}.personas"),
+                stage_goals=goals,
+                stage_content=content,
+                crm_fields=self.strs(data.get("crm_fields", []), f"{path}.crm_fields"),
+                sync=self.string(data.get("sync", ""), f"{path}.sync"),
+                seminars=self.string(data.get("seminars", ""), f"{path}.seminars"),
+            )
+
+    def confirmations(self, value: object, path: str) -> dict[str, Confirmation]:
+        confirmed: dict[str, Confirmation] = {}
+        for item_id, raw in self.mapping(value, path).items():
+            where = _join(path, item_id)
+            if item_id not in _ITEM_IDS:
+                raise self.fail(where, unknown_item(item_id))
+            data = self.table(raw, where, ("by", "on", "note"), ("by", "on"))
+            by = self.string(data["by"], f"{where}.by")
+            if not by.strip():
+                raise self.fail(f"{where}.by", 'say who confirmed it, e.g. by = "佐藤 (営業部長)"')
+            with self.at(where):
+                confirmed[item_id] = Confirmation(
+                    by=by,
+                    on=self.day(data["on"], f"{where}.on"),
+                    note=self.string(data.get("note", ""), f"{where}.note"),
+                )
+        return confirmed
 
     def sender(self, value: object, path: str) -> Sender:
         keys = ("name", "address", "postal_address", "unsubscribe_mailto", "reply_to", "footers")

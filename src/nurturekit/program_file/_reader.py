@@ -19,7 +19,7 @@ from nurturekit.errors import InvalidProgram
 from nurturekit.handoff import HandoffPolicy
 from nurturekit.lint import LintWarning
 from nurturekit.messages import Sender
-from nurturekit.program import Hook, Policies, Program
+from nurturekit.program import Confirmation, Hook, Plan, Policies, Program, _check_plan_stages
 from nurturekit.program_file._parts import _PartReader
 from nurturekit.program_file._values import _join, _key
 from nurturekit.scenario import Scenario, SendMail
@@ -39,6 +39,8 @@ _TOP_KEYS = (
     "templates",
     "scenarios",
     "handoff",
+    "plan",
+    "readiness",
     "mailer",
     "sink",
     "links",
@@ -63,7 +65,8 @@ class _Parts:
     ``stages_ok`` is false when there is a ``[stages]`` that failed to read, ``templates_ok``
     when the ``[templates]`` table or one template failed, ``all_scenarios`` when the
     ``[scenarios]`` table or one scenario failed; ``template_data`` is the ``[templates]`` table
-    (``None`` if it is not a table).
+    (``None`` if it is not a table); ``plan`` and ``confirmations`` are ``None`` when their
+    table failed to read.
     """
 
     sender: Sender | None
@@ -78,6 +81,8 @@ class _Parts:
     all_scenarios: bool
     handoff: HandoffPolicy | None
     attributes: list[str] | None
+    plan: Plan | None
+    confirmations: dict[str, Confirmation] | None
     settings: Settings
 
 
@@ -127,7 +132,8 @@ class _Reader(_PartReader):
 
     def parts(self, data: dict[str, Any], errors: list[InvalidProgram] | None) -> _Parts:
         """Read each part of ``data`` in turn: the top-level keys, sender, policies, scoring,
-        stages, the templates, the scenarios, the hand-off and the attributes.
+        stages, the templates, the scenarios, the hand-off, the attributes, the plan and the
+        readiness confirmations.
 
         With ``errors`` ``None`` the first error is raised (:meth:`program`); with a list, each
         part that fails adds its error and is left out, and the next part is read (:meth:`check`).
@@ -184,6 +190,15 @@ class _Reader(_PartReader):
         attributes = self.part(
             "attributes", lambda: self.strs(data.get("attributes", []), "attributes"), errors
         )
+        plan = self.part("plan", lambda: self.plan(data.get("plan", {}), "plan"), errors)
+        if plan is not None and stages_ok:
+            # The plan's stages against the stage machine, here so that a check reports it too.
+            plan = self.part("", lambda: _staged(cast(Plan, plan), stages), errors)
+        confirmations = self.part(
+            "readiness",
+            lambda: self.confirmations(data.get("readiness", {}), "readiness"),
+            errors,
+        )
         settings: dict[str, Any] = {}
         for key, read in _SETTINGS.items():
             if key in data:
@@ -205,6 +220,8 @@ class _Reader(_PartReader):
             all_scenarios=all_scenarios,
             handoff=handoff,
             attributes=attributes,
+            plan=plan,
+            confirmations=confirmations,
             settings=Settings(**settings),
         )
 
@@ -238,6 +255,8 @@ class _Reader(_PartReader):
                     # mypy's attrs plugin types converter=tuple as Iterable[_T_co].
                     attributes=cast(Any, parts.attributes),
                     handoff=parts.handoff,
+                    plan=cast(Plan, parts.plan),
+                    confirmations=cast(Any, parts.confirmations),
                 )
             except InvalidProgram as error:
                 hinted = _hook_hint(error)
@@ -259,7 +278,10 @@ class _Reader(_PartReader):
         scenarios, handoff, sender = parts.scenarios, parts.handoff, parts.sender
 
         def build(
-            scenarios: list[Scenario], handoff: HandoffPolicy | None, sender: Sender
+            scenarios: list[Scenario],
+            handoff: HandoffPolicy | None,
+            sender: Sender,
+            whole: bool = False,
         ) -> Program:
             try:
                 return Program(
@@ -272,6 +294,10 @@ class _Reader(_PartReader):
                     hooks=hooks,
                     attributes=cast(Any, parts.attributes),
                     handoff=handoff,
+                    # The plan and the confirmations only with the whole program: each was
+                    # checked on its own, and a scenario's check would repeat their errors.
+                    plan=(parts.plan or Plan()) if whole else Plan(),
+                    confirmations=(parts.confirmations or {}) if whole else {},
                 )
             except InvalidProgram as error:
                 raise _hook_hint(error) from None
@@ -293,7 +319,9 @@ class _Reader(_PartReader):
                 )
         program = None
         if not errors:
-            program = self.part("", lambda: build(scenarios, handoff, cast(Sender, sender)), errors)
+            program = self.part(
+                "", lambda: build(scenarios, handoff, cast(Sender, sender), whole=True), errors
+            )
         elif (
             handoff is not None
             and handoff.recycle_into is not None
@@ -321,6 +349,12 @@ class _Reader(_PartReader):
             )
         ]
         return program, tuple(errors), tuple(warnings)
+
+
+def _staged(plan: Plan, stages: StageMachine | None) -> Plan:
+    """``plan``, once the stages it names are known to be the stage machine's."""
+    _check_plan_stages(plan, stages)
+    return plan
 
 
 def _hook_hint(error: InvalidProgram) -> InvalidProgram:

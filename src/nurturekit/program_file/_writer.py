@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from datetime import time, timedelta
+from datetime import date, datetime, time, timedelta
 from typing import Any
 
 from dateutil.relativedelta import relativedelta
@@ -16,7 +16,7 @@ from nurturekit._time import format_duration
 from nurturekit.conditions import Always
 from nurturekit.errors import InvalidProgram
 from nurturekit.handoff import LIFECYCLE_STAGES, HandoffPolicy
-from nurturekit.program import Program
+from nurturekit.program import Confirmation, Plan, Program
 from nurturekit.program_file._values import (
     _NEEDS_ESCAPE,
     _WORKDAYS,
@@ -46,7 +46,8 @@ __all__ = ["dumps_program", "program_to_dict"]
 
 
 def program_to_dict(program: Program) -> dict[str, Any]:
-    """The program as plain TOML-ready data (str, int, float, bool, list, dict; no None).
+    """The program as plain TOML-ready data (str, int, float, bool, list, dict, and
+    :class:`~datetime.date` for the days of ``[readiness]`` confirmations; no None).
 
     Keys with their default values are left out. Hooks are functions and are not written.
     """
@@ -86,6 +87,34 @@ def program_to_dict(program: Program) -> dict[str, Any]:
         out["scenarios"] = {s.name: _scenario(s) for s in program.scenarios}
     if program.handoff is not None:
         out["handoff"] = _handoff(program.handoff)
+    if program.plan:
+        out["plan"] = _plan(program.plan)
+    if program.confirmations:
+        out["readiness"] = {
+            item_id: _confirmation(confirmation)
+            for item_id, confirmation in program.confirmations.items()
+        }
+    return out
+
+
+def _plan(plan: Plan) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    # In the order of Plan's fields; the writer puts the two tables after the rest.
+    for key in ("kpis", "review", "personas", "crm_fields", "sync", "seminars"):
+        value = getattr(plan, key)
+        if value:
+            out[key] = list(value) if isinstance(value, tuple) else value
+    if plan.stage_goals:
+        out["stage_goals"] = dict(plan.stage_goals)
+    if plan.stage_content:
+        out["stage_content"] = {stage: list(items) for stage, items in plan.stage_content.items()}
+    return out
+
+
+def _confirmation(confirmation: Confirmation) -> dict[str, Any]:
+    out: dict[str, Any] = {"by": confirmation.by, "on": confirmation.on}
+    if confirmation.note:
+        out["note"] = confirmation.note
     return out
 
 
@@ -257,6 +286,11 @@ _TABLES = (
     ("handoff",),
     ("handoff", "assignment"),
     ("handoff", "sla"),
+    ("plan",),
+    ("plan", "stage_goals"),
+    ("plan", "stage_content"),
+    ("readiness",),
+    ("readiness", "*"),
 )
 _TABLE_ARRAYS = (
     ("scoring", "fit_rules"),
@@ -322,6 +356,8 @@ def _value(value: Any, top: bool = False) -> str:
         return repr(value)
     if isinstance(value, str):
         return _multiline(value) if top and "\n" in value else _string(value)
+    if isinstance(value, date) and not isinstance(value, datetime):
+        return value.isoformat()  # a TOML local date
     if isinstance(value, list | tuple):
         if top and any(isinstance(v, Mapping) for v in value):
             return "[\n" + "".join(f"    {_value(v)},\n" for v in value) + "]"
