@@ -71,6 +71,8 @@ Progress = Callable[[int, int | None], None]
 
 #: Activities recorded per call of :meth:`Engine.record_many` (one transaction each).
 BATCH_SIZE = 500
+#: Leads upserted per call of :meth:`Engine.upsert_leads` (one transaction each).
+LEADS_BATCH_SIZE = 1000
 #: Deepest nesting of arrays and objects a JSONL line may have; a deeper line is a row error.
 #: An activity needs 2 (the object and its properties), so 32 only tells deep nesting apart
 #: from a bad property. The check walks the line without recursing, where the JSON parser
@@ -454,7 +456,9 @@ def import_leads(
     any other column becomes an attribute (``industry``, ``time_zone`` …). Empty cells are
     left out; ``employees`` is stored as an int when it is digits. A lead already stored is
     updated (see :meth:`Engine.upsert_lead`) and counted as imported; ``duplicates`` is
-    always 0 for leads.
+    always 0 for leads. The good rows are upserted :data:`LEADS_BATCH_SIZE` at a time with
+    :meth:`Engine.upsert_leads`, a transaction each; a row the store refuses to write is a
+    :class:`RowError` ("not stored: …") and the rest of its batch is stored.
 
     The opt-in record (:attr:`Lead.consent <nurturekit.Lead.consent>`, which marketing mail
     needs): ``consent_at``, when, an ISO 8601 time with a UTC offset
@@ -479,6 +483,31 @@ def import_leads(
     errors: list[RowError] = []
     # (column, type, value) → [rows, first line]; the type keeps 1 and True apart.
     flagged: dict[tuple[str, type, AttributeValue], list[int]] = {}
+    batch: list[tuple[int, Lead]] = []
+
+    def flush() -> None:
+        nonlocal imported, left_off
+        summary = engine.upsert_leads([lead for _, lead in batch], batch_size=len(batch))
+        refused = dict(summary.refused)
+        for index, (line, lead) in enumerate(batch):
+            error = refused.get(index)
+            if error is not None:
+                errors.append(RowError(line, None, f"not stored: {error}"))
+                continue
+            imported += 1
+            for column, value in lead.attributes.items():
+                if matches(column, value):
+                    continue
+                key = (column, type(value), value)
+                seen = flagged.get(key)
+                if seen is not None:
+                    seen[0] += 1
+                elif len(flagged) < MAX_WARNINGS:
+                    flagged[key] = [1, line]
+                else:
+                    left_off += 1
+        batch.clear()
+
     for line, row in _csv_rows(path, ("id", "email"), tracker):
         read += 1
         if tracker is not None and read % PROGRESS_EVERY == 0:
@@ -491,21 +520,14 @@ def import_leads(
         except InvalidInput as exc:
             errors.append(_row_error(line, exc))
             continue
-        engine.upsert_lead(lead)
-        imported += 1
-        for column, value in lead.attributes.items():
-            if matches(column, value):
-                continue
-            key = (column, type(value), value)
-            seen = flagged.get(key)
-            if seen is not None:
-                seen[0] += 1
-            elif len(flagged) < MAX_WARNINGS:
-                flagged[key] = [1, line]
-            else:
-                left_off += 1
+        batch.append((line, lead))
+        if len(batch) >= LEADS_BATCH_SIZE:
+            flush()
+    if batch:
+        flush()
     if tracker is not None:
         tracker.end()
+    errors.sort(key=lambda error: error.line)
     warnings = tuple(
         RowWarning(column, value, rows, first, check.explain(column, value).reason)
         for (column, _, value), (rows, first) in flagged.items()
@@ -708,6 +730,25 @@ def import_activities(
 
     def flush() -> None:
         nonlocal imported, duplicates, history
+        # The leads not seen yet, looked up together: a row whose lead is not stored is an
+        # error, and the rest are recorded.
+        unseen = list(dict.fromkeys(a.lead_id for _, a in batch if a.lead_id not in known))
+        if unseen:
+            found = engine.storage.get_leads(unseen)
+            missing = {lead_id for lead_id in unseen if lead_id not in found}
+            if len(known) + len(found) > 100_000:
+                known.clear()
+            known.update(found)
+            if missing:
+                rows = batch[:]
+                batch.clear()
+                for line, activity in rows:
+                    if activity.lead_id in missing:
+                        errors.append(RowError(line, "lead_id", str(UnknownLead(activity.lead_id))))
+                    else:
+                        batch.append((line, activity))
+                if not batch:
+                    return
         try:
             results = engine.record_many(
                 (activity for _, activity in batch), history=batch_is_history
@@ -736,13 +777,6 @@ def import_activities(
         if isinstance(item, RowError):
             errors.append(item)
             continue
-        if item.lead_id not in known:
-            if engine.storage.get_lead(item.lead_id) is None:
-                errors.append(RowError(line, "lead_id", str(UnknownLead(item.lead_id))))
-                continue
-            if len(known) >= 100_000:
-                known.clear()
-            known.add(item.lead_id)
         is_history = cutoff is not None and item.at < cutoff
         if batch and is_history is not batch_is_history:
             flush()

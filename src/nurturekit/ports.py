@@ -31,6 +31,7 @@ __all__ = [
     "LeadState",
     "Mailer",
     "OutboxEntry",
+    "ReadAhead",
     "SendCheck",
     "Storage",
     "TestSend",
@@ -252,11 +253,15 @@ class HandoffSink(Protocol):
 class Storage(Protocol):
     """Where leads, activities, per-lead state, enrolments and the outbox live.
 
-    Every method below is required, but for the two of the last section (test-sends,
-    :meth:`record_test_send` and :meth:`test_sends`): the engine calls all the others and has
-    no fallback, and never calls those two. A store written before they existed still works
-    with the engine; only ``nurturekit test-send --db`` and a check of what was test-sent
-    need them (and the storage contract suite skips their tests on a store without them).
+    Every method below is required, but for those of the last two sections. The engine calls
+    all the others and has no fallback. It never calls the two of test-sends
+    (:meth:`record_test_send` and :meth:`test_sends`): a store written before they existed
+    still works with the engine; only ``nurturekit test-send --db`` and a check of what was
+    test-sent need them. The batch writes of bulk imports (:meth:`put_leads` and
+    :meth:`put_states`) make :meth:`~nurturekit.engine.Engine.upsert_leads` cost a few
+    statements per batch instead of a few per lead; without them the engine writes a row at a
+    time. (A database store adds the batch reads of :class:`ReadAhead` too.) The storage
+    contract suite skips the tests of these optional methods on a store without them.
 
     Every method may be called inside :meth:`transaction`; the writes of one transaction take
     effect together or not at all, and an adapter that cannot promise that (none of ours) must
@@ -542,6 +547,29 @@ class Storage(Protocol):
         """When marketing mail to the lead was written to the outbox at or after ``since``."""
         ...
 
+    # -- batches of bulk imports (optional) ---------------------------------------------------
+
+    def put_leads(self, leads: Sequence[Lead]) -> None:
+        """Insert or replace each lead as :meth:`put_lead` does, in order (a later lead with
+        the id of an earlier one replaces it), in one write where the store can. Inside a
+        transaction it is part of it.
+
+        Optional: :meth:`Engine.upsert_leads <nurturekit.engine.Engine.upsert_leads>` calls
+        :meth:`put_lead` per lead on a store without it.
+        """
+        ...
+
+    def put_states(self, states: Sequence[LeadState]) -> None:
+        """Insert or replace each state as :meth:`put_state` does, in order (a later state of
+        the same lead replaces an earlier), in one write where the store can. The store may
+        keep the objects given: the caller does not change them afterwards. Inside a
+        transaction it is part of it.
+
+        Optional: :meth:`Engine.upsert_leads <nurturekit.engine.Engine.upsert_leads>` calls
+        :meth:`put_state` per state on a store without it.
+        """
+        ...
+
     # -- test-sends (never called by the engine) --------------------------------------------
 
     def record_test_send(self, record: TestSend) -> None:
@@ -557,4 +585,45 @@ class Storage(Protocol):
         """The recorded test-sends, or those of the template named ``template``: newest
         first (``at`` descending), then by ``template``, ``version`` and ``to``, each
         ascending by code point. Every store gives this order."""
+        ...
+
+
+class ReadAhead(Protocol):
+    """The batch reads (and write) a database store adds to :class:`Storage` (optional):
+    with them, :meth:`Engine.record_many <nurturekit.engine.Engine.record_many>` reads the
+    leads, states, histories and enrolments of a batch's leads at once
+    (:meth:`Storage.get_leads`, :meth:`Storage.get_states`, :meth:`activities_of` and
+    :meth:`enrollments_of_leads`), a few queries for the batch, before it records it. On a
+    store without :meth:`activities_of` it reads them per activity, as
+    :meth:`~nurturekit.engine.Engine.record` does: the in-memory store leaves these out, as
+    its reads cost no query and reading ahead would only copy its states.
+    """
+
+    def add_activities(self, activities: Sequence[Activity]) -> list[bool]:
+        """Store each activity as :meth:`Storage.add_activity` does, in order, in one write
+        where the store can; for each, whether it was stored (``False``: its key was stored
+        already, by an earlier call or an earlier activity of ``activities``).
+
+        Optional, for a store where each write costs a round trip (PostgreSQL): when every
+        activity of a batch is of a lead of its own, :meth:`Engine.record_many
+        <nurturekit.engine.Engine.record_many>` stores them all with it, after reading the
+        batch ahead, and then records each as if :meth:`Storage.add_activity` had just stored
+        it. Without it, each is stored on its own.
+        """
+        ...
+
+    def activities_of(self, lead_ids: Iterable[str]) -> dict[str, Sequence[Activity]]:
+        """The activities of each lead among ``lead_ids``, by lead id, each as
+        :meth:`Storage.activities` gives them (ordered by ``(at, key)``; the caller must not
+        change them), with an empty sequence for a lead without any: every id given is in
+        the answer. One read for a batch."""
+        ...
+
+    def enrollments_of_leads(self, lead_ids: Iterable[str]) -> dict[str, list[Enrollment]]:
+        """The enrolments of each lead among ``lead_ids``, by lead id, each list as
+        :meth:`Storage.enrollments_of` gives it (ordered by ``(entered_at, id)``; the caller's
+        to keep), with an empty list for a lead without any: every id given is in the
+        answer. One read for a batch; :meth:`Engine.record_many
+        <nurturekit.engine.Engine.record_many>` reads the enrolments per activity on a store
+        without it."""
         ...

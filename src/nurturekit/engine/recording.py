@@ -3,7 +3,8 @@ checked for a hand-off to sales, scenario goals, exits and waits, and triggers."
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from bisect import bisect_right
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 
 import attrs
@@ -43,6 +44,74 @@ _CONTACT_EFFECT = {
     BOUNCED: ContactStatus.BOUNCED,
     COMPLAINED: ContactStatus.DO_NOT_CONTACT,
 }
+
+
+class _Ahead:
+    """The leads, states, histories and enrolments (``None``: not read, the store has no
+    batch read of them) of the leads of a batch of activities, read a few queries for them all
+    (:meth:`Engine.record_many`). Each lead's are handed out once, to its first activity in
+    the batch: a later one reads the store, and so sees what the first one wrote."""
+
+    __slots__ = ("enrollments", "fresh", "histories", "leads", "states", "stored")
+
+    def __init__(
+        self,
+        leads: dict[str, Lead],
+        states: dict[str, LeadState],
+        histories: Mapping[str, Sequence[Activity]],
+        enrollments: Mapping[str, list[Enrollment]] | None,
+        fresh: set[str],
+    ) -> None:
+        self.leads = leads
+        self.states = states
+        self.histories = histories
+        self.enrollments = enrollments
+        self.fresh = fresh
+        #: Whether each lead's activity was stored, when the batch's activities (one a
+        #: lead) were stored at once (``add_activities``); else ``None``.
+        self.stored: dict[str, bool] | None = None
+
+    def take(self, lead_id: str) -> _Known | None:
+        """The lead, its state, its history and its enrolments as read for the batch, or
+        ``None``: read the store."""
+        if lead_id not in self.fresh:
+            return None
+        self.fresh.discard(lead_id)
+        enrollments = self.enrollments
+        stored = self.stored
+        return (
+            self.leads.get(lead_id),
+            self.states.get(lead_id),
+            self.histories.get(lead_id, ()),
+            None if enrollments is None else enrollments.get(lead_id, []),
+            None if stored is None else stored[lead_id],
+        )
+
+
+#: What :meth:`_Ahead.take` hands out: a lead, its state, its history and its enrolments, and
+#: whether its activity was stored already (``None``: not stored yet).
+_Known = tuple[
+    Lead | None, LeadState | None, Sequence[Activity], list[Enrollment] | None, bool | None
+]
+#: The keys of the activities a hand-off stores (see ``_hand_off``).
+_HANDED_OFF_KEY = "handoff/"
+
+
+def _order(activity: Activity) -> tuple[datetime, str]:
+    return (activity.at, activity.key)
+
+
+def _joined(history: Sequence[Activity], activity: Activity) -> Sequence[Activity]:
+    """``history``, read before ``activity`` was stored, as the store's ``activities`` gives
+    it now: the list itself where the store keeps it live inside a transaction (SQLite's
+    cache) and so holds ``activity`` already, else a new list with ``activity`` in its
+    place."""
+    at = bisect_right(history, _order(activity), key=_order)
+    if at and history[at - 1] is activity:
+        return history
+    joined = list(history)
+    joined.insert(at, activity)
+    return joined
 
 
 class _Recording(_Base):
@@ -87,12 +156,54 @@ class _Recording(_Base):
         state.tally = tally = plan.tally(history)
         return TalliedHistory(history, tally)
 
-    def _record(self, activity: Activity, clock_now: datetime, past: bool = False) -> RecordResult:
+    def _ahead(self, activities: Sequence[Activity]) -> _Ahead | None:
+        """The leads, states, histories and enrolments of a batch's leads, read at once (see
+        :class:`_Ahead`), on a store that reads a batch's histories at once
+        (``activities_of``: a database; the in-memory store, whose reads cost no query, has
+        none, and reading ahead would only copy its states); ``None`` otherwise, and for a
+        batch of one lead, which gains nothing by it."""
         storage = self.storage
-        lead = storage.get_lead(activity.lead_id)
+        activities_of = getattr(storage, "activities_of", None)
+        if activities_of is None:
+            return None
+        ids = list(dict.fromkeys(a.lead_id for a in activities))
+        if len(ids) < 2:
+            return None
+        enrollments_of_leads = getattr(storage, "enrollments_of_leads", None)
+        ahead = _Ahead(
+            storage.get_leads(ids),
+            storage.get_states(ids),
+            activities_of(ids),
+            None if enrollments_of_leads is None else enrollments_of_leads(ids),
+            set(ids),
+        )
+        add_activities = getattr(storage, "add_activities", None)
+        if (
+            add_activities is not None
+            and len(ids) == len(activities)  # a lead's later activity must find it unstored
+            and len(ahead.leads) == len(ids)  # else the batch fails, on its unknown lead
+            # The hand-off of one may store an activity with such a key before the next.
+            and not any(a.key.startswith(_HANDED_OFF_KEY) for a in activities)
+        ):
+            # Stored at once, after their histories were read: each is then recorded as if
+            # add_activity had just stored it (see _joined).
+            ahead.stored = dict(zip(ids, add_activities(activities), strict=True))
+        return ahead
+
+    def _record(
+        self,
+        activity: Activity,
+        clock_now: datetime,
+        past: bool = False,
+        ahead: _Ahead | None = None,
+    ) -> RecordResult:
+        storage = self.storage
+        known = None if ahead is None else ahead.take(activity.lead_id)
+        lead = storage.get_lead(activity.lead_id) if known is None else known[0]
         if lead is None:
             raise UnknownLead(activity.lead_id)
-        if not storage.add_activity(activity):
+        stored = None if known is None else known[4]
+        if not (storage.add_activity(activity) if stored is None else stored):
             return RecordResult(activity=activity, stored=False)
         now = max(clock_now, activity.at)
         effect = _CONTACT_EFFECT.get(activity.kind)
@@ -104,9 +215,14 @@ class _Recording(_Base):
                 ),
             )
             storage.put_lead(lead)
-        state = storage.get_state(lead.id) or self._new_state(lead, now)
+        if known is None:
+            state = storage.get_state(lead.id) or self._new_state(lead, now)
+            had = storage.activities(lead.id)
+        else:
+            state = known[1] or self._new_state(lead, now)
+            had = _joined(known[2], activity)
         program = self.program
-        history = self._tallied(state, storage.activities(lead.id), activity)
+        history = self._tallied(state, had, activity)
         card = state.card
         if card.seen:  # kept by a state stored before the store's key made them redundant
             card.seen = set()
@@ -144,7 +260,9 @@ class _Recording(_Base):
             if qualified is not None and not state.qualified and not state.with_sales:
                 handoff = self._hand_off(lead, state, view, qualified, now)
             state.qualified = qualified is not None
-        ended = self._goals_and_waits(view, now)
+        # The enrolments read ahead, unless the hand-off has just changed them.
+        mine = None if known is None or handoff is not None else known[3]
+        ended = self._goals_and_waits(view, now, mine)
         triggered = program.triggered_by(activity.kind)
         if (
             not past
@@ -212,7 +330,7 @@ class _Recording(_Base):
             kind=HANDED_OFF,
             at=now,
             properties={"definition": definition.name, "owner": owner, "ref": handoff.id},
-            key=f"handoff/{handoff.id}",
+            key=f"{_HANDED_OFF_KEY}{handoff.id}",
         )
         if storage.add_activity(handed) and state.tally is not None:
             state.tally.add(handed)
@@ -224,11 +342,14 @@ class _Recording(_Base):
                     )
         return handoff
 
-    def _goals_and_waits(self, view: View, now: datetime) -> list[Enrollment]:
-        """End enrolments whose goal or an exit now holds; wake the ones waiting for this."""
+    def _goals_and_waits(
+        self, view: View, now: datetime, mine: list[Enrollment] | None = None
+    ) -> list[Enrollment]:
+        """End enrolments whose goal or an exit now holds; wake the ones waiting for this.
+        ``mine``: the lead's enrolments as stored, if read already."""
         ended: list[Enrollment] = []
         storage = self.storage
-        for enrollment in storage.enrollments_of(view.lead.id):
+        for enrollment in storage.enrollments_of(view.lead.id) if mine is None else mine:
             status = enrollment.status
             if status is not _ACTIVE and status is not _WAITING:
                 continue

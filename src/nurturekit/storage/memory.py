@@ -204,6 +204,16 @@ class InMemoryStorage:
                     found[lead_id] = copy_state(row.state)
         return found
 
+    def put_leads(self, leads: Sequence[Lead]) -> None:
+        with self._lock:
+            for lead in leads:
+                self.put_lead(lead)
+
+    def put_states(self, states: Sequence[LeadState]) -> None:
+        with self._lock:
+            for state in states:
+                self.put_state(state)
+
     def put_state(self, state: LeadState) -> None:
         with self._lock:
             row = self._row(state.lead_id)

@@ -6,9 +6,9 @@ worker's claims are taken over once its lease runs out. Needs psycopg 3
 (``pip install 'nurturekit[postgres]'``), imported here and nowhere else in nurturekit. The SQL
 lives in :mod:`nurturekit.storage.postgres_sql`.
 
-About 700 lines because it is one class that implements the whole
-:class:`~nurturekit.ports.Storage` port over one connection pool and its transactions; its SQL
-and migrations are already apart.
+About 850 lines because it is one class that implements the whole
+:class:`~nurturekit.ports.Storage` port (and the batch methods of bulk imports) over one
+connection and its transactions; its SQL and migrations are already apart.
 """
 
 from __future__ import annotations
@@ -134,6 +134,9 @@ class PostgresStorage:
         self._queries: dict[str, bytes] = {}
         self._lead = Memo(lead_from_json, _MEMO_SIZE)
         self._mail = Memo(mail_from_json, _MEMO_SIZE)
+        #: The lead states put in the open transaction and not written yet, by lead id: each
+        #: one's body and flags (see put_state).
+        self._states_due: dict[str, tuple[str, bool, bool]] = {}
         self._conn: psycopg.Connection[_Row] | None = None
         self._conn = self._connect()
         #: The cursor every statement runs on, for the life of the connection (its results are
@@ -319,11 +322,13 @@ class PostgresStorage:
                             "a statement inside the transaction failed and its error was "
                             "caught; PostgreSQL rolled the whole transaction back"
                         )
+                    self._write_states()
             except pg.Error as error:
                 message = f"PostgreSQL could not finish the transaction: {error}"
                 raise StorageError(message) from error
             finally:
                 self._depth = 0
+                self._states_due.clear()  # written, or undone with the transaction
 
     @contextmanager
     def savepoint(self) -> Iterator[None]:
@@ -338,12 +343,18 @@ class PostgresStorage:
                 return
             conn = self._connection()
             pg = self._psycopg
+            # The states put before are written first: the savepoint's rollback keeps them.
+            self._write_states()
             self._depth += 1
             try:
                 with conn.transaction():
                     yield
-            except pg.Error as error:
-                raise StorageError(f"PostgreSQL could not finish a savepoint: {error}") from error
+            except BaseException as error:
+                self._states_due.clear()  # put inside the savepoint: undone with it
+                if isinstance(error, pg.Error):
+                    message = f"PostgreSQL could not finish a savepoint: {error}"
+                    raise StorageError(message) from error
+                raise
             finally:
                 self._depth -= 1
 
@@ -354,6 +365,19 @@ class PostgresStorage:
         contact = lead.contactability.status.value
         self._run_write("store lead", q.PUT_LEAD, (lead.id, body, contact))
         self._lead.keep(body, lead)
+
+    def put_leads(self, leads: Sequence[Lead]) -> None:
+        """Each lead as :meth:`put_lead` stores it, in one statement (one round trip)."""
+        last = {lead.id: lead for lead in leads}  # the last of an id wins, as one by one
+        if not last:
+            return
+        bodies = [self._lead.wrote(lead, lead_to_json(lead)) for lead in last.values()]
+        params = {
+            "ids": list(last),
+            "bodies": bodies,
+            "contacts": [lead.contactability.status.value for lead in last.values()],
+        }
+        self._run_write("store leads", q.PUT_LEADS, params)
 
     def get_lead(self, lead_id: str) -> Lead | None:
         row = self._one("read lead", q.GET_LEAD, (lead_id,))
@@ -368,16 +392,57 @@ class PostgresStorage:
             yield self._lead(body)
 
     def get_state(self, lead_id: str) -> LeadState | None:
-        row = self._one("read lead state", q.GET_STATE, (lead_id,))
+        with self._lock:
+            due = self._states_due.get(lead_id)
+            if due is not None:  # put in this transaction: as it will be written
+                return state_from_json(due[0])
+            row = self._run("read lead state", q.GET_STATE, (lead_id,)).fetchone()
         return None if row is None else state_from_json(row[0])
 
     def get_states(self, lead_ids: Iterable[str]) -> dict[str, LeadState]:
-        rows = self._all("read lead states", q.GET_STATES, (list(lead_ids),))
-        return {lead_id: state_from_json(body) for lead_id, body in rows}
+        ids = list(dict.fromkeys(lead_ids))
+        with self._lock:
+            due = self._states_due
+            bodies = {lead_id: due[lead_id][0] for lead_id in ids if lead_id in due}
+            wanted = [lead_id for lead_id in ids if lead_id not in bodies] if bodies else ids
+            if wanted:
+                rows = self._run("read lead states", q.GET_STATES, (wanted,)).fetchall()
+                bodies.update(rows)
+        return {lead_id: state_from_json(body) for lead_id, body in bodies.items()}
 
     def put_state(self, state: LeadState) -> None:
-        params = (state.lead_id, state_to_json(state), state.with_sales, state.disqualified)
-        self._run_write("store lead state", q.PUT_STATE, params)
+        """Inside a transaction the state is written with the others put in it, the last
+        put of each lead, in one statement just before ``COMMIT`` (or before a savepoint, or
+        a read of the states' flags); :meth:`get_state` reads it back as put. Outside a
+        transaction it is written at once."""
+        row = (state_to_json(state), state.with_sales, state.disqualified)
+        with self._lock:
+            if self._depth:
+                self._states_due[state.lead_id] = row
+                return
+            self._run("store lead state", q.PUT_STATE, (state.lead_id, *row))
+
+    def _write_states(self) -> None:
+        """Write the states put in this transaction and not written yet, in one statement.
+        Call with the lock held, inside a transaction."""
+        due = self._states_due
+        if not due:
+            return
+        self._states_due = {}
+        params = {
+            "ids": list(due),
+            "bodies": [body for body, _, _ in due.values()],
+            "with_sales": [with_sales for _, with_sales, _ in due.values()],
+            "disqualified": [disqualified for _, _, disqualified in due.values()],
+        }
+        self._run("store lead states", q.PUT_STATES, params)
+
+    def put_states(self, states: Sequence[LeadState]) -> None:
+        """Each state as :meth:`put_state` stores it: all of them in one statement (one round
+        trip), at the end of the transaction."""
+        rows = {s.lead_id: (state_to_json(s), s.with_sales, s.disqualified) for s in states}
+        with self.transaction():
+            self._states_due.update(rows)  # the last of a lead wins
 
     def _run_write(self, what: str, text: str, params: Any) -> None:
         with self._lock:
@@ -395,9 +460,37 @@ class PostgresStorage:
         )
         return self._count("store activity", q.ADD_ACTIVITY, params) == 1
 
+    def add_activities(self, activities: Sequence[Activity]) -> list[bool]:
+        """Each activity as :meth:`add_activity` stores it, in one statement (one round
+        trip)."""
+        first: dict[str, Activity] = {}
+        for activity in activities:
+            first.setdefault(activity.key, activity)  # a key given again is not stored again
+        if not first:
+            return []
+        given = first.values()
+        params = {
+            "keys": list(first),
+            "leads": [a.lead_id for a in given],
+            "kinds": [a.kind for a in given],
+            "at": [a.at for a in given],
+            "bodies": [activity_to_json(a) for a in given],
+        }
+        rows = self._all("store activities", q.ADD_ACTIVITIES, params)
+        inserted = {key for (key,) in rows}
+        return [a.key in inserted and first[a.key] is a for a in activities]
+
     def activities(self, lead_id: str) -> Sequence[Activity]:
         rows = self._all("read activities", q.ACTIVITIES_OF_LEAD, (lead_id,))
         return [activity_from_json(body) for (body,) in rows]
+
+    def activities_of(self, lead_ids: Iterable[str]) -> dict[str, Sequence[Activity]]:
+        ids = list(dict.fromkeys(lead_ids))
+        found: dict[str, list[Activity]] = {lead_id: [] for lead_id in ids}
+        if ids:
+            for lead_id, body in self._all("read activities", q.ACTIVITIES_OF_LEADS, (ids,)):
+                found[lead_id].append(activity_from_json(body))
+        return dict(found)
 
     def activities_of_kinds(self, kinds: Iterable[str]) -> Iterator[Activity]:
         for kind in sorted(set(kinds)):
@@ -412,6 +505,14 @@ class PostgresStorage:
     def enrollments_of(self, lead_id: str) -> list[Enrollment]:
         rows = self._all("read enrolments", q.ENROLLMENTS_OF_LEAD, (lead_id,))
         return [enrollment_from_json(body) for (body,) in rows]
+
+    def enrollments_of_leads(self, lead_ids: Iterable[str]) -> dict[str, list[Enrollment]]:
+        ids = list(dict.fromkeys(lead_ids))
+        found: dict[str, list[Enrollment]] = {lead_id: [] for lead_id in ids}
+        if ids:
+            for lead_id, body in self._all("read enrolments", q.ENROLLMENTS_OF_LEADS, (ids,)):
+                found[lead_id].append(enrollment_from_json(body))
+        return found
 
     def enrollments(self, scenario: str | None = None) -> Iterator[Enrollment]:
         if scenario is None:
@@ -609,6 +710,9 @@ class PostgresStorage:
         """One statement: a read, or with ``until`` an update of the leases and the read
         (committed on its own without waiting for the log flush, see ``mark_sent``)."""
         wanted = list(dict.fromkeys(keys))
+        with self._lock:
+            if self._depth:
+                self._write_states()  # the flags the check reads are the states' columns
         params: dict[str, Any] = {"worker": worker}
         if until is not None:
             params["keys"] = wanted

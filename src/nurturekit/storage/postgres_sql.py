@@ -249,7 +249,27 @@ PUT_STATE: Final = """
         disqualified = EXCLUDED.disqualified
 """
 
+#: ``PUT_LEAD`` for many leads (arrays of ids, bodies and contact statuses, one id once).
+PUT_LEADS: Final = """
+    INSERT INTO {schema}.leads (id, body, contact)
+    SELECT * FROM unnest(%(ids)b::text[], %(bodies)b::text[], %(contacts)b::text[])
+    ON CONFLICT (id) DO UPDATE SET body = EXCLUDED.body, contact = EXCLUDED.contact
+"""
+
 GET_STATE: Final = "SELECT body FROM {schema}.states WHERE lead_id = %s"
+
+#: ``PUT_STATE`` for many states (one lead once).
+PUT_STATES: Final = """
+    INSERT INTO {schema}.states (lead_id, body, with_sales, disqualified)
+    SELECT * FROM unnest(
+        %(ids)b::text[], %(bodies)b::text[], %(with_sales)b::boolean[],
+        %(disqualified)b::boolean[]
+    )
+    ON CONFLICT (lead_id) DO UPDATE SET
+        body = EXCLUDED.body,
+        with_sales = EXCLUDED.with_sales,
+        disqualified = EXCLUDED.disqualified
+"""
 
 GET_STATES: Final = "SELECT lead_id, body FROM {schema}.states WHERE lead_id = ANY(%b::text[])"
 
@@ -261,8 +281,26 @@ ADD_ACTIVITY: Final = """
     ON CONFLICT (key) DO NOTHING
 """
 
+#: ``ADD_ACTIVITY`` for many activities (arrays, one key once), answering the keys inserted.
+ADD_ACTIVITIES: Final = """
+    INSERT INTO {schema}.activities (key, lead_id, kind, at, body)
+    SELECT * FROM unnest(
+        %(keys)b::text[], %(leads)b::text[], %(kinds)b::text[], %(at)b::timestamptz[],
+        %(bodies)b::text[]
+    )
+    ON CONFLICT (key) DO NOTHING
+    RETURNING key
+"""
+
 ACTIVITIES_OF_LEAD: Final = """
     SELECT body FROM {schema}.activities WHERE lead_id = %s ORDER BY at, key
+"""
+
+#: The activities of the leads among a list of ids, each lead's in the order of
+#: ``ACTIVITIES_OF_LEAD``.
+ACTIVITIES_OF_LEADS: Final = """
+    SELECT lead_id, body FROM {schema}.activities
+    WHERE lead_id = ANY(%b::text[]) ORDER BY lead_id, at, key
 """
 
 #: One page of the activities of one kind, after the key given.
@@ -299,6 +337,13 @@ PUT_ENROLLMENT: Final = (
 
 ENROLLMENTS_OF_LEAD: Final = """
     SELECT body FROM {schema}.enrollments WHERE lead_id = %s ORDER BY entered_at, id
+"""
+
+#: The enrolments of the leads among a list of ids, each lead's in the order of
+#: ``ENROLLMENTS_OF_LEAD``.
+ENROLLMENTS_OF_LEADS: Final = """
+    SELECT lead_id, body FROM {schema}.enrollments
+    WHERE lead_id = ANY(%b::text[]) ORDER BY lead_id, entered_at, id
 """
 
 ENROLLMENTS_PAGE: Final = """

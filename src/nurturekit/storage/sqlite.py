@@ -164,6 +164,10 @@ class SQLiteStorage(SQLiteFile):
         #: Leads whose cached state get_state handed out itself in the open transaction: see
         #: get_state.
         self._lent: set[str] = set()
+        #: Leads that get_states found without a state in the open transaction, and did not
+        #: cache (a batch read caches no empty entries): their first state is written without
+        #: deleting rows first (see _write_states).
+        self._absent: set[str] = set()
         self._data_version: int | None = None
         self._lock = threading.RLock()
         self._depth = 0
@@ -244,10 +248,12 @@ class SQLiteStorage(SQLiteFile):
                 self._depth = 0
                 self._unwritten.clear()
                 self._lent.clear()
+                self._absent.clear()
                 self._cache.clear()  # it may hold writes the rollback undoes
                 self._rollback()
                 raise
             self._depth = 0
+            self._absent.clear()
             self._commit()
 
     def _write_states(self) -> None:
@@ -282,11 +288,17 @@ class SQLiteStorage(SQLiteFile):
         if not self._unwritten:
             return
         writes = StateWrites()
+        absent = self._absent
         for lead_id, state in self._unwritten.items():
             entry = cache.get(lead_id)
             # What the file holds of the state's items, if the cache knows it: only what is
             # new since is written (see sqlite_states).
-            written = writes.add(lead_id, state, None if entry is None else entry.written)
+            known = None if entry is None else entry.written
+            if lead_id in absent:  # no state row, so no items either (it has some from now)
+                absent.discard(lead_id)
+                if known is None:
+                    known = Written(None)
+            written = writes.add(lead_id, state, known)
             writes.head(lead_id, state)
             if entry is not None:
                 had = entry.written
@@ -354,6 +366,20 @@ class SQLiteStorage(SQLiteFile):
                 entry.lead = lead
                 entry.has_lead = True
         self._lead.keep(body, lead)
+
+    def put_leads(self, leads: Sequence[Lead]) -> None:
+        """Each lead as :meth:`put_lead` stores it, with one ``executemany``. A batch of a bulk
+        import is written once and seldom read again soon: the cache brings the leads it
+        holds up to date and takes in no others."""
+        rows = [(lead.id, lead_to_json(lead)) for lead in leads]
+        with self.transaction(), self._lock:
+            self._many(q.PUT_LEAD, rows)
+            cache = self._cache
+            for lead in leads:
+                entry = cache.get(lead.id)
+                if entry is not None:
+                    entry.lead = lead
+                    entry.has_lead = True
 
     def get_lead(self, lead_id: str) -> Lead | None:
         with self._lock:
@@ -427,6 +453,24 @@ class SQLiteStorage(SQLiteFile):
             with self.transaction():
                 self.put_state(state)
 
+    def put_states(self, states: Sequence[LeadState]) -> None:
+        """Each state as :meth:`put_state` keeps it, written at the end of the transaction;
+        the store keeps the objects themselves (:meth:`put_state` copies one it did not lend,
+        as its caller may go on changing it; the port asks the caller of ``put_states`` not
+        to), in the cache only for the leads it holds (see :meth:`put_leads`)."""
+        with self.transaction(), self._lock:
+            cache = self._cache
+            unwritten = self._unwritten
+            for state in states:
+                lead_id = state.lead_id
+                unwritten[lead_id] = state
+                # As put_leads: the cache keeps only the states of the leads it holds.
+                entry = cache.get(lead_id)
+                if entry is not None:
+                    entry.state = state
+                    entry.has_state = True
+                    cache.resize(entry)
+
     # ------------------------------------------------------------------ activities
 
     def add_activity(self, activity: Activity) -> bool:
@@ -476,6 +520,41 @@ class SQLiteStorage(SQLiteFile):
                 entry.shared = True
             return history
 
+    def activities_of(self, lead_ids: Iterable[str]) -> dict[str, Sequence[Activity]]:
+        """The activities of each lead, each list as :meth:`activities` gives it (the cache's
+        own inside a transaction). Those not cached are read a few hundred leads a statement,
+        and cached as :meth:`activities` caches them."""
+        ids = list(dict.fromkeys(lead_ids))
+        found: dict[str, Sequence[Activity]] = {}
+        with self._lock:
+            if not self._depth:
+                self._check_cache()
+            cache = self._cache
+            read: dict[str, list[Activity]] = {}
+            for lead_id in ids:
+                entry = cache.get(lead_id)
+                if entry is None or entry.history is None:
+                    read[lead_id] = []
+                    continue
+                history = entry.history
+                if entry.shared and self._depth:  # as add_activity would: see activities
+                    entry.history = history = list(history)
+                    entry.shared = False
+                found[lead_id] = history
+            activity = self._activity
+            for lead_id, body in self._all_in(q.ACTIVITIES_OF_LEADS, list(read)):
+                read[lead_id].append(activity(body))
+            for lead_id, history in read.items():
+                entry = cache.entry(lead_id)
+                entry.history = found[lead_id] = history
+                cache.resize(entry)
+            if not self._depth:
+                for lead_id in ids:
+                    entry = cache.get(lead_id)
+                    if entry is not None:
+                        entry.shared = True
+        return {lead_id: found[lead_id] for lead_id in ids}
+
     def activities_of_kinds(self, kinds: Iterable[str]) -> Iterator[Activity]:
         # One index walk per kind: an IN list would make SQLite sort every match per page.
         for kind in sorted(frozenset(kinds)):
@@ -496,6 +575,31 @@ class SQLiteStorage(SQLiteFile):
                 found = [self._enrollment(body) for (body,) in rows]
                 self._cache.set_enrollments(lead_id, entry, found)
             return list(found)
+
+    def enrollments_of_leads(self, lead_ids: Iterable[str]) -> dict[str, list[Enrollment]]:
+        """Each lead's enrolments as :meth:`enrollments_of` gives them. Those not cached are
+        read a few hundred leads a statement, and cached as :meth:`enrollments_of` caches
+        them."""
+        ids = list(dict.fromkeys(lead_ids))
+        found: dict[str, list[Enrollment]] = {}
+        with self._lock:
+            if not self._depth:
+                self._check_cache()
+            cache = self._cache
+            read: dict[str, list[Enrollment]] = {}
+            for lead_id in ids:
+                entry = cache.get(lead_id)
+                if entry is not None and entry.enrollments is not None:
+                    found[lead_id] = list(entry.enrollments)
+                else:
+                    read[lead_id] = []
+            enrollment = self._enrollment
+            for lead_id, body in self._all_in(q.ENROLLMENTS_OF_LEADS, list(read)):
+                read[lead_id].append(enrollment(body))
+            for lead_id, mine in read.items():
+                self._cache.set_enrollments(lead_id, cache.entry(lead_id), mine)
+                found[lead_id] = list(mine)
+        return {lead_id: found[lead_id] for lead_id in ids}
 
     def enrollments(self, scenario: str | None = None) -> Iterator[Enrollment]:
         if scenario is None:
@@ -761,6 +865,7 @@ class SQLiteStorage(SQLiteFile):
                     self._run(q.RELEASE.format(name=name))
                 self._unwritten.clear()
                 self._lent.clear()
+                self._absent.clear()
                 self._cache.clear()
                 raise
             self._depth -= 1
@@ -799,9 +904,15 @@ class SQLiteStorage(SQLiteFile):
                     found[lead_id] = self._hand_out(lead_id, entry.state)
                 else:
                     unknown.append(lead_id)
-            for lead_id, read in self._read_states(unknown).items():
+            read = self._read_states(unknown)
+            for lead_id in unknown:
+                got = read.get(lead_id)
+                if got is None:
+                    if self._depth:  # so that its first write deletes no rows: see _absent
+                        self._absent.add(lead_id)
+                    continue
                 entry = self._cache.entry(lead_id)
-                self._keep_state(entry, read)
+                self._keep_state(entry, got)
                 found[lead_id] = self._hand_out(lead_id, entry.state)
         return {i: state for i in ids if (state := found.get(i)) is not None}
 

@@ -366,6 +366,12 @@ ADD_ACTIVITY: Final = (
 
 ACTIVITIES_OF_LEAD: Final = "SELECT body FROM activities WHERE lead_id = ? ORDER BY at, key"
 
+#: The activities of the leads in ``{marks}``, each lead's in the order of
+#: :data:`ACTIVITIES_OF_LEAD`.
+ACTIVITIES_OF_LEADS: Final = (
+    "SELECT lead_id, body FROM activities WHERE lead_id IN ({marks}) ORDER BY lead_id, at, key"
+)
+
 #: One page of the activities of one kind, after the ``seq`` given.
 ACTIVITIES_OF_KIND_PAGE: Final = (
     "SELECT seq, body FROM activities WHERE kind = ? AND seq > ? ORDER BY seq LIMIT ?"
@@ -385,6 +391,13 @@ PUT_ENROLLMENT: Final = (
 
 ENROLLMENTS_OF_LEAD: Final = (
     "SELECT body FROM enrollments WHERE lead_id = ? ORDER BY entered_at, id"
+)
+
+#: The enrolments of the leads in ``{marks}``, each lead's in the order of
+#: :data:`ENROLLMENTS_OF_LEAD`.
+ENROLLMENTS_OF_LEADS: Final = (
+    "SELECT lead_id, body FROM enrollments WHERE lead_id IN ({marks})"
+    " ORDER BY lead_id, entered_at, id"
 )
 
 ENROLLMENTS_PAGE: Final = "SELECT seq, body FROM enrollments WHERE seq > ? ORDER BY seq LIMIT ?"

@@ -8,6 +8,7 @@ import time
 
 from nurturekit.messages import SendStatus
 from nurturekit.ports import Storage
+from nurturekit.testing.contract_batches import BatchContract
 from nurturekit.testing.contract_handoffs import HandoffContract
 from nurturekit.testing.contract_leads import LeadContract
 from nurturekit.testing.contract_sends import SendContract
@@ -24,14 +25,21 @@ from nurturekit.testing.factories import (
 
 
 class StorageContract(
-    LeadContract, StepContract, SendContract, HandoffContract, RecordedTestSendsContract
+    LeadContract,
+    StepContract,
+    SendContract,
+    HandoffContract,
+    RecordedTestSendsContract,
+    BatchContract,
 ):
     """The behaviour every :class:`~nurturekit.ports.Storage` adapter must have.
 
     Subclass it with a ``storage`` fixture (see the module docstring). The tests of
     test-sends (:class:`~nurturekit.testing.contract_test_sends.RecordedTestSendsContract`)
     are skipped on a store without ``record_test_send`` and ``test_sends``, which the engine
-    never calls.
+    never calls; those of the optional batch methods of bulk imports
+    (:class:`~nurturekit.testing.contract_batches.BatchContract`) on a store without the
+    method they test.
     """
 
     def test_closing_twice_is_fine(self, storage: Storage) -> None:
