@@ -179,6 +179,9 @@ def test_the_page_has_the_steps_a_new_user_takes() -> None:
         "explain",
         "handoffs",
         "feedback",
+        "export",
+        "export",
+        "report",
     ]
 
 
@@ -263,6 +266,10 @@ def test_from_install_to_a_running_worker_as_the_page_says(
     assert "whitepaper download" in explained
     assert "lead-2" in outputs["handoffs --db"]
     assert "contacted" in outputs["feedback lead-2"]
+    # 7. the results out: the three leads, their activities, one HTML page.
+    assert "3 leads exported" in outputs["export leads"]
+    assert (tmp_path / "leads-out.csv").read_text(encoding="utf-8").count("\n") == 4
+    assert "<svg" in (tmp_path / "report.html").read_text(encoding="utf-8")
     assert __version__ and Engine  # the page's Python part is run by test_in_python below
 
 

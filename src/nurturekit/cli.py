@@ -17,6 +17,8 @@
     nurturekit explain LEAD --db URL [--program FILE]   the score line by line, stages, steps
     nurturekit preview TEMPLATE (--lead ID --db URL | --attrs FILE.json) [--program FILE]
     nurturekit status --db URL                   the outbox, due steps, hand-offs, last errors
+    nurturekit export (leads|activities|handoffs|sends|scores) --db URL [--format csv|jsonl]
+                 [--since DATE] [--out FILE]      streamed, in documented columns
     nurturekit report --db URL --out report.html [--program FILE] [--since DATE]   one HTML file
     nurturekit test-send TEMPLATE --to ADDRESS [--program FILE] [--db URL]   one mail through
                                                   the mailer, recorded in --db for the checklist
@@ -719,6 +721,44 @@ def _report(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     return 0
 
 
+def _export(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    from datetime import timezone
+
+    from nurturekit import export
+    from nurturekit.storage import open_storage
+
+    storage = None
+    try:
+        storage = open_storage(args.db)
+        rows: Any
+        if args.what == "leads":
+            # A CSV of leads is in the form `nurturekit import` reads back (an attribute a
+            # column); JSON lines keep attributes as one object, with their types.
+            layout = "import" if args.format == "csv" else "nested"
+            rows = export.leads(storage, since=args.since, layout=layout)
+        elif args.what == "scores":
+            from nurturekit.program_file import load_program
+            from nurturekit.programs import b2b_program
+
+            program = load_program(args.program) if args.program else b2b_program()
+            rows = export.scores(storage, program, now=datetime.now(timezone.utc))
+        else:
+            rows = getattr(export, args.what)(storage, since=args.since)
+        if args.out:
+            with open(args.out, "w", encoding="utf-8", newline="") as target:
+                written = export.write(rows, target, args.format)
+        else:
+            written = export.write(rows, out, args.format)
+    except NurtureError as error:
+        print(f"error: {error}", file=err)
+        return 1
+    finally:
+        if storage is not None:
+            getattr(storage, "close", lambda: None)()
+    print(f"{written} {args.what} exported", file=err)
+    return 0
+
+
 def _simulate(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     from nurturekit.program_file import load_program
     from nurturekit.simulate import simulate
@@ -946,6 +986,17 @@ def _parser() -> argparse.ArgumentParser:
     )
     report.add_argument("--out", required=True, help="the HTML file to write")
     report.set_defaults(handler=_report)
+
+    dump = command("export", help="leads, activities, hand-offs, sends or scores as CSV or JSONL")
+    dump.add_argument("what", choices=("leads", "activities", "handoffs", "sends", "scores"))
+    dump.add_argument("--db", required=True, help="storage URL: sqlite:///nurture.db, …")
+    dump.add_argument("--format", choices=("csv", "jsonl"), default="csv")
+    dump.add_argument(
+        "--since", type=_when, metavar="DATE", help="only records from this date or time on"
+    )
+    dump.add_argument("--program", help="for scores: the program (default: the bundled one)")
+    dump.add_argument("--out", help="write to this file (default: standard output)")
+    dump.set_defaults(handler=_export)
 
     status = command("status", help="what is pending: the outbox, due steps, hand-offs")
     status.add_argument("--db", required=True, help="storage URL: sqlite:///nurture.db, …")
