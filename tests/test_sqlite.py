@@ -20,6 +20,7 @@ from typing import Any
 import attrs
 import pytest
 from engine_fixtures import World, program
+from sqlite_files import add_activity_as_before_7
 
 from nurturekit import Activity
 from nurturekit.engine import Engine
@@ -32,6 +33,7 @@ from nurturekit.storage import sqlite_sql
 from nurturekit.storage.codec import state_to_json
 from nurturekit.storage.memory import InMemoryStorage
 from nurturekit.storage.sqlite import SCHEMA_VERSION, SQLiteStorage
+from nurturekit.storage.sqlite_rows import stamp
 from nurturekit.testing import (
     LEASE,
     T0,
@@ -229,6 +231,12 @@ class _AtVersion1(SQLiteStorage):
     _migrations = sqlite_sql.MIGRATIONS[:1]
 
 
+class _AtVersion6(SQLiteStorage):
+    """The nurturekit of schema version 6: rows with a text time and a JSON body."""
+
+    _migrations = sqlite_sql.MIGRATIONS[:6]
+
+
 class _AtVersion2(SQLiteStorage):
     """The nurturekit of schema version 2: hand-offs and rotations, no fenced delivery yet."""
 
@@ -270,9 +278,9 @@ class TestMigrations:
     def test_a_version_1_file_gets_the_handoff_tables_and_keeps_its_data(self, db: Path) -> None:
         with _AtVersion1(db) as storage:
             storage.put_lead(make_lead())
-            storage.add_activity(make_activity(page="pricing"))
             storage.put_enrollment(make_enrollment(1))
             storage.add_to_outbox(make_mail("k1"))
+        add_activity_as_before_7(db, make_activity(page="pricing"))
         assert query(db, "SELECT value FROM nurturekit_meta") == [("1",)]
         assert not query(db, "SELECT name FROM sqlite_master WHERE name LIKE 'handoffs%'")
         with SQLiteStorage(db) as storage:
@@ -316,6 +324,52 @@ class TestMigrations:
             held = storage.hold_mail(["k1"], "w")
             assert held["k1"].with_sales and not held["k1"].disqualified
             assert held["k1"].attempts == 1
+
+    def test_a_version_6_file_gets_compact_rows_and_reads_back_the_same(self, db: Path) -> None:
+        lead = make_lead()
+        state = LeadState(lead_id="l1", card=ScoreCard(lead_id="l1"), with_sales=True)
+        activities = [
+            make_activity(page="pricing"),
+            make_activity(minutes=0.5),  # no properties
+            make_activity(minutes=1, note='a NUL \x00 and a quote "', n=3, flag=True),
+            Activity(lead_id="l2", kind="email_open", at=T0.replace(microsecond=7)),
+            # Two of one time: in key order, a key of the caller's (text) among derived ones.
+            Activity(lead_id="l2", kind="email_click", at=T0.replace(microsecond=7), key="ff"),
+        ]
+        with _AtVersion6(db) as storage:
+            storage.put_lead(lead)
+            storage.put_state(state)
+        for activity in activities:
+            add_activity_as_before_7(db, activity)
+        assert query(db, "SELECT value FROM nurturekit_meta") == [("6",)]
+        with SQLiteStorage(db) as storage:
+            assert storage.get_lead("l1") == lead
+            found = storage.get_state("l1")
+            assert found is not None and state_to_json(found) == state_to_json(state)
+            assert list(storage.activities("l1")) == activities[:3]
+            assert list(storage.activities("l2")) == sorted(activities[3:], key=lambda a: a.key)
+            assert [a.key for a in storage.activities("l2")] == sorted(
+                a.key for a in activities[3:]
+            )
+            assert sorted(a.key for a in storage.activities_of_kinds(["page_view"])) == sorted(
+                a.key for a in activities[:3]
+            )
+            assert not storage.add_activity(activities[0])  # its key is still known
+            assert storage.hold_mail([], "w") == {}
+        assert query(db, "SELECT value FROM nurturekit_meta") == [(str(SCHEMA_VERSION),)]
+        tables = dict(query(db, "SELECT name, sql FROM sqlite_master WHERE type = 'table'"))
+        assert "WITHOUT ROWID" in tables["leads"] and "WITHOUT ROWID" in tables["states"]
+        assert "activities_6" not in tables
+        assert query(db, "SELECT at, properties FROM activities ORDER BY seq") == [
+            (1775034000000000, '{"page":"pricing"}'),
+            (1775034030000000, None),
+            (1775034060000000, '{"note":"a NUL \\u0000 and a quote \\"","n":3,"flag":true}'),
+            (1775034000000007, None),
+            (1775034000000007, None),
+        ]
+        keys = [key for (key,) in query(db, "SELECT key FROM activities ORDER BY seq")]
+        assert keys[:4] == [bytes.fromhex(a.key) for a in activities[:4]] and keys[4] == "ff"
+        assert query(db, "SELECT with_sales FROM states") == [(1,)]
 
     def test_a_version_0_file_gets_every_table(self, db: Path) -> None:
         conn = sqlite3.connect(db)
@@ -641,7 +695,7 @@ class TestCache:
 
 
 class TestStoredForm:
-    def test_times_are_stored_as_fixed_width_utc_text(self, db: Path) -> None:
+    def test_activity_times_are_stored_as_microseconds_since_1970_utc(self, db: Path) -> None:
         with SQLiteStorage(db) as storage:
             # 09:30 in Tokyo is 00:30 UTC: earlier than 01:00 UTC although "09" > "01".
             storage.add_activity(
@@ -650,8 +704,8 @@ class TestStoredForm:
             storage.add_activity(Activity(lead_id="l1", kind="email_open", at=T0.replace(hour=1)))
             assert [a.kind for a in storage.activities("l1")] == ["page_view", "email_open"]
         assert query(db, "SELECT at FROM activities ORDER BY seq") == [
-            ("2026-04-01T00:30:00.000000+00:00",),
-            ("2026-04-01T01:00:00.000000+00:00",),
+            (1775003400000000,),  # 2026-04-01T00:30:00Z
+            (1775005200000000,),
         ]
 
     def test_iterators_page_through_everything_once(
@@ -989,15 +1043,16 @@ def test_two_processes_moving_one_rotation_at_once_each_get_their_own_positions(
         assert storage.next_in_rotation("sales", 1000) == 100
 
 
-def test_stored_times_have_one_fixed_width_form(tmp_path: Path) -> None:
+def test_stored_times_have_one_form(tmp_path: Path) -> None:
     with SQLiteStorage(tmp_path / "nk.db") as storage:
         for n, at in enumerate([T0, T0.replace(microsecond=7), T0.astimezone(JST)]):
             storage.add_activity(Activity(lead_id=f"l{n}", kind="page_view", at=at))
+        storage.put_enrollment(make_enrollment(1))
     rows = query(tmp_path / "nk.db", "SELECT at FROM activities ORDER BY seq")
-    assert rows == [
-        ("2026-04-01T09:00:00.000000+00:00",),
-        ("2026-04-01T09:00:00.000007+00:00",),
-        ("2026-04-01T09:00:00.000000+00:00",),
+    assert rows == [(1775034000000000,), (1775034000000007,), (1775034000000000,)]
+    # The other tables' times: fixed-width UTC text.
+    assert query(tmp_path / "nk.db", "SELECT entered_at FROM enrollments") == [
+        (stamp(make_enrollment(1).entered_at, "test"),)
     ]
 
 

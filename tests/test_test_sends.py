@@ -19,6 +19,7 @@ from typing import Any
 import attrs
 import pytest
 from engine_fixtures import World
+from sqlite_files import add_activity_as_before_7
 
 from nurturekit.cli import main
 from nurturekit.errors import InvalidInput, NaiveDatetime
@@ -259,10 +260,10 @@ def test_an_sqlite_file_from_before_test_sends_gains_the_table_and_keeps_its_dat
     db = tmp_path / "old.db"
     with _BeforeTestSends(db) as old:
         old.put_lead(make_lead())
-        old.add_activity(make_activity(page="pricing"))
         old.put_enrollment(make_enrollment(1))
         old.add_to_outbox(make_mail("k1"))
         old.put_handoff(make_handoff())
+    add_activity_as_before_7(db, make_activity(page="pricing"))
     assert _query(db, "SELECT value FROM nurturekit_meta") == [("5",)]
     assert not _query(db, "SELECT name FROM sqlite_master WHERE name LIKE 'test_sends%'")
     with SQLiteStorage(db) as store:
@@ -273,8 +274,7 @@ def test_an_sqlite_file_from_before_test_sends_gains_the_table_and_keeps_its_dat
         assert store.handoffs_of("l1") == [make_handoff()]
         assert store.test_sends() == []
         store.record_test_send(make_test_send())
-    assert SCHEMA_VERSION == 6
-    assert _query(db, "SELECT value FROM nurturekit_meta") == [("6",)]
+    assert _query(db, "SELECT value FROM nurturekit_meta") == [(str(SCHEMA_VERSION),)]
     names = {name for (name,) in _query(db, "SELECT name FROM sqlite_master")}
     assert {"test_sends", "test_sends_by_time"} <= names
     with SQLiteStorage(db) as again:
@@ -298,7 +298,7 @@ def test_a_postgres_schema_from_before_test_sends_gains_the_table_and_keeps_its_
             ).fetchall()
         return {name for (name,) in rows}
 
-    assert postgres_sql.SCHEMA_VERSION == 5
+    assert postgres_sql.SCHEMA_VERSION >= 5  # test_sends came with version 5
     with monkeypatch.context() as patched:  # the nurturekit of schema version 4
         patched.setattr("nurturekit.storage.postgres_sql.SCHEMA_VERSION", 4)
         with PostgresStorage(postgres_dsn, schema=pg_schema) as old:

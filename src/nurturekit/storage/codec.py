@@ -10,8 +10,9 @@ back into an equal value; times are ISO 8601 with their UTC offset. Activities u
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Callable, Sequence
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from typing import Any, Generic, TypeVar
 
 from nurturekit.activity import Activity
@@ -23,22 +24,28 @@ from nurturekit.messages import OutgoingMail, Sender
 from nurturekit.ports import LeadState
 from nurturekit.scenario import Enrollment
 from nurturekit.scoring import Contribution, ScoreCard
+from nurturekit.scoring.values import FIT
 from nurturekit.stages import StageMove
 
 _M = TypeVar("_M")
 
 __all__ = [
+    "activity_columns",
+    "activity_from_columns",
     "activity_from_json",
     "activity_to_json",
     "enrollment_from_json",
     "enrollment_to_json",
+    "from_micros",
     "handoff_from_json",
     "handoff_to_json",
     "iso_time",
+    "key_column",
     "lead_from_json",
     "lead_to_json",
     "mail_from_json",
     "mail_to_json",
+    "micros",
     "state_from_head_json",
     "state_from_json",
     "state_head_to_json",
@@ -132,68 +139,87 @@ def _reading(what: str, text: str | bytes, build: Callable[[Any], _T]) -> _T:
 # --------------------------------------------------------------------------- leads
 
 
-def lead_to_json(lead: Lead) -> str:
-    consent = lead.consent
-    contact = lead.contactability
-    return _dumps(
-        {
-            "id": lead.id,
-            "email": lead.email,
-            "name": lead.name,
-            "company": lead.company,
-            "attributes": {
-                k: list(v) if isinstance(v, tuple) else v for k, v in lead.attributes.items()
-            },
-            "source": lead.source,
-            "consent": None
-            if consent is None
-            else {
-                "at": _time(consent.at),
-                "method": consent.method,
-                "wording": consent.wording,
-                "source": consent.source,
-            },
-            "contactability": {
-                "status": contact.status.value,
-                "since": _time(contact.since),
-                "reason": contact.reason,
-            },
-            "owner": lead.owner,
-            "created_at": _time(lead.created_at),
+def lead_to_json(lead: Lead, *, with_id: bool = True) -> str:
+    """The lead as compact JSON: ``id`` (unless not ``with_id``: a store whose row is keyed
+    by it) and ``email`` always, every other field only when it holds something (no
+    ``null``, no empty ``attributes``, no ``contactability`` while the lead is subscribed with
+    no date or reason), so that a million leads do not each store the same empty fields.
+    :func:`lead_from_json` reads this form and the older one with every field.
+    """
+    data: dict[str, Any] = {"id": lead.id} if with_id else {}
+    data["email"] = lead.email
+    if lead.name is not None:
+        data["name"] = lead.name
+    if lead.company is not None:
+        data["company"] = lead.company
+    if lead.attributes:
+        data["attributes"] = {
+            k: list(v) if isinstance(v, tuple) else v for k, v in lead.attributes.items()
         }
-    )
+    if lead.source is not None:
+        data["source"] = lead.source
+    consent = lead.consent
+    if consent is not None:
+        data["consent"] = {
+            "at": _time(consent.at),
+            "method": consent.method,
+            "wording": consent.wording,
+        } | ({} if consent.source is None else {"source": consent.source})
+    contact = lead.contactability
+    if contact != _SUBSCRIBED:
+        data["contactability"] = {
+            "status": contact.status.value,
+            "since": _time(contact.since),
+            "reason": contact.reason,
+        }
+    if lead.owner is not None:
+        data["owner"] = lead.owner
+    if lead.created_at is not None:
+        data["created_at"] = _time(lead.created_at)
+    return _dumps(data)
 
 
-def _lead(data: dict[str, Any]) -> Lead:
-    consent = data["consent"]
-    contact = data["contactability"]
+#: A lead's contactability until something changes it: not written (see :func:`lead_to_json`).
+_SUBSCRIBED = Contactability()
+
+
+def _lead(data: dict[str, Any], lead_id: str | None = None) -> Lead:
+    get = data.get
+    consent = get("consent")
+    contact = get("contactability")
     return Lead(
-        id=data["id"],
+        id=data["id"] if lead_id is None else lead_id,
         email=data["email"],
-        name=data["name"],
-        company=data["company"],
-        attributes=data["attributes"],
-        source=data["source"],
+        name=get("name"),
+        company=get("company"),
+        attributes=get("attributes") or {},
+        source=get("source"),
         consent=None
         if consent is None
         else Consent(
             at=datetime.fromisoformat(consent["at"]),
             method=consent["method"],
             wording=consent["wording"],
-            source=consent["source"],
+            source=consent.get("source"),
         ),
-        contactability=Contactability(
+        contactability=_SUBSCRIBED
+        if contact is None
+        else Contactability(
             status=contact["status"],
             since=_parse_time(contact["since"]),
             reason=contact["reason"],
         ),
-        owner=data["owner"],
-        created_at=_parse_time(data["created_at"]),
+        owner=get("owner"),
+        created_at=_parse_time(get("created_at")),
     )
 
 
-def lead_from_json(text: str | bytes) -> Lead:
-    return _reading("lead", text, _lead)
+def lead_from_json(text: str | bytes, lead_id: str | None = None) -> Lead:
+    """The lead :func:`lead_to_json` wrote as ``text``; ``lead_id`` when it was written
+    without its id (a body that has one keeps it: the row's key and the id agree)."""
+    if lead_id is None:
+        return _reading("lead", text, _lead)
+    return _reading("lead", text, lambda data: _lead(data, data.get("id", lead_id)))
 
 
 def activity_to_json(activity: Activity) -> str:
@@ -220,10 +246,86 @@ def activity_from_json(text: str | bytes) -> Activity:
     return _reading("activity", text, Activity.from_dict)
 
 
+_EPOCH = datetime(1970, 1, 1, tzinfo=_UTC)
+
+
+def micros(value: datetime) -> int:
+    """An aware time as whole microseconds since 1970-01-01 00:00 UTC, exactly (no float).
+
+    >>> micros(datetime(2026, 4, 1, 9, 0, 0, 5, tzinfo=timezone.utc))
+    1775034000000005
+    """
+    delta = value - _EPOCH
+    return (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds
+
+
+def from_micros(value: int) -> datetime:
+    """The UTC time :func:`micros` made ``value`` of.
+
+    >>> from_micros(1775034000000005).isoformat()
+    '2026-04-01T09:00:00.000005+00:00'
+    """
+    return _EPOCH + timedelta(microseconds=value)
+
+
+#: An activity as columns: (key, lead_id, kind, at, properties).
+ActivityColumns = tuple["str | bytes", str, str, int, "str | None"]
+
+_HEX_KEY = re.compile("[0-9a-f]{32}")
+
+
+def key_column(key: str) -> str | bytes:
+    """An activity key as :func:`activity_columns` stores it: 16 bytes for 32 hex digits."""
+    return bytes.fromhex(key) if len(key) == 32 and _HEX_KEY.fullmatch(key) else key
+
+
+def activity_columns(activity: Activity) -> ActivityColumns:
+    """An activity as a compact row: its key (one of 32 lowercase hex digits, as derived keys
+    are, as its 16 bytes: every such key and only such a key is stored as bytes, so keys stay
+    unique), lead and kind, its time as :func:`micros` and its properties as compact JSON,
+    ``None`` when it has none. Read back with :func:`activity_from_columns`."""
+    properties = activity.properties
+    return (
+        key_column(activity.key),
+        activity.lead_id,
+        activity.kind,
+        micros(activity.at),
+        _fast_encode(dict(properties)) if properties else None,
+    )
+
+
+def activity_from_columns(
+    key: str | bytes, lead_id: str, kind: str, at: int, properties: str | None
+) -> Activity:
+    """The activity whose :func:`activity_columns` these are."""
+    text = key.hex() if isinstance(key, bytes) else key
+    try:
+        return Activity(
+            lead_id=lead_id,
+            kind=kind,
+            at=from_micros(at),
+            properties=json.loads(properties) if properties else {},
+            key=text,
+        )
+    except (NurtureError, ValueError, TypeError, OverflowError) as error:
+        raise StorageError(
+            f"stored activity {text!r} cannot be read ({type(error).__name__}: {error}); the "
+            "row is damaged or was written by another program"
+        ) from error
+
+
 # --------------------------------------------------------------------------- state
 
 
 def _read_contribution(row: list[Any]) -> Contribution:
+    # A fit line is written without its axis, time, key and kind (see _fit_text); a line
+    # without a time, key and kind without those.
+    if len(row) == 3:
+        rule, points, value = row
+        return Contribution(rule, FIT, points, value, None, None, None)
+    if len(row) == 4:
+        rule, axis, points, value = row
+        return Contribution(rule, axis, points, value, None, None, None)
     rule, axis, points, value, at, key, kind = row
     return Contribution(rule, axis, points, value, _parse_time(at), key, kind)
 
@@ -247,10 +349,21 @@ def _text(value: Any) -> str:
 
 def _contribution_text(c: Contribution) -> str:
     rule, axis, points, value, at, key, kind = c
+    if at is None and key is None and kind is None:  # a fit line: four items
+        return f"[{_text(rule)},{_text(axis)},{_text(points)},{_text(value)}]"
     return (
         f"[{_text(rule)},{_text(axis)},{_text(points)},{_text(value)},"
         f"{'null' if at is None else _time_text(at)},{_text(key)},{_text(kind)}]"
     )
+
+
+def _fit_text(c: Contribution) -> str:
+    """A line of the card's ``fit``: ``[rule, points, value]`` when it is a fit line as the
+    scoring model writes them (axis ``fit``, no time, key or kind), else in full."""
+    rule, axis, points, value, at, key, kind = c
+    if axis == FIT and at is None and key is None and kind is None:
+        return f"[{_text(rule)},{_text(points)},{_text(value)}]"
+    return _contribution_text(c)
 
 
 def _time_text(t: datetime) -> str:
@@ -272,29 +385,46 @@ def _joined(items: Sequence[_T], encode: Callable[[_T], str]) -> str:
 
 def _state_text(state: LeadState, whole: bool, moves: bool) -> str:
     """The state as JSON; without ``card.entries``, ``refused``, ``seen`` and ``times`` unless
-    ``whole``, and without ``moves`` unless ``moves`` (see :func:`state_head_to_json`)."""
+    ``whole``, and without ``moves`` unless ``moves`` (see :func:`state_head_to_json`).
+
+    What holds nothing is left out (no engagement points, no last time or key, no level, a
+    flag that is false):
+    :func:`_state` reads a missing member as that default, and reads the older form that
+    wrote every member too."""
     card = state.card
-    last_at = card.last_at
-    levels = ",".join(map(_STRING, sorted(state.levels))) if state.levels else ""
+    parts = [
+        # A head leaves the lead's id out: its row is keyed by it.
+        f'{{"lead_id":{_text(state.lead_id)},"card":{{' if whole else '{"card":{',
+        f'"fit":[{_joined(card.fit, _fit_text)}],"fit_total":{_text(card.fit_total)},',
+    ]
     if whole:
         seen = ",".join(map(_STRING, sorted(card.seen))) if card.seen else ""
-        entries = f'"entries":[{_joined(card.entries, _contribution_text)}],'
-        refused = f'"refused":[{_joined(card.refused, _contribution_text)}],"seen":[{seen}],'
-        times = f',"times":[{_joined(card.times, _time_text)}]'
-    else:
-        entries = refused = times = ""
-    moved = f'"moves":[{_joined(state.moves, _move_text)}],' if moves else ""
-    return (
-        f'{{"lead_id":{_text(state.lead_id)},"card":{{'
-        f'"fit":[{_joined(card.fit, _contribution_text)}],'
-        f'"fit_total":{_text(card.fit_total)},{entries}'
-        f'"engagement_points":{_text(card.engagement_points)},{refused}'
-        f'"last_at":{"null" if last_at is None else _time_text(last_at)},'
-        f'"last_key":{_text(card.last_key)}{times}}},'
-        f'{moved}"levels":[{levels}],'
-        f'"with_sales":{_text(state.with_sales)},"disqualified":{_text(state.disqualified)},'
-        f'"qualified":{_text(state.qualified)}{_tally_text(state)}}}'
-    )
+        parts.append(f'"entries":[{_joined(card.entries, _contribution_text)}],')
+    if card.engagement_points:
+        parts.append(f'"engagement_points":{_text(card.engagement_points)},')
+    if whole:
+        parts.append(f'"refused":[{_joined(card.refused, _contribution_text)}],"seen":[{seen}],')
+    if card.last_at is not None:
+        parts.append(f'"last_at":{_time_text(card.last_at)},')
+    if card.last_key:
+        parts.append(f'"last_key":{_text(card.last_key)},')
+    if whole:
+        parts.append(f'"times":[{_joined(card.times, _time_text)}],')
+    parts[-1] = parts[-1][:-1]  # the last member's comma
+    parts.append("}")
+    if moves:
+        parts.append(f',"moves":[{_joined(state.moves, _move_text)}]')
+    if state.levels:
+        parts.append(f',"levels":[{",".join(map(_STRING, sorted(state.levels)))}]')
+    if state.with_sales:
+        parts.append(',"with_sales":true')
+    if state.disqualified:
+        parts.append(',"disqualified":true')
+    if state.qualified:
+        parts.append(',"qualified":true')
+    parts.append(_tally_text(state))
+    parts.append("}")
+    return "".join(parts)
 
 
 def _tally_text(state: LeadState) -> str:
@@ -311,7 +441,8 @@ def state_to_json(state: LeadState) -> str:
 def state_head_to_json(state: LeadState, *, with_moves: bool = False) -> str:
     """The state as :func:`state_to_json` writes it, less the lists that grow with the lead's
     history: the score card's ``entries``, ``refused``, ``seen`` and ``times``, and the
-    stage ``moves`` (kept ``with_moves``, as schema version 4 of the SQLite store did).
+    stage ``moves`` (kept ``with_moves``, as schema version 4 of the SQLite store did), and
+    less the lead's id, which keys the row.
 
     A store that keeps those apart (the SQLite store: a row per item) reads the state back
     with :func:`state_from_head_json`. Fit lines, totals, levels, flags and the tally stay.
@@ -326,32 +457,36 @@ def _state(
     seen: set[str],
     times: list[datetime],
     moves: list[StageMove],
+    lead_id: str | None = None,
 ) -> LeadState:
     raw = data["card"]
+    get = data.get
+    if lead_id is None:
+        lead_id = data["lead_id"]
     card = ScoreCard(
-        lead_id=data["lead_id"],
+        lead_id=lead_id,
         fit=tuple(_read_contribution(c) for c in raw["fit"]),
         fit_total=raw["fit_total"],
         entries=entries,
-        engagement_points=raw["engagement_points"],
+        engagement_points=raw.get("engagement_points", 0),
         refused=refused,
         seen=seen,
-        last_at=_parse_time(raw["last_at"]),
-        last_key=raw["last_key"],
+        last_at=_parse_time(raw.get("last_at")),
+        last_key=raw.get("last_key", ""),
         times=times,
     )
     return LeadState(
-        lead_id=data["lead_id"],
+        lead_id=lead_id,
         card=card,
         moves=moves,
-        levels=frozenset(data["levels"]),
-        with_sales=data["with_sales"],
+        levels=frozenset(get("levels", ())),
+        with_sales=get("with_sales", False),
         # Written since schema 2; a state written before reads as not yet qualified.
-        disqualified=data.get("disqualified", False),
-        qualified=data.get("qualified", False),
+        disqualified=get("disqualified", False),
+        qualified=get("qualified", False),
         # A state written before tallies were kept has none: the engine counts the history
         # again once, the next time the lead is seen.
-        tally=None if data.get("tally") is None else Tally.from_data(data["tally"]),
+        tally=None if get("tally") is None else Tally.from_data(data["tally"]),
     )
 
 
@@ -388,18 +523,20 @@ def state_from_json(text: str | bytes) -> LeadState:
 def state_from_head_json(
     text: str | bytes,
     *,
+    lead_id: str,
     entries: list[Contribution],
     refused: list[Contribution],
     seen: set[str],
     times: list[datetime],
     moves: list[StageMove] | None,
 ) -> LeadState:
-    """The state whose :func:`state_head_to_json` is ``text``, with the lists given (the
-    state keeps these objects); ``moves=None``: the text holds them (``with_moves``)."""
+    """The state of ``lead_id`` whose :func:`state_head_to_json` is ``text``, with the lists
+    given (the state keeps these objects); ``moves=None``: the text holds them
+    (``with_moves``). A head written before heads left the id out has it: the same."""
 
     def read(data: dict[str, Any]) -> LeadState:
         held = _moves(data) if moves is None else moves
-        return _state(data, entries, refused, seen, times, held)
+        return _state(data, entries, refused, seen, times, held, lead_id)
 
     return _reading("lead state", text, read)
 
@@ -583,6 +720,11 @@ class Memo(Generic[_M]):
                 value = self._decode(text)
             self.keep(text, value)
         return value
+
+    def get(self, text: str) -> _M | None:
+        """The value kept for ``text``, or ``None`` (nothing is decoded)."""
+        value = self._young.get(text)
+        return self._old.get(text) if value is None else value
 
     def keep(self, text: str, value: _M) -> None:
         if len(self._young) >= self._size:

@@ -30,6 +30,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager, nullcontext
 from datetime import datetime, timedelta
 from types import TracebackType
+from typing import Any
 
 from nurturekit.activity import Activity
 from nurturekit.errors import StorageError
@@ -41,9 +42,10 @@ from nurturekit.scenario import Enrollment
 from nurturekit.storage import sqlite_sql as q
 from nurturekit.storage._states import copy_state
 from nurturekit.storage.codec import (
+    ActivityColumns,
     Memo,
-    activity_from_json,
-    activity_to_json,
+    activity_columns,
+    activity_from_columns,
     enrollment_from_json,
     handoff_from_json,
     handoff_to_json,
@@ -56,6 +58,7 @@ from nurturekit.storage.sqlite_file import SQLiteFile
 from nurturekit.storage.sqlite_rows import (
     enrollment_row,
     mail_row,
+    move_activities,
     optional_stamp,
     stamp,
     utc_stamp,
@@ -78,8 +81,28 @@ _MEMO_SIZE = 2_000
 #: alternating runs on 2026-12-06, median of paired ratios +9.1% at 20,000 leads (8 runs) and
 #: +9.5% at 100,000 (4 runs) against decoding every claimed send.
 _MAILS_KEPT = 500
+
+
+def _by_key_only(key: str) -> Any:
+    """The decoder of the memos of leads and activities, which are read by key
+    (``Memo.get``) only."""
+    raise LookupError(f"{key!r}: this memo decodes nothing itself")
+
+
+def _lead_text(lead_id: str, body: str) -> str:
+    """The key of a lead's row in the memo of leads: its id and body, unambiguously."""
+    return f"{len(lead_id)}:{lead_id}{body}"
+
+
 #: Values the per-lead cache keeps by default (see :class:`LeadCache`).
 _CACHE_SIZE = 100_000
+
+
+def _in_order(history: list[Activity]) -> list[Activity]:
+    """A lead's activities as read (in time order), those of one time put in key order."""
+    if len(history) > 1:
+        history.sort(key=_activity_order)
+    return history
 
 
 def _activity_order(activity: Activity) -> tuple[datetime, str]:
@@ -171,8 +194,10 @@ class SQLiteStorage(SQLiteFile):
         self._data_version: int | None = None
         self._lock = threading.RLock()
         self._depth = 0
-        self._lead = Memo(lead_from_json, _MEMO_SIZE)
-        self._activity = Memo(activity_from_json, _MEMO_SIZE)
+        # Keyed by _lead_text: a lead's body leaves its id out (the row's key).
+        self._lead: Memo[Lead] = Memo(_by_key_only, _MEMO_SIZE)
+        # Keyed by the activity's key: a row is never changed once written.
+        self._activity: Memo[Activity] = Memo(_by_key_only, _MEMO_SIZE)
         self._enrollment = Memo(enrollment_from_json, _MEMO_SIZE)
         self._handoff = Memo(handoff_from_json, _MEMO_SIZE)
         self._mail = Memo(mail_from_json, _MAILS_KEPT)
@@ -196,6 +221,28 @@ class SQLiteStorage(SQLiteFile):
 
     def _move_data(self, conn: sqlite3.Connection, version: int) -> None:
         move_states(conn, version)
+        if version == 7:
+            move_activities(conn)
+
+    def _lead_of(self, lead_id: str, body: str) -> Lead:
+        """The lead of a row of ``leads``, decoded once for all who read it."""
+        text = _lead_text(lead_id, body)
+        found = self._lead.get(text)
+        if found is None:
+            found = lead_from_json(body, lead_id)
+            self._lead.keep(text, found)
+        return found
+
+    def _activity_of(self, row: ActivityColumns) -> Activity:
+        """The activity of a row of ``activities`` (key, lead_id, kind, at, properties),
+        decoded once for all who read it."""
+        key = row[0]
+        text = key.hex() if isinstance(key, bytes) else key
+        found = self._activity.get(text)
+        if found is None:
+            found = activity_from_columns(*row)
+            self._activity.keep(found.key, found)
+        return found
 
     # ------------------------------------------------------------------ closing
 
@@ -356,7 +403,7 @@ class SQLiteStorage(SQLiteFile):
     # ------------------------------------------------------------------ leads and their state
 
     def put_lead(self, lead: Lead) -> None:
-        body = lead_to_json(lead)
+        body = lead_to_json(lead, with_id=False)
         with self._lock:
             self._write(q.PUT_LEAD, (lead.id, body))
             if not self._depth:  # committed already: see _write
@@ -365,13 +412,13 @@ class SQLiteStorage(SQLiteFile):
                 entry = self._cache.entry(lead.id)
                 entry.lead = lead
                 entry.has_lead = True
-        self._lead.keep(body, lead)
+        self._lead.keep(_lead_text(lead.id, body), lead)
 
     def put_leads(self, leads: Sequence[Lead]) -> None:
         """Each lead as :meth:`put_lead` stores it, with one ``executemany``. A batch of a bulk
         import is written once and seldom read again soon: the cache brings the leads it
         holds up to date and takes in no others."""
-        rows = [(lead.id, lead_to_json(lead)) for lead in leads]
+        rows = [(lead.id, lead_to_json(lead, with_id=False)) for lead in leads]
         with self.transaction(), self._lock:
             self._many(q.PUT_LEAD, rows)
             cache = self._cache
@@ -386,13 +433,13 @@ class SQLiteStorage(SQLiteFile):
             entry = self._entry(lead_id)
             if not entry.has_lead:
                 row = self._one(q.GET_LEAD, (lead_id,))
-                entry.lead = None if row is None else self._lead(row[0])
+                entry.lead = None if row is None else self._lead_of(lead_id, row[0])
                 entry.has_lead = True
             return entry.lead
 
     def leads(self) -> Iterator[Lead]:
-        for _, body in self._pages(q.LEADS_PAGE, after=""):
-            yield self._lead(body)
+        for lead_id, body in self._pages(q.LEADS_PAGE, after=""):
+            yield self._lead_of(lead_id, body)
 
     def get_state(self, lead_id: str) -> LeadState | None:
         """The lead's state. Outside a transaction, a copy. Inside one, the cache's own object,
@@ -474,18 +521,16 @@ class SQLiteStorage(SQLiteFile):
     # ------------------------------------------------------------------ activities
 
     def add_activity(self, activity: Activity) -> bool:
-        body = activity_to_json(activity)
         lead_id = activity.lead_id
         at = activity.at
         key = activity.key
-        # Activity.at is UTC already (its converter), so this is _stamp without the check.
-        row = (key, lead_id, activity.kind, utc_stamp(at), body)
+        row = activity_columns(activity)
         with self._lock:
             if not self._depth:
                 if self._write(q.ADD_ACTIVITY, row) == 0:
                     return False
                 self._cache.drop(lead_id)
-                self._activity.keep(body, activity)
+                self._activity.keep(key, activity)
                 return True
             # Inside a transaction (a batch: the common case), without _write's indirection.
             if self._run(q.ADD_ACTIVITY, row).rowcount == 0:
@@ -502,7 +547,7 @@ class SQLiteStorage(SQLiteFile):
                 else:
                     insort(history, activity, key=_activity_order)
                 self._cache.grow(entry)
-        self._activity.keep(body, activity)
+        self._activity.keep(key, activity)
         return True
 
     def activities(self, lead_id: str) -> Sequence[Activity]:
@@ -514,7 +559,7 @@ class SQLiteStorage(SQLiteFile):
             history = entry.history
             if history is None:
                 rows = self._all(q.ACTIVITIES_OF_LEAD, (lead_id,))
-                entry.history = history = [self._activity(body) for (body,) in rows]
+                entry.history = history = _in_order([self._activity_of(row) for row in rows])
                 self._cache.resize(entry)
             if not self._depth:
                 entry.shared = True
@@ -541,12 +586,12 @@ class SQLiteStorage(SQLiteFile):
                     entry.history = history = list(history)
                     entry.shared = False
                 found[lead_id] = history
-            activity = self._activity
-            for lead_id, body in self._all_in(q.ACTIVITIES_OF_LEADS, list(read)):
-                read[lead_id].append(activity(body))
+            activity = self._activity_of
+            for row in self._all_in(q.ACTIVITIES_OF_LEADS, list(read)):
+                read[row[1]].append(activity(row))
             for lead_id, history in read.items():
                 entry = cache.entry(lead_id)
-                entry.history = found[lead_id] = history
+                entry.history = found[lead_id] = _in_order(history)
                 cache.resize(entry)
             if not self._depth:
                 for lead_id in ids:
@@ -558,8 +603,8 @@ class SQLiteStorage(SQLiteFile):
     def activities_of_kinds(self, kinds: Iterable[str]) -> Iterator[Activity]:
         # One index walk per kind: an IN list would make SQLite sort every match per page.
         for kind in sorted(frozenset(kinds)):
-            for _, body in self._pages(q.ACTIVITIES_OF_KIND_PAGE, (kind,)):
-                yield self._activity(body)
+            for row in self._pages(q.ACTIVITIES_OF_KIND_PAGE, (kind,)):
+                yield self._activity_of(row[1:])
 
     # ------------------------------------------------------------------ enrolments
 
@@ -882,7 +927,9 @@ class SQLiteStorage(SQLiteFile):
             entries = [(i, self._cache.get(i)) for i in ids]
             found = {i: e.lead for i, e in entries if e is not None and e.has_lead}
             missing = [i for i, e in entries if e is None or not e.has_lead]
-            found.update((i, self._lead(body)) for i, body in self._all_in(q.GET_LEADS, missing))
+            found.update(
+                (i, self._lead_of(i, body)) for i, body in self._all_in(q.GET_LEADS, missing)
+            )
         return {i: lead for i in ids if (lead := found.get(i)) is not None}
 
     def get_states(self, lead_ids: Iterable[str]) -> dict[str, LeadState]:

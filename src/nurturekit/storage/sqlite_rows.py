@@ -3,14 +3,32 @@ stored form of a time (:func:`stamp`), and the rows of a send and of an enrolmen
 
 from __future__ import annotations
 
+import json
+import sqlite3
 from datetime import datetime
 
 from nurturekit._time import aware_utc
+from nurturekit.errors import StorageError
 from nurturekit.messages import OutgoingMail
 from nurturekit.scenario import Enrollment
-from nurturekit.storage.codec import enrollment_to_json, iso_time, mail_to_json
+from nurturekit.storage import sqlite_sql as q
+from nurturekit.storage.codec import (
+    Memo,
+    enrollment_to_json,
+    iso_time,
+    key_column,
+    mail_to_json,
+    micros,
+)
 
-__all__ = ["enrollment_row", "mail_row", "optional_stamp", "stamp", "utc_stamp"]
+__all__ = [
+    "enrollment_row",
+    "mail_row",
+    "move_activities",
+    "optional_stamp",
+    "stamp",
+    "utc_stamp",
+]
 
 
 def stamp(value: datetime, where: str) -> str:
@@ -48,3 +66,38 @@ def enrollment_row(enrollment: Enrollment) -> tuple[str, str, str, str, str, str
         None if due is None else stamp(due, "Enrollment.due_at"),
         enrollment_to_json(enrollment),
     )
+
+
+def move_activities(conn: sqlite3.Connection) -> None:
+    """The migration to schema version 7: each activity of the old table (``activities_6``:
+    a text time and the whole activity as JSON) into the new one (its time as microseconds,
+    its properties alone), with the same ``seq``, a page at a time; then the old table goes.
+    A body that is not JSON is refused (:class:`~nurturekit.errors.StorageError` from the
+    caller), and the file stays at version 6."""
+    encode = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
+    times: Memo[int] = Memo(lambda text: micros(datetime.fromisoformat(text)), 4096)
+    after = 0
+    while True:
+        rows = conn.execute(q.OLD_ACTIVITIES_PAGE, (after,)).fetchall()
+        if not rows:
+            break
+        moved = []
+        for seq, key, lead_id, kind, at, body in rows:
+            try:
+                properties = json.loads(body).get("properties")
+                row = (
+                    seq,
+                    key_column(key),
+                    lead_id,
+                    kind,
+                    times(at),
+                    encode(properties) if properties else None,
+                )
+            except (ValueError, TypeError, AttributeError) as error:
+                raise StorageError(
+                    f"stored activity {key!r} cannot be read ({type(error).__name__}: {error})"
+                ) from error
+            moved.append(row)
+        conn.executemany(q.MOVE_ACTIVITY, moved)
+        after = rows[-1][0]
+    conn.execute(q.DROP_OLD_ACTIVITIES)

@@ -220,6 +220,51 @@ MIGRATIONS: Final[tuple[tuple[int, str], ...]] = (
         CREATE INDEX test_sends_by_time ON test_sends (at);
         """,
     ),
+    # 7: compact rows. Leads and states keyed by their id alone (no row number, no second
+    # index holding the id again); an activity's row holds its time as microseconds since
+    # 1970-01-01 UTC, a key of 32 hex digits (a derived one) as its 16 bytes, and, of its
+    # body, only its properties (compact JSON, NULL when it has none): the key, lead, kind
+    # and time are columns already. A lead's activities are found by (lead, time); the few
+    # of one time are put in key order by the store. The activities are moved to
+    # the new table in Python (``sqlite_rows.move_activities``), in the same transaction:
+    # SQLite's JSON functions cut a string at a NUL character, which a property may hold.
+    (
+        7,
+        """
+        CREATE TABLE leads_7 (
+            id   TEXT PRIMARY KEY,
+            body TEXT NOT NULL
+        ) WITHOUT ROWID;
+        INSERT INTO leads_7 (id, body) SELECT id, body FROM leads;
+        DROP TABLE leads;
+        ALTER TABLE leads_7 RENAME TO leads;
+
+        CREATE TABLE states_7 (
+            lead_id      TEXT PRIMARY KEY,
+            body         TEXT NOT NULL,
+            with_sales   INTEGER NOT NULL DEFAULT 0,
+            disqualified INTEGER NOT NULL DEFAULT 0
+        ) WITHOUT ROWID;
+        INSERT INTO states_7 (lead_id, body, with_sales, disqualified)
+            SELECT lead_id, body, with_sales, disqualified FROM states;
+        DROP TABLE states;
+        ALTER TABLE states_7 RENAME TO states;
+
+        ALTER TABLE activities RENAME TO activities_6;
+        DROP INDEX activities_by_lead;
+        DROP INDEX activities_by_kind;
+        CREATE TABLE activities (
+            seq        INTEGER PRIMARY KEY,
+            key        TEXT NOT NULL UNIQUE,
+            lead_id    TEXT NOT NULL,
+            kind       TEXT NOT NULL,
+            at         INTEGER NOT NULL,
+            properties TEXT
+        );
+        CREATE INDEX activities_by_lead ON activities (lead_id, at);
+        CREATE INDEX activities_by_kind ON activities (kind);
+        """,
+    ),
 )
 
 #: The schema version this code writes; a file at a newer one is refused.
@@ -359,23 +404,41 @@ SET_STATE_BODY: Final = "UPDATE states SET body = ? WHERE lead_id = ?"
 # --------------------------------------------------------------------------- activities
 
 #: Inserts one row, or none when the key is already stored (the row count says which).
+#: A row is (key, lead_id, kind, at, properties): see ``sqlite_rows.activity_row``.
 ADD_ACTIVITY: Final = (
-    "INSERT INTO activities (key, lead_id, kind, at, body) VALUES (?, ?, ?, ?, ?)"
+    "INSERT INTO activities (key, lead_id, kind, at, properties) VALUES (?, ?, ?, ?, ?)"
     " ON CONFLICT (key) DO NOTHING"
 )
 
-ACTIVITIES_OF_LEAD: Final = "SELECT body FROM activities WHERE lead_id = ? ORDER BY at, key"
+#: A lead's activities in time order, rows as :data:`ADD_ACTIVITY` writes them (those of one
+#: time in no order: the store sorts them by key).
+ACTIVITIES_OF_LEAD: Final = (
+    "SELECT key, lead_id, kind, at, properties FROM activities WHERE lead_id = ? ORDER BY at, key"
+)
 
 #: The activities of the leads in ``{marks}``, each lead's in the order of
 #: :data:`ACTIVITIES_OF_LEAD`.
 ACTIVITIES_OF_LEADS: Final = (
-    "SELECT lead_id, body FROM activities WHERE lead_id IN ({marks}) ORDER BY lead_id, at, key"
+    "SELECT key, lead_id, kind, at, properties FROM activities WHERE lead_id IN ({marks})"
+    " ORDER BY lead_id, at"
 )
 
 #: One page of the activities of one kind, after the ``seq`` given.
 ACTIVITIES_OF_KIND_PAGE: Final = (
-    "SELECT seq, body FROM activities WHERE kind = ? AND seq > ? ORDER BY seq LIMIT ?"
+    "SELECT seq, key, lead_id, kind, at, properties FROM activities WHERE kind = ? AND seq > ?"
+    " ORDER BY seq LIMIT ?"
 )
+
+#: The migration to version 7 (``sqlite_rows.move_activities``): the old rows in pages of
+#: ``seq``, and the new rows with the same ``seq``.
+OLD_ACTIVITIES_PAGE: Final = (
+    "SELECT seq, key, lead_id, kind, at, body FROM activities_6 WHERE seq > ? ORDER BY seq"
+    " LIMIT 5000"
+)
+MOVE_ACTIVITY: Final = (
+    "INSERT INTO activities (seq, key, lead_id, kind, at, properties) VALUES (?, ?, ?, ?, ?, ?)"
+)
+DROP_OLD_ACTIVITIES: Final = "DROP TABLE activities_6"
 
 # --------------------------------------------------------------------------- enrolments
 
@@ -511,9 +574,11 @@ MAIL_DUE: Final = (
 CLAIM_MAIL: Final = "UPDATE outbox SET claimed_by = ?, lease_until = ? WHERE seq = ?"
 
 #: The fence before a hand-over (see ``hold_mail``): the sends among the keys that the worker
-#: still holds, with what suppresses mail to their leads. ``{keys}`` is one ``?`` per key.
+#: still holds, with what suppresses mail to their leads. ``{keys}`` is one ``?`` per key. A
+#: lead's body leaves its contactability out while it is subscribed (``codec.lead_to_json``).
 HELD_MAIL: Final = (
-    "SELECT o.key, o.attempts, json_extract(l.body, '$.contactability.status'),"
+    "SELECT o.key, o.attempts, CASE WHEN l.id IS NULL THEN NULL"
+    " ELSE coalesce(json_extract(l.body, '$.contactability.status'), 'subscribed') END,"
     " s.with_sales, s.disqualified FROM outbox AS o"
     " LEFT JOIN leads AS l ON l.id = o.lead_id"
     " LEFT JOIN states AS s ON s.lead_id = o.lead_id"

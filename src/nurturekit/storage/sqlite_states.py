@@ -301,6 +301,7 @@ def read_states(
         entries, refused = lines[lead_id]
         state = state_from_head_json(
             body,
+            lead_id=lead_id,
             entries=entries,
             refused=refused,
             seen=seen[lead_id],
@@ -367,7 +368,7 @@ def move_state_moves(
         bodies: list[tuple[str, str]] = []
         for lead_id, body in rows:
             state = state_from_head_json(
-                body, entries=[], refused=[], seen=set(), times=[], moves=None
+                body, lead_id=lead_id, entries=[], refused=[], seen=set(), times=[], moves=None
             )
             moves.extend(_move_row(lead_id, n, m) for n, m in enumerate(state.moves))
             bodies.append((state_head_to_json(state), lead_id))
