@@ -263,7 +263,7 @@ def test_import_leads_reports_a_row_the_store_refuses_and_imports_the_others(
         encoding="utf-8",
     )
     summary = import_leads(engine, path)
-    assert (summary.read, summary.imported, summary.duplicates) == (4, 2, 0)
+    assert (summary.read, summary.imported, summary.skipped) == (4, 2, 0)
     assert [(e.line, e.column) for e in summary.errors] == [(3, None), (4, "email")]
     assert summary.errors[0].reason == "not stored: the store refused lead 'l2'"
     assert sorted(lead.id for lead in storage.leads()) == ["l1", "l4"]
@@ -493,9 +493,91 @@ def test_import_activities_looks_leads_up_a_batch_at_a_time(
         encoding="utf-8",
     )
     summary = import_activities(engine, path, batch_size=3)
-    assert (summary.read, summary.imported, summary.duplicates) == (6, 4, 0)
+    assert (summary.read, summary.imported, summary.skipped) == (6, 4, 0)
     assert [(e.line, e.column) for e in summary.errors] == [(2, "lead_id"), (5, "lead_id")]
     assert "ghost" in summary.errors[0].reason
     # The importer's look-ups: the leads of each batch not seen before, in one call.
     mine = [ids for ids in looked_up if "ghost" in ids or ids == ["l3"]]
     assert mine == [["l1", "ghost", "l2"], ["ghost", "l3"]]
+
+
+class _RefusingActivities:
+    """A store that refuses to write the activities whose keys are in ``refused`` (or all of
+    them), as a database may refuse a row."""
+
+    def __init__(self, inner: Storage, refused: set[str]) -> None:
+        self._inner = inner
+        self.refused = refused
+        self.everything = False
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._inner, name)
+
+    def _check(self, activities: Sequence[Activity]) -> None:
+        for one in activities:
+            if self.everything or one.key in self.refused:
+                raise StorageError(f"the store refused activity {one.key!r}")
+
+    def add_activity(self, one: Activity) -> bool:
+        self._check([one])
+        return self._inner.add_activity(one)
+
+    def add_activities(self, activities: Sequence[Activity]) -> list[bool]:
+        self._check(activities)
+        add_activities = getattr(self._inner, "add_activities", None)
+        if add_activities is None:
+            return [self._inner.add_activity(one) for one in activities]
+        return cast(list[bool], add_activities(activities))
+
+
+def _activities_file(path: Path, rows: Sequence[tuple[str, str]]) -> Path:
+    path.write_text(
+        "".join(
+            f'{{"lead_id": "{lead_id}", "kind": "email_open", "key": "{key}", '
+            f'"at": "2026-04-05T00:{n:02d}:00Z"}}\n'
+            for n, (lead_id, key) in enumerate(rows)
+        ),
+        encoding="utf-8",
+    )
+    return path
+
+
+def test_import_activities_reports_a_row_the_store_refuses_and_keeps_its_batch_mates(
+    make_store: Callable[[str], Storage], tmp_path: Path
+) -> None:
+    storage = make_store("refusing_activities")
+    refusing = _RefusingActivities(storage, {"k3"})
+    engine, _ = _engine(cast(Storage, refusing))
+    engine.upsert_leads([_lead(f"l{n}") for n in range(1, 5)])
+    rows = [("l1", "k1"), ("l2", "k2"), ("l3", "k3"), ("l4", "k4")]
+    rows += [("ghost", "k5"), ("l1", "k6"), ("l2", "k7")]
+    summary = import_activities(engine, _activities_file(tmp_path / "a.jsonl", rows), batch_size=4)
+    assert (summary.read, summary.imported, summary.skipped) == (7, 5, 0)
+    assert [(e.line, e.column, e.reason) for e in summary.errors] == [
+        (3, None, "not stored: the store refused activity 'k3'"),
+        (5, "lead_id", summary.errors[1].reason),
+    ]
+    stored = sorted(a.key for n in range(1, 5) for a in storage.activities(f"l{n}"))
+    assert stored == ["k1", "k2", "k4", "k6", "k7"]
+
+    # A store that refuses every row: the import stops with its error, the batches before
+    # kept; run again once the store is back, it resumes.
+    more = [(f"l{1 + n % 4}", f"m{n}") for n in range(12)]
+    path = _activities_file(tmp_path / "b.jsonl", more)
+    calls = 0
+    record_many = engine.record_many
+
+    def failing_from_the_second_batch(*args: Any, **kwargs: Any) -> Any:
+        nonlocal calls
+        calls += 1
+        refusing.everything = calls > 1
+        return record_many(*args, **kwargs)
+
+    engine.record_many = failing_from_the_second_batch  # type: ignore[method-assign]
+    with pytest.raises(StorageError, match="refused activity 'm6'"):  # the third alone
+        import_activities(engine, path, batch_size=4)
+    assert sum(len(storage.activities(f"l{n}")) for n in range(1, 5)) == 5 + 4
+    refusing.everything = False
+    engine.record_many = record_many  # type: ignore[method-assign]
+    again = import_activities(engine, path, batch_size=4)
+    assert (again.imported, again.skipped, again.errors) == (8, 4, ())

@@ -478,6 +478,10 @@ def test_hand_made_leads_and_activities(stores: Stores) -> None:
         "company": "株式会社サンプル, 東京",
         "source": "trade_show",
         "owner": "佐藤",
+        "created_at": "2026-04-01T09:00:00+00:00",
+        "contactability": "subscribed",
+        "contact_since": "",
+        "contact_reason": "",
         "consent_at": "2026-03-01T01:30:00+00:00",
         "consent_method": "名刺交換",
         "consent_wording": "ニュースを受け取る\n（いつでも解除できます）",
@@ -519,73 +523,142 @@ def test_hand_made_leads_and_activities(stores: Stores) -> None:
 # --------------------------------------------------------------------------- round trip
 
 
-def _round_trip(source: Storage, target: Storage, directory: Path) -> None:
-    """Export ``source``'s leads (CSV, import layout) and activities (JSON Lines), import them
-    into ``target`` as ``nurturekit import`` does (activities with --backfill), then again."""
-    leads_csv, activities_jsonl = directory / "leads.csv", directory / "activities.jsonl"
-    with open(leads_csv, "w", encoding="utf-8", newline="") as out:
-        written_leads = export.write(export.leads(source, layout="import"), out, "csv")
+def _round_trip(source: Storage, target: Storage, directory: Path, format: str = "csv") -> None:
+    """Export ``source``'s leads (CSV of the import layout, or JSON Lines) and activities (JSON
+    Lines), import them into ``target`` as ``nurturekit import`` does (activities with
+    --backfill), then again: the second time every row is skipped as already present."""
+    leads_file = directory / f"leads.{'csv' if format == 'csv' else 'jsonl'}"
+    activities_jsonl = directory / "activities.jsonl"
+    with open(leads_file, "w", encoding="utf-8", newline="") as out:
+        layout = "import" if format == "csv" else "nested"
+        written_leads = export.write(export.leads(source, layout=layout), out, format)
     with open(activities_jsonl, "w", encoding="utf-8", newline="") as out:
         written_activities = export.write(export.activities(source), out, "jsonl")
     engine = _engine(target)
 
-    summary = import_file(engine, leads_csv)
+    summary = import_file(engine, leads_file)
+    assert summary.kind == "leads"
     assert (summary.read, summary.imported, summary.errors) == (written_leads, written_leads, ())
     summary = import_file(engine, activities_jsonl, history_before=FAR)
-    assert (summary.imported, summary.duplicates, summary.errors) == (written_activities, 0, ())
-    # Same keys: importing again records nothing new.
+    assert (summary.imported, summary.skipped, summary.errors) == (written_activities, 0, ())
+    # Same leads, same keys: importing again writes nothing.
+    summary = import_file(engine, leads_file)
+    assert (summary.imported, summary.skipped) == (0, written_leads)
     summary = import_file(engine, activities_jsonl, history_before=FAR)
-    assert (summary.imported, summary.duplicates) == (0, written_activities)
+    assert (summary.imported, summary.skipped) == (0, written_activities)
 
 
-def _as_imported(lead: Lead, imported: Lead) -> Lead:
-    """``lead`` with what the importer cannot carry back: the time it was stored."""
-    return attrs.evolve(lead, created_at=imported.created_at)
+def _typed(lead: Lead | None) -> list[tuple[str, type, object]]:
+    """A lead's attributes with their types (``==`` takes 1, 1.0 and True for the same)."""
+    assert lead is not None
+    return [(name, type(value), value) for name, value in sorted(lead.attributes.items())]
+
+
+def _assert_the_same(source: Storage, target: Storage) -> None:
+    """Every lead equal, attributes of the same types, and every activity equal."""
+    source_leads = list(source.leads())
+    assert list(target.leads()) == source_leads
+    for lead in source_leads:
+        imported = target.get_lead(lead.id)
+        assert imported == lead, lead.id
+        assert _typed(imported) == _typed(lead), lead.id
+        assert list(target.activities(lead.id)) == list(source.activities(lead.id))
 
 
 def test_the_demo_round_trips_through_import(demo: Demo, tmp_path: Path) -> None:
     target = demo.stores.new()
     _round_trip(demo.storage, target, tmp_path)
-    source_leads = list(demo.storage.leads())
-    assert [lead.id for lead in target.leads()] == [lead.id for lead in source_leads]
-    for lead in source_leads:
-        imported = target.get_lead(lead.id)
-        assert imported is not None
-        # Every field but created_at, the unsubscribe restored by its activity.
-        assert imported == _as_imported(lead, imported), lead.id
-        assert list(target.activities(lead.id)) == list(demo.storage.activities(lead.id))
+    # The demo's attributes are text but employees (ints), all a CSV carries: every field
+    # comes back, created_at and the unsubscribes of the demo's leads included.
+    _assert_the_same(demo.storage, target)
     assert list(export.activities(target)) == list(export.activities(demo.storage))
+    source_leads = list(demo.storage.leads())
     assert any(lead.contactability.status is ContactStatus.UNSUBSCRIBED for lead in source_leads)
 
 
-def test_hand_made_data_round_trips_as_far_as_the_importer_reads(
+def test_the_demo_round_trips_through_json_lines(demo: Demo, tmp_path: Path) -> None:
+    target = demo.stores.new()
+    _round_trip(demo.storage, target, tmp_path, "jsonl")
+    _assert_the_same(demo.storage, target)
+
+
+def test_hand_made_data_round_trips_exactly_through_json_lines(
+    stores: Stores, tmp_path: Path
+) -> None:
+    """Every field of a lead (attributes of every type: int, float, bool, None, "", a list;
+    a do-not-contact set without an activity; an opt-in record; Japanese text) and of an
+    activity (properties of every type, a given key) comes back equal."""
+    source, target = stores.new(), stores.new()
+    _hand_made(source)
+    jp = source.get_lead("jp-1")
+    assert jp is not None
+    source.put_lead(jp.evolve(attributes={**jp.attributes, "blank": "", "zero": 0.0}))
+    _round_trip(source, target, tmp_path, "jsonl")
+    _assert_the_same(source, target)
+    new_jp, new_dnc = target.get_lead("jp-1"), target.get_lead("dnc-3")
+    assert new_jp is not None and new_dnc is not None
+    assert new_jp.attributes["tags"] == ("展示会", "seminar")
+    assert new_jp.attributes["note"] is None and new_jp.attributes["blank"] == ""
+    assert new_dnc.contactability.status is ContactStatus.DO_NOT_CONTACT
+    [with_properties] = [a for a in target.activities("jp-1") if a.key == "evt-jp-1"]
+    assert dict(with_properties.properties) == PROPERTIES
+    assert {k: type(v) for k, v in with_properties.properties.items()} == {
+        k: type(v) for k, v in PROPERTIES.items()
+    }
+
+
+def test_hand_made_data_round_trips_through_csv_but_the_attributes_types(
     stores: Stores, tmp_path: Path
 ) -> None:
     source, target = stores.new(), stores.new()
     _hand_made(source)
+    jp = source.get_lead("jp-1")
+    assert jp is not None
+    source.put_lead(jp.evolve(attributes={**jp.attributes, "padded": "  関東 ", "blank": ""}))
+    nc = source.get_lead("nc-2")
+    assert nc is not None
+    source.put_lead(nc.evolve(owner=""))
     _round_trip(source, target, tmp_path)
 
     jp, nc, dnc = (source.get_lead(i) for i in ("jp-1", "nc-2", "dnc-3"))
     new_jp, new_nc, new_dnc = (target.get_lead(i) for i in ("jp-1", "nc-2", "dnc-3"))
     assert jp and nc and dnc and new_jp and new_nc and new_dnc
-    # What the importer cannot read: the attributes' types (text but employees), None left out.
+    # What a CSV cannot carry: the attributes' types (text but employees), None and "" left
+    # out, spaces at the ends of a cell.
     assert dict(new_jp.attributes) == {
         "employees": 450,
         "industry": "製造業",
+        "padded": "関東",
         "ratio": "0.25",
         "score_boost": "3",
         "tags": '["展示会","seminar"]',
         "time_zone": "Asia/Tokyo",
         "vip": "true",
     }
-    assert new_jp == _as_imported(attrs.evolve(jp, attributes=new_jp.attributes), new_jp)
+    # Every other field comes back: created_at, the opt-in record, the contactability.
+    assert new_jp == jp.evolve(attributes=new_jp.attributes)
     assert new_jp.consent == jp.consent and new_jp.consent is not None
-    assert new_nc == _as_imported(nc, new_nc) and new_nc.consent is None
-    # A contactability set without an activity has no column the importer reads.
-    assert new_dnc.contactability == Contactability()
-    assert new_dnc == _as_imported(attrs.evolve(dnc, contactability=Contactability()), new_dnc)
+    # An empty text field comes back None.
+    assert nc.owner == "" and new_nc == nc.evolve(owner=None) and new_nc.consent is None
+    assert new_dnc == dnc and new_dnc.contactability.status is ContactStatus.DO_NOT_CONTACT
     for lead_id in ("jp-1", "nc-2", "dnc-3"):
         assert list(target.activities(lead_id)) == list(source.activities(lead_id))
+
+
+def test_activities_round_trip_through_csv_too(stores: Stores, tmp_path: Path) -> None:
+    """The activities CSV's properties column is a JSON object: the importer reads it back."""
+    source, target = stores.new(), stores.new()
+    _hand_made(source)
+    leads_jsonl, activities_csv = tmp_path / "leads.jsonl", tmp_path / "activities.csv"
+    with open(leads_jsonl, "w", encoding="utf-8", newline="") as out:
+        export.write(export.leads(source), out, "jsonl")
+    with open(activities_csv, "w", encoding="utf-8", newline="") as out:
+        written = export.write(export.activities(source), out, "csv")
+    engine = _engine(target)
+    import_file(engine, leads_jsonl)
+    summary = import_file(engine, activities_csv, history_before=FAR)
+    assert (summary.kind, summary.imported, summary.errors) == ("activities", written, ())
+    _assert_the_same(source, target)
 
 
 # --------------------------------------------------------------------------- since
@@ -768,10 +841,13 @@ def test_attribute_names_that_are_columns_are_refused_before_any_row() -> None:
     storage = InMemoryStorage()
     storage.put_lead(Lead(id="a", email="a@example.com", attributes={"created_at": "yesterday"}))
     assert next(export.leads(storage))["attributes"] == {"created_at": "yesterday"}
-    assert "created_at" in export.leads(storage, layout="import").columns
     with pytest.raises(InvalidInput, match=r"'created_at'.*layout='nested'"):
         export.leads(storage, layout="columns")
+    # The importer reads created_at as the lead's, not as an attribute.
+    with pytest.raises(InvalidInput, match=r"'created_at'.*'import' layout"):
+        export.leads(storage, layout="import")
 
+    storage = InMemoryStorage()
     storage.put_lead(Lead(id="b", email="b@example.com", attributes={"consent_at": "x"}))
     with pytest.raises(InvalidInput, match=r"lead 'b'.*'consent_at'.*'import' layout"):
         export.leads(storage, layout="import")

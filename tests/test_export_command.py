@@ -35,10 +35,10 @@ def test_leads_and_activities_go_out_and_back_in(
     copy = f"sqlite:///{tmp_path / 'copy.db'}"
     assert run_cli("import", str(leads), "--db", copy)[0] == 0
     code, out = run_cli("import", str(acts), "--db", copy, "--backfill")
-    assert code == 0 and "0 duplicates" in out
+    assert code == 0 and "0 skipped as already present" in out
     # Again: every activity is already there (the same keys), none is added twice.
     again = run_cli("import", str(acts), "--db", copy, "--backfill")[1]
-    assert " 0 imported" in again and "0 duplicates" not in again
+    assert " 0 imported" in again and "0 skipped as already present" not in again
     before, after = SQLiteStorage(tmp_path / "demo.db"), SQLiteStorage(tmp_path / "copy.db")
     try:
         assert [attrs.evolve(lead, created_at=None) for lead in before.leads()] == [

@@ -83,7 +83,10 @@ def test_history_rows_start_no_scenario_and_send_nothing_while_live_rows_do(
     summary = import_activities(world.engine, path, history_before=START - timedelta(days=1))
 
     assert (summary.read, summary.imported, summary.history, summary.errors) == (3, 3, 2, ())
-    assert str(summary) == "activities: 3 read, 3 imported (2 as history), 0 duplicates, 0 errors"
+    assert (
+        str(summary)
+        == "activities: 3 read, 3 imported (2 as history), 0 skipped as already present, 0 errors"
+    )
     report = world.engine.run_due(START)
     assert report.sent == 1
     assert [(m.lead_id, m.scenario, m.step) for m in world.mailer.outbox] == [
@@ -111,7 +114,7 @@ def test_without_history_before_an_old_download_is_live_and_mailed_now(tmp_path:
     )
     summary = import_activities(world.engine, path)
     assert summary.history == 0
-    assert str(summary) == "activities: 1 read, 1 imported, 0 duplicates, 0 errors"
+    assert str(summary) == "activities: 1 read, 1 imported, 0 skipped as already present, 0 errors"
     assert world.engine.run_due(START).sent == 1
 
 
@@ -142,7 +145,7 @@ def test_alternating_history_and_live_rows_keep_the_file_order_in_small_batches(
     world.engine.record_many = spy  # type: ignore[method-assign]
     summary = import_activities(world.engine, path, batch_size=3, history_before=cutoff)
 
-    assert (summary.read, summary.imported, summary.duplicates, summary.history) == (7, 6, 1, 4)
+    assert (summary.read, summary.imported, summary.skipped, summary.history) == (7, 6, 1, 4)
     assert recorded == [
         ("l1:page_view", True),
         ("l2:page_view", True),
@@ -364,7 +367,10 @@ def test_import_leads_warns_once_per_column_and_value_and_still_imports(tmp_path
     summary = import_leads(world.engine, write(tmp_path, "leads.csv", "\n".join(rows) + "\n"))
 
     assert (summary.read, summary.imported, summary.errors) == (122, 122, ())
-    assert str(summary) == "leads: 122 read, 122 imported, 0 duplicates, 0 errors, 2 warnings"
+    assert (
+        str(summary)
+        == "leads: 122 read, 122 imported, 0 skipped as already present, 0 errors, 2 warnings"
+    )
     head, abc = summary.warnings
     assert (head.column, head.value, head.rows, head.first_line) == (
         "job_level",

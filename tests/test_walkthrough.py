@@ -128,15 +128,16 @@ def webhook() -> Iterator[tuple[list[tuple[dict[str, str], bytes]], str]]:
 @dataclass
 class Page:
     """The walk-through's steps in order: ("run", command), ("save", name, text),
-    ("append", text), as the page gives them."""
+    ("append", text), ("output", text) (what a command prints), as the page gives them."""
 
     steps: list[tuple[str, ...]]
 
 
-def walkthrough() -> Page:
+def walkthrough(start_at: str = "## From install to a running worker") -> Page:
+    """The steps of a section of the page, up to the next section (``## ``)."""
     text = DOC.read_text(encoding="utf-8")
-    start = text.index("## From install to a running worker")
-    end = text.index("## In Python")
+    start = text.index(start_at)
+    end = text.index("\n## ", start + len(start_at))
     part = text[start:end]
     steps: list[tuple[str, ...]] = []
     for fence in FENCE.finditer(part):
@@ -149,7 +150,9 @@ def walkthrough() -> Page:
                     steps.append(("run", line.strip()))
             continue
         saved = re.search(r"[Ss]ave this as `([^`]+)`", before)
-        if language == "toml":
+        if language == "text":
+            steps.append(("output", body))
+        elif language == "toml":
             assert "mine.toml" in before, before
             steps.append(("append", body))
         elif saved is not None:
@@ -337,3 +340,78 @@ def test_the_readme_example_runs_and_explains_the_score(
     exec(compile(code, "README.md", "exec"), {})
     explained = capsys.readouterr().out
     assert "pricing page visit" in explained and "+30" in explained
+
+
+def test_bring_your_data_as_the_page_says(tmp_path: Path) -> None:
+    """The page's "Bring your data": its files saved and its commands run as written, each in
+    its own process; then what they stored, and the copy made by exporting back out."""
+    from nurturekit import export
+    from nurturekit.cli import _RESUME
+    from nurturekit.importer import (
+        BATCH_SIZE,
+        LEADS_BATCH_SIZE,
+        ImportInterrupted,
+        ImportSummary,
+    )
+    from nurturekit.storage import open_storage
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith("NURTUREKIT_")}
+    outputs: dict[str, str] = {}
+    shown: list[str] = []
+    for step in walkthrough("## Bring your data").steps:
+        if step[0] == "save":
+            (tmp_path / step[1]).write_text(step[2], encoding="utf-8")
+        elif step[0] == "output":
+            shown.append(step[1])
+        else:
+            argv = shlex.split(step[1])
+            assert argv[0] == "nurturekit"
+            done = subprocess.run(
+                [sys.executable, "-m", "nurturekit", *argv[1:]],
+                cwd=tmp_path,
+                env=env,
+                capture_output=True,
+                text=True,
+                timeout=120,
+            )
+            assert done.returncode == 0, (step[1], done.stdout, done.stderr)
+            assert "Traceback" not in done.stderr
+            outputs[" ".join(argv[1:3])] = done.stdout + done.stderr
+
+    # Leads: the CSV's fields, its dates, its contactability; the JSON line's types.
+    assert "leads: 2 read, 2 imported, 0 skipped" in outputs["import crm-leads.csv"]
+    assert "leads: 1 read, 1 imported" in outputs["import crm-more-leads.jsonl"]
+    crm = open_storage(f"sqlite:///{tmp_path / 'crm.db'}")
+    copy = open_storage(f"sqlite:///{tmp_path / 'copy.db'}")
+    try:
+        ito, kato, mori = (crm.get_lead(i) for i in ("crm-101", "crm-102", "crm-103"))
+        assert ito is not None and kato is not None and mori is not None
+        assert (ito.owner, ito.attributes["employees"]) == ("佐藤", 800)
+        assert ito.created_at == datetime(2025, 6, 1, 1, tzinfo=timezone.utc)
+        assert ito.consent is not None and ito.consent.method == "web form"
+        assert kato.created_at == datetime(2025, 9, 15, tzinfo=timezone.utc)  # midnight UTC
+        assert kato.contactability.status.value == "unsubscribed"
+        assert mori.attributes["vip"] is True and mori.attributes["employees"] == 2400
+        assert mori.attributes["tags"] == ("展示会", "DX")
+        # History: every row as history (--backfill), the keys as given.
+        assert "3 read, 3 imported (3 as history)" in outputs["import crm-history.jsonl"]
+        assert [a.key for a in crm.activities("crm-101")] == ["crm-evt-9001", "crm-evt-9002"]
+        # Exporting back out, into copy.db: the same leads and activities.
+        assert "3 leads exported" in outputs["export leads"]
+        assert list(copy.leads()) == list(crm.leads())
+        for lead in crm.leads():
+            assert list(copy.activities(lead.id)) == list(crm.activities(lead.id))
+        assert list(export.activities(copy)) == list(export.activities(crm))
+    finally:
+        crm.close()
+        copy.close()
+
+    # What an interrupted import prints, and its second run (both run for real by
+    # tests/test_import_resume.py), as the page shows them.
+    stopped = ImportSummary("activities", 40_000, 40_000, 0, (), history=40_000)
+    rerun = ImportSummary("activities", 100_000, 60_000, 40_000, (), history=60_000)
+    assert shown == [
+        f"{ImportInterrupted(stopped, 'crm-history.jsonl', 40_000)}\n{_RESUME}\n",
+        f"{rerun}\n",
+    ]
+    assert (LEADS_BATCH_SIZE, BATCH_SIZE) == (1000, 500)

@@ -5,6 +5,8 @@ from __future__ import annotations
 import re
 from datetime import datetime, timedelta, timezone
 
+from dateutil.parser import isoparse
+
 from nurturekit.errors import InvalidInput, NaiveDatetime
 
 UTC = timezone.utc
@@ -27,6 +29,31 @@ def aware_utc(value: datetime, where: str) -> datetime:
     if value.tzinfo is UTC:
         return value
     return value.astimezone(UTC)
+
+
+#: The ISO 8601 form most data comes in (what ``isoformat`` writes, or with ``Z``), which
+#: ``datetime.fromisoformat`` reads as dateutil's ``isoparse`` does, several times faster:
+#: 4.2 s of a profiled 45.8 s bulk import of 200,000 leads with an opt-in time went to
+#: ``isoparse``.
+_COMMON_ISO = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(?:\.\d{6})?(?:[+-]\d\d:\d\d|Z)")
+
+
+def parse_iso_time(value: str) -> datetime:
+    """An ISO 8601 time as dateutil's ``isoparse`` reads it (naive when it has no offset):
+    the common form with ``datetime.fromisoformat``, any other with ``isoparse``. Raises
+    ``ValueError`` (or ``OverflowError``) as ``isoparse`` does.
+
+    >>> parse_iso_time("2026-04-01T09:00:00Z").isoformat()
+    '2026-04-01T09:00:00+00:00'
+    >>> parse_iso_time("20260401T090000+0900").isoformat()
+    '2026-04-01T09:00:00+09:00'
+    """
+    if _COMMON_ISO.fullmatch(value):
+        try:
+            return datetime.fromisoformat(value[:-1] + "+00:00" if value[-1] == "Z" else value)
+        except ValueError:
+            pass  # a day or an hour out of range: isoparse says what it says of it
+    return isoparse(value)
 
 
 def optional_aware_utc(value: datetime | None, where: str) -> datetime | None:

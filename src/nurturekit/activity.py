@@ -12,10 +12,9 @@ from types import MappingProxyType
 from typing import Any, Final, TypeAlias
 
 import attrs
-from dateutil.parser import isoparse
 
 from nurturekit._repr import mapping, moment, quoted, summary
-from nurturekit._time import aware_utc
+from nurturekit._time import aware_utc, parse_iso_time
 from nurturekit.checks import CONTROL as _CONTROL
 from nurturekit.checks import check_id as _check_id
 from nurturekit.checks import control_problem as _control_problem
@@ -368,7 +367,7 @@ def _read_at(value: object) -> datetime:
             f"expected an ISO 8601 string, got {type(value).__name__} {_shown(value)}",
         )
     try:
-        parsed = isoparse(value)
+        parsed = parse_iso_time(value)
     except (ValueError, OverflowError):
         raise InvalidActivity(
             "Activity.at",

@@ -10,8 +10,9 @@
     nurturekit simulate PROGRAM.toml --leads F --activities F --days N   a dry run
     nurturekit run --db URL --program FILE        the worker loop; SIGTERM / SIGINT stop it
                                                   (it sends through the file's [mailer])
-    nurturekit import --db URL --program FILE DATA  leads (CSV) or activities (JSONL, CSV)
-                 [--backfill | --history-before WHEN]  old activities are history: no mail
+    nurturekit import --db URL --program FILE DATA  leads (CSV, JSONL) or activities (JSONL,
+                 [--backfill | --history-before WHEN]  CSV); old activities are history: no
+                                                  mail; run again, it resumes where it stopped
     nurturekit handoffs --db URL [--open|--breached] [--owner NAME] [--format table|csv|json]
     nurturekit feedback LEAD OUTCOME --db URL [--program FILE] [--note TEXT]   what sales says
     nurturekit explain LEAD --db URL [--program FILE]   the score line by line, stages, steps
@@ -28,9 +29,10 @@ prints the version.
 
 Exit codes: 0 success; 1 the program or the run failed, or some rows of an import or a
 simulation did (each is reported, then a summary); 2 the command line was wrong (an unknown
-option, a number out of range, a file that cannot be read). A mistake never shows a traceback;
-output cut short by a closed pipe (``nurturekit demo | head``) ends quietly with 141, as a
-program killed by SIGPIPE would.
+option, a number out of range, a file that cannot be read); 130 an import stopped by Ctrl-C
+(it says how far it got). A mistake never shows a traceback; output cut short by a closed
+pipe (``nurturekit demo | head``) ends quietly with 141, as a program killed by SIGPIPE
+would.
 """
 
 from __future__ import annotations
@@ -256,13 +258,15 @@ def _run(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
 #: Without --backfill or --history-before, activities older than this before the import
 #: starts are history (scored and staged, no scenario, no mail).
 _HISTORY_AGE_DAYS = 1
+#: What an interrupted import ends with.
+_RESUME = "run the same command again to resume: the rows already in are skipped as already present"
 
 
 def _import(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     from datetime import timedelta, timezone
 
     from nurturekit.demo import terminal_progress
-    from nurturekit.importer import import_file
+    from nurturekit.importer import ImportInterrupted, import_file
 
     now = datetime.now(timezone.utc)
     if args.backfill:
@@ -271,6 +275,7 @@ def _import(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
         cutoff = args.history_before
     else:
         cutoff = now - timedelta(days=_HISTORY_AGE_DAYS)
+    progress = terminal_progress(err, label="importing", in_bytes=True)
     try:
         # Importing records activities (scores, stages, enrolments) but sends nothing: the
         # worker (`nurturekit run`) sends what comes due.
@@ -278,11 +283,24 @@ def _import(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
             _offline_engine(args.program, args.db),
             args.file,
             history_before=cutoff,
-            progress=terminal_progress(err, label="importing", in_bytes=True),
+            progress=progress,
         )
     except NurtureError as error:
         print(f"error: {error}", file=err)
         return 1
+    except KeyboardInterrupt as stop:
+        # Ctrl-C: each batch is a transaction, so what was committed stays, and a run of the
+        # same command skips it (as already present) and goes on.
+        if progress is not None:
+            print(file=err)  # end the progress line
+        if isinstance(stop, ImportInterrupted):
+            for problem in stop.summary.errors:
+                print(f"{args.file}: {problem}", file=err)
+            print(stop, file=err)
+        else:  # while the program or the store was opened
+            print(f"interrupted before any row of {args.file} was imported", file=err)
+        print(_RESUME, file=err)
+        return 130
     for problem in summary.errors:
         print(f"{args.file}: {problem}", file=err)
     for line in summary.warning_lines():
@@ -904,7 +922,11 @@ def _parser() -> argparse.ArgumentParser:
     )
     run.set_defaults(handler=_run)
 
-    load = command("import", help="import leads (CSV) or activities (JSONL or CSV) into a database")
+    load = command(
+        "import",
+        help="import leads (CSV or JSONL) or activities (JSONL or CSV) into a database; "
+        "run again, it resumes where it stopped",
+    )
     load.add_argument("file", help="the data file")
     load.add_argument("--db", required=True, help="storage URL: sqlite:///nurture.db, …")
     load.add_argument("--program", help="a program file (default: the bundled one)")

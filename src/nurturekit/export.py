@@ -26,7 +26,7 @@ whose rules for values they share, kept together as the one API a user reads.)
     >>> export.write(rows, out, "csv")
     1
     >>> print(out.getvalue().splitlines()[1])
-    l1,tanaka@example.co.jp,田中,,,,,,,,120,saas
+    l1,tanaka@example.co.jp,田中,,,,,subscribed,,,,,,,120,saas
 
 The exports (each function's docstring says what every column holds):
 
@@ -55,30 +55,28 @@ offset (``"2026-04-01T09:00:00+00:00"``). In CSV, ``None`` is an empty cell, ``T
 objects. Text is written as it is (UTF-8, ``ensure_ascii=False``): a cell starting with
 ``=`` is not escaped for spreadsheets.
 
-**Round trip.** ``nurturekit import`` (:func:`nurturekit.importer.import_file`) reads back a
-leads CSV of ``layout="import"`` and an activities ``.jsonl`` file into another store:
+**Round trip.** ``nurturekit import`` (:func:`nurturekit.importer.import_file`) reads back
+the leads and the activities into another store:
 
-    export.write(export.leads(storage, layout="import"), leads_csv, "csv")
+    export.write(export.leads(storage), leads_jsonl, "jsonl")
     export.write(export.activities(storage), activities_jsonl, "jsonl")
-    # nurturekit import leads.csv; nurturekit import activities.jsonl --backfill
+    # nurturekit import leads.jsonl; nurturekit import activities.jsonl --backfill
 
-gives the same leads (id, email, name, company, source, owner, opt-in record and every
-attribute whose value is a non-empty str, and ``employees`` as an int) and the same
-activities, keys included (so a second import counts them all as duplicates). What the
-importer cannot carry back:
+gives equal leads and activities: every field of each (``created_at``, the contactability,
+the opt-in record, the attributes with their types: str, int, float, bool, ``None``, a list
+of str) and the activities' keys, so a second import skips them all as already present.
+The leads CSV of ``layout="import"`` (what ``nurturekit export leads`` writes by default)
+and the activities CSV import back too, but a CSV cell is text, so for the leads CSV:
 
-- ``created_at``: the importing engine stamps the time of the import.
-- ``contactability``: the importer has no column for it. Importing the activities restores
-  it where an ``unsubscribed``, ``bounced`` or ``complained`` activity set it (with that
-  activity's time and kind as ``since`` and ``reason``), as it was set in the first place;
-  a status set on the lead by other means comes back as ``subscribed``.
-- attribute types: the importer reads every cell as text (but ``employees``: digits become an
-  int), so an int, float, bool or list attribute comes back as its CSV text (``"3"``,
-  ``"0.5"``, ``"true"``, ``'["a","b"]'``); an attribute that is ``None`` or ``""`` comes
-  back missing, and one with spaces at its ends comes back stripped.
-- the activities CSV: the importer reads every column of an activities CSV other than
-  lead_id, kind, at and key as a property of its own, so the ``properties`` column would be
-  one text property: import activities from JSON Lines.
+- the attributes come back as text: an int, float, bool or list attribute comes back as its
+  CSV text (``"3"``, ``"0.5"``, ``"true"``, ``'["a","b"]'``), but ``employees``, an int when
+  it is digits (and a str ``employees`` of digits comes back as an int);
+- a cell is stripped and an empty one is left out: an attribute that is ``None`` or ``""``
+  comes back missing, a text field that is ``""`` comes back ``None``, and one with spaces at
+  its ends comes back stripped.
+
+The activities CSV keeps everything, as its ``properties`` column is a JSON object. Use JSON
+lines for an exact copy.
 
 Hand-offs, sends and scores are for reading; nothing imports them.
 """
@@ -141,19 +139,10 @@ LEAD_COLUMNS: Final = (
     "attributes",
 )
 #: The columns of :func:`leads` with ``layout="import"`` before the attributes' columns: the
-#: lead's fields and opt-in record as :func:`nurturekit.importer.import_leads` reads them.
-LEAD_IMPORT_COLUMNS: Final = (
-    "id",
-    "email",
-    "name",
-    "company",
-    "source",
-    "owner",
-    "consent_at",
-    "consent_method",
-    "consent_wording",
-    "consent_source",
-)
+#: lead's fields, contactability and opt-in record as
+#: :func:`nurturekit.importer.import_leads` reads them (those of :data:`LEAD_COLUMNS` but
+#: ``attributes``).
+LEAD_IMPORT_COLUMNS: Final = LEAD_COLUMNS[:-1]
 #: The columns of :func:`activities`, in order.
 ACTIVITY_COLUMNS: Final = ("lead_id", "kind", "at", "key", "properties")
 #: The columns of :func:`handoffs`, in order.
@@ -287,9 +276,8 @@ def _lead_row(lead: Lead) -> dict[str, Any]:
 def _reserved(layout: str) -> frozenset[str]:
     """The names an attribute cannot have in a layout with a column per attribute."""
     if layout == "import":
-        # The importer reads the consent_ columns as the opt-in record, and a CSV whose header
-        # has lead_id as a file of activities.
-        return frozenset((*LEAD_IMPORT_COLUMNS[6:], "lead_id"))
+        # The importer reads a CSV whose header has lead_id as a file of activities.
+        return frozenset((*LEAD_IMPORT_COLUMNS, "lead_id"))
     return frozenset(LEAD_COLUMNS[:-1])
 
 
@@ -340,15 +328,14 @@ def leads(storage: Storage, *, since: datetime | None = None, layout: str = "nes
     - ``"columns"``: a column each, named by the attribute, after ``consent_source`` in place
       of ``attributes``; ``None`` for a lead without it.
     - ``"import"``: the columns ``nurturekit import`` reads (:data:`LEAD_IMPORT_COLUMNS`),
-      then a column per attribute, as in ``"columns"``: ``created_at`` and the
-      contactability are left out, as the importer would read them as attributes (see the
-      module's docstring for what the round trip keeps).
+      then a column per attribute, as in ``"columns"``, and an attribute named ``lead_id``
+      refused (see the module's docstring for what the round trip keeps).
 
     A column per attribute needs the attributes' names before the first row (a CSV's header
     comes first), so those two layouts read the leads twice: once, when this function is
     called, to collect the attribute names (only the names are kept), then row by row. An
     attribute whose name is also a column of the layout (``created_at``, ``consent_at`` …;
-    for ``"import"``, a ``consent_`` column or ``lead_id``) is an
+    for ``"import"``, ``lead_id`` too) is an
     :class:`~nurturekit.errors.InvalidInput` then, raised before any row; and a lead that
     gains a new attribute between the two reads is a :class:`~nurturekit.errors.StorageError`
     when its row is reached (export again).
@@ -373,7 +360,7 @@ def leads(storage: Storage, *, since: datetime | None = None, layout: str = "nes
     if layout == "nested":
         return Rows("leads", LEAD_COLUMNS, _nested_leads(storage, start))
     names = _attribute_names(storage, start, layout, where)
-    fixed = LEAD_IMPORT_COLUMNS if layout == "import" else LEAD_COLUMNS[:-1]
+    fixed: tuple[str, ...] = LEAD_COLUMNS[:-1]  # LEAD_IMPORT_COLUMNS too
     return Rows("leads", fixed + names, _flat_leads(storage, start, fixed, names))
 
 

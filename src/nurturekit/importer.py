@@ -1,4 +1,4 @@
-"""Import leads (CSV) and activities (JSONL or CSV) into an engine, row by row.
+"""Import leads (CSV or JSONL) and activities (JSONL or CSV) into an engine, a batch at a time.
 
 A bad row never stops an import: it is reported as a :class:`RowError` (the file's line, the
 column and the reason) and the good rows are kept. That holds for hostile rows too: a line that
@@ -7,6 +7,13 @@ is not UTF-8, a number outside the 64-bit range that :class:`~nurturekit.Lead` a
 than :data:`MAX_JSON_DEPTH` levels deep. Files are read as a stream, line by line, so a file of
 any size fits in memory; only the row errors are kept.
 
+An import is resumable: an import stopped at any point (Ctrl-C, ``kill -9``, a power cut) and
+run again ends with every row stored once. Each batch is one transaction, so a batch is in the
+store whole or not at all; run again, the rows already stored as the file says are counted as
+``skipped`` ("skipped as already present") and not written again: a lead stored exactly as its
+row would store it, an activity whose idempotency key is stored. Ctrl-C raises
+:class:`ImportInterrupted`, which says how far the import got.
+
 A lead's value that no rule of the program can match (``job_level`` "Department Head" where
 the rules test for "department_head", ``employees`` "abc" where they compare numbers) is
 imported as given and reported as a :class:`RowWarning`, one per column and value (see
@@ -14,10 +21,14 @@ imported as given and reported as a :class:`RowWarning`, one per column and valu
 (``history_before``): scored and staged, but they start no scenario and send nothing. Each
 import can report its progress (``progress``), in bytes of the file read.
 
+(Some 1,200 lines: the readers of the four kinds of file and the two imports share the row
+errors, the batches, the summary and the interruption, kept together as the one API a user
+reads.)
+
     >>> from nurturekit.importer import import_leads       # doctest: +SKIP
     >>> summary = import_leads(engine, "leads.csv")        # doctest: +SKIP
     >>> print(summary)                                     # doctest: +SKIP
-    leads: 3 read, 2 imported, 0 duplicates, 1 error, 1 warning
+    leads: 3 read, 2 imported, 0 skipped as already present, 1 error, 1 warning
     >>> for line in summary.warning_lines():               # doctest: +SKIP
     ...     print(line)
     job_level 'Department Head' (line 3): no rule of the program matches it (did you mean …
@@ -26,6 +37,7 @@ import can report its progress (``progress``), in bytes of the file read.
 from __future__ import annotations
 
 import csv
+import itertools
 import json
 import os
 import re
@@ -35,23 +47,31 @@ from datetime import date, datetime, time, timezone
 from typing import IO, Any
 
 import attrs
-from dateutil.parser import isoparse
 
-from nurturekit._time import aware_utc
+from nurturekit._time import aware_utc, parse_iso_time
 from nurturekit.activity import Activity
 from nurturekit.attribute_values import AttributeValueCheck
 from nurturekit.checks import int_problem as _int_problem
 from nurturekit.checks import shown as _shown
-from nurturekit.engine import Engine
-from nurturekit.errors import InvalidInput, InvalidLead, NurtureError, UnknownLead
-from nurturekit.lead import EMPLOYEES, AttributeValue, Consent, Lead
+from nurturekit.engine import Engine, RecordResult
+from nurturekit.errors import InvalidInput, InvalidLead, NurtureError, StorageError, UnknownLead
+from nurturekit.lead import (
+    EMPLOYEES,
+    AttributeValue,
+    Consent,
+    Contactability,
+    ContactStatus,
+    Lead,
+)
 
 __all__ = [
     "CONSENT_COLUMNS",
+    "CONTACT_COLUMNS",
     "MAX_JSON_DEPTH",
     "MAX_WARNINGS",
     "PROGRESS_EVERY",
     "ImportFileError",
+    "ImportInterrupted",
     "ImportSummary",
     "Progress",
     "RowError",
@@ -74,9 +94,9 @@ BATCH_SIZE = 500
 #: Leads upserted per call of :meth:`Engine.upsert_leads` (one transaction each).
 LEADS_BATCH_SIZE = 1000
 #: Deepest nesting of arrays and objects a JSONL line may have; a deeper line is a row error.
-#: An activity needs 2 (the object and its properties), so 32 only tells deep nesting apart
-#: from a bad property. The check walks the line without recursing, where the JSON parser
-#: would recurse once per level and fail past about 1,000.
+#: A lead or an activity needs 3 (the object, its attributes or properties, a list), so 32
+#: only tells deep nesting apart from a bad value. The check walks the line without
+#: recursing, where the JSON parser would recurse once per level and fail past about 1,000.
 MAX_JSON_DEPTH = 32
 
 #: Rows read between two calls of an import's ``progress``.
@@ -87,10 +107,18 @@ MAX_WARNINGS = 50
 #: not attributes. ``consent_at``, ``consent_method`` and ``consent_wording`` are needed for
 #: one; ``consent_source`` is optional.
 CONSENT_COLUMNS = ("consent_at", "consent_method", "consent_wording", "consent_source")
+#: The columns of a leads file that make its :class:`~nurturekit.lead.Contactability`: the
+#: status (``subscribed``, ``unsubscribed``, ``bounced``, ``do_not_contact``), since when and
+#: why. Not attributes.
+CONTACT_COLUMNS = ("contactability", "contact_since", "contact_reason")
+
+#: How many activities of a batch the store refused as a whole are recorded alone, all
+#: failing, before the import takes the store (not those rows) to be failing.
+_GIVE_UP = 3
 
 _LEAD_FIELDS = ("id", "email", "name", "company", "source", "owner")
-_NOT_ATTRIBUTES = frozenset(_LEAD_FIELDS + CONSENT_COLUMNS)
-_ACTIVITY_COLUMNS = ("lead_id", "kind", "at", "key")
+_NOT_ATTRIBUTES = frozenset((*_LEAD_FIELDS, "created_at", *CONTACT_COLUMNS, *CONSENT_COLUMNS))
+_ACTIVITY_COLUMNS = ("lead_id", "kind", "at", "key", "properties")
 _JSONL_SUFFIXES = (".jsonl", ".ndjson")
 # "Lead.attributes['employees']", "Activity.properties['page']" (maybe followed by "[0]").
 _NAMED = re.compile(r"^(?:attributes|properties)\[(['\"])(.*)\1\]")
@@ -145,10 +173,17 @@ class RowWarning:
 @attrs.frozen
 class ImportSummary:
     """What one import did. ``kind`` is ``"leads"`` or ``"activities"``; ``read`` counts the
-    data rows (blank lines aside) and equals ``imported + duplicates + len(errors)``.
+    data rows (blank lines aside) and equals ``imported + skipped + len(errors)``.
+
+    ``imported`` counts the rows written: new leads and activities, and leads updated.
+    ``skipped`` counts the rows already present, not written again: a lead stored exactly as
+    the row would store it (see :func:`import_leads`), an activity whose idempotency key is
+    stored (an earlier import, or an earlier row of the file). Run an interrupted import
+    again and the rows it had stored are skipped. (``duplicates`` is its former name, kept
+    as an alias.)
 
     ``history`` counts the imported activities recorded as history (``history_before``);
-    0 for leads. ``warnings`` are the values of imported leads no rule of the program can
+    0 for leads. ``warnings`` are the values of stored leads no rule of the program can
     match, one per column and value, the first :data:`MAX_WARNINGS` of them; a warning is
     not an error (its row is imported). ``warnings_left_off`` counts the cells holding such
     values beyond those (values that are not among ``warnings``).
@@ -157,19 +192,26 @@ class ImportSummary:
     kind: str
     read: int
     imported: int
-    duplicates: int
+    skipped: int
     errors: tuple[RowError, ...]
     history: int = 0
     warnings: tuple[RowWarning, ...] = ()
     warnings_left_off: int = 0
 
+    @property
+    def duplicates(self) -> int:
+        """The former name of :attr:`skipped`."""
+        return self.skipped
+
     def __str__(self) -> str:
-        """``"activities: 10 read, 10 imported (7 as history), 0 duplicates, 0 errors"``;
-        the history and the warnings are said only when there are some."""
-        history = f" ({self.history} as history)" if self.history else ""
+        """``"activities: 1,000 read, 400 imported (7 as history), 600 skipped as already
+        present, 0 errors"``; the history and the warnings are said only when there are some.
+        """
+        history = f" ({self.history:,} as history)" if self.history else ""
         text = (
-            f"{self.kind}: {self.read} read, {self.imported} imported{history}, "
-            f"{_count(self.duplicates, 'duplicate')}, {_count(len(self.errors), 'error')}"
+            f"{self.kind}: {self.read:,} read, {self.imported:,} imported{history}, "
+            f"{self.skipped:,} skipped as already present, "
+            f"{_count(len(self.errors), 'error')}"
         )
         if self.warnings:
             more = "+" if self.warnings_left_off else ""
@@ -187,8 +229,31 @@ class ImportSummary:
             )
 
 
+class ImportInterrupted(KeyboardInterrupt):
+    """Ctrl-C (``KeyboardInterrupt``) during an import, with how far it got: ``summary``
+    counts the rows up to ``line`` of the file at ``path``, all of whose batches are
+    committed (0 when none is). A batch cut short is rolled back, or was committed just
+    before the interrupt: running the same import again resumes either way, skipping the
+    rows already present.
+
+    It is a ``KeyboardInterrupt``, so code that does not look for it stops as on any Ctrl-C.
+    """
+
+    def __init__(self, summary: ImportSummary, path: str, line: int) -> None:
+        super().__init__(summary, path, line)
+        self.summary = summary
+        self.path = path
+        self.line = line
+
+    def __str__(self) -> str:
+        """``"interrupted after line 40,001 of leads.csv: leads: 40,000 read, …"``."""
+        if not self.line:
+            return f"interrupted before any row of {self.path} was imported"
+        return f"interrupted after line {self.line:,} of {self.path}: {self.summary}"
+
+
 def _count(number: int, noun: str) -> str:
-    return f"{number} {noun}" if number == 1 else f"{number} {noun}s"
+    return f"{number:,} {noun}" if number == 1 else f"{number:,} {noun}s"
 
 
 def _column(where: str) -> str | None:
@@ -353,197 +418,7 @@ def _extra_cells(line: int, extra: int) -> RowError:
     )
 
 
-# --- leads ----------------------------------------------------------------------------------------
-
-
-def _int_cell(where: str, value: str) -> int:
-    """The int a cell of digits holds. One too long for ``int()`` (over 4,300 digits) is
-    refused, like any int out of range, by its number of digits."""
-    try:
-        return int(value)
-    except ValueError:
-        raise InvalidLead(where, _int_problem(f"<int of {len(value):,} digits>")) from None
-
-
-_DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
-_UTC = timezone.utc
-_CONSENT_WHERE = {
-    "Consent.at": "Lead.consent_at",
-    "Consent.method": "Lead.consent_method",
-    "Consent.wording": "Lead.consent_wording",
-    "Consent.source": "Lead.consent_source",
-}
-_CONSENT_EXAMPLE = "'2026-04-01T09:00:00+09:00', or the date alone, '2026-04-01' (00:00 UTC)"
-
-
-def _consent_time(value: str) -> datetime:
-    """A ``consent_at`` cell: an ISO 8601 time with a UTC offset, or a date (00:00 UTC)."""
-    where = "Lead.consent_at"
-    try:
-        if _DATE.fullmatch(value):
-            return datetime.combine(date.fromisoformat(value), time(), _UTC)
-        parsed = isoparse(value)
-    except (ValueError, OverflowError):
-        raise InvalidLead(
-            where, f"{_shown(value)} is not an ISO 8601 time or date; write {_CONSENT_EXAMPLE}"
-        ) from None
-    if parsed.tzinfo is None:
-        raise InvalidLead(
-            where, f"{_shown(value)} has no UTC offset; add one, or write {_CONSENT_EXAMPLE}"
-        )
-    return parsed
-
-
-def _and(names: list[str]) -> str:
-    return names[0] if len(names) == 1 else f"{', '.join(names[:-1])} and {names[-1]}"
-
-
-def _consent(row: Mapping[str, str]) -> Consent | None:
-    """The opt-in record of a row: ``None`` when its consent cells are all empty."""
-    cells = {column: row.get(column, "") for column in CONSENT_COLUMNS}
-    if not any(cells.values()):
-        return None
-    missing = [column for column in CONSENT_COLUMNS[:3] if not cells[column]]
-    if missing:
-        given = [column for column in CONSENT_COLUMNS if cells[column]]
-        raise InvalidLead(
-            f"Lead.{missing[0]}",
-            f"{_and(missing)} {'is' if len(missing) == 1 else 'are'} empty while "
-            f"{_and(given)} {'is' if len(given) == 1 else 'are'} given; an opt-in "
-            f"record needs consent_at, consent_method and consent_wording (consent_source "
-            f"is optional): fill them in, or leave every consent cell of the row empty",
-        )
-    at = _consent_time(cells["consent_at"])
-    try:
-        return Consent(
-            at=at,
-            method=cells["consent_method"],
-            wording=cells["consent_wording"],
-            source=cells["consent_source"] or None,
-        )
-    except InvalidInput as exc:
-        raise InvalidLead(_CONSENT_WHERE.get(exc.where, exc.where), exc.message) from None
-
-
-def _lead(row: Mapping[str, str]) -> Lead:
-    attributes: dict[str, Any] = {}
-    for column, value in row.items():
-        if column in _NOT_ATTRIBUTES or not value:
-            continue
-        if column == EMPLOYEES and value.isdecimal():
-            attributes[column] = _int_cell(f"Lead.attributes[{column!r}]", value)
-        else:
-            attributes[column] = value
-    return Lead(
-        id=row["id"],
-        email=row["email"],
-        name=row.get("name") or None,
-        company=row.get("company") or None,
-        source=row.get("source") or None,
-        owner=row.get("owner") or None,
-        attributes=attributes,
-        consent=_consent(row),
-    )
-
-
-def import_leads(
-    engine: Engine, path: str | os.PathLike[str], *, progress: Progress | None = None
-) -> ImportSummary:
-    """Upsert every good lead of the CSV file at ``path``; report the bad rows.
-
-    The header names the columns: ``id`` and ``email`` (required), ``name``, ``company``,
-    ``source``, ``owner``, the opt-in record's columns (:data:`CONSENT_COLUMNS`, below), and
-    any other column becomes an attribute (``industry``, ``time_zone`` …). Empty cells are
-    left out; ``employees`` is stored as an int when it is digits. A lead already stored is
-    updated (see :meth:`Engine.upsert_lead`) and counted as imported; ``duplicates`` is
-    always 0 for leads. The good rows are upserted :data:`LEADS_BATCH_SIZE` at a time with
-    :meth:`Engine.upsert_leads`, a transaction each; a row the store refuses to write is a
-    :class:`RowError` ("not stored: …") and the rest of its batch is stored.
-
-    The opt-in record (:attr:`Lead.consent <nurturekit.Lead.consent>`, which marketing mail
-    needs): ``consent_at``, when, an ISO 8601 time with a UTC offset
-    (``2026-04-01T09:00:00+09:00`` or ``…Z``) or a date alone (``2026-04-01``, read as 00:00
-    UTC that day); ``consent_method``, how (``web form`` …); ``consent_wording``, the exact
-    text agreed to; ``consent_source``, where (optional: the form's URL, the event). A row
-    with some of the first three but not all is a :class:`RowError` naming the empty ones,
-    and so is a bad ``consent_at``. A row whose consent cells are all empty has no record, and
-    a stored lead keeps the one it has.
-
-    A value of an imported lead that no condition of ``engine.program`` can match is a
-    :class:`RowWarning` in the summary (see :mod:`nurturekit.attribute_values`): the row is
-    imported all the same. ``progress`` is told the bytes read now and then (see
-    :data:`Progress`).
-
-    Raises :class:`ImportFileError` when the file cannot be read or lacks a required column.
-    """
-    tracker = _progress(progress, path)
-    check = AttributeValueCheck(engine.program)
-    matches = check.matches
-    read = imported = left_off = 0
-    errors: list[RowError] = []
-    # (column, type, value) → [rows, first line]; the type keeps 1 and True apart.
-    flagged: dict[tuple[str, type, AttributeValue], list[int]] = {}
-    batch: list[tuple[int, Lead]] = []
-
-    def flush() -> None:
-        nonlocal imported, left_off
-        summary = engine.upsert_leads([lead for _, lead in batch], batch_size=len(batch))
-        refused = dict(summary.refused)
-        for index, (line, lead) in enumerate(batch):
-            error = refused.get(index)
-            if error is not None:
-                errors.append(RowError(line, None, f"not stored: {error}"))
-                continue
-            imported += 1
-            for column, value in lead.attributes.items():
-                if matches(column, value):
-                    continue
-                key = (column, type(value), value)
-                seen = flagged.get(key)
-                if seen is not None:
-                    seen[0] += 1
-                elif len(flagged) < MAX_WARNINGS:
-                    flagged[key] = [1, line]
-                else:
-                    left_off += 1
-        batch.clear()
-
-    for line, row in _csv_rows(path, ("id", "email"), tracker):
-        read += 1
-        if tracker is not None and read % PROGRESS_EVERY == 0:
-            tracker.tell()
-        if isinstance(row, RowError):
-            errors.append(row)
-            continue
-        try:
-            lead = _lead(row)
-        except InvalidInput as exc:
-            errors.append(_row_error(line, exc))
-            continue
-        batch.append((line, lead))
-        if len(batch) >= LEADS_BATCH_SIZE:
-            flush()
-    if batch:
-        flush()
-    if tracker is not None:
-        tracker.end()
-    errors.sort(key=lambda error: error.line)
-    warnings = tuple(
-        RowWarning(column, value, rows, first, check.explain(column, value).reason)
-        for (column, _, value), (rows, first) in flagged.items()
-    )
-    return ImportSummary(
-        "leads",
-        read,
-        imported,
-        0,
-        tuple(errors),
-        warnings=warnings,
-        warnings_left_off=left_off,
-    )
-
-
-# --- activities -----------------------------------------------------------------------------------
+# --- JSON lines -----------------------------------------------------------------------------------
 
 
 # A JSON string, to be left out when counting brackets, and the brackets themselves.
@@ -583,15 +458,17 @@ def _int_or_long(text: str) -> int | _LongInt:
         return _LongInt(len(text.lstrip("-")))
 
 
-def _long_int_error(line: int, text: str, exc: ValueError) -> RowError:
+def _long_int_error(line: int, text: str, exc: ValueError, nested: str) -> RowError:
     """The row error for a JSON line that ``json.loads`` refused with a plain ValueError: an
-    int too long for ``int()``, reported with the property (or field) that holds it."""
+    int too long for ``int()``, reported with the value (or field) that holds it; the values
+    of the object under the key ``nested`` (``"properties"``, ``"attributes"``) by their own
+    names."""
     data = json.loads(text, parse_int=_int_or_long)
     todo: list[tuple[str | None, Any]] = []
     if isinstance(data, dict):
         # A property is named by its own name (as in "Activity.properties['n']"), a field by its.
         for key, value in reversed(data.items()):
-            if key == "properties" and isinstance(value, dict):
+            if key == nested and isinstance(value, dict):
                 todo += reversed(value.items())
             else:
                 todo.append((key, value))
@@ -608,61 +485,510 @@ def _long_int_error(line: int, text: str, exc: ValueError) -> RowError:
     return RowError(line, None, f"cannot be read as JSON ({exc})")
 
 
-def _jsonl_activity(line: int, text: str) -> Activity | RowError:
+def _json_line(line: int, text: str, nested: str) -> Any:
+    """The JSON value of ``text`` (line ``line``), or a :class:`RowError` saying why it cannot
+    be read; ``nested`` names the object whose values are named by their own names."""
     if _too_deep(text):
         return RowError(
             line,
             None,
             f"is nested more than {MAX_JSON_DEPTH} levels deep; write one JSON object per "
-            f"line whose properties are str, int, float or bool",
+            f"line whose {nested} are str, int, float or bool",
         )
     try:
-        data = json.loads(text)
+        return json.loads(text)
     except json.JSONDecodeError as exc:
         return RowError(line, None, f"is not valid JSON: {exc.msg} (character {exc.colno})")
     except ValueError as exc:  # an int beyond Python's int-to-str limit (4,300 digits)
-        return _long_int_error(line, text, exc)
-    try:
-        return Activity.from_dict(data)
-    except InvalidInput as exc:
-        return _row_error(line, exc)
+        return _long_int_error(line, text, exc, nested)
 
 
 def _jsonl_rows(
-    path: str | os.PathLike[str], progress: _Progress | None = None
-) -> Iterator[tuple[int, Activity | RowError]]:
+    path: str | os.PathLike[str],
+    read: Callable[[int, str], Lead | Activity | RowError],
+    progress: _Progress | None = None,
+) -> Iterator[tuple[int, Any]]:
+    """``(line, read(line, text))`` for each non-blank line of the JSON lines file."""
     problems: dict[int, str] = {}
     with _open(path) as file:
         for line, text in enumerate(_lines(file, problems, progress), 1):
             if problems:
                 yield line, RowError(line, None, problems.pop(line))
             elif text.strip():
-                yield line, _jsonl_activity(line, text)
+                yield line, read(line, text)
+
+
+# --- leads ----------------------------------------------------------------------------------------
+
+
+def _int_cell(where: str, value: str) -> int:
+    """The int a cell of digits holds. One too long for ``int()`` (over 4,300 digits) is
+    refused, like any int out of range, by its number of digits."""
+    try:
+        return int(value)
+    except ValueError:
+        raise InvalidLead(where, _int_problem(f"<int of {len(value):,} digits>")) from None
+
+
+_DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
+_UTC = timezone.utc
+_FIELD_WHERE = {
+    "Consent.at": "Lead.consent_at",
+    "Consent.method": "Lead.consent_method",
+    "Consent.wording": "Lead.consent_wording",
+    "Consent.source": "Lead.consent_source",
+    "Contactability.status": "Lead.contactability",
+    "Contactability.since": "Lead.contact_since",
+    "Contactability.reason": "Lead.contact_reason",
+}
+_TIME_EXAMPLE = "'2026-04-01T09:00:00+09:00', or the date alone, '2026-04-01' (00:00 UTC)"
+
+
+def _time_value(where: str, value: object) -> datetime | None:
+    """A time of a lead (``created_at``, ``contact_since``): see :func:`_time`; ``None`` for
+    an empty cell or a JSON null."""
+    return None if value is None or value == "" else _time(where, value)
+
+
+def _time(where: str, value: object) -> datetime:
+    """A time of a lead's row: an ISO 8601 time with a UTC offset, or a date (00:00 UTC)."""
+    if not isinstance(value, str):
+        raise InvalidLead(
+            where,
+            f"expected an ISO 8601 time as a str, got {type(value).__name__} {_shown(value)}; "
+            f"write {_TIME_EXAMPLE}",
+        )
+    try:
+        if _DATE.fullmatch(value):
+            return datetime.combine(date.fromisoformat(value), time(), _UTC)
+        parsed = parse_iso_time(value)
+    except (ValueError, OverflowError):
+        raise InvalidLead(
+            where, f"{_shown(value)} is not an ISO 8601 time or date; write {_TIME_EXAMPLE}"
+        ) from None
+    if parsed.tzinfo is None:
+        raise InvalidLead(
+            where, f"{_shown(value)} has no UTC offset; add one, or write {_TIME_EXAMPLE}"
+        )
+    return parsed
+
+
+def _and(names: list[str]) -> str:
+    return names[0] if len(names) == 1 else f"{', '.join(names[:-1])} and {names[-1]}"
+
+
+def _consent(cells: Mapping[str, Any]) -> Consent | None:
+    """The opt-in record of a row's consent cells (``None`` or ``""`` where empty): ``None``
+    when they are all empty."""
+    if not any(cells.get(column) for column in CONSENT_COLUMNS):
+        return None
+    missing = [column for column in CONSENT_COLUMNS[:3] if not cells.get(column)]
+    if missing:
+        given = [column for column in CONSENT_COLUMNS if cells.get(column)]
+        raise InvalidLead(
+            f"Lead.{missing[0]}",
+            f"{_and(missing)} {'is' if len(missing) == 1 else 'are'} empty while "
+            f"{_and(given)} {'is' if len(given) == 1 else 'are'} given; an opt-in "
+            f"record needs consent_at, consent_method and consent_wording (consent_source "
+            f"is optional): fill them in, or leave every consent cell of the row empty",
+        )
+    at = _time("Lead.consent_at", cells["consent_at"])
+    try:
+        return Consent(
+            at=at,
+            method=cells["consent_method"],
+            wording=cells["consent_wording"],
+            source=cells.get("consent_source"),
+        )
+    except InvalidInput as exc:
+        raise InvalidLead(_FIELD_WHERE.get(exc.where, exc.where), exc.message) from None
+
+
+_SUBSCRIBED = Contactability()
+
+
+def _contactability(cells: Mapping[str, Any]) -> Contactability:
+    """A row's :data:`CONTACT_COLUMNS` (``None`` or ``""`` where empty) as a contactability:
+    the default "subscribed" when they are all empty, as when a status alone is empty."""
+    status, since, reason = (cells.get(column) for column in CONTACT_COLUMNS)
+    if not (status or since or reason):
+        return _SUBSCRIBED
+    try:
+        return Contactability(
+            status=status or ContactStatus.SUBSCRIBED,
+            since=_time_value("Lead.contact_since", since),
+            reason=reason,
+        )
+    except InvalidInput as exc:
+        raise InvalidLead(_FIELD_WHERE.get(exc.where, exc.where), exc.message) from None
+
+
+def _lead(row: Mapping[str, str]) -> Lead:
+    """The lead of a CSV row (stripped cells, ``""`` where empty)."""
+    attributes: dict[str, Any] = {}
+    for column, value in row.items():
+        if column in _NOT_ATTRIBUTES or not value:
+            continue
+        if column == EMPLOYEES and value.isdecimal():
+            attributes[column] = _int_cell(f"Lead.attributes[{column!r}]", value)
+        else:
+            attributes[column] = value
+    cells = {column: row.get(column) or None for column in (*CONTACT_COLUMNS, *CONSENT_COLUMNS)}
+    return Lead(
+        id=row["id"],
+        email=row["email"],
+        name=row.get("name") or None,
+        company=row.get("company") or None,
+        source=row.get("source") or None,
+        owner=row.get("owner") or None,
+        attributes=attributes,
+        consent=_consent(cells),
+        contactability=_contactability(cells),
+        created_at=_time_value("Lead.created_at", row.get("created_at")),
+    )
+
+
+def _csv_leads(
+    path: str | os.PathLike[str], progress: _Progress | None
+) -> Iterator[tuple[int, Lead | RowError]]:
+    for line, row in _csv_rows(path, ("id", "email"), progress):
+        if isinstance(row, RowError):
+            yield line, row
+            continue
+        try:
+            lead: Lead | RowError = _lead(row)
+        except InvalidInput as exc:
+            lead = _row_error(line, exc)
+        yield line, lead
+
+
+_TEXT_KEYS = ("name", "company", "source", "owner", *CONTACT_COLUMNS, *CONSENT_COLUMNS)
+
+
+def _text_or_null(data: Mapping[str, Any], key: str) -> Any:
+    value = data.get(key)
+    if value is not None and not isinstance(value, str):
+        raise InvalidLead(
+            f"Lead.{key}", f"expected a str or null, got {type(value).__name__} {_shown(value)}"
+        )
+    return value
+
+
+def _json_lead(data: object) -> Lead:
+    """The lead of a JSON object, as ``nurturekit export leads --format jsonl`` writes one;
+    a key that is not a field (:data:`nurturekit.export.LEAD_COLUMNS`) is an attribute too."""
+    if not isinstance(data, dict):
+        raise InvalidLead(
+            "Lead.from_dict",
+            f"expected a JSON object, got {type(data).__name__} {_shown(data)}",
+        )
+    missing = [key for key in ("id", "email") if key not in data]
+    if missing:
+        raise InvalidLead(
+            "Lead.from_dict",
+            f"has no {' and no '.join(map(repr, missing))}; a lead needs an id and an email",
+        )
+    nested = data.get("attributes")
+    if nested is None:
+        nested = {}
+    elif not isinstance(nested, dict):
+        raise InvalidLead(
+            "Lead.attributes",
+            f"expected an object of names to values, got {type(nested).__name__} {_shown(nested)}",
+        )
+    attributes = dict(nested)
+    for key, value in data.items():
+        if key in _NOT_ATTRIBUTES or key == "attributes":
+            continue
+        if key in nested:
+            raise InvalidLead(
+                f"Lead.attributes[{key!r}]",
+                "is given twice, as a key of the line and in its attributes; give it once",
+            )
+        attributes[key] = value
+    cells = {key: _text_or_null(data, key) for key in _TEXT_KEYS}
+    return Lead(
+        id=data["id"],
+        email=data["email"],
+        name=cells["name"],
+        company=cells["company"],
+        source=cells["source"],
+        owner=cells["owner"],
+        attributes=attributes,
+        consent=_consent(cells),
+        contactability=_contactability(cells),
+        created_at=_time_value("Lead.created_at", data.get("created_at")),
+    )
+
+
+def _jsonl_lead(line: int, text: str) -> Lead | RowError:
+    data = _json_line(line, text, "attributes")
+    if isinstance(data, RowError):
+        return data
+    try:
+        return _json_lead(data)
+    except InvalidInput as exc:
+        return _row_error(line, exc)
+
+
+def _same_values(given: Mapping[str, AttributeValue], stored: Mapping[str, AttributeValue]) -> bool:
+    """Equal attributes of the same types (``1``, ``1.0`` and ``True`` are equal in Python)."""
+    return given == stored and all(type(stored[name]) is type(v) for name, v in given.items())
+
+
+def _stored_as(lead: Lead, old: Lead) -> bool:
+    """Whether ``old``, a stored lead, is what upserting ``lead`` would store over it, by the
+    rules of :meth:`Engine.upsert_lead`: the stored contactability kept where ``lead`` has the
+    default one, the stored opt-in record where it has none, the stored ``created_at`` where
+    it has none (a stored lead without one would be stamped now)."""
+    contact = lead.contactability
+    if contact == _SUBSCRIBED and old.contactability.status is not ContactStatus.SUBSCRIBED:
+        contact = old.contactability
+    return (
+        lead.id == old.id
+        and lead.email == old.email
+        and lead.name == old.name
+        and lead.company == old.company
+        and lead.source == old.source
+        and lead.owner == old.owner
+        and _same_values(lead.attributes, old.attributes)
+        and (old.consent if lead.consent is None else lead.consent) == old.consent
+        and contact == old.contactability
+        and (
+            old.created_at is not None
+            if lead.created_at is None
+            else lead.created_at == old.created_at
+        )
+    )
+
+
+def _lead_rows(
+    path: str | os.PathLike[str], progress: _Progress | None
+) -> Iterator[tuple[int, Lead | RowError]]:
+    suffix = os.path.splitext(os.fspath(path))[1].lower()
+    if suffix in _JSONL_SUFFIXES:
+        return _jsonl_rows(path, _jsonl_lead, progress)
+    return _csv_leads(path, progress)
+
+
+class _Tally:
+    """The counts of one import as it goes, and as they were when its last batch was
+    committed: what an interrupted import reports."""
+
+    __slots__ = ("_committed", "errors", "history", "imported", "kind", "read", "skipped")
+
+    def __init__(self, kind: str) -> None:
+        self.kind = kind
+        self.read = self.imported = self.skipped = self.history = 0
+        self.errors: list[RowError] = []
+        self._committed = (0, 0, 0, 0, 0)
+
+    def committed(self, read: int, line: int) -> None:
+        """The batch whose last row is the ``read``-th row of the file, at ``line``, is in
+        the store."""
+        self._committed = (read, self.imported, self.skipped, self.history, line)
+
+    def summary(
+        self, warnings: tuple[RowWarning, ...] = (), warnings_left_off: int = 0
+    ) -> ImportSummary:
+        return ImportSummary(
+            self.kind,
+            self.read,
+            self.imported,
+            self.skipped,
+            tuple(sorted(self.errors, key=_line)),
+            history=self.history,
+            warnings=warnings,
+            warnings_left_off=warnings_left_off,
+        )
+
+    def interrupted(self, path: str | os.PathLike[str]) -> ImportInterrupted:
+        read, imported, skipped, history, line = self._committed
+        errors = tuple(sorted((e for e in self.errors if e.line <= line), key=_line))
+        summary = ImportSummary(self.kind, read, imported, skipped, errors, history=history)
+        return ImportInterrupted(summary, os.fspath(path), line)
+
+
+def _line(error: RowError) -> int:
+    return error.line
+
+
+def import_leads(
+    engine: Engine, path: str | os.PathLike[str], *, progress: Progress | None = None
+) -> ImportSummary:
+    """Upsert every good lead of the CSV or JSON lines file at ``path``; report the bad rows.
+
+    **CSV** (any suffix but ``.jsonl`` and ``.ndjson``): the header names the columns: ``id``
+    and ``email`` (required), ``name``, ``company``, ``source``, ``owner``, ``created_at``,
+    the contactability (:data:`CONTACT_COLUMNS`), the opt-in record (:data:`CONSENT_COLUMNS`,
+    below); any other column becomes an attribute (``industry``, ``time_zone`` …). Cells are
+    stripped and empty ones left out; an attribute is a str, but ``employees``, an int when it
+    is digits.
+
+    **JSON lines** (``.jsonl``, ``.ndjson``): an object per line with the same keys, as
+    ``nurturekit export leads --format jsonl`` writes it (:func:`nurturekit.export.leads`):
+    ``null`` where empty, and the attributes in an ``attributes`` object (any other key of
+    the line is an attribute too), with their JSON types: str, int, float, bool, ``null`` or
+    a list of str. What it holds is stored exactly, the types of the attributes included.
+
+    Times (``created_at``, ``contact_since``, ``consent_at``) are ISO 8601 with a UTC offset
+    (``2026-04-01T09:00:00+09:00`` or ``…Z``) or a date alone (``2026-04-01``, read as 00:00
+    UTC). A lead without ``created_at`` is stamped with the time it is first stored.
+
+    The good rows are upserted :data:`LEADS_BATCH_SIZE` at a time with
+    :meth:`Engine.upsert_leads`, a transaction each (its rules: a row with the default
+    contactability, or without an opt-in record, keeps the stored one). A row whose lead is
+    already stored exactly as the row would store it is not written again: the summary
+    counts it as ``skipped`` (as already present), so an interrupted import run again says
+    how many rows it had stored. A new or changed lead counts as imported. A row the store
+    refuses to write is a :class:`RowError` ("not stored: …") and the rest of its batch is
+    stored.
+
+    ``contactability`` is ``subscribed``, ``unsubscribed``, ``bounced`` or
+    ``do_not_contact``; ``contact_since`` and ``contact_reason`` say since when and why
+    (empty: the default, subscribed, which never overwrites a stored unsubscribe). The opt-in
+    record (:attr:`Lead.consent <nurturekit.Lead.consent>`, which marketing mail needs):
+    ``consent_at``, when; ``consent_method``, how (``web form`` …); ``consent_wording``, the
+    exact text agreed to; ``consent_source``, where (optional: the form's URL, the event). A
+    row with some of the first three but not all is a :class:`RowError` naming the empty
+    ones, and so is a bad time. A row whose consent cells are all empty has no record, and a
+    stored lead keeps the one it has.
+
+    A value of a stored lead that no condition of ``engine.program`` can match is a
+    :class:`RowWarning` in the summary (see :mod:`nurturekit.attribute_values`): the row is
+    imported all the same. ``progress`` is told the bytes read now and then (see
+    :data:`Progress`).
+
+    Raises :class:`ImportFileError` when the file cannot be read or lacks a required column,
+    and :class:`ImportInterrupted` on Ctrl-C (``KeyboardInterrupt``).
+    """
+    tracker = _progress(progress, path)
+    check = AttributeValueCheck(engine.program)
+    matches = check.matches
+    tally = _Tally("leads")
+    left_off = 0
+    # (column, type, value) → [rows, first line]; the type keeps 1 and True apart.
+    flagged: dict[tuple[str, type, AttributeValue], list[int]] = {}
+    batch: list[tuple[int, Lead]] = []
+    last_read = 0
+
+    def flush() -> None:
+        nonlocal left_off
+        # A row whose lead is stored as the row says is not written again: an import run
+        # again after an interruption skips what it had stored, one read per batch.
+        stored = engine.storage.get_leads(list(dict.fromkeys(lead.id for _, lead in batch)))
+        fresh: list[tuple[int, Lead]] = []
+        for line, lead in batch:
+            old = stored.get(lead.id)
+            if old is not None and _stored_as(lead, old):
+                tally.skipped += 1
+            else:
+                fresh.append((line, lead))
+        refused: set[int] = set()
+        if fresh:
+            summary = engine.upsert_leads([lead for _, lead in fresh], batch_size=len(fresh))
+            for index, error in summary.refused:
+                line = fresh[index][0]
+                refused.add(line)
+                tally.errors.append(RowError(line, None, f"not stored: {error}"))
+            tally.imported += len(fresh) - len(summary.refused)
+        tally.committed(last_read, batch[-1][0])
+        for line, lead in batch:
+            if line in refused:
+                continue
+            for column, value in lead.attributes.items():
+                if matches(column, value):
+                    continue
+                key = (column, type(value), value)
+                seen = flagged.get(key)
+                if seen is not None:
+                    seen[0] += 1
+                elif len(flagged) < MAX_WARNINGS:
+                    flagged[key] = [1, line]
+                else:
+                    left_off += 1
+        batch.clear()
+
+    try:
+        for line, row in _lead_rows(path, tracker):
+            tally.read += 1
+            if tracker is not None and tally.read % PROGRESS_EVERY == 0:
+                tracker.tell()
+            if isinstance(row, RowError):
+                tally.errors.append(row)
+                continue
+            batch.append((line, row))
+            last_read = tally.read
+            if len(batch) >= LEADS_BATCH_SIZE:
+                flush()
+        if batch:
+            flush()
+    except KeyboardInterrupt:
+        raise tally.interrupted(path) from None
+    if tracker is not None:
+        tracker.end()
+    warnings = tuple(
+        RowWarning(column, value, rows, first, check.explain(column, value).reason)
+        for (column, _, value), (rows, first) in flagged.items()
+    )
+    return tally.summary(warnings, left_off)
+
+
+# --- activities -----------------------------------------------------------------------------------
+
+
+def _jsonl_activity(line: int, text: str) -> Activity | RowError:
+    data = _json_line(line, text, "properties")
+    if isinstance(data, RowError):
+        return data
+    try:
+        return Activity.from_dict(data)
+    except InvalidInput as exc:
+        return _row_error(line, exc)
+
+
+def _csv_activity(line: int, row: Mapping[str, str]) -> Activity | RowError:
+    properties: dict[str, Any] = {
+        column: value for column, value in row.items() if column not in _ACTIVITY_COLUMNS and value
+    }
+    if row.get("properties"):
+        given = _json_line(line, row["properties"], "properties")
+        if isinstance(given, RowError):
+            return RowError(line, "properties", given.reason)
+        if not isinstance(given, dict):
+            return RowError(
+                line,
+                "properties",
+                f"expected a JSON object of names to values such as "
+                f'{{"page": "/pricing"}}, got {_shown(row["properties"])}',
+            )
+        doubled = sorted(properties.keys() & given.keys())
+        if doubled:
+            return RowError(
+                line,
+                doubled[0],
+                "is both a column and a key of the properties column; give it once",
+            )
+        properties.update(given)
+    data: dict[str, Any] = {
+        "lead_id": row["lead_id"],
+        "kind": row["kind"],
+        "at": row["at"],
+        "properties": properties,
+    }
+    if row.get("key"):
+        data["key"] = row["key"]
+    try:
+        return Activity.from_dict(data)
+    except InvalidInput as exc:
+        return _row_error(line, exc)
 
 
 def _csv_activity_rows(
     path: str | os.PathLike[str], progress: _Progress | None = None
 ) -> Iterator[tuple[int, Activity | RowError]]:
     for line, row in _csv_rows(path, ("lead_id", "kind", "at"), progress):
-        if isinstance(row, RowError):
-            yield line, row
-            continue
-        data: dict[str, Any] = {
-            "lead_id": row["lead_id"],
-            "kind": row["kind"],
-            "at": row["at"],
-            "properties": {
-                column: value
-                for column, value in row.items()
-                if column not in _ACTIVITY_COLUMNS and value
-            },
-        }
-        if row.get("key"):
-            data["key"] = row["key"]
-        try:
-            yield line, Activity.from_dict(data)
-        except InvalidInput as exc:
-            yield line, _row_error(line, exc)
+        yield line, row if isinstance(row, RowError) else _csv_activity(line, row)
 
 
 def read_activities(path: str | os.PathLike[str]) -> Iterator[tuple[int, Activity | RowError]]:
@@ -676,13 +1002,38 @@ def _read_activities(
 ) -> Iterator[tuple[int, Activity | RowError]]:
     suffix = os.path.splitext(os.fspath(path))[1].lower()
     if suffix in _JSONL_SUFFIXES:
-        return _jsonl_rows(path, progress)
+        return _jsonl_rows(path, _jsonl_activity, progress)
     if suffix == ".csv":
         return _csv_activity_rows(path, progress)
     raise ImportFileError(
         f"{os.fspath(path)}: activities are read from .jsonl or .csv files, "
         f"not {suffix or 'a file without a suffix'}"
     )
+
+
+def _record(
+    engine: Engine, batch: list[tuple[int, Activity]], history: bool, errors: list[RowError]
+) -> list[RecordResult]:
+    """Record ``batch`` in one transaction; if the store refuses it, one by one, each row
+    the store refuses alone (or whose lead is gone) put in ``errors``. When the first
+    :data:`_GIVE_UP` tried alone all fail, the store is failing: that error is raised."""
+    try:
+        return engine.record_many((activity for _, activity in batch), history=history)
+    except (UnknownLead, StorageError):
+        pass  # a lead removed since it was looked up, or a row the store refuses
+    results: list[RecordResult] = []
+    failed = 0
+    for tried, (line, activity) in enumerate(batch, 1):
+        try:
+            results.append(engine.record(activity, history=history))
+        except UnknownLead as exc:
+            errors.append(RowError(line, "lead_id", str(exc)))
+        except StorageError as exc:
+            failed += 1
+            if failed == tried >= _GIVE_UP:
+                raise
+            errors.append(RowError(line, None, f"not stored: {exc}"))
+    return results
 
 
 def import_activities(
@@ -697,12 +1048,20 @@ def import_activities(
 
     ``.jsonl`` (or ``.ndjson``): one JSON object per line in :meth:`Activity.from_dict` form
     (``lead_id``, ``kind``, ``at`` as ISO 8601 with a UTC offset, optional ``properties`` and
-    ``key``). ``.csv``: columns ``lead_id``, ``kind``, ``at`` and optionally ``key``; every
-    other column is a str property (empty cells left out).
+    ``key``), as ``nurturekit export activities --format jsonl`` writes it. ``.csv``: columns
+    ``lead_id``, ``kind``, ``at`` and optionally ``key`` and ``properties`` (a JSON object, as
+    ``nurturekit export activities`` writes it); every other column is a str property (empty
+    cells left out).
 
     Activities are recorded with :meth:`Engine.record_many`, ``batch_size`` at a time, in the
-    file's order. A row whose lead is not stored is reported (column ``lead_id``) and the rest
-    are still recorded. An activity whose key is already stored counts as a duplicate.
+    file's order, a transaction each. A row whose lead is not stored is reported (column
+    ``lead_id``) and the rest are still recorded. An activity whose idempotency key is
+    already stored (an earlier import, an earlier row: the same key, given or derived from
+    the same content) is not recorded again and counts as ``skipped`` (as already present):
+    an interrupted import run again skips what it had recorded. If the store refuses a batch,
+    its activities are recorded one by one and a row the store refuses alone is a
+    :class:`RowError` ("not stored: …"); when the first three tried alone all fail, the
+    store's error is raised (the batches before are kept).
 
     ``history_before`` (an aware datetime): an activity whose ``at`` is before it is recorded
     as history (``record_many(..., history=True)``): stored, scored and moving the lead
@@ -715,24 +1074,25 @@ def import_activities(
     ``progress`` is told the bytes read now and then (see :data:`Progress`).
 
     Raises :class:`ImportFileError` for another suffix, an unreadable file or a missing column;
-    :class:`~nurturekit.errors.NaiveDatetime` for a ``history_before`` without a time zone.
+    :class:`~nurturekit.errors.NaiveDatetime` for a ``history_before`` without a time zone;
+    :class:`ImportInterrupted` on Ctrl-C (``KeyboardInterrupt``).
     """
     tracker = _progress(progress, path)
     rows = _read_activities(path, tracker)
     if batch_size < 1:
         raise ValueError(f"batch_size must be at least 1, got {batch_size}")
     cutoff = None if history_before is None else aware_utc(history_before, "history_before")
-    read = imported = duplicates = history = 0
-    errors: list[RowError] = []
+    tally = _Tally("activities")
     batch: list[tuple[int, Activity]] = []
     batch_is_history = False
+    last_read = 0
     known: set[str] = set()
 
     def flush() -> None:
-        nonlocal imported, duplicates, history
         # The leads not seen yet, looked up together: a row whose lead is not stored is an
         # error, and the rest are recorded.
         unseen = list(dict.fromkeys(a.lead_id for _, a in batch if a.lead_id not in known))
+        last_line = batch[-1][0]
         if unseen:
             found = engine.storage.get_leads(unseen)
             missing = {lead_id for lead_id in unseen if lead_id not in found}
@@ -744,52 +1104,64 @@ def import_activities(
                 batch.clear()
                 for line, activity in rows:
                     if activity.lead_id in missing:
-                        errors.append(RowError(line, "lead_id", str(UnknownLead(activity.lead_id))))
+                        tally.errors.append(
+                            RowError(line, "lead_id", str(UnknownLead(activity.lead_id)))
+                        )
                     else:
                         batch.append((line, activity))
-                if not batch:
-                    return
-        try:
-            results = engine.record_many(
-                (activity for _, activity in batch), history=batch_is_history
-            )
-        except UnknownLead:
-            # A lead removed since it was looked up: record the batch one by one instead.
-            results = []
-            for line, activity in batch:
-                try:
-                    results.append(engine.record(activity, history=batch_is_history))
-                except UnknownLead as exc:
-                    errors.append(RowError(line, "lead_id", str(exc)))
-        for result in results:
+        for result in _record(engine, batch, batch_is_history, tally.errors) if batch else ():
             if result.stored:
-                imported += 1
+                tally.imported += 1
                 if batch_is_history:
-                    history += 1
+                    tally.history += 1
             else:
-                duplicates += 1
+                tally.skipped += 1
+        tally.committed(last_read, last_line)
         batch.clear()
 
-    for line, item in rows:
-        read += 1
-        if tracker is not None and read % PROGRESS_EVERY == 0:
-            tracker.tell()
-        if isinstance(item, RowError):
-            errors.append(item)
-            continue
-        is_history = cutoff is not None and item.at < cutoff
-        if batch and is_history is not batch_is_history:
+    try:
+        for line, item in rows:
+            tally.read += 1
+            if tracker is not None and tally.read % PROGRESS_EVERY == 0:
+                tracker.tell()
+            if isinstance(item, RowError):
+                tally.errors.append(item)
+                continue
+            is_history = cutoff is not None and item.at < cutoff
+            if batch and is_history is not batch_is_history:
+                flush()
+            batch_is_history = is_history
+            batch.append((line, item))
+            last_read = tally.read
+            if len(batch) >= batch_size:
+                flush()
+        if batch:
             flush()
-        batch_is_history = is_history
-        batch.append((line, item))
-        if len(batch) >= batch_size:
-            flush()
-    if batch:
-        flush()
+    except KeyboardInterrupt:
+        raise tally.interrupted(path) from None
     if tracker is not None:
         tracker.end()
-    errors.sort(key=lambda error: error.line)
-    return ImportSummary("activities", read, imported, duplicates, tuple(errors), history=history)
+    return tally.summary()
+
+
+def _jsonl_holds_leads(path: str | os.PathLike[str]) -> bool:
+    """Whether a JSON lines file holds leads: the first object among its first 100 lines has
+    an ``email`` and no ``lead_id`` (activities have a ``lead_id``)."""
+    with _open(path) as file:
+        for raw in itertools.islice(file, 100):
+            try:
+                text = raw.decode("utf-8-sig")
+            except UnicodeDecodeError:
+                continue
+            if not text.strip() or _too_deep(text):
+                continue
+            try:
+                data = json.loads(text)
+            except ValueError:
+                continue
+            if isinstance(data, dict):
+                return "email" in data and "lead_id" not in data
+    return False
 
 
 def import_file(
@@ -799,8 +1171,9 @@ def import_file(
     history_before: datetime | None = None,
     progress: Progress | None = None,
 ) -> ImportSummary:
-    """Import leads or activities, telling them apart by the file: ``.jsonl``/``.ndjson`` are
-    activities; a ``.csv`` whose header has ``lead_id`` is activities, else leads.
+    """Import leads or activities, telling them apart by the file: a ``.csv`` whose header
+    has ``lead_id`` is activities, else leads; a ``.jsonl``/``.ndjson`` file whose first JSON
+    object has an ``email`` and no ``lead_id`` is leads, else activities.
 
     ``history_before`` and ``progress`` are passed to :func:`import_activities` (a file of
     leads has no history: there it is not used) and ``progress`` to :func:`import_leads`.
@@ -824,9 +1197,11 @@ def import_file(
             return import_activities(engine, path, history_before=history_before, progress=progress)
         return import_leads(engine, path, progress=progress)
     if suffix in _JSONL_SUFFIXES:
+        if _jsonl_holds_leads(path):
+            return import_leads(engine, path, progress=progress)
         return import_activities(engine, path, history_before=history_before, progress=progress)
     raise ImportFileError(
-        f"{os.fspath(path)}: the file is told apart by its suffix: leads come in a .csv file; "
-        f"activities in a .jsonl (or .ndjson) file, or a .csv with a lead_id column; not "
-        f"{suffix or 'a file without a suffix'}: rename it"
+        f"{os.fspath(path)}: the file is told apart by its suffix: leads come in a .csv file "
+        f"(or a .jsonl file of leads); activities in a .jsonl (or .ndjson) file, or a .csv "
+        f"with a lead_id column; not {suffix or 'a file without a suffix'}: rename it"
     )
