@@ -352,6 +352,110 @@ def test_a_statement_that_failed_inside_a_savepoint_undoes_only_the_savepoint(
     assert sorted(lead.id for lead in store.leads()) == ["l1", "l3"]
 
 
+# --------------------------------------------------------------------------- writes not waited for
+
+
+def _refuse_lead(postgres_dsn: str, schema: str, lead_id: str) -> None:
+    """Make PostgreSQL itself refuse to store the lead ``lead_id`` (a check constraint)."""
+    _admin(postgres_dsn, f"""ALTER TABLE "{schema}".leads ADD CHECK (id <> '{lead_id}')""")
+
+
+def test_a_write_sent_without_waiting_that_fails_fails_its_transaction_at_commit(
+    store: PostgresStorage, postgres_dsn: str, pg_schema: str
+) -> None:
+    _refuse_lead(postgres_dsn, pg_schema, "bad")
+    with pytest.raises(StorageError, match="could not store lead"), store.transaction():
+        store.put_lead(make_lead("l1"))
+        store.put_lead(make_lead("bad"))  # sent in pipeline mode: its error comes later
+        store.put_leads([make_lead("l2")])
+    assert list(store.leads()) == []
+    store.put_lead(make_lead("l3"))  # the store goes on working
+    assert [lead.id for lead in store.leads()] == ["l3"]
+
+
+def test_a_write_sent_without_waiting_that_fails_fails_the_next_statement(
+    store: PostgresStorage, postgres_dsn: str, pg_schema: str
+) -> None:
+    _refuse_lead(postgres_dsn, pg_schema, "bad")
+    with pytest.raises(StorageError, match="could not store lead"), store.transaction():
+        store.put_leads([make_lead("bad")])
+        store.get_lead("l1")
+        pytest.fail("the read ran after the failed write")  # pragma: no cover
+    assert list(store.leads()) == []
+
+
+def test_a_write_sent_without_waiting_that_fails_inside_a_savepoint_undoes_only_it(
+    store: PostgresStorage, postgres_dsn: str, pg_schema: str
+) -> None:
+    _refuse_lead(postgres_dsn, pg_schema, "bad")
+    with store.transaction():
+        store.put_lead(make_lead("l1"))
+        with pytest.raises(StorageError, match="could not store lead"), store.savepoint():
+            store.put_lead(make_lead("l2"))
+            store.put_lead(make_lead("bad"))
+        store.put_lead(make_lead("l3"))
+    assert [lead.id for lead in store.leads()] == ["l1", "l3"]
+
+
+def test_without_pipeline_mode_in_the_libpq_every_write_is_waited_for(
+    store: PostgresStorage, postgres_dsn: str, pg_schema: str
+) -> None:
+    store._pipelines = False  # a libpq before 14
+    _refuse_lead(postgres_dsn, pg_schema, "bad")
+    with pytest.raises(StorageError, match="could not store lead"), store.transaction():
+        store.put_lead(make_lead("l1"))
+        store.put_lead(make_lead("bad"))
+        pytest.fail("the failed write did not raise")  # pragma: no cover
+    with store.transaction():
+        store.put_leads([make_lead("l1")])
+        store.put_states([LeadState(lead_id="l1", card=ScoreCard(lead_id="l1"))] * 250)
+    assert [lead.id for lead in store.leads()] == ["l1"] and store.get_state("l1") is not None
+
+
+def test_an_error_after_writes_sent_without_waiting_undoes_them(store: PostgresStorage) -> None:
+    with pytest.raises(RuntimeError, match="boom"), store.transaction():
+        store.put_leads([make_lead(f"l{n}") for n in range(5)])
+        store.put_enrollment(make_enrollment(1))
+        raise RuntimeError("boom")
+    assert list(store.leads()) == [] and store.enrollments_of("l1") == []
+
+
+def test_states_put_in_a_transaction_are_written_ahead_and_the_last_of_a_lead_wins(
+    store: PostgresStorage,
+) -> None:
+    """More states than ``_STATES_AHEAD``: most are written while the transaction goes on,
+    each read back as last put, before and after the commit."""
+    from nurturekit.storage.postgres import _STATES_AHEAD
+
+    count = 2 * _STATES_AHEAD + 7
+
+    def state(n: int, points: int) -> LeadState:
+        return LeadState(lead_id=f"l{n}", card=ScoreCard(lead_id=f"l{n}", fit_total=points))
+
+    def points() -> dict[str, int]:
+        found = store.get_states(f"l{n}" for n in range(count))
+        return {lead_id: state.card.fit_total for lead_id, state in found.items()}
+
+    expected = {f"l{n}": 1 if n % 3 else 2 for n in range(count)}
+    with store.transaction():
+        store.put_states([state(n, 1) for n in range(count)])
+        for n in range(0, count, 3):
+            store.put_state(state(n, 2))
+        got = store.get_state("l0"), store.get_state("l1")
+        assert [s.card.fit_total for s in got if s is not None] == [2, 1]
+        assert points() == expected
+    assert points() == expected
+    with pytest.raises(RuntimeError), store.transaction():
+        store.put_states([state(n, 3) for n in range(count)])
+        raise RuntimeError("undo")
+    assert points() == expected
+
+
+def test_the_session_compiles_no_plan(store: PostgresStorage) -> None:
+    """JIT off: a badly estimated batch read would otherwise compile at every execution."""
+    assert store._all("show jit", "SHOW jit") == [("off",)]
+
+
 def test_batch_reads_can_use_the_primary_keys(store: PostgresStorage) -> None:
     """The ids are compared in the columns' collation ("C"), so the index serves them."""
     with store.transaction():
@@ -412,6 +516,21 @@ def test_iterating_methods_read_page_by_page_and_miss_nothing(
     assert len(list(store.enrollments("a"))) == 5
     assert len(list(store.outbox())) == 10
     assert len(list(store.activities_of_kinds(["email_open", "x", "email_open"]))) == 10
+
+
+def test_activities_of_kinds_read_page_by_page_even_at_one_time(
+    store: PostgresStorage, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The pages follow (time, key): activities at one time span pages whole."""
+    monkeypatch.setattr("nurturekit.storage.postgres._PAGE", 3)
+    added = [
+        make_activity(f"l{n % 3}", minutes=n // 4, kind="email_open", ref=str(n)) for n in range(11)
+    ]
+    added += [make_activity("l1", minutes=1, kind="page_view")]
+    for activity in added:
+        assert store.add_activity(activity)
+    found = list(store.activities_of_kinds(["email_open"]))
+    assert sorted(a.key for a in found) == sorted(a.key for a in added[:11])
 
 
 def test_a_send_marked_on_its_own_commits_without_waiting_for_the_log_flush(
@@ -586,6 +705,35 @@ def test_a_version_2_schema_gets_retry_times_and_suppression_flags_from_its_data
         store.put_lead(make_lead())
         assert store.hold_mail(["k1"], "w")["k1"].contact is ContactStatus.SUBSCRIBED
         assert [h.id for h in store.claim_notices(T0, 10, "w", LEASE)] == ["h1"]
+
+
+def test_a_version_5_schema_gets_activities_by_kind_in_time_order_and_keeps_its_data(
+    dsn: str, pg_schema: str, postgres_dsn: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    older = [make_activity(minutes=n, kind="email_open", ref=str(n)) for n in range(3)]
+    with monkeypatch.context() as patched:  # the nurturekit of schema version 5
+        patched.setattr("nurturekit.storage.postgres_sql.SCHEMA_VERSION", 5)
+        with PostgresStorage(dsn, schema=pg_schema) as old:
+            old.put_lead(make_lead())
+            assert old.add_activities(older) == [True, True, True]
+            old.put_state(LeadState(lead_id="l1", card=ScoreCard(lead_id="l1")))
+    with PostgresStorage(dsn, schema=pg_schema) as store:
+        assert sorted(store.activities_of_kinds(["email_open"]), key=str) == sorted(older, key=str)
+        state = store.get_state("l1")
+        assert state is not None and state.lead_id == "l1"
+    (definition,) = _admin(
+        postgres_dsn,
+        "SELECT indexdef FROM pg_indexes WHERE schemaname = %s AND indexname = %s",
+        (pg_schema, "activities_by_kind"),
+    )
+    assert definition[0].endswith("(kind, at, key)")
+    (options,) = _admin(
+        postgres_dsn,
+        "SELECT c.reloptions FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace"
+        " WHERE n.nspname = %s AND c.relname = 'states'",
+        (pg_schema,),
+    )
+    assert options[0] == ["fillfactor=90"]
 
 
 def test_workers_starting_together_on_a_fresh_database_migrate_it_once(
