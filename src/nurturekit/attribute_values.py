@@ -62,6 +62,7 @@ from nurturekit.conditions import (
     AttributeExists,
     AttributeIn,
     AttributeRange,
+    AttributeTest,
     Condition,
     Not,
     View,
@@ -72,16 +73,6 @@ from nurturekit.scenario import Branch
 
 __all__ = ["AttributeValueCheck", "UnmatchedValue", "unmatched_values"]
 
-_ATTRIBUTE_TESTS = (
-    AttributeEquals,
-    AttributeIn,
-    AttributeRange,
-    AttributeExists,
-    AttributeContains,
-)
-_AttributeTest = (
-    AttributeEquals | AttributeIn | AttributeRange | AttributeExists | AttributeContains
-)
 #: Distinct (attribute, value) answers one check keeps before it starts over: enough for the
 #: values of any real column, bounded for a column of a million different numbers.
 _CACHE_LIMIT = 100_000
@@ -126,18 +117,18 @@ class UnmatchedValue:
 class _Rules:
     """The attribute tests of a program on one attribute."""
 
-    tests: list[_AttributeTest] = attrs.Factory(list)
+    tests: list[AttributeTest] = attrs.Factory(list)
     #: A negated test, a branch's test or an ``exists``: every value is matched.
     open: bool = False
 
 
-def _leaves(condition: Condition, negated: bool) -> Iterator[tuple[_AttributeTest, bool]]:
+def _leaves(condition: Condition, negated: bool) -> Iterator[tuple[AttributeTest, bool]]:
     """The attribute tests inside ``condition``, each with whether it is negated; without
     recursing (conditions may nest deep)."""
     pending: list[tuple[Condition, bool]] = [(condition, negated)]
     while pending:
         node, flipped = pending.pop()
-        if isinstance(node, _ATTRIBUTE_TESTS):
+        if isinstance(node, AttributeTest):
             yield node, flipped
             continue
         inner = flipped ^ isinstance(node, Not)
@@ -153,7 +144,7 @@ def _branch_conditions(program: Program) -> set[int]:
     }
 
 
-def _tested_for(test: _AttributeTest) -> tuple[str, ...]:
+def _tested_for(test: AttributeTest) -> tuple[str, ...]:
     if isinstance(test, AttributeEquals):
         return (repr(test.value),)
     if isinstance(test, AttributeIn):
@@ -246,7 +237,7 @@ class AttributeValueCheck:
         answer = answers[key] = self._decide(attribute, value, tests)
         return answer
 
-    def _decide(self, attribute: str, value: AttributeValue, tests: list[_AttributeTest]) -> bool:
+    def _decide(self, attribute: str, value: AttributeValue, tests: list[AttributeTest]) -> bool:
         if _is_number(value) and any(isinstance(test, AttributeRange) for test in tests):
             return True  # a number below a threshold is an answer, not a value it cannot read
         lead = Lead(id="x", email="x@example.com", attributes={attribute: value})
@@ -287,7 +278,7 @@ class AttributeValueCheck:
         return f"did you mean {close[0]!r}?" if close else None
 
 
-def _operands(test: _AttributeTest) -> tuple[object, ...]:
+def _operands(test: AttributeTest) -> tuple[object, ...]:
     """The values ``test`` compares with: a number for a range (its bound), texts and numbers
     for equals and one of, a text for contains; none for exists."""
     if isinstance(test, AttributeEquals | AttributeContains):

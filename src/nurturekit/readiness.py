@@ -77,11 +77,7 @@ from nurturekit._repr import counted, cut, html_block, html_table, summary
 from nurturekit._time import describe_duration, format_duration
 from nurturekit.conditions import (
     Always,
-    AttributeContains,
-    AttributeEquals,
-    AttributeExists,
-    AttributeIn,
-    AttributeRange,
+    AttributeTest,
     Condition,
     Did,
     InStage,
@@ -511,15 +507,6 @@ def _leaves(condition: Condition) -> list[Condition]:
     return [c for c in condition.walk() if not c.children()]
 
 
-_ATTRIBUTE_TESTS = (
-    AttributeEquals,
-    AttributeIn,
-    AttributeRange,
-    AttributeExists,
-    AttributeContains,
-)
-
-
 def _score_tests(condition: Condition) -> list[Condition]:
     return [c for c in _leaves(condition) if isinstance(c, ScoreRange | LevelReached)]
 
@@ -913,7 +900,7 @@ def _segments(ctx: _Context) -> _Verdict:
     found = []
     for scenario in ctx.program.scenarios:
         tests = list(_positive(scenario.target))
-        if any(isinstance(c, (*_ATTRIBUTE_TESTS, Did)) for c in tests):
+        if any(isinstance(c, (AttributeTest, Did)) for c in tests):
             found.append(f"'{scenario.name}' (target: {cut(scenario.target.describe(), 60)})")
         elif scenario.mail_type is MailType.SEGMENT:
             found.append(f"'{scenario.name}' (segment mail)")

@@ -22,11 +22,7 @@ from typing import TYPE_CHECKING
 from nurturekit.conditions import (
     AllOf,
     Always,
-    AttributeContains,
-    AttributeEquals,
-    AttributeExists,
-    AttributeIn,
-    AttributeRange,
+    AttributeTest,
     Condition,
     LevelReached,
     Not,
@@ -57,13 +53,6 @@ _MAIL_TYPES = {
     MailType.TRIGGER: "トリガーメール",
 }
 _AXES = {"total": "スコア", "fit": "属性スコア", "engagement": "行動スコア"}
-_ATTRIBUTE_TESTS = (
-    AttributeEquals,
-    AttributeIn,
-    AttributeRange,
-    AttributeExists,
-    AttributeContains,
-)
 
 
 def program_flowchart(program: Program) -> str:
@@ -165,7 +154,7 @@ def _fit(scoring: ScoringModel) -> str:
     keys: dict[str, None] = {}
     for rule in scoring.fit_rules:
         for part in rule.when.walk():
-            if isinstance(part, _ATTRIBUTE_TESTS):
+            if isinstance(part, AttributeTest):
                 keys.setdefault(part.key)
     if not scoring.fit_rules:
         return "属性スコア付与: 属性ルールなし"

@@ -38,6 +38,7 @@ from nurturekit.conditions.attributes import (
     AttributeExists,
     AttributeIn,
     AttributeRange,
+    AttributeTest,
     attr,
 )
 from nurturekit.conditions.attributes import Scalar as Scalar
@@ -85,6 +86,7 @@ __all__ = [
     "AttributeExists",
     "AttributeIn",
     "AttributeRange",
+    "AttributeTest",
     "Condition",
     "Consented",
     "ContactStatusIs",

@@ -77,8 +77,11 @@ def _shown(value: Any) -> str:
     return f"it is {value!r}"
 
 
-class _AttributeTest(Condition):
-    """What the attribute tests share: they explain themselves with the value they saw."""
+class AttributeTest(Condition):
+    """What the attribute tests share (:class:`AttributeEquals`, :class:`AttributeIn`,
+    :class:`AttributeRange`, :class:`AttributeExists`, :class:`AttributeContains`): a ``key``
+    they read, and an explanation with the value they saw. ``isinstance(c, AttributeTest)``
+    tells a test of the lead's attributes from the other conditions."""
 
     __slots__ = ()
     key: str
@@ -90,7 +93,7 @@ class _AttributeTest(Condition):
 
 
 @attrs.frozen(kw_only=True)
-class AttributeEquals(_AttributeTest):
+class AttributeEquals(AttributeTest):
     """The lead's attribute (or field: company, source, owner …) equals a value."""
 
     tag: ClassVar[str] = "attribute"
@@ -108,7 +111,7 @@ class AttributeEquals(_AttributeTest):
 
 
 @attrs.frozen(kw_only=True)
-class AttributeIn(_AttributeTest):
+class AttributeIn(AttributeTest):
     """The lead's attribute is one of several values."""
 
     tag: ClassVar[str] = "attribute"
@@ -127,7 +130,7 @@ class AttributeIn(_AttributeTest):
 
 
 @attrs.frozen(kw_only=True)
-class AttributeRange(_AttributeTest):
+class AttributeRange(AttributeTest):
     """The lead's numeric attribute lies in ``[at_least, below)``; either bound may be open."""
 
     tag: ClassVar[str] = "attribute"
@@ -174,7 +177,7 @@ def _num(value: float) -> str:
 
 
 @attrs.frozen(kw_only=True)
-class AttributeExists(_AttributeTest):
+class AttributeExists(AttributeTest):
     """The lead has a value (not ``None``, not empty) for the attribute."""
 
     tag: ClassVar[str] = "attribute"
@@ -192,7 +195,7 @@ class AttributeExists(_AttributeTest):
 
 
 @attrs.frozen(kw_only=True)
-class AttributeContains(_AttributeTest):
+class AttributeContains(AttributeTest):
     """The attribute, a text or a list, contains the value (case-insensitive for text)."""
 
     tag: ClassVar[str] = "attribute"

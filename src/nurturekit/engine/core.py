@@ -205,11 +205,7 @@ class Engine(_Recording, _Steps, _Delivery, _Sales):
             old = self.storage.get_lead(lead.id)
             lead = _merged(lead, old, now)
             self.storage.put_lead(lead)
-            state = self.storage.get_state(lead.id)
-            if state is None:
-                state = self._new_state(lead, now)
-            else:
-                self.program.scoring.refit(state.card, lead)
+            state = self._fitted(lead, self.storage.get_state(lead.id), now)
             self.storage.put_state(state)
         return lead
 
@@ -286,18 +282,13 @@ class Engine(_Recording, _Steps, _Delivery, _Sales):
     def _upsert_together(self, batch: list[Lead]) -> None:
         storage = self.storage
         now = self.clock.now()
-        scoring = self.program.scoring
         ids = list(dict.fromkeys(lead.id for lead in batch))
         with storage.transaction():
             olds: dict[str, Lead] = storage.get_leads(ids)
             states = storage.get_states(ids)
             for lead in batch:
                 lead = olds[lead.id] = _merged(lead, olds.get(lead.id), now)
-                state = states.get(lead.id)
-                if state is None:
-                    states[lead.id] = self._new_state(lead, now)
-                else:
-                    scoring.refit(state.card, lead)
+                states[lead.id] = self._fitted(lead, states.get(lead.id), now)
             # The last of each id: a lead given twice was merged over its first.
             written = [olds[i] for i in ids]
             put_leads = getattr(storage, "put_leads", None)

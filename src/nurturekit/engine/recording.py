@@ -117,6 +117,14 @@ def _joined(history: Sequence[Activity], activity: Activity) -> Sequence[Activit
 class _Recording(_Base):
     """Recording activities and what follows from them, and the lead's state and view."""
 
+    def _fitted(self, lead: Lead, state: LeadState | None, now: datetime) -> LeadState:
+        """The lead's state with its fit scored for ``lead`` as it is now stored: a new one
+        for a new lead, else ``state`` re-fitted."""
+        if state is None:
+            return self._new_state(lead, now)
+        self.program.scoring.refit(state.card, lead)
+        return state
+
     def _new_state(self, lead: Lead, now: datetime) -> LeadState:
         machine = self.program.stages
         return LeadState(

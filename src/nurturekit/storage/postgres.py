@@ -231,6 +231,10 @@ class PostgresStorage:
     def _run(self, what: str, text: str, params: Any = ()) -> psycopg.Cursor[_Row]:
         """Execute one statement; the caller holds the lock while it reads the results."""
         self._connection()
+        return self._execute(what, text, params)
+
+    def _execute(self, what: str, text: str, params: Any) -> psycopg.Cursor[_Row]:
+        """``cursor.execute``, its errors as :class:`~nurturekit.errors.StorageError`."""
         try:
             return self._cursor.execute(self._query(text), params)
         except self._psycopg.Error as error:
@@ -261,14 +265,7 @@ class PostgresStorage:
                 raise StorageError(f"PostgreSQL could not {what}: {error}") from error
             self._pipeline = pipeline
         self._sent.append(what)
-        try:
-            self._cursor.execute(self._query(text), params)
-        except self._psycopg.Error as error:
-            raise StorageError(f"PostgreSQL could not {what}: {error}") from error
-        except UnicodeEncodeError as error:
-            raise StorageError(
-                f"could not {what}: it holds text that is not valid Unicode ({error})"
-            ) from error
+        self._execute(what, text, params)
 
     def _settle(self, failing: bool = False) -> None:
         """Wait for the writes :meth:`_send` sent and leave pipeline mode; raise
