@@ -467,7 +467,7 @@ def test_record_many_reading_ahead_refuses_a_batch_with_an_unknown_lead_whole(
     assert list(storage.activities("l2")) == []
 
 
-def test_import_activities_looks_leads_up_a_batch_at_a_time(
+def test_import_activities_looks_leads_up_only_for_a_batch_with_an_unknown_lead(
     make_store: Callable[[str], Storage], tmp_path: Path
 ) -> None:
     storage = make_store("lookups")
@@ -496,9 +496,20 @@ def test_import_activities_looks_leads_up_a_batch_at_a_time(
     assert (summary.read, summary.imported, summary.skipped) == (6, 4, 0)
     assert [(e.line, e.column) for e in summary.errors] == [(2, "lead_id"), (5, "lead_id")]
     assert "ghost" in summary.errors[0].reason
-    # The importer's look-ups: the leads of each batch not seen before, in one call.
-    mine = [ids for ids in looked_up if "ghost" in ids or ids == ["l3"]]
-    assert mine == [["l1", "ghost", "l2"], ["ghost", "l3"]]
+    # A batch the store refuses for an unknown lead: its leads looked up in one call (the
+    # engine's own reads ahead, on a database, are such calls too), never one by one.
+    assert ["l1", "ghost", "l2"] in looked_up and ["l1", "ghost", "l3"] in looked_up
+    assert all(len(ids) > 1 for ids in looked_up)
+    # A batch whose leads are all stored is not looked up by the importer: only the
+    # engine's reads ahead (none on the in-memory store) read its leads.
+    looked_up.clear()
+    path.write_text(
+        '{"lead_id": "l1", "kind": "email_open", "at": "2026-04-06T00:00:00Z"}\n'
+        '{"lead_id": "l2", "kind": "email_open", "at": "2026-04-06T00:00:00Z"}\n',
+        encoding="utf-8",
+    )
+    assert import_activities(engine, path).imported == 2
+    assert looked_up == ([] if getattr(storage, "activities_of", None) is None else [["l1", "l2"]])
 
 
 class _RefusingActivities:
@@ -581,3 +592,96 @@ def test_import_activities_reports_a_row_the_store_refuses_and_keeps_its_batch_m
     engine.record_many = record_many  # type: ignore[method-assign]
     again = import_activities(engine, path, batch_size=4)
     assert (again.imported, again.skipped, again.errors) == (8, 4, ())
+
+
+def _history_rows() -> list[Activity]:
+    """History of several leads, interleaved and out of id order, each lead's rows in time
+    order; l8's row with ``shared-key`` comes before l7's, so it is the one stored."""
+    at = START - timedelta(days=3)
+    product = {"page": "product"}
+    return [
+        Activity(lead_id="l4", kind="page_view", at=at, properties=product),
+        Activity(lead_id="l2", kind="download", at=at, properties={"type": "whitepaper"}),
+        Activity(lead_id="l8", kind="email_open", at=at, key="shared-key"),
+        Activity(lead_id="l1", kind="page_view", at=at, properties={"page": "pricing"}),
+        Activity(lead_id="l4", kind="page_view", at=at + timedelta(hours=1), properties=product),
+        Activity(lead_id="l3", kind="unsubscribed", at=at),
+        Activity(lead_id="l7", kind="email_open", at=at, key="shared-key"),
+        Activity(lead_id="l2", kind="email_open", at=at + timedelta(hours=2)),
+        Activity(lead_id="l5", kind="page_view", at=at, key="seen-before"),  # a duplicate
+        Activity(lead_id="l6", kind="page_view", at=at - timedelta(days=2)),  # a late one
+        Activity(lead_id="l8", kind="seminar_attended", at=at + timedelta(hours=1)),
+    ]
+
+
+def _history_file(path: Path, rows: Sequence[Activity]) -> Path:
+    import json
+
+    path.write_text("".join(json.dumps(a.to_dict()) + "\n" for a in rows), encoding="utf-8")
+    return path
+
+
+@pytest.mark.parametrize("shared_key", [True, False])
+def test_history_recorded_by_lead_gives_what_the_file_order_gives(
+    make_store: Callable[[str], Storage], tmp_path: Path, shared_key: bool
+) -> None:
+    """History rows are recorded a batch at a time sorted by lead (each lead's in the file's
+    order): the outcome is that of recording the rows one by one in the file's order. A
+    batch where two leads' rows share a key keeps the file's order."""
+    sorted_store, by_one_store = make_store("by_lead"), make_store("file_order")
+    by_lead, world = _engine(sorted_store)
+    by_one, _ = _engine(by_one_store, world)
+    _seed(by_lead, world)
+    _seed(by_one, world)
+    rows = _history_rows()
+    if not shared_key:
+        rows = [a for a in rows if a.key != "shared-key"]
+    recorded: list[str] = []
+    record_many = by_lead.record_many
+
+    def spy(activities: Any, *, history: bool = False) -> Any:
+        batch = list(activities)
+        recorded.extend(a.lead_id for a in batch)
+        return record_many(batch, history=history)
+
+    by_lead.record_many = spy  # type: ignore[method-assign]
+    summary = import_activities(
+        by_lead,
+        _history_file(tmp_path / "history.jsonl", rows),
+        history_before=START,
+        history_batch_size=len(rows),
+    )
+    for row in rows:
+        by_one.record(row, history=True)
+    assert summary.history == summary.imported == len(rows) - 1 - shared_key
+    file_order = [a.lead_id for a in rows]
+    assert recorded == (file_order if shared_key else sorted(file_order))
+    ids = [f"l{n}" for n in range(1, 9)]
+    assert _everything(sorted_store, ids) == _everything(by_one_store, ids)
+    if shared_key:
+        assert [a.kind for a in sorted_store.activities("l7")] == []
+        assert "shared-key" in [a.key for a in sorted_store.activities("l8")]
+
+
+def test_history_batches_of_a_few_rows_and_the_size_checked(tmp_path: Path) -> None:
+    storage = open_storage("memory://")
+    engine, world = _engine(storage)
+    _seed(engine, world)
+    rows = [a for a in _history_rows() if a.key != "shared-key"]
+    path = _history_file(tmp_path / "history.jsonl", rows)
+    batches: list[list[str]] = []
+    record_many = engine.record_many
+
+    def spy(activities: Any, *, history: bool = False) -> Any:
+        batch = list(activities)
+        batches.append([a.lead_id for a in batch])
+        return record_many(batch, history=history)
+
+    engine.record_many = spy  # type: ignore[method-assign]
+    summary = import_activities(engine, path, history_before=START, history_batch_size=4)
+    assert summary.history == len(rows) - 1
+    file_order = [a.lead_id for a in rows]
+    assert batches == [sorted(file_order[n : n + 4]) for n in range(0, len(rows), 4)]
+    for size in (0, -1):
+        with pytest.raises(ValueError, match="history_batch_size must be at least 1"):
+            import_activities(engine, path, history_batch_size=size)

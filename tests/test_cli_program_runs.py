@@ -155,6 +155,31 @@ def test_backfill_and_history_before_choose_what_is_history(
     assert "has no UTC offset" in capsys.readouterr().err
 
 
+def test_history_batch_sets_the_rows_per_transaction_and_refuses_less_than_one(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from nurturekit.importer import HISTORY_BATCH_SIZE
+
+    db = f"sqlite:///{tmp_path / 'n.db'}"
+    (tmp_path / "leads.csv").write_text(LEADS, encoding="utf-8")
+    assert run_cli("import", str(tmp_path / "leads.csv"), "--db", db)[0] == 0
+    old = tmp_path / "old.jsonl"
+    start = datetime(2026, 11, 1, 9, tzinfo=timezone.utc)
+    old.write_text("".join(_activity(start + timedelta(hours=n)) for n in range(3)), "utf-8")
+    code, out = run_cli("import", str(old), "--db", db, "--backfill", "--history-batch", "2")
+    assert code == 0 and "(3 as history)" in out
+    for bad in ("0", "-5", "many"):
+        with pytest.raises(SystemExit) as usage:
+            main(["import", str(old), "--db", db, "--history-batch", bad])
+        assert usage.value.code == 2
+    err = capsys.readouterr().err
+    assert "too small: give 1 or more" in err and "Traceback" not in err
+    with pytest.raises(SystemExit):
+        main(["import", "--help"])
+    shown = " ".join(capsys.readouterr().out.split())
+    assert f"(default {HISTORY_BATCH_SIZE:,})" in shown
+
+
 def test_values_no_rule_matches_are_warned_about_and_imported(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -143,13 +143,17 @@ def test_alternating_history_and_live_rows_keep_the_file_order_in_small_batches(
         return record_many(batch, history=history)
 
     world.engine.record_many = spy  # type: ignore[method-assign]
-    summary = import_activities(world.engine, path, batch_size=3, history_before=cutoff)
+    summary = import_activities(
+        world.engine, path, batch_size=3, history_before=cutoff, history_batch_size=3
+    )
 
     assert (summary.read, summary.imported, summary.skipped, summary.history) == (7, 6, 1, 4)
+    # History in batches of 3 sorted by lead (each lead's rows in the file's order); live
+    # rows in the file's order; a batch never holds both.
     assert recorded == [
         ("l1:page_view", True),
-        ("l2:page_view", True),
         ("l1:page_view", True),
+        ("l2:page_view", True),
         ("l2:page_view", True),
         ("l1:download", False),
         ("l2:download", False),
@@ -467,3 +471,43 @@ def test_terminal_progress_shows_bytes_as_a_share_and_ends_the_line() -> None:
     simulate(3, 30)
     assert days.getvalue() == "\rsimulating day 3/30"
     assert terminal_progress(io.StringIO(), in_bytes=True) is None  # not a terminal
+
+
+# --- the garbage collector during an import -------------------------------------------------------
+
+
+def test_an_import_leaves_the_garbage_collector_as_it_found_it(tmp_path: Path) -> None:
+    import gc
+
+    world = b2b_world(tmp_path)
+    path = jsonl(
+        tmp_path, "some.jsonl", [event("l1", "page_view", START - timedelta(days=2), page="x")]
+    )
+    seen: list[bool] = []
+    record_many = world.engine.record_many
+
+    def spy(activities: Any, *, history: bool = False) -> Any:
+        seen.append(gc.isenabled())
+        return record_many(activities, history=history)
+
+    world.engine.record_many = spy  # type: ignore[method-assign]
+    assert gc.isenabled()
+    assert import_activities(world.engine, path).imported == 1
+    # Off while the rows were recorded (the young generations collected after each batch),
+    # on again after.
+    assert seen == [False] and gc.isenabled()
+
+    def stop(activities: Any, *, history: bool = False) -> Any:
+        raise KeyboardInterrupt
+
+    world.engine.record_many = stop  # type: ignore[method-assign]
+    with pytest.raises(importer.ImportInterrupted):
+        import_activities(world.engine, path)
+    assert gc.isenabled()
+    gc.disable()
+    try:
+        summary = import_leads(world.engine, write(tmp_path, "again.csv", CONSENTED_LEADS))
+        assert summary.skipped == 2
+        assert not gc.isenabled()  # left as it was
+    finally:
+        gc.enable()

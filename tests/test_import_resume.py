@@ -34,7 +34,7 @@ from nurturekit import export
 from nurturekit.programs import b2b_program
 from nurturekit.storage import open_storage
 
-#: Rows of each file: 6 batches of leads, 12 of activities.
+#: Rows of each file: 6 batches of leads, 12 of activities (with ``--history-batch 500``).
 ROWS = 6_000
 #: The time the scores are computed at (after every activity of the files).
 NOW = datetime(2026, 12, 2, tzinfo=timezone.utc)
@@ -115,7 +115,8 @@ def new_store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Callab
 
 
 def _command(path: Path, store: Store) -> list[str]:
-    # --backfill: every activity is history, so the import is the same whenever it runs.
+    # --backfill: every activity is history, so the import is the same whenever it runs;
+    # --history-batch 500: 12 transactions, so that a kill can fall between two.
     return [
         sys.executable,
         "-m",
@@ -125,6 +126,8 @@ def _command(path: Path, store: Store) -> list[str]:
         "--db",
         store.url,
         "--backfill",
+        "--history-batch",
+        "500",
     ]
 
 

@@ -12,7 +12,7 @@
                                                   (it sends through the file's [mailer])
     nurturekit import --db URL --program FILE DATA  leads (CSV, JSONL) or activities (JSONL,
                  [--backfill | --history-before WHEN]  CSV); old activities are history: no
-                                                  mail; run again, it resumes where it stopped
+                 [--history-batch ROWS]           mail; run again, it resumes where it stopped
     nurturekit handoffs --db URL [--open|--breached] [--owner NAME] [--format table|csv|json]
     nurturekit feedback LEAD OUTCOME --db URL [--program FILE] [--note TEXT]   what sales says
     nurturekit explain LEAD --db URL [--program FILE]   the score line by line, stages, steps
@@ -266,7 +266,7 @@ def _import(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     from datetime import timedelta, timezone
 
     from nurturekit.demo import terminal_progress
-    from nurturekit.importer import ImportInterrupted, import_file
+    from nurturekit.importer import HISTORY_BATCH_SIZE, ImportInterrupted, import_file
 
     now = datetime.now(timezone.utc)
     if args.backfill:
@@ -283,6 +283,7 @@ def _import(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
             _offline_engine(args.program, args.db),
             args.file,
             history_before=cutoff,
+            history_batch_size=args.history_batch or HISTORY_BATCH_SIZE,
             progress=progress,
         )
     except NurtureError as error:
@@ -941,6 +942,14 @@ def _parser() -> argparse.ArgumentParser:
         type=_when,
         metavar="WHEN",
         help="activities before this date or time are history (default: older than a day)",
+    )
+    load.add_argument(
+        "--history-batch",
+        type=_positive,
+        metavar="ROWS",
+        # The default is nurturekit.importer.HISTORY_BATCH_SIZE (not imported here: --help
+        # stays quick); a test holds the two equal.
+        help="history rows per transaction, sorted by lead (default 20,000); fewer use less memory",
     )
     load.set_defaults(handler=_import)
 
