@@ -1100,22 +1100,25 @@ def _record_rows(
     batch_size: int,
 ) -> list[RecordResult]:
     """Record ``rows`` (read from the file, in its order) in one transaction, each row whose
-    lead is not stored put in ``errors``; history sorted by lead first (see
-    :func:`import_activities`).
+    lead is not stored put in ``errors``: history sorted by lead, ``batch_size`` rows a call
+    of :meth:`Engine.record_many` (see :func:`import_activities`); live rows with one call,
+    whose transaction ends before the hand-offs it made are told to the sink.
 
     The leads are assumed stored: only when the store says one is not are they looked up,
     and the rows of the missing ones reported. If the store refuses the rows, they are
     recorded ``batch_size`` at a time, each such batch as :func:`_record` records it.
     """
-    if history and len(rows) > 1 and not _key_of_two_leads(rows):
-        # Stable: each lead's rows stay in the file's order.
-        rows = sorted(rows, key=_lead_of_row)
     try:
+        if not history:
+            return engine.record_many((activity for _, activity in rows))
+        if len(rows) > 1 and not _key_of_two_leads(rows):
+            # Stable: each lead's rows stay in the file's order.
+            rows = sorted(rows, key=_lead_of_row)
         with engine.storage.transaction():
             results: list[RecordResult] = []
             for start in range(0, len(rows), batch_size):
                 chunk = rows[start : start + batch_size]
-                results.extend(engine.record_many((a for _, a in chunk), history=history))
+                results.extend(engine.record_many((a for _, a in chunk), history=True))
             return results
     except UnknownLead:
         ids = list(dict.fromkeys(activity.lead_id for _, activity in rows))
