@@ -45,7 +45,7 @@ import re
 import stat
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from datetime import date, datetime, time, timezone
-from typing import IO, Any
+from typing import IO, Any, TypeVar
 
 import attrs
 
@@ -89,6 +89,9 @@ __all__ = [
 #: once at the end with ``done == total`` (the bytes read, whatever the size said).
 #: :func:`nurturekit.demo.terminal_progress` with ``in_bytes=True`` shows it on a terminal.
 Progress = Callable[[int, int | None], None]
+
+#: A good row of a file: a lead or an activity.
+_Row = TypeVar("_Row", Lead, Activity)
 
 #: Activities recorded per call of :meth:`Engine.record_many` (one transaction each).
 BATCH_SIZE = 500
@@ -819,6 +822,21 @@ def _line(error: RowError) -> int:
     return error.line
 
 
+def _good_rows(
+    rows: Iterable[tuple[int, _Row | RowError]], tally: _Tally, tracker: _Progress | None
+) -> Iterator[tuple[int, _Row]]:
+    """The good rows of ``rows``, each counted as read (the tracker told every
+    :data:`PROGRESS_EVERY` rows); a bad one is put in the tally's errors."""
+    for line, row in rows:
+        tally.read += 1
+        if tracker is not None and tally.read % PROGRESS_EVERY == 0:
+            tracker.tell()
+        if isinstance(row, RowError):
+            tally.errors.append(row)
+            continue
+        yield line, row
+
+
 class _Collector:
     """While an import runs (``with`` it), Python's cyclic garbage collector runs when the
     import says, :meth:`after_batch`, and on the young generations only.
@@ -952,13 +970,7 @@ def import_leads(
 
     try:
         with collector:
-            for line, row in _lead_rows(path, tracker):
-                tally.read += 1
-                if tracker is not None and tally.read % PROGRESS_EVERY == 0:
-                    tracker.tell()
-                if isinstance(row, RowError):
-                    tally.errors.append(row)
-                    continue
+            for line, row in _good_rows(_lead_rows(path, tracker), tally, tracker):
                 batch.append((line, row))
                 last_read = tally.read
                 if len(batch) >= LEADS_BATCH_SIZE:
@@ -1216,13 +1228,7 @@ def import_activities(
 
     try:
         with collector:
-            for line, item in rows:
-                tally.read += 1
-                if tracker is not None and tally.read % PROGRESS_EVERY == 0:
-                    tracker.tell()
-                if isinstance(item, RowError):
-                    tally.errors.append(item)
-                    continue
+            for line, item in _good_rows(rows, tally, tracker):
                 is_history = cutoff is not None and item.at < cutoff
                 if batch and is_history is not batch_is_history:
                     flush()
@@ -1291,27 +1297,21 @@ def import_file(
         if problems:
             line = min(problems)
             raise ImportFileError(f"{os.fspath(path)}, line {line}: the header {problems[line]}")
-        if "lead_id" in (cell.strip() for cell in header):
-            return import_activities(
-                engine,
-                path,
-                history_before=history_before,
-                history_batch_size=history_batch_size,
-                progress=progress,
-            )
-        return import_leads(engine, path, progress=progress)
-    if suffix in _JSONL_SUFFIXES:
-        if _jsonl_holds_leads(path):
-            return import_leads(engine, path, progress=progress)
-        return import_activities(
-            engine,
-            path,
-            history_before=history_before,
-            history_batch_size=history_batch_size,
-            progress=progress,
+        holds_leads = "lead_id" not in (cell.strip() for cell in header)
+    elif suffix in _JSONL_SUFFIXES:
+        holds_leads = _jsonl_holds_leads(path)
+    else:
+        raise ImportFileError(
+            f"{os.fspath(path)}: the file is told apart by its suffix: leads come in a .csv "
+            f"file (or a .jsonl file of leads); activities in a .jsonl (or .ndjson) file, or a "
+            f".csv with a lead_id column; not {suffix or 'a file without a suffix'}: rename it"
         )
-    raise ImportFileError(
-        f"{os.fspath(path)}: the file is told apart by its suffix: leads come in a .csv file "
-        f"(or a .jsonl file of leads); activities in a .jsonl (or .ndjson) file, or a .csv "
-        f"with a lead_id column; not {suffix or 'a file without a suffix'}: rename it"
+    if holds_leads:
+        return import_leads(engine, path, progress=progress)
+    return import_activities(
+        engine,
+        path,
+        history_before=history_before,
+        history_batch_size=history_batch_size,
+        progress=progress,
     )
