@@ -1168,9 +1168,10 @@ def import_activities(
     ``nurturekit export activities`` writes it); every other column is a str property (empty
     cells left out).
 
-    Activities are recorded with :meth:`Engine.record_many`, ``batch_size`` at a time, in the
-    file's order, a transaction each. A row whose lead is not stored is reported (column
-    ``lead_id``) and the rest are still recorded. An activity whose idempotency key is
+    Live activities are recorded with :meth:`Engine.record_many`, ``batch_size`` at a time,
+    in the file's order, a transaction each; history in larger batches sorted by lead (see
+    below). A row whose lead is not stored is reported (column ``lead_id``) and the rest are
+    still recorded. An activity whose idempotency key is
     already stored (an earlier import, an earlier row: the same key, given or derived from
     the same content) is not recorded again and counts as ``skipped`` (as already present):
     an interrupted import run again skips what it had recorded. If the store refuses a batch,
