@@ -55,6 +55,7 @@ from nurturekit.attribute_values import AttributeValueCheck
 from nurturekit.checks import int_problem as _int_problem
 from nurturekit.checks import shown as _shown
 from nurturekit.engine import Engine, RecordResult
+from nurturekit.engine.core import _merged
 from nurturekit.errors import InvalidInput, InvalidLead, NurtureError, StorageError, UnknownLead
 from nurturekit.lead import (
     EMPLOYEES,
@@ -745,30 +746,11 @@ def _same_values(given: Mapping[str, AttributeValue], stored: Mapping[str, Attri
     return given == stored and all(type(stored[name]) is type(v) for name, v in given.items())
 
 
-def _stored_as(lead: Lead, old: Lead) -> bool:
-    """Whether ``old``, a stored lead, is what upserting ``lead`` would store over it, by the
-    rules of :meth:`Engine.upsert_lead`: the stored contactability kept where ``lead`` has the
-    default one, the stored opt-in record where it has none, the stored ``created_at`` where
-    it has none (a stored lead without one would be stamped now)."""
-    contact = lead.contactability
-    if contact == _SUBSCRIBED and old.contactability.status is not ContactStatus.SUBSCRIBED:
-        contact = old.contactability
-    return (
-        lead.id == old.id
-        and lead.email == old.email
-        and lead.name == old.name
-        and lead.company == old.company
-        and lead.source == old.source
-        and lead.owner == old.owner
-        and _same_values(lead.attributes, old.attributes)
-        and (old.consent if lead.consent is None else lead.consent) == old.consent
-        and contact == old.contactability
-        and (
-            old.created_at is not None
-            if lead.created_at is None
-            else lead.created_at == old.created_at
-        )
-    )
+def _stored_as(lead: Lead, old: Lead, now: datetime) -> bool:
+    """Whether ``old``, a stored lead, is what upserting ``lead`` at ``now`` would store over
+    it (:meth:`Engine.upsert_lead`'s rules, ``_merged``), its attributes of the same types."""
+    merged = _merged(lead, old, now)
+    return merged == old and _same_values(merged.attributes, old.attributes)
 
 
 def _lead_rows(
@@ -935,10 +917,11 @@ def import_leads(
         # A row whose lead is stored as the row says is not written again: an import run
         # again after an interruption skips what it had stored, one read per batch.
         stored = engine.storage.get_leads(list(dict.fromkeys(lead.id for _, lead in batch)))
+        now = engine.clock.now()
         fresh: list[tuple[int, Lead]] = []
         for line, lead in batch:
             old = stored.get(lead.id)
-            if old is not None and _stored_as(lead, old):
+            if old is not None and _stored_as(lead, old, now):
                 tally.skipped += 1
             else:
                 fresh.append((line, lead))
@@ -1074,7 +1057,7 @@ def _record(
     try:
         return engine.record_many((activity for _, activity in batch), history=history)
     except (UnknownLead, StorageError):
-        pass  # a lead removed since it was looked up, or a row the store refuses
+        pass  # a lead the store does not know (removed since), or a row it refuses
     results: list[RecordResult] = []
     failed = 0
     for tried, (line, activity) in enumerate(batch, 1):
