@@ -622,12 +622,14 @@ def _history_file(path: Path, rows: Sequence[Activity]) -> Path:
 
 
 @pytest.mark.parametrize("shared_key", [True, False])
+@pytest.mark.parametrize("sorted_in", ["memory", "files"])
 def test_history_recorded_by_lead_gives_what_the_file_order_gives(
-    make_store: Callable[[str], Storage], tmp_path: Path, shared_key: bool
+    make_store: Callable[[str], Storage], tmp_path: Path, shared_key: bool, sorted_in: str
 ) -> None:
-    """History rows are recorded a batch at a time sorted by lead (each lead's in the file's
-    order): the outcome is that of recording the rows one by one in the file's order. A
-    batch where two leads' rows share a key keeps the file's order."""
+    """History rows are recorded sorted by lead (each lead's in the file's order), in
+    memory or, past ``history_batch_size`` rows, through temporary files: the outcome is
+    that of recording the rows one by one in the file's order. A history where two leads'
+    rows share a key keeps the file's order (in files: the two rows in different parts)."""
     sorted_store, by_one_store = make_store("by_lead"), make_store("file_order")
     by_lead, world = _engine(sorted_store)
     by_one, _ = _engine(by_one_store, world)
@@ -649,7 +651,7 @@ def test_history_recorded_by_lead_gives_what_the_file_order_gives(
         by_lead,
         _history_file(tmp_path / "history.jsonl", rows),
         history_before=START,
-        history_batch_size=len(rows),
+        history_batch_size=len(rows) if sorted_in == "memory" else 3,
     )
     for row in rows:
         by_one.record(row, history=True)
@@ -681,7 +683,9 @@ def test_history_batches_of_a_few_rows_and_the_size_checked(tmp_path: Path) -> N
     summary = import_activities(engine, path, history_before=START, history_batch_size=4)
     assert summary.history == len(rows) - 1
     file_order = [a.lead_id for a in rows]
-    assert batches == [sorted(file_order[n : n + 4]) for n in range(0, len(rows), 4)]
+    # Sorted as a whole (each lead's rows in the file's order), then 4 to a transaction.
+    by_lead = sorted(file_order)
+    assert batches == [by_lead[n : n + 4] for n in range(0, len(rows), 4)]
     for size in (0, -1):
         with pytest.raises(ValueError, match="history_batch_size must be at least 1"):
             import_activities(engine, path, history_batch_size=size)

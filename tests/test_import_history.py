@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import io
 import json
+import random
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
@@ -511,3 +512,80 @@ def test_an_import_leaves_the_garbage_collector_as_it_found_it(tmp_path: Path) -
         assert not gc.isenabled()  # left as it was
     finally:
         gc.enable()
+
+
+# --- history sorted through temporary files -------------------------------------------------------
+
+
+def _spread_history(tmp_path: Path, count: int) -> tuple[World, Path]:
+    """A world with leads l0…l{count-1} and a file of one history row each, the leads in no
+    order."""
+    world = b2b_world(tmp_path)
+    text = "id,email\n" + "".join(f"l{n},l{n}@example.co.jp\n" for n in range(count))
+    import_leads(world.engine, write(tmp_path, "leads.csv", text))
+    order = list(range(count))
+    random.Random(5).shuffle(order)
+    rows = [event(f"l{n}", "page_view", START - timedelta(days=2), page="x") for n in order]
+    return world, jsonl(tmp_path, "history.jsonl", rows)
+
+
+def test_progress_of_a_history_sorted_in_files_follows_the_rows_recorded(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(importer, "PROGRESS_EVERY", 5)
+    world, path = _spread_history(tmp_path, 40)
+    calls: list[int] = []
+    summary = import_activities(
+        world.engine,
+        path,
+        history_before=START,
+        history_batch_size=10,
+        progress=lambda done, total: calls.append(done),
+    )
+    assert summary.history == 40
+    size = path.stat().st_size
+    # Held at 0 while the rows are read and sorted, then a quarter a transaction of 10 rows.
+    assert calls == [0] * 8 + [size // 4, size // 2, size * 3 // 4, size, size]
+
+
+def test_ctrl_c_in_a_history_sorted_in_files_counts_the_batches_committed(
+    tmp_path: Path,
+) -> None:
+    world, path = _spread_history(tmp_path, 40)
+    record_many = world.engine.record_many
+    calls = 0
+
+    def stop_on_the_third(activities: Any, *, history: bool = False) -> Any:
+        nonlocal calls
+        calls += 1
+        if calls == 3:
+            raise KeyboardInterrupt
+        return record_many(activities, history=history)
+
+    world.engine.record_many = stop_on_the_third  # type: ignore[method-assign]
+    with pytest.raises(importer.ImportInterrupted) as stopped:
+        import_activities(world.engine, path, history_before=START, history_batch_size=10)
+    assert (stopped.value.line, stopped.value.sorted_rows) == (0, 20)
+    assert (stopped.value.summary.imported, stopped.value.summary.history) == (20, 20)
+    assert str(stopped.value).startswith(
+        f"interrupted after 20 rows of the history of {path} (recorded sorted by lead): "
+        "activities: 20 read, 20 imported (20 as history)"
+    )
+    # The first 20 leads in id order hold their activity; running it again adds the rest.
+    ids = sorted(f"l{n}" for n in range(40))
+    assert [len(world.storage.activities(i)) for i in ids] == [1] * 20 + [0] * 20
+    world.engine.record_many = record_many  # type: ignore[method-assign]
+    again = import_activities(world.engine, path, history_before=START, history_batch_size=10)
+    assert (again.imported, again.skipped) == (20, 20)
+
+
+def test_an_interrupt_message_names_the_line_and_the_sorted_rows_after_it() -> None:
+    summary = importer.ImportSummary("activities", 1_500, 1_500, 0, (), history=1_000)
+    stopped = importer.ImportInterrupted(summary, "crm.jsonl", 500, 1_000)
+    assert str(stopped) == (
+        "interrupted after line 500 of crm.jsonl and 1,000 rows of the history after it "
+        f"(recorded sorted by lead): {summary}"
+    )
+    assert str(importer.ImportInterrupted(summary, "crm.jsonl", 500)).startswith(
+        "interrupted after line 500 of crm.jsonl: "
+    )

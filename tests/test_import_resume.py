@@ -264,16 +264,23 @@ def test_ctrl_c_says_how_far_the_import_got_and_that_running_it_again_resumes(
     out, err = process.communicate(timeout=60)
     assert process.returncode == 130, err
     assert "Traceback" not in err and out == ""
-    found = re.search(r"interrupted after line ([\d,]+) of (\S+): (.*)\n", err)
+    # Every activity is history, recorded sorted by lead: what is in is a number of rows of
+    # the history, not the lines up to one.
+    found = re.search(
+        r"interrupted after ([\d,]+) rows of the history of (\S+) \(recorded sorted by "
+        r"lead\): (.*)\n",
+        err,
+    )
     assert found is not None, err
-    line, name, said = int(found[1].replace(",", "")), found[2], found[3]
+    rows, name, said = int(found[1].replace(",", "")), found[2], found[3]
     assert name == str(activities)
-    # The rows up to that line are in the store (one activity a line, none refused); the
-    # batch cut short may have been committed just before the interrupt, or rolled back.
+    # Those rows are in the store (none refused); the batch cut short may have been
+    # committed just before the interrupt, or rolled back.
     counts = _counts(said)
-    assert counts["read"] == counts["imported"] == line and counts["errors"] == 0
+    assert counts["read"] == counts["imported"] == rows and counts["errors"] == 0
+    assert rows % 500 == 0
     committed = store.count("activities")
-    assert line <= committed < ROWS
+    assert rows <= committed < ROWS
     assert err.rstrip().endswith(
         "run the same command again to resume: the rows already in are skipped as already present"
     )

@@ -949,7 +949,10 @@ def _parser() -> argparse.ArgumentParser:
         metavar="ROWS",
         # The default is nurturekit.importer.HISTORY_BATCH_SIZE (not imported here: --help
         # stays quick); a test holds the two equal.
-        help="history rows per transaction, sorted by lead (default 20,000); fewer use less memory",
+        help=(
+            "history rows per transaction and sorted in memory (default 20,000); fewer use "
+            "less memory"
+        ),
     )
     load.set_defaults(handler=_import)
 

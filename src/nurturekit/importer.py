@@ -49,6 +49,7 @@ from typing import IO, Any, TypeVar
 
 import attrs
 
+from nurturekit._history_runs import HistoryRun
 from nurturekit._time import aware_utc, parse_iso_time
 from nurturekit.activity import Activity
 from nurturekit.attribute_values import AttributeValueCheck
@@ -83,8 +84,9 @@ __all__ = [
     "import_leads",
 ]
 
-#: What an import calls now and then with ``(done, total)``: the bytes of the file read so
-#: far and the file's size in bytes, or ``None`` when the size is not known (a pipe). Bytes,
+#: What an import calls now and then with ``(done, total)``: the bytes of the file done so
+#: far (read; for history, which is sorted before it is recorded, read and recorded) and the
+#: file's size in bytes, or ``None`` when the size is not known (a pipe). Bytes,
 #: not rows: a file is read as a stream, so its rows are counted only at its end, while its
 #: size gives a share done from the start. It is called every :data:`PROGRESS_EVERY` rows and
 #: once at the end with ``done == total`` (the bytes read, whatever the size said).
@@ -96,10 +98,9 @@ _Row = TypeVar("_Row", Lead, Activity)
 
 #: Activities recorded per call of :meth:`Engine.record_many` (one transaction each).
 BATCH_SIZE = 500
-#: Activities recorded as history per call of :meth:`Engine.record_many`, sorted by lead (one
-#: transaction each; see :func:`import_activities`). Large, so that the rows of many leads
-#: share the store's pages; a batch holds these activities and their leads' states in memory
-#: (some 3 KB each).
+#: Activities recorded as history per transaction, and sorted in memory at a time (see
+#: :func:`import_activities`). Large, so that the rows of many leads share the store's pages;
+#: a transaction holds these activities and their leads' states in memory (some 3 KB each).
 HISTORY_BATCH_SIZE = 20_000
 #: Leads upserted per call of :meth:`Engine.upsert_leads` (one transaction each).
 LEADS_BATCH_SIZE = 1000
@@ -242,21 +243,37 @@ class ImportSummary:
 class ImportInterrupted(KeyboardInterrupt):
     """Ctrl-C (``KeyboardInterrupt``) during an import, with how far it got: ``summary``
     counts the rows up to ``line`` of the file at ``path``, all of whose batches are
-    committed (0 when none is). A batch cut short is rolled back, or was committed just
-    before the interrupt: running the same import again resumes either way, skipping the
-    rows already present.
+    committed (0 when none is), and the ``sorted_rows`` after it whose batches are committed
+    too: history recorded sorted by lead (see :func:`import_activities`) is in the store a
+    batch of leads at a time, not a stretch of lines. A batch cut short is rolled back, or
+    was committed just before the interrupt: running the same import again resumes either
+    way, skipping the rows already present.
 
     It is a ``KeyboardInterrupt``, so code that does not look for it stops as on any Ctrl-C.
     """
 
-    def __init__(self, summary: ImportSummary, path: str, line: int) -> None:
-        super().__init__(summary, path, line)
+    def __init__(self, summary: ImportSummary, path: str, line: int, sorted_rows: int = 0) -> None:
+        super().__init__(summary, path, line, sorted_rows)
         self.summary = summary
         self.path = path
         self.line = line
+        self.sorted_rows = sorted_rows
 
     def __str__(self) -> str:
-        """``"interrupted after line 40,001 of leads.csv: leads: 40,000 read, …"``."""
+        """``"interrupted after line 40,001 of leads.csv: leads: 40,000 read, …"``; with
+        history rows after that line recorded: ``"interrupted after line 1,000 of
+        history.jsonl and 20,000 rows of the history after it (recorded sorted by lead): …"``
+        (``"interrupted after 20,000 rows of the history of history.jsonl (…): …"`` when
+        they are the first).
+        """
+        if self.sorted_rows:
+            rows = _count(self.sorted_rows, "row")
+            where = (
+                f"after line {self.line:,} of {self.path} and {rows} of the history after it"
+                if self.line
+                else f"after {rows} of the history of {self.path}"
+            )
+            return f"interrupted {where} (recorded sorted by lead): {self.summary}"
         if not self.line:
             return f"interrupted before any row of {self.path} was imported"
         return f"interrupted after line {self.line:,} of {self.path}: {self.summary}"
@@ -303,11 +320,14 @@ class _Progress:
     """Counts the bytes of one file read (:func:`_lines` adds to ``done``) and tells them
     to an import's ``progress`` callback every :data:`PROGRESS_EVERY` rows and at the end."""
 
-    __slots__ = ("callback", "done", "total")
+    __slots__ = ("callback", "done", "held", "total")
 
     def __init__(self, callback: Progress, path: str | os.PathLike[str]) -> None:
         self.callback = callback
         self.done = 0
+        #: What is told instead of ``done`` while rows read are not recorded yet (a history
+        #: run, sorted before it is recorded): the bytes up to the rows recorded.
+        self.held: int | None = None
         try:
             status = os.stat(path)
         except OSError:
@@ -316,7 +336,7 @@ class _Progress:
             self.total = status.st_size if stat.S_ISREG(status.st_mode) else None
 
     def tell(self) -> None:
-        self.callback(self.done, self.total)
+        self.callback(self.done if self.held is None else self.held, self.total)
 
     def end(self) -> None:
         self.callback(self.done, self.done)
@@ -772,12 +792,18 @@ class _Tally:
         self.kind = kind
         self.read = self.imported = self.skipped = self.history = 0
         self.errors: list[RowError] = []
-        self._committed = (0, 0, 0, 0, 0)
+        self._committed = (0, 0, 0, 0, 0, 0)
 
-    def committed(self, read: int, line: int) -> None:
+    def committed(self, read: int, line: int, after: int = 0) -> None:
         """The batch whose last row is the ``read``-th row of the file, at ``line``, is in
-        the store."""
-        self._committed = (read, self.imported, self.skipped, self.history, line)
+        the store; with ``after``, so are that many rows after ``line`` (counted in
+        ``read``), recorded sorted by lead."""
+        self._committed = (read, self.imported, self.skipped, self.history, line, after)
+
+    def committed_up_to(self) -> tuple[int, int]:
+        """The rows read and the line up to which every row is in the store."""
+        read, _, _, _, line, after = self._committed
+        return read - after, line
 
     def summary(
         self, warnings: tuple[RowWarning, ...] = (), warnings_left_off: int = 0
@@ -794,10 +820,10 @@ class _Tally:
         )
 
     def interrupted(self, path: str | os.PathLike[str]) -> ImportInterrupted:
-        read, imported, skipped, history, line = self._committed
+        read, imported, skipped, history, line, after = self._committed
         errors = tuple(sorted((e for e in self.errors if e.line <= line), key=_line))
         summary = ImportSummary(self.kind, read, imported, skipped, errors, history=history)
-        return ImportInterrupted(summary, os.fspath(path), line)
+        return ImportInterrupted(summary, os.fspath(path), line, after)
 
 
 def _line(error: RowError) -> int:
@@ -1073,20 +1099,6 @@ def _record(
     return results
 
 
-def _lead_of_row(row: tuple[int, Activity]) -> str:
-    return row[1].lead_id
-
-
-def _key_of_two_leads(rows: list[tuple[int, Activity]]) -> bool:
-    """Whether an idempotency key is given to activities of two leads: then the first row
-    with it is stored, the others skipped, so the rows keep the file's order."""
-    owners: dict[str, str] = {}
-    for _, activity in rows:
-        if owners.setdefault(activity.key, activity.lead_id) != activity.lead_id:
-            return True
-    return False
-
-
 def _record_rows(
     engine: Engine,
     rows: list[tuple[int, Activity]],
@@ -1094,9 +1106,9 @@ def _record_rows(
     errors: list[RowError],
     batch_size: int,
 ) -> list[RecordResult]:
-    """Record ``rows`` (read from the file, in its order) in one transaction, each row whose
-    lead is not stored put in ``errors``: history sorted by lead, ``batch_size`` rows a call
-    of :meth:`Engine.record_many` (see :func:`import_activities`); live rows with one call,
+    """Record ``rows`` in the order given, in one transaction, each row whose lead is not
+    stored put in ``errors``: history ``batch_size`` rows a call of
+    :meth:`Engine.record_many` (see :func:`import_activities`); live rows with one call,
     whose transaction ends before the hand-offs it made are told to the sink.
 
     The leads are assumed stored: only when the store says one is not are they looked up,
@@ -1106,9 +1118,6 @@ def _record_rows(
     try:
         if not history:
             return engine.record_many((activity for _, activity in rows))
-        if len(rows) > 1 and not _key_of_two_leads(rows):
-            # Stable: each lead's rows stay in the file's order.
-            rows = sorted(rows, key=_lead_of_row)
         with engine.storage.transaction():
             results: list[RecordResult] = []
             for start in range(0, len(rows), batch_size):
@@ -1166,20 +1175,29 @@ def import_activities(
     as history (``record_many(..., history=True)``): stored, scored and moving the lead
     through the stages, but starting no scenario and handing nobody off, so the import of a
     download of months ago sends no "thanks for downloading" now. The activities at or after
-    it are recorded live. A batch holds activities of one kind only (one transaction each), so
-    the file's order is kept when the two alternate. ``None`` (the default) records all live.
-    The summary's ``history`` counts the activities recorded as history.
+    it are recorded live. Where the two alternate in the file, each stretch of one kind is
+    recorded before the next is read, so the file's order is kept between them. ``None``
+    (the default) records all live. The summary's ``history`` counts the activities
+    recorded as history.
 
-    History is recorded ``history_batch_size`` rows at a time (:data:`HISTORY_BATCH_SIZE`),
-    one transaction each, sorted by lead: each lead's rows in the file's order, the leads in
-    the order of their ids. Recording one lead's history reads and changes that lead alone,
-    so the outcome is the one of the file's order, and in lead order a batch reads and writes
-    the store's pages one after the other instead of all over the file. (A batch where one
-    idempotency ``key`` is given to activities of two leads keeps the file's order: the
-    first row with the key is the one stored.) Live activities keep the file's order across
-    leads (a hand-off's owner rotation follows it).
+    A stretch of history rows (a file of history only: all of it) is sorted by lead before
+    any of it is recorded: each lead's rows in the file's order, the leads in the order of
+    their ids; then recorded ``history_batch_size`` rows a transaction
+    (:data:`HISTORY_BATCH_SIZE`). Up to ``history_batch_size`` rows are sorted in memory;
+    a longer stretch is sorted through temporary files (in :func:`tempfile.gettempdir`,
+    ``TMPDIR``: some 100 bytes a row, deleted when the import ends, however it ends).
+    Recording one lead's history reads and changes that lead alone, so the outcome is the
+    one of the file's order, and in lead order each transaction reads and writes a narrow
+    band of the store's pages instead of pages all over the file. (A stretch where one
+    idempotency ``key`` is given to activities of two leads is recorded in the file's order:
+    the first row with the key is the one stored.) Live activities keep the file's order
+    across leads (a hand-off's owner rotation follows it). Interrupted while a sorted
+    stretch is recorded, the import says how many of its rows are in the store
+    (:class:`ImportInterrupted`); run again, it skips them.
 
-    ``progress`` is told the bytes read now and then (see :data:`Progress`).
+    ``progress`` is told the bytes of the file done now and then (see :data:`Progress`):
+    while a stretch of history is read and sorted they stay where the stretch began, then
+    they move as its transactions commit.
 
     Raises :class:`ImportFileError` for another suffix, an unreadable file or a missing column;
     :class:`~nurturekit.errors.NaiveDatetime` for a ``history_before`` without a time zone;
@@ -1192,39 +1210,83 @@ def import_activities(
             raise ValueError(f"{name} must be at least 1, got {size}")
     cutoff = None if history_before is None else aware_utc(history_before, "history_before")
     tally = _Tally("activities")
-    batch: list[tuple[int, Activity]] = []
-    batch_is_history = False
+    batch: list[tuple[int, Activity]] = []  # live rows
+    run: HistoryRun | None = None  # history rows
     last_read = 0
+    done_before = 0
     collector = _Collector()
 
-    def flush() -> None:
-        results = _record_rows(engine, batch, batch_is_history, tally.errors, batch_size)
+    def counted(results: list[RecordResult], history: bool) -> None:
         for result in results:
             if result.stored:
                 tally.imported += 1
-                if batch_is_history:
+                if history:
                     tally.history += 1
             else:
                 tally.skipped += 1
+        collector.after_batch()
+
+    def flush() -> None:
+        counted(_record_rows(engine, batch, False, tally.errors, batch_size), False)
         tally.committed(last_read, batch[-1][0])
         batch.clear()
-        collector.after_batch()
+
+    def record_run(run: HistoryRun) -> None:
+        # A key given to two leads' rows: the first row with it is the one stored.
+        in_order = run.shares_a_key()
+        ordered = run.in_file_order() if in_order else run.by_lead()
+        started = None if tracker is None else tracker.held
+        ended = 0 if tracker is None else tracker.done
+        read_before, line_before = tally.committed_up_to()
+        recorded = 0
+        last_line = 0
+        while chunk := list(itertools.islice(ordered, history_batch_size)):
+            counted(_record_rows(engine, chunk, True, tally.errors, batch_size), True)
+            recorded += len(chunk)
+            last_line = max(last_line, *(line for line, _ in chunk))
+            tally.committed(read_before + recorded, line_before, recorded)
+            if tracker is not None and started is not None:
+                tracker.held = started + (ended - started) * recorded // run.count
+                tracker.tell()
+        if tracker is not None:
+            tracker.held = None
+        # Only now is every row up to the run's last one in the store.
+        tally.committed(last_read, last_line)
 
     try:
         with collector:
             for line, item in _good_rows(rows, tally, tracker):
-                is_history = cutoff is not None and item.at < cutoff
-                if batch and is_history is not batch_is_history:
-                    flush()
-                batch_is_history = is_history
-                batch.append((line, item))
+                if cutoff is not None and item.at < cutoff:
+                    if batch:
+                        flush()
+                    if run is None:
+                        run = HistoryRun(history_batch_size)
+                        if tracker is not None:
+                            tracker.held = done_before
+                    run.add((line, item))
+                else:
+                    if run is not None:
+                        with run:
+                            record_run(run)
+                        run = None
+                    batch.append((line, item))
+                    if len(batch) >= batch_size:
+                        last_read = tally.read
+                        flush()
                 last_read = tally.read
-                if len(batch) >= (history_batch_size if is_history else batch_size):
-                    flush()
+                if tracker is not None:
+                    done_before = tracker.done  # the bytes up to this row's end
+            if run is not None:
+                with run:
+                    record_run(run)
+                run = None
             if batch:
                 flush()
     except KeyboardInterrupt:
         raise tally.interrupted(path) from None
+    finally:
+        if run is not None:
+            run.close()
     if tracker is not None:
         tracker.end()
     return tally.summary()
