@@ -494,8 +494,7 @@ def test_an_import_leaves_the_garbage_collector_as_it_found_it(tmp_path: Path) -
     world.engine.record_many = spy  # type: ignore[method-assign]
     assert gc.isenabled()
     assert import_activities(world.engine, path).imported == 1
-    # Off while the rows were recorded (the young generations collected after each batch),
-    # on again after.
+    # Off while the rows were recorded, on again after.
     assert seen == [False] and gc.isenabled()
 
     def stop(activities: Any, *, history: bool = False) -> Any:
