@@ -180,6 +180,42 @@ def test_history_batch_sets_the_rows_per_transaction_and_refuses_less_than_one(
     assert f"(default {HISTORY_BATCH_SIZE:,})" in shown
 
 
+def test_no_room_for_the_sorted_history_is_an_error_naming_the_folder_and_what_is_kept(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import errno
+
+    from nurturekit import _history_runs
+    from nurturekit.storage import open_storage
+
+    db = f"sqlite:///{tmp_path / 'n.db'}"
+    (tmp_path / "leads.csv").write_text(LEADS, encoding="utf-8")
+    assert run_cli("import", str(tmp_path / "leads.csv"), "--db", db)[0] == 0
+    start = datetime(2026, 11, 1, 9, tzinfo=timezone.utc)
+    live = [_activity(start + timedelta(days=20, hours=n)) for n in range(2)]
+    history = [_activity(start + timedelta(hours=n)) for n in range(3)]
+    path = tmp_path / "both.jsonl"
+    path.write_text("".join(live + history), "utf-8")
+
+    def full(*args: object, **kwargs: object) -> None:
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(_history_runs.tempfile, "TemporaryFile", full)
+    code, out = run_cli(
+        "import", str(path), "--db", db, "--history-before", "2026-11-10", "--history-batch", "2"
+    )
+    err = capsys.readouterr().err
+    assert code == 1 and out == "" and "Traceback" not in err
+    assert "cannot sort the history in temporary files in " in err
+    assert "No space left on device" in err
+    assert "the rows up to line 2 are in the store" in err and "set TMPDIR" in err
+    storage = open_storage(db)
+    try:
+        assert len(storage.activities("l1")) == 2  # the live rows before the history
+    finally:
+        storage.close()
+
+
 def test_values_no_rule_matches_are_warned_about_and_imported(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

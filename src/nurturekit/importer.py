@@ -43,6 +43,7 @@ import json
 import os
 import re
 import stat
+import tempfile
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from datetime import date, datetime, time, timezone
 from typing import IO, Any, TypeVar
@@ -1226,16 +1227,34 @@ def import_activities(
         tally.committed(last_read, batch[-1][0])
         batch.clear()
 
+    def no_room(error: OSError) -> ImportFileError:
+        _, line = tally.committed_up_to()
+        kept = f"the rows up to line {line:,} are in the store" if line else "no row is stored"
+        return ImportFileError(
+            f"{path}: cannot sort the history in temporary files in {tempfile.gettempdir()} "
+            f"({error}); {kept}. Free space there or set TMPDIR to a folder with room (some "
+            f"100 bytes a row of history), and run the import again"
+        )
+
     def record_run(run: HistoryRun) -> None:
         # A key given to two leads' rows: the first row with it is the one stored.
-        in_order = run.shares_a_key()
+        try:
+            in_order = run.shares_a_key()
+        except OSError as error:
+            raise no_room(error) from error
         ordered = run.in_file_order() if in_order else run.by_lead()
         started = None if tracker is None else tracker.held
         ended = 0 if tracker is None else tracker.done
         read_before, line_before = tally.committed_up_to()
         recorded = 0
         last_line = 0
-        while chunk := list(itertools.islice(ordered, history_batch_size)):
+        while True:
+            try:
+                chunk = list(itertools.islice(ordered, history_batch_size))
+            except OSError as error:
+                raise no_room(error) from error
+            if not chunk:
+                break
             counted(_record_rows(engine, chunk, True, tally.errors, batch_size), True)
             recorded += len(chunk)
             last_line = max(last_line, *(line for line, _ in chunk))
@@ -1258,7 +1277,10 @@ def import_activities(
                         run = HistoryRun(history_batch_size)
                         if tracker is not None:
                             tracker.held = done_before
-                    run.add((line, item))
+                    try:
+                        run.add((line, item))
+                    except OSError as error:
+                        raise no_room(error) from error
                 else:
                     if run is not None:
                         with run:
