@@ -588,3 +588,30 @@ def test_an_interrupt_message_names_the_line_and_the_sorted_rows_after_it() -> N
     assert str(importer.ImportInterrupted(summary, "crm.jsonl", 500)).startswith(
         "interrupted after line 500 of crm.jsonl: "
     )
+
+
+def test_ctrl_c_in_a_sorted_history_reports_the_unknown_leads_of_the_batches_committed(
+    tmp_path: Path,
+) -> None:
+    world, path = _spread_history(tmp_path, 40)
+    # A row of a lead nobody stored, sorted into the first transaction ("l0a" after "l0").
+    unknown = event("l0a", "page_view", START - timedelta(days=2), page="x")
+    with path.open("a", encoding="utf-8") as file:
+        file.write(json.dumps(unknown) + "\n")
+    record_many = world.engine.record_many
+    calls = 0
+
+    def stop_on_the_fourth(activities: Any, *, history: bool = False) -> Any:
+        nonlocal calls
+        calls += 1  # 1: refused for the unknown lead, 2: the rest of it, 3: the second
+        if calls == 4:
+            raise KeyboardInterrupt
+        return record_many(activities, history=history)
+
+    world.engine.record_many = stop_on_the_fourth  # type: ignore[method-assign]
+    with pytest.raises(importer.ImportInterrupted) as stopped:
+        import_activities(world.engine, path, history_before=START, history_batch_size=10)
+    summary = stopped.value.summary
+    assert (stopped.value.line, stopped.value.sorted_rows) == (0, 20)
+    assert (summary.read, summary.imported, summary.history) == (20, 19, 19)
+    assert [(e.line, e.column) for e in summary.errors] == [(41, "lead_id")]

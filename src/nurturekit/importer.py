@@ -793,17 +793,23 @@ class _Tally:
         self.kind = kind
         self.read = self.imported = self.skipped = self.history = 0
         self.errors: list[RowError] = []
-        self._committed = (0, 0, 0, 0, 0, 0)
+        self._committed = (0, 0, 0, 0, 0, 0, 0, 0)
 
-    def committed(self, read: int, line: int, after: int = 0) -> None:
+    def committed(
+        self, read: int, line: int, after: int = 0, found_from: int | None = None
+    ) -> None:
         """The batch whose last row is the ``read``-th row of the file, at ``line``, is in
         the store; with ``after``, so are that many rows after ``line`` (counted in
-        ``read``), recorded sorted by lead."""
-        self._committed = (read, self.imported, self.skipped, self.history, line, after)
+        ``read``), recorded sorted by lead, and the errors from ``errors[found_from]`` on are
+        errors of those rows (found while recording them)."""
+        end = len(self.errors)
+        found = end if found_from is None else found_from
+        counts = (read, self.imported, self.skipped, self.history)
+        self._committed = (*counts, line, after, found, end)
 
     def committed_up_to(self) -> tuple[int, int]:
         """The rows read and the line up to which every row is in the store."""
-        read, _, _, _, line, after = self._committed
+        read, _, _, _, line, after, _, _ = self._committed
         return read - after, line
 
     def summary(
@@ -821,8 +827,9 @@ class _Tally:
         )
 
     def interrupted(self, path: str | os.PathLike[str]) -> ImportInterrupted:
-        read, imported, skipped, history, line, after = self._committed
-        errors = tuple(sorted((e for e in self.errors if e.line <= line), key=_line))
+        read, imported, skipped, history, line, after, found, end = self._committed
+        reported = [e for e in self.errors[:found] if e.line <= line] + self.errors[found:end]
+        errors = tuple(sorted(reported, key=_line))
         summary = ImportSummary(self.kind, read, imported, skipped, errors, history=history)
         return ImportInterrupted(summary, os.fspath(path), line, after)
 
@@ -1246,6 +1253,7 @@ def import_activities(
         started = None if tracker is None else tracker.held
         ended = 0 if tracker is None else tracker.done
         read_before, line_before = tally.committed_up_to()
+        found_from = len(tally.errors)
         recorded = 0
         last_line = 0
         while True:
@@ -1258,7 +1266,7 @@ def import_activities(
             counted(_record_rows(engine, chunk, True, tally.errors, batch_size), True)
             recorded += len(chunk)
             last_line = max(last_line, *(line for line, _ in chunk))
-            tally.committed(read_before + recorded, line_before, recorded)
+            tally.committed(read_before + recorded, line_before, recorded, found_from)
             if tracker is not None and started is not None:
                 tracker.held = started + (ended - started) * recorded // run.count
                 tracker.tell()
