@@ -89,12 +89,13 @@ def test_a_key_repeated_by_one_lead_is_not_shared() -> None:
         assert not run.shares_a_key()
 
 
-def test_close_deletes_the_temporary_files() -> None:
+def test_two_temporary_files_hold_every_part_and_close_deletes_them() -> None:
     before = _open_files()
     run = HistoryRun(5)
     for row in _rows(50, seed=3):
         run.add(row)
-    assert run.spilled and len(_open_files()) > len(before)
+    assert run.spilled and len(_open_files() - before) == 2  # 9 parts so far
+    assert len(list(run.by_lead())) == 50
     run.close()
     assert _open_files() == before
     run.close()  # twice is fine

@@ -10,10 +10,11 @@ commit some 46 µs a row. Sorted as a whole, each transaction covers a narrow ba
 
 :class:`HistoryRun` keeps up to ``size`` rows in memory; past that it sorts them and writes
 them to an anonymous temporary file (some 100 bytes a row, deleted when closed and by the
-system if the process dies), and in the end merges the files. Rows are written with
-:mod:`pickle`, read back only by the process that wrote them, into activities built from
-parts their first reading checked (:func:`nurturekit._fast.maker`): 8 µs a row there and back,
-where building each again with its checks cost 19.
+system if the process dies), and in the end merges the parts written. All parts share one
+file (and one more for their keys), so a run of any length holds two files open. Rows are
+written with :mod:`pickle`, read back only by the process that wrote them, into activities
+built from parts their first reading checked (:func:`nurturekit._fast.maker`): 8 µs a row
+there and back, where building each again with its checks cost 19.
 """
 
 from __future__ import annotations
@@ -35,8 +36,8 @@ Row = tuple[int, Activity]
 _Parts = tuple[int, str, str, datetime, dict[str, Any] | None, str]
 
 #: Rows pickled together: enough to amortise a call, few enough that the merge, which holds
-#: a block of each file, holds little (50 files at 1,000,000 rows sorted 20,000 at a time).
-_BLOCK = 200
+#: a block of each part, holds little (50 parts at 1,000,000 rows sorted 20,000 at a time).
+_BLOCK = 100
 
 _make_activity = maker(Activity)
 _NO_PROPERTIES: Any = MappingProxyType({})
@@ -55,18 +56,37 @@ def _parts(row: Row) -> _Parts:
     return (line, a.lead_id, a.kind, a.at, dict(a.properties) if a.properties else None, a.key)
 
 
-def _rows_of(file: IO[bytes]) -> Iterator[Row]:
-    file.seek(0)
-    load = pickle.load
+def _blocks(file: IO[bytes], start: int, end: int) -> Iterator[list[Any]]:
+    """The pickled blocks of ``file`` from offset ``start`` to ``end``, read a block at a
+    time (other parts of the same file are read in between)."""
+    at = start
+    while at < end:
+        file.seek(at)
+        block: list[Any] = pickle.load(file)
+        at = file.tell()
+        yield block
+
+
+def _rows_of(file: IO[bytes], start: int, end: int) -> Iterator[Row]:
     make = _make_activity
-    while True:
-        try:
-            block: list[_Parts] = load(file)
-        except EOFError:
-            return
+    for block in _blocks(file, start, end):
         for line, lead_id, kind, at, properties, key in block:
             held = _NO_PROPERTIES if properties is None else MappingProxyType(properties)
             yield line, make(lead_id, kind, at, held, key)
+
+
+def _pairs_of(file: IO[bytes], start: int, end: int) -> Iterator[tuple[str, str]]:
+    for block in _blocks(file, start, end):
+        yield from block
+
+
+def _dump(items: list[Any], file: IO[bytes]) -> tuple[int, int]:
+    """Write ``items`` at the end of ``file`` in blocks; where they start and end."""
+    start = file.seek(0, 2)
+    dump = pickle.dump
+    for first in range(0, len(items), _BLOCK):
+        dump(items[first : first + _BLOCK], file, protocol=5)
+    return start, file.tell()
 
 
 class HistoryRun:
@@ -87,16 +107,18 @@ class HistoryRun:
     [(3, 'a'), (5, 'a'), (2, 'b'), (4, 'b'), (6, 'c')]
     """
 
-    __slots__ = ("_files", "_keys", "_rows", "count", "size")
+    __slots__ = ("_file", "_key_file", "_key_parts", "_parts", "_rows", "count", "size")
 
     def __init__(self, size: int) -> None:
         self.size = size
         self.count = 0
         self._rows: list[Row] = []
-        #: One file a spilled part: its rows sorted by lead.
-        self._files: list[IO[bytes]] = []
-        #: One file a spilled part: its (key, lead id) pairs, sorted and without repeats.
-        self._keys: list[IO[bytes]] = []
+        #: The rows written, each part sorted by lead, and where each part is in it.
+        self._file: IO[bytes] | None = None
+        self._parts: list[tuple[int, int]] = []
+        #: Each part's (key, lead id) pairs, sorted and without repeats, and where.
+        self._key_file: IO[bytes] | None = None
+        self._key_parts: list[tuple[int, int]] = []
 
     def __enter__(self) -> HistoryRun:
         return self
@@ -107,7 +129,7 @@ class HistoryRun:
     @property
     def spilled(self) -> bool:
         """Whether rows were written to files: the run is larger than ``size``."""
-        return bool(self._files)
+        return bool(self._parts)
 
     def add(self, row: Row) -> None:
         if len(self._rows) >= self.size:
@@ -119,36 +141,32 @@ class HistoryRun:
         rows = self._rows
         if not rows:
             return
+        if self._file is None or self._key_file is None:
+            # Kept open until close(): the merge reads them back.
+            self._file = tempfile.TemporaryFile(prefix="nurturekit-history-")  # noqa: SIM115
+            self._key_file = tempfile.TemporaryFile(prefix="nurturekit-keys-")  # noqa: SIM115
         rows.sort(key=_lead_of)
-        # Kept open until close(): the merge reads it back.
-        file = tempfile.TemporaryFile(prefix="nurturekit-history-")  # noqa: SIM115
-        self._files.append(file)
-        dump = pickle.dump
-        for start in range(0, len(rows), _BLOCK):
-            dump([_parts(row) for row in rows[start : start + _BLOCK]], file, protocol=5)
+        self._parts.append(_dump([_parts(row) for row in rows], self._file))
         pairs = sorted({(a.key, a.lead_id) for _, a in rows})
-        keys = tempfile.TemporaryFile(prefix="nurturekit-keys-")  # noqa: SIM115
-        self._keys.append(keys)
-        for start in range(0, len(pairs), _BLOCK):
-            dump(pairs[start : start + _BLOCK], keys, protocol=5)
+        self._key_parts.append(_dump(pairs, self._key_file))
         rows.clear()
 
     def _finish(self) -> list[Iterator[Row]]:
-        """Every part's rows, sorted by lead: the files', and the rows still in memory
-        (spilled too, so that all are read the same way)."""
-        if self._files:
-            self._spill()
-            for file in (*self._files, *self._keys):
-                file.flush()
-        return [_rows_of(file) for file in self._files]
+        """Every part's rows, sorted by lead, the rows still in memory written as the last
+        part (so that all are read the same way)."""
+        self._spill()
+        file = self._file
+        assert file is not None
+        file.flush()
+        return [_rows_of(file, start, end) for start, end in self._parts]
 
     def in_memory(self) -> list[Row] | None:
         """The rows in the file's order, if none was written to a file; else ``None``."""
-        return None if self._files else self._rows
+        return None if self._parts else self._rows
 
     def by_lead(self) -> Iterator[Row]:
         """The rows sorted by lead id, each lead's in the file's order."""
-        if not self._files:
+        if not self._parts:
             yield from sorted(self._rows, key=_lead_of)
             return
         # heapq.merge takes equal leads from the earlier part first: the sort stays stable.
@@ -156,7 +174,7 @@ class HistoryRun:
 
     def in_file_order(self) -> Iterator[Row]:
         """The rows as they were added."""
-        if not self._files:
+        if not self._parts:
             yield from self._rows
             return
         # Each part holds the rows added after the previous one's: read them one part at a
@@ -168,12 +186,16 @@ class HistoryRun:
         """Whether one idempotency key is given to activities of two leads (then the first
         row in the file with it must be the one stored, and the rows keep the file's
         order)."""
-        if not self._files:
+        if not self._parts:
             owners: dict[str, str] = {}
             return any(owners.setdefault(a.key, a.lead_id) != a.lead_id for _, a in self._rows)
         self._finish()
+        keys = self._key_file
+        assert keys is not None
+        keys.flush()
         last: tuple[str, str] | None = None
-        for key, lead_id in heapq.merge(*(_pairs_of(file) for file in self._keys)):
+        parts = (_pairs_of(keys, start, end) for start, end in self._key_parts)
+        for key, lead_id in heapq.merge(*parts):
             if last is not None and last[0] == key and last[1] != lead_id:
                 return True
             last = (key, lead_id)
@@ -181,17 +203,10 @@ class HistoryRun:
 
     def close(self) -> None:
         """Delete the temporary files and forget the rows."""
-        for file in (*self._files, *self._keys):
-            file.close()
-        self._files.clear()
-        self._keys.clear()
+        for file in (self._file, self._key_file):
+            if file is not None:
+                file.close()
+        self._file = self._key_file = None
+        self._parts.clear()
+        self._key_parts.clear()
         self._rows.clear()
-
-
-def _pairs_of(file: IO[bytes]) -> Iterator[tuple[str, str]]:
-    file.seek(0)
-    while True:
-        try:
-            yield from pickle.load(file)
-        except EOFError:
-            return
