@@ -269,7 +269,13 @@ def test_import_leads_reports_a_row_the_store_refuses_and_imports_the_others(
     assert sorted(lead.id for lead in storage.leads()) == ["l1", "l4"]
 
 
-def test_import_leads_streams_a_batch_at_a_time(tmp_path: Path) -> None:
+def test_import_leads_streams_a_batch_at_a_time(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from nurturekit import importer
+
+    assert importer.LEADS_BATCH_SIZE == 5000
+    monkeypatch.setattr(importer, "LEADS_BATCH_SIZE", 1000)
     world = World(the_program=b2b_program())
     batches: list[int] = []
     upsert_leads = world.engine.upsert_leads

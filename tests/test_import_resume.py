@@ -34,8 +34,9 @@ from nurturekit import export
 from nurturekit.programs import b2b_program
 from nurturekit.storage import open_storage
 
-#: Rows of each file: 6 batches of leads, 12 of activities (with ``--history-batch 500``).
-ROWS = 6_000
+#: Rows of each file: 3 batches of leads, 30 of activities (with ``--history-batch 500``).
+#: The kill comes once up to half the rows are in: before the last batch of leads.
+ROWS = 15_000
 #: The time the scores are computed at (after every activity of the files).
 NOW = datetime(2026, 12, 2, tzinfo=timezone.utc)
 SUMMARY = re.compile(

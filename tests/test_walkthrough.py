@@ -349,6 +349,7 @@ def test_bring_your_data_as_the_page_says(tmp_path: Path) -> None:
     from nurturekit.cli import _RESUME
     from nurturekit.importer import (
         BATCH_SIZE,
+        HISTORY_BATCH_SIZE,
         LEADS_BATCH_SIZE,
         ImportInterrupted,
         ImportSummary,
@@ -411,7 +412,7 @@ def test_bring_your_data_as_the_page_says(tmp_path: Path) -> None:
     stopped = ImportSummary("activities", 40_000, 40_000, 0, (), history=40_000)
     rerun = ImportSummary("activities", 100_000, 60_000, 40_000, (), history=60_000)
     assert shown == [
-        f"{ImportInterrupted(stopped, 'crm-history.jsonl', 40_000)}\n{_RESUME}\n",
+        f"{ImportInterrupted(stopped, 'crm-history.jsonl', 0, 40_000)}\n{_RESUME}\n",
         f"{rerun}\n",
     ]
-    assert (LEADS_BATCH_SIZE, BATCH_SIZE) == (1000, 500)
+    assert (LEADS_BATCH_SIZE, BATCH_SIZE, HISTORY_BATCH_SIZE) == (5000, 500, 20_000)
