@@ -272,8 +272,11 @@ def _interrupting(after: int) -> Callable[[int, int | None], None]:
 
 
 def test_an_interrupted_import_says_how_far_it_got_and_running_it_again_resumes(
-    tmp_path: Path,
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    from nurturekit import importer
+
+    monkeypatch.setattr(importer, "LEADS_BATCH_SIZE", 1000)
     world = World()
     rows = [f"l{n},l{n}@example.co.jp\n" for n in range(2500)]
     rows[3] = "l3,not an address\n"  # line 5
