@@ -36,6 +36,14 @@ def run_cli(*argv: str) -> tuple[int, str]:
     return code, out.getvalue()
 
 
+def _db_with_a_lead(tmp_path: Path) -> str:
+    """A SQLite database at ``tmp_path/n.db`` with the lead of :data:`LEADS`; its URL."""
+    db = f"sqlite:///{tmp_path / 'n.db'}"
+    (tmp_path / "leads.csv").write_text(LEADS, encoding="utf-8")
+    assert run_cli("import", str(tmp_path / "leads.csv"), "--db", db)[0] == 0
+    return db
+
+
 def test_init_writes_the_bundled_program_and_never_overwrites(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -107,9 +115,7 @@ def _activity(at: datetime) -> str:
 def test_an_old_download_is_history_by_default_and_the_command_says_so(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    db = f"sqlite:///{tmp_path / 'n.db'}"
-    (tmp_path / "leads.csv").write_text(LEADS, encoding="utf-8")
-    assert run_cli("import", str(tmp_path / "leads.csv"), "--db", db)[0] == 0
+    db = _db_with_a_lead(tmp_path)
     now = datetime.now(timezone.utc)
     old = tmp_path / "old.jsonl"
     old.write_text(_activity(now - timedelta(days=120)), encoding="utf-8")
@@ -134,9 +140,7 @@ def test_an_old_download_is_history_by_default_and_the_command_says_so(
 def test_backfill_and_history_before_choose_what_is_history(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    db = f"sqlite:///{tmp_path / 'n.db'}"
-    (tmp_path / "leads.csv").write_text(LEADS, encoding="utf-8")
-    assert run_cli("import", str(tmp_path / "leads.csv"), "--db", db)[0] == 0
+    db = _db_with_a_lead(tmp_path)
     recent = tmp_path / "recent.jsonl"
     recent.write_text(
         _activity(datetime.now(timezone.utc) - timedelta(minutes=5)), encoding="utf-8"
@@ -160,9 +164,7 @@ def test_history_batch_sets_the_rows_per_transaction_and_refuses_less_than_one(
 ) -> None:
     from nurturekit.importer import HISTORY_BATCH_SIZE
 
-    db = f"sqlite:///{tmp_path / 'n.db'}"
-    (tmp_path / "leads.csv").write_text(LEADS, encoding="utf-8")
-    assert run_cli("import", str(tmp_path / "leads.csv"), "--db", db)[0] == 0
+    db = _db_with_a_lead(tmp_path)
     old = tmp_path / "old.jsonl"
     start = datetime(2026, 11, 1, 9, tzinfo=timezone.utc)
     old.write_text("".join(_activity(start + timedelta(hours=n)) for n in range(3)), "utf-8")
@@ -188,9 +190,7 @@ def test_no_room_for_the_sorted_history_is_an_error_naming_the_folder_and_what_i
     from nurturekit import _history_runs
     from nurturekit.storage import open_storage
 
-    db = f"sqlite:///{tmp_path / 'n.db'}"
-    (tmp_path / "leads.csv").write_text(LEADS, encoding="utf-8")
-    assert run_cli("import", str(tmp_path / "leads.csv"), "--db", db)[0] == 0
+    db = _db_with_a_lead(tmp_path)
     start = datetime(2026, 11, 1, 9, tzinfo=timezone.utc)
     live = [_activity(start + timedelta(days=20, hours=n)) for n in range(2)]
     history = [_activity(start + timedelta(hours=n)) for n in range(3)]
@@ -248,9 +248,7 @@ def test_the_demo_writing_eml_files_measures_the_same_as_without(tmp_path: Path)
 
 
 def test_a_worker_whose_smtp_server_is_down_says_so_without_verbose(tmp_path: Path) -> None:
-    db = f"sqlite:///{tmp_path / 'n.db'}"
-    (tmp_path / "leads.csv").write_text(LEADS, encoding="utf-8")
-    assert run_cli("import", str(tmp_path / "leads.csv"), "--db", db)[0] == 0
+    db = _db_with_a_lead(tmp_path)
     fresh = tmp_path / "fresh.jsonl"
     fresh.write_text(_activity(datetime.now(timezone.utc) - timedelta(minutes=1)), encoding="utf-8")
     assert run_cli("import", str(fresh), "--db", db)[0] == 0

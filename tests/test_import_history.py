@@ -7,6 +7,7 @@ from __future__ import annotations
 import io
 import json
 import random
+from collections.abc import Callable
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
@@ -528,6 +529,27 @@ def _spread_history(tmp_path: Path, count: int) -> tuple[World, Path]:
     return world, jsonl(tmp_path, "history.jsonl", rows)
 
 
+def _stopping_on(world: World, call: int) -> Callable[[], None]:
+    """Make the engine's ``record_many`` press Ctrl-C on its ``call``-th call; the function
+    returned puts it back."""
+    record_many = world.engine.record_many
+    calls = 0
+
+    def stop(activities: Any, *, history: bool = False) -> Any:
+        nonlocal calls
+        calls += 1
+        if calls == call:
+            raise KeyboardInterrupt
+        return record_many(activities, history=history)
+
+    world.engine.record_many = stop  # type: ignore[method-assign]
+
+    def restore() -> None:
+        world.engine.record_many = record_many  # type: ignore[method-assign]
+
+    return restore
+
+
 def test_progress_of_a_history_sorted_in_files_follows_the_rows_recorded(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -551,17 +573,7 @@ def test_ctrl_c_in_a_history_sorted_in_files_counts_the_batches_committed(
     tmp_path: Path,
 ) -> None:
     world, path = _spread_history(tmp_path, 40)
-    record_many = world.engine.record_many
-    calls = 0
-
-    def stop_on_the_third(activities: Any, *, history: bool = False) -> Any:
-        nonlocal calls
-        calls += 1
-        if calls == 3:
-            raise KeyboardInterrupt
-        return record_many(activities, history=history)
-
-    world.engine.record_many = stop_on_the_third  # type: ignore[method-assign]
+    restore = _stopping_on(world, 3)
     with pytest.raises(importer.ImportInterrupted) as stopped:
         import_activities(world.engine, path, history_before=START, history_batch_size=10)
     assert (stopped.value.line, stopped.value.sorted_rows) == (0, 20)
@@ -573,7 +585,7 @@ def test_ctrl_c_in_a_history_sorted_in_files_counts_the_batches_committed(
     # The first 20 leads in id order hold their activity; running it again adds the rest.
     ids = sorted(f"l{n}" for n in range(40))
     assert [len(world.storage.activities(i)) for i in ids] == [1] * 20 + [0] * 20
-    world.engine.record_many = record_many  # type: ignore[method-assign]
+    restore()
     again = import_activities(world.engine, path, history_before=START, history_batch_size=10)
     assert (again.imported, again.skipped) == (20, 20)
 
@@ -598,17 +610,8 @@ def test_ctrl_c_in_a_sorted_history_reports_the_unknown_leads_of_the_batches_com
     unknown = event("l0a", "page_view", START - timedelta(days=2), page="x")
     with path.open("a", encoding="utf-8") as file:
         file.write(json.dumps(unknown) + "\n")
-    record_many = world.engine.record_many
-    calls = 0
-
-    def stop_on_the_fourth(activities: Any, *, history: bool = False) -> Any:
-        nonlocal calls
-        calls += 1  # 1: refused for the unknown lead, 2: the rest of it, 3: the second
-        if calls == 4:
-            raise KeyboardInterrupt
-        return record_many(activities, history=history)
-
-    world.engine.record_many = stop_on_the_fourth  # type: ignore[method-assign]
+    # Calls: 1 refused for the unknown lead, 2 the rest of its batch, 3 the second batch.
+    _stopping_on(world, 4)
     with pytest.raises(importer.ImportInterrupted) as stopped:
         import_activities(world.engine, path, history_before=START, history_batch_size=10)
     summary = stopped.value.summary

@@ -104,11 +104,22 @@ class HistoryRun:
     [(3, 'a'), (5, 'a'), (2, 'b'), (4, 'b'), (6, 'c')]
     """
 
-    __slots__ = ("_file", "_key_file", "_key_parts", "_parts", "_rows", "count", "size")
+    __slots__ = (
+        "_file",
+        "_key_file",
+        "_key_parts",
+        "_parts",
+        "_rows",
+        "count",
+        "last_line",
+        "size",
+    )
 
     def __init__(self, size: int) -> None:
         self.size = size
+        #: The rows added, and the line of the last.
         self.count = 0
+        self.last_line = 0
         self._rows: list[Row] = []
         #: The rows written, each part sorted by lead, and where each part is in it.
         self._file: IO[bytes] | None = None
@@ -133,6 +144,7 @@ class HistoryRun:
             self._spill()
         self._rows.append(row)
         self.count += 1
+        self.last_line = row[0]
 
     def _spill(self) -> None:
         rows = self._rows

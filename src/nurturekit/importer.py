@@ -45,6 +45,7 @@ import re
 import stat
 import tempfile
 from collections.abc import Callable, Iterable, Iterator, Mapping
+from contextlib import contextmanager
 from datetime import date, datetime, time, timezone
 from typing import IO, Any, TypeVar
 
@@ -855,7 +856,8 @@ def _good_rows(
         yield line, row
 
 
-class _Collector:
+@contextmanager
+def _collector_off() -> Iterator[None]:
     """While an import runs (``with`` it), Python's cyclic garbage collector does not.
 
     An import keeps a batch's leads, states and activities, and the store's cache, alive:
@@ -868,21 +870,14 @@ class _Collector:
     The collector is switched back on at the end, whatever happens; if it was off already,
     it is left alone.
     """
-
-    __slots__ = ("_paused",)
-
-    def __init__(self) -> None:
-        self._paused = False
-
-    def __enter__(self) -> None:
-        if gc.isenabled():
-            gc.disable()
-            self._paused = True
-
-    def __exit__(self, *exc: object) -> None:
-        if self._paused:
-            self._paused = False
-            gc.enable()
+    if not gc.isenabled():
+        yield
+        return
+    gc.disable()
+    try:
+        yield
+    finally:
+        gc.enable()
 
 
 def import_leads(
@@ -943,7 +938,6 @@ def import_leads(
     flagged: dict[tuple[str, type, AttributeValue], list[int]] = {}
     batch: list[tuple[int, Lead]] = []
     last_read = 0
-    collector = _Collector()
 
     def flush() -> None:
         nonlocal left_off
@@ -984,7 +978,7 @@ def import_leads(
         batch.clear()
 
     try:
-        with collector:
+        with _collector_off():
             for line, row in _good_rows(_lead_rows(path, tracker), tally, tracker):
                 batch.append((line, row))
                 last_read = tally.read
@@ -1220,7 +1214,6 @@ def import_activities(
     run: HistoryRun | None = None  # history rows
     last_read = 0
     done_before = 0
-    collector = _Collector()
 
     def counted(results: list[RecordResult], history: bool) -> None:
         for result in results:
@@ -1257,7 +1250,6 @@ def import_activities(
         read_before, line_before = tally.committed_up_to()
         found_from = len(tally.errors)
         recorded = 0
-        last_line = 0
         while True:
             try:
                 chunk = list(itertools.islice(ordered, history_batch_size))
@@ -1267,7 +1259,6 @@ def import_activities(
                 break
             counted(_record_rows(engine, chunk, True, tally.errors, batch_size), True)
             recorded += len(chunk)
-            last_line = max(last_line, *(line for line, _ in chunk))
             tally.committed(read_before + recorded, line_before, recorded, found_from)
             if tracker is not None and started is not None:
                 tracker.held = started + (ended - started) * recorded // run.count
@@ -1275,10 +1266,10 @@ def import_activities(
         if tracker is not None:
             tracker.held = None
         # Only now is every row up to the run's last one in the store.
-        tally.committed(last_read, last_line)
+        tally.committed(last_read, run.last_line)
 
     try:
-        with collector:
+        with _collector_off():
             for line, item in _good_rows(rows, tally, tracker):
                 if cutoff is not None and item.at < cutoff:
                     if batch:
