@@ -1288,10 +1288,9 @@ def import_activities(
                             record_run(run)
                         run = None
                     batch.append((line, item))
-                    if len(batch) >= batch_size:
-                        last_read = tally.read
-                        flush()
                 last_read = tally.read
+                if len(batch) >= batch_size:  # only live rows are batched
+                    flush()
                 if tracker is not None:
                     done_before = tracker.done  # the bytes up to this row's end
             if run is not None:
